@@ -1,0 +1,101 @@
+"""Every database test runs on SQLite and on PostgreSQL, against a schema built by the migrations.
+
+PostgreSQL: a fresh database is created for the run on TEST_POSTGRES_URL (default: the local server,
+user postgres) and dropped at the end. Where no server answers, the PostgreSQL half is skipped, except
+with CI=true, where that is a failure.
+"""
+from __future__ import annotations
+
+import os
+import re
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from voucher import create_app
+from voucher.core.db import db as _db
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+KEEP_TABLES = {"measures", "measure_money_lines", "measure_targets", "alembic_version"}
+
+
+def _postgres_admin_url() -> str:
+    url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG)
+    return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    admin_url = _postgres_admin_url()
+    name = f"voucher_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # noqa: BLE001 - any failure to reach the server
+        admin.dispose()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI but not reachable at {admin_url}: {error}")
+        pytest.skip(f"PostgreSQL not reachable at {admin_url}")
+    yield admin_url.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def make_app(database_url: str, **overrides):
+    config = {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "TESTING": True,
+        "WTF_CSRF_ENABLED": False,
+        "SERVER_NAME": "localhost",
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+@pytest.fixture(scope="session")
+def app(database_url):
+    application = make_app(database_url)
+    with application.app_context():
+        from flask_migrate import upgrade
+
+        from voucher.campaigns.measures_seed import load_measures
+        from voucher.cli import SEED_DIR
+
+        upgrade()  # the schema comes from the migrations, as in production
+        load_measures(SEED_DIR / "measures.toml")
+        _db.session.commit()
+    yield application
+    with application.app_context():
+        _db.session.remove()
+        _db.engine.dispose()
+
+
+@pytest.fixture
+def db(app):
+    """An app context per test; every table but the seeded measures is emptied afterwards."""
+    with app.app_context():
+        yield _db
+        _db.session.rollback()
+        _db.session.remove()
+        tables = [t for t in reversed(_db.metadata.sorted_tables) if t.name not in KEEP_TABLES]
+        with _db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("TRUNCATE " + ", ".join(t.name for t in tables) + " RESTART IDENTITY CASCADE"))
+            else:
+                for table in tables:
+                    conn.execute(table.delete())
+
+
+@pytest.fixture
+def client(app, db):
+    return app.test_client()

@@ -1,0 +1,117 @@
+"""Builders for test data, going through the same services the product uses."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select
+
+from voucher.accounts.models import User
+from voucher.accounts.services import create_user
+from voucher.campaigns import services as campaigns
+from voucher.campaigns.models import Campaign, Measure, Release
+from voucher.core.clock import local_today, utcnow
+from voucher.core.db import db
+from voucher.core.permissions import Role
+from voucher.merchants.models import Merchant, Store
+from voucher.vouchers.models import Citizen, Voucher
+
+PASSWORD = "secret-pass-1"
+
+
+@dataclass
+class World:
+    maker: User
+    approver: User
+    finance: User
+    auditor: User
+    admin: User
+    manager: User
+    cashier: User  # 餐饮, 海州区: eligible
+    cashier_car: User  # 汽车: wrong category
+    cashier_donghai: User  # 零售 in 东海县: wrong district
+    merchant: Merchant
+    other_merchant: Merchant
+
+
+def _merchant(name: str, uscc: str, category: str, district: str) -> Merchant:
+    merchant = Merchant(name=name, uscc=uscc, category=category, status="approved")
+    merchant.stores.append(Store(name=name + "门店", district=district))
+    db.session.add(merchant)
+    db.session.flush()  # ids for the users below
+    return merchant
+
+
+def make_world() -> World:
+    food = _merchant("港城老味道餐厅", "91320706MA2ABC0026", "餐饮", "海州区")
+    car = _merchant("港城汽车", "91320700MA3CAR0034", "汽车", "海州区")
+    donghai = _merchant("晶都百货", "91320722MA4DHX004Y", "零售", "东海县")
+
+    def user(name: str, role: Role, merchant: Merchant | None = None) -> User:
+        return create_user(
+            name, PASSWORD, role, merchant_id=merchant.id if merchant else None,
+            store_id=merchant.stores[0].id if merchant and role is Role.CASHIER else None,
+        )
+
+    world = World(
+        maker=user("maker", Role.BUREAU_MAKER),
+        approver=user("approver", Role.BUREAU_APPROVER),
+        finance=user("finance", Role.FINANCE),
+        auditor=user("auditor", Role.AUDITOR),
+        admin=user("admin", Role.ADMIN),
+        manager=user("manager", Role.MERCHANT_MANAGER, food),
+        cashier=user("cashier", Role.CASHIER, food),
+        cashier_car=user("cashier_car", Role.CASHIER, car),
+        cashier_donghai=user("cashier_donghai", Role.CASHIER, donghai),
+        merchant=food,
+        other_merchant=car,
+    )
+    db.session.commit()
+    return world
+
+
+def make_campaign(
+    world: World,
+    *,
+    budget_fen: int = 1_000_000_00,
+    face_value_fen: int = 20_00,
+    threshold_fen: int = 100_00,
+    quantity: int = 100,
+    per_person_limit: int = 1,
+    valid_from: date | None = None,
+    valid_until: date | None = None,
+) -> tuple[Campaign, Release]:
+    """An approved measure-1 campaign (餐饮/零售 in the city districts) with one open round."""
+    measure = db.session.scalar(select(Measure).where(Measure.number == 1))
+    campaign = campaigns.create_campaign(
+        campaigns.CampaignInput(
+            measure_id=measure.id, name="市区餐饮零售消费券", budget_fen=budget_fen, face_value_fen=face_value_fen,
+            threshold_fen=threshold_fen, categories=["餐饮", "零售"], districts=["海州区", "连云区"],
+            valid_from=valid_from or local_today(), valid_until=valid_until or local_today() + timedelta(days=30),
+        ),
+        world.maker,
+    )
+    campaigns.submit_for_approval(campaign, world.maker)
+    campaigns.approve(campaign.id, world.approver)
+    release = campaigns.create_release(
+        campaign, name="第一轮", quantity=quantity, per_person_limit=per_person_limit,
+        opens_at=utcnow() - timedelta(minutes=1), actor=world.maker,
+    )
+    campaigns.open_release(release.id, world.maker)
+    db.session.commit()
+    return campaign, release
+
+
+def make_citizen(tag: str = "a") -> Citizen:
+    citizen = Citizen(identity_hash=(tag * 64)[:64])
+    db.session.add(citizen)
+    db.session.commit()
+    return citizen
+
+
+def claim_one(release: Release, citizen: Citizen) -> Voucher:
+    from voucher.vouchers.services import claim
+
+    voucher = claim(release.id, citizen)
+    db.session.commit()
+    return voucher

@@ -1,0 +1,71 @@
+"""消费券与补贴活动管理系统.
+
+create_app() runs in a fixed order: config -> extensions -> blueprints -> error handlers -> CLI.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+
+from voucher import config as config_module
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder="static",
+    )
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.update(config_module.load(app.instance_path, overrides))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+    _init_extensions(app)
+    _register_blueprints(app)
+
+    from voucher.web import register_error_handlers, register_template_helpers
+
+    register_error_handlers(app)
+    register_template_helpers(app)
+
+    from voucher.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from voucher.core.db import configure_sqlite_durability
+    from voucher.extensions import csrf, db, login_manager, migrate
+
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        configure_sqlite_durability()
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    # Import every model so metadata (and Alembic's autogenerate) sees all tables.
+    from voucher import models  # noqa: F401
+    from voucher.accounts.models import User
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> User | None:
+        return db.session.get(User, int(user_id))
+
+
+def _register_blueprints(app: Flask) -> None:
+    from voucher.accounts.views import bp as accounts_bp
+    from voucher.analytics.views import bp as analytics_bp
+    from voucher.campaigns.views import bp as campaigns_bp
+    from voucher.merchants.views import bp as merchants_bp
+    from voucher.vouchers.views import bp as vouchers_bp
+
+    for bp in (accounts_bp, campaigns_bp, vouchers_bp, merchants_bp, analytics_bp):
+        app.register_blueprint(bp)

@@ -1,0 +1,1 @@
+"""Read-only figures: budget execution, vouchers and leverage."""

@@ -1,0 +1,1 @@
+"""Policy measures, campaigns, funding sources, voucher products and release rounds."""

@@ -1,0 +1,79 @@
+"""Configuration from the environment. Development defaults are marked, and refused in production."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Development-only defaults. create_app() refuses to start in production while any is in use.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key"
+DEV_QR_KEYS = "dev1:dev-only-insecure-qr-signing-key"
+DEV_IDENTITY_HASH_KEY = "dev-only-insecure-identity-hash-key"
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def parse_key_ring(text: str) -> dict[str, bytes]:
+    """`kid1:secret1,kid2:secret2` -> {kid: secret}. The active key is QR_ACTIVE_KEY_ID (default: the first)."""
+    ring: dict[str, bytes] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kid, sep, secret = item.partition(":")
+        if not sep or not kid.strip() or not secret.strip() or "." in kid:
+            raise ConfigError("QR_SIGNING_KEYS 格式应为 kid:secret[,kid:secret]，kid 中不能有点号")
+        ring[kid.strip()] = secret.strip().encode()
+    if not ring:
+        raise ConfigError("QR_SIGNING_KEYS 不能为空")
+    return ring
+
+
+def database_url(env: dict[str, str], instance_path: str) -> str:
+    url = env.get("DATABASE_URL") or f"sqlite:///{Path(instance_path) / 'voucher.db'}"
+    # psycopg 3 is the driver; accept the common spellings of a PostgreSQL URL.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load(instance_path: str, overrides: dict | None = None) -> dict:
+    env = dict(os.environ)
+    environment = env.get("VOUCHER_ENV", "development")
+    qr_keys_text = env.get("QR_SIGNING_KEYS", DEV_QR_KEYS)
+    keys = parse_key_ring(qr_keys_text)
+    config = {
+        "ENV_NAME": environment,
+        "SECRET_KEY": env.get("SECRET_KEY", DEV_SECRET_KEY),
+        "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "QR_SIGNING_KEYS": keys,
+        "QR_ACTIVE_KEY_ID": env.get("QR_ACTIVE_KEY_ID", next(iter(keys))),
+        "IDENTITY_HASH_KEY": env.get("IDENTITY_HASH_KEY", DEV_IDENTITY_HASH_KEY).encode(),
+        # Shows the citizen's one-time code on the page instead of sending an SMS (no gateway yet).
+        "OTP_DEV_DISPLAY": env.get("OTP_DEV_DISPLAY", "1" if environment != "production" else "0") == "1",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": environment == "production",
+        "WTF_CSRF_TIME_LIMIT": None,
+    }
+    if overrides:
+        config.update(overrides)
+    if config["QR_ACTIVE_KEY_ID"] not in config["QR_SIGNING_KEYS"]:
+        raise ConfigError("QR_ACTIVE_KEY_ID 不在 QR_SIGNING_KEYS 中")
+    if config["ENV_NAME"] == "production":
+        _refuse_dev_defaults(config, qr_keys_text)
+    return config
+
+
+def _refuse_dev_defaults(config: dict, qr_keys_text: str) -> None:
+    insecure = []
+    if config["SECRET_KEY"] == DEV_SECRET_KEY:
+        insecure.append("SECRET_KEY")
+    if qr_keys_text == DEV_QR_KEYS or any(k.startswith(b"dev-only") for k in config["QR_SIGNING_KEYS"].values()):
+        insecure.append("QR_SIGNING_KEYS")
+    if config["IDENTITY_HASH_KEY"] == DEV_IDENTITY_HASH_KEY.encode():
+        insecure.append("IDENTITY_HASH_KEY")
+    if config["OTP_DEV_DISPLAY"]:
+        insecure.append("OTP_DEV_DISPLAY")
+    if insecure:
+        raise ConfigError(f"生产环境不能使用开发默认值：{', '.join(insecure)}。请通过环境变量设置。")

@@ -1,0 +1,64 @@
+"""Declarative base with a constraint naming convention, so migrations name every constraint."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import BigInteger, DateTime, MetaData
+from sqlalchemy.orm import DeclarativeBase, mapped_column
+
+from voucher.core.clock import utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+db = SQLAlchemy(model_class=Base)
+
+# Reusable column types. Timestamps are naive UTC everywhere (SQLite keeps no zone).
+intpk = Annotated[int, mapped_column(primary_key=True)]
+fen = Annotated[int, mapped_column(BigInteger)]
+created_at = Annotated[datetime, mapped_column(DateTime, default=utcnow)]
+
+_sqlite_configured = False
+
+
+def configure_sqlite_durability() -> None:
+    """SQLite as the embedded default must not lose a committed redemption, nor interleave writers.
+
+    WAL with synchronous=FULL survives a power cut; BEGIN IMMEDIATE takes the write lock at the start
+    of every transaction, so a read-then-write (a claim, a redemption) can never race another writer;
+    the busy timeout makes the second writer wait instead of failing.
+    """
+    global _sqlite_configured
+    if _sqlite_configured:
+        return
+    _sqlite_configured = True
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # pragma: no cover - trivial
+        if type(dbapi_connection).__module__.startswith("sqlite3"):
+            dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    @event.listens_for(Engine, "begin")
+    def _on_begin(connection):  # pragma: no cover - trivial
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")

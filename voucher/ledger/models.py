@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from voucher.core.db import created_at, db, fen, intpk
+
+
+class AccountKind(str, enum.Enum):
+    """Per campaign and funding source. Amounts are signed: + increases the account.
+
+    FUNDING is the funder's side of every funding entry, so its balance is minus what was funded
+    (never positive); the other four are never negative, and all five of a source sum to zero.
+    """
+
+    FUNDING = "funding"
+    AVAILABLE = "available"
+    RESERVED = "reserved"
+    SPENT = "spent"
+    SETTLED = "settled"
+
+    @property
+    def label(self) -> str:
+        return {
+            "funding": "资金来源",
+            "available": "可用",
+            "reserved": "已预留",
+            "spent": "已核销待结算",
+            "settled": "已结算",
+        }[self.value]
+
+
+class EntryKind(str, enum.Enum):
+    FUNDING = "funding"  # funding -> available, when a campaign is approved
+    RELEASE_RESERVE = "release_reserve"  # available -> reserved, when a round opens
+    REDEMPTION = "redemption"  # reserved -> spent
+    REVERSAL = "reversal"  # spent -> reserved
+    EXPIRY = "expiry"  # reserved -> available
+    SETTLEMENT = "settlement"  # spent -> settled
+
+
+class LedgerAccount(db.Model):
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        UniqueConstraint("funding_source_id", "kind"),
+        CheckConstraint("kind IN ('funding', 'available', 'reserved', 'spent', 'settled')", name="kind_known"),
+    )
+
+    id: Mapped[intpk]
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    funding_source_id: Mapped[int] = mapped_column(ForeignKey("funding_sources.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+
+    funding_source = relationship("FundingSource")
+
+
+class JournalEntry(db.Model):
+    """One balanced movement of money: its postings sum to zero."""
+
+    __tablename__ = "journal_entries"
+    __table_args__ = (Index("ix_journal_entries_ref", "ref_type", "ref_id"),)
+
+    id: Mapped[intpk]
+    kind: Mapped[str] = mapped_column(String(24))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    memo: Mapped[str] = mapped_column(String(200), default="")
+    #: what caused it (a release, a redemption...), for tracing money back to its reason
+    ref_type: Mapped[str | None] = mapped_column(String(40))
+    ref_id: Mapped[int | None]
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[created_at]
+
+    postings: Mapped[list[Posting]] = relationship(back_populates="entry")
+
+
+class Posting(db.Model):
+    __tablename__ = "postings"
+    __table_args__ = (CheckConstraint("amount_fen <> 0", name="amount_nonzero"),)
+
+    id: Mapped[intpk]
+    entry_id: Mapped[int] = mapped_column(ForeignKey("journal_entries.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    amount_fen: Mapped[fen]
+
+    entry: Mapped[JournalEntry] = relationship(back_populates="postings")

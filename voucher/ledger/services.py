@@ -1,0 +1,130 @@
+"""Posting money and reading balances. Nothing else in the product writes postings."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import func, insert, select
+
+from voucher.campaigns.models import Campaign, FundingSource
+from voucher.core.db import db
+from voucher.core.errors import AccountWouldGoNegative, UnbalancedPosting
+from voucher.core.money import split_by_shares
+from voucher.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
+
+
+@dataclass(frozen=True)
+class SourceAccounts:
+    """The ledger accounts of one funding source, and its co-funding share."""
+
+    source_id: int
+    share: int
+    ids: dict[AccountKind, int]
+
+
+def open_accounts(campaign: Campaign) -> None:
+    """Create the five accounts of each in-hand funding source (idempotent)."""
+    existing = {
+        (a.funding_source_id, a.kind)
+        for a in db.session.scalars(select(LedgerAccount).where(LedgerAccount.campaign_id == campaign.id))
+    }
+    for source in campaign.funding_sources:
+        if source.status != "in_hand":
+            continue
+        for kind in AccountKind:
+            if (source.id, kind.value) not in existing:
+                db.session.add(LedgerAccount(campaign_id=campaign.id, funding_source_id=source.id, kind=kind.value))
+    db.session.flush()  # callers post to the new accounts in the same unit of work
+
+
+def source_accounts(campaign_id: int) -> list[SourceAccounts]:
+    """Accounts per funding source, in a stable order (the split order). One query."""
+    rows = db.session.execute(
+        select(LedgerAccount.funding_source_id, FundingSource.share, LedgerAccount.kind, LedgerAccount.id)
+        .join(FundingSource, FundingSource.id == LedgerAccount.funding_source_id)
+        .where(LedgerAccount.campaign_id == campaign_id)
+        .order_by(LedgerAccount.funding_source_id)
+    ).all()
+    grouped: dict[int, SourceAccounts] = {}
+    for source_id, share, kind, account_id in rows:
+        entry = grouped.setdefault(source_id, SourceAccounts(source_id, share, {}))
+        entry.ids[AccountKind(kind)] = account_id
+    return list(grouped.values())
+
+
+def post(
+    kind: str,
+    campaign_id: int,
+    lines: list[tuple[int, int]],
+    *,
+    memo: str = "",
+    ref: tuple[str, int] | None = None,
+    actor_id: int | None = None,
+) -> int:
+    """Write one journal entry with its postings; refuse it unless it balances. Returns the entry id."""
+    lines = [(account_id, amount) for account_id, amount in lines if amount != 0]
+    if sum(amount for _, amount in lines) != 0:
+        raise UnbalancedPosting()
+    entry = JournalEntry(
+        kind=kind,
+        campaign_id=campaign_id,
+        memo=memo,
+        ref_type=ref[0] if ref else None,
+        ref_id=ref[1] if ref else None,
+        actor_id=actor_id,
+    )
+    db.session.add(entry)
+    db.session.flush()  # the postings need the entry id
+    if lines:
+        db.session.execute(
+            insert(Posting), [{"entry_id": entry.id, "account_id": a, "amount_fen": amt} for a, amt in lines]
+        )
+    return entry.id
+
+
+def transfer_lines(
+    sources: list[SourceAccounts], from_kind: AccountKind, to_kind: AccountKind, amount: int
+) -> list[tuple[int, int]]:
+    """Lines that move `amount` between two kinds of account, split across sources by share."""
+    parts = split_by_shares(amount, [s.share for s in sources])
+    lines: list[tuple[int, int]] = []
+    for source, part in zip(sources, parts):
+        lines.append((source.ids[from_kind], -part))
+        lines.append((source.ids[to_kind], part))
+    return lines
+
+
+def require_balance(sources: list[SourceAccounts], kind: AccountKind, lines: list[tuple[int, int]]) -> None:
+    """Refuse lines that would take an account of `kind` below zero.
+
+    Only for paths that hold the campaign's row lock (round opening, budget changes): the hot paths
+    (claim, redemption) never need it, because a round's money is reserved before its vouchers exist.
+    """
+    ids = {s.ids[kind] for s in sources}
+    current = balances(ids)
+    for account_id, amount in lines:
+        if account_id in ids and current.get(account_id, 0) + amount < 0:
+            raise AccountWouldGoNegative(f"{kind.label}余额不足")
+
+
+def balances(account_ids: set[int] | None = None) -> dict[int, int]:
+    query = select(Posting.account_id, func.sum(Posting.amount_fen)).group_by(Posting.account_id)
+    if account_ids is not None:
+        query = query.where(Posting.account_id.in_(account_ids))
+    return {account_id: int(total) for account_id, total in db.session.execute(query)}
+
+
+def campaign_balances(campaign_ids: list[int] | None = None) -> dict[int, dict[AccountKind, int]]:
+    """Balance per campaign and kind, summed over funding sources."""
+    query = (
+        select(LedgerAccount.campaign_id, LedgerAccount.kind, func.coalesce(func.sum(Posting.amount_fen), 0))
+        .select_from(LedgerAccount)
+        .outerjoin(Posting, Posting.account_id == LedgerAccount.id)
+        .group_by(LedgerAccount.campaign_id, LedgerAccount.kind)
+    )
+    if campaign_ids is not None:
+        query = query.where(LedgerAccount.campaign_id.in_(campaign_ids))
+    out: dict[int, dict[AccountKind, int]] = defaultdict(lambda: {k: 0 for k in AccountKind})
+    for campaign_id, kind, total in db.session.execute(query):
+        out[campaign_id][AccountKind(kind)] = int(total)
+    return out

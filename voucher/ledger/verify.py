@@ -1,0 +1,93 @@
+"""Recompute every balance from its postings and check the ledger's invariants (DESIGN.md section 4)."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from voucher.campaigns.models import Campaign, CampaignStatus, FundingSource
+from voucher.core.db import db
+from voucher.core.money import format_yuan
+from voucher.ledger.models import AccountKind, LedgerAccount, Posting
+from voucher.ledger.services import balances, campaign_balances
+from voucher.merchants.models import Redemption
+from voucher.vouchers.models import Voucher, VoucherStatus
+
+
+def verify_ledger() -> list[str]:
+    """Return one Chinese line per broken invariant; an empty list means the ledger is clean."""
+    problems: list[str] = []
+
+    unbalanced = db.session.execute(
+        select(Posting.entry_id, func.sum(Posting.amount_fen))
+        .group_by(Posting.entry_id)
+        .having(func.sum(Posting.amount_fen) != 0)
+    ).all()
+    for entry_id, total in unbalanced:
+        problems.append(f"分录 #{entry_id} 借贷不平衡：差额 {format_yuan(int(total))} 元")
+
+    accounts = {a.id: a for a in db.session.scalars(select(LedgerAccount))}
+    account_balances = balances()
+    for account_id, balance in account_balances.items():
+        account = accounts.get(account_id)
+        if account is None:
+            problems.append(f"过账指向不存在的账户 #{account_id}")
+            continue
+        if account.kind == AccountKind.FUNDING.value and balance > 0:
+            problems.append(f"账户 #{account_id}（资金来源）余额为正：{format_yuan(balance)} 元")
+        if account.kind != AccountKind.FUNDING.value and balance < 0:
+            problems.append(f"账户 #{account_id}（{AccountKind(account.kind).label}）余额为负：{format_yuan(balance)} 元")
+
+    # Each funded source has put exactly its amount into the campaign.
+    funded_statuses = {CampaignStatus.ACTIVE.value, CampaignStatus.PAUSED.value, CampaignStatus.CLOSED.value}
+    for source in db.session.scalars(
+        select(FundingSource).join(Campaign).where(Campaign.status.in_(funded_statuses), FundingSource.status == "in_hand")
+    ):
+        funding_ids = [a.id for a in accounts.values() if a.funding_source_id == source.id and a.kind == "funding"]
+        funded = -sum(account_balances.get(i, 0) for i in funding_ids)
+        if funded != source.amount_fen:
+            problems.append(
+                f"活动 #{source.campaign_id} 资金来源「{source.name}」入账 {format_yuan(funded)} 元，"
+                f"应为 {format_yuan(source.amount_fen)} 元"
+            )
+
+    # The money matches the vouchers: reserved = unspent face value, spent + settled = net redemptions.
+    reserved_by_vouchers = dict(
+        db.session.execute(
+            select(Voucher.campaign_id, func.sum(Voucher.face_value_fen))
+            .where(Voucher.status.in_([VoucherStatus.AVAILABLE.value, VoucherStatus.CLAIMED.value]))
+            .group_by(Voucher.campaign_id)
+        ).all()
+    )
+    redeemed_by_redemptions = dict(
+        db.session.execute(
+            select(Redemption.campaign_id, func.sum(Redemption.subsidy_fen))
+            .where(Redemption.reversed_at.is_(None))
+            .group_by(Redemption.campaign_id)
+        ).all()
+    )
+    for campaign_id, by_kind in campaign_balances().items():
+        total = sum(by_kind.values())
+        if total != 0:
+            problems.append(f"活动 #{campaign_id} 各账户合计 {format_yuan(total)} 元，应为 0（资金来源与去向不相等）")
+        expected_reserved = int(reserved_by_vouchers.get(campaign_id) or 0)
+        if by_kind[AccountKind.RESERVED] != expected_reserved:
+            problems.append(
+                f"活动 #{campaign_id} 已预留 {format_yuan(by_kind[AccountKind.RESERVED])} 元，"
+                f"与未使用券面值合计 {format_yuan(expected_reserved)} 元不符"
+            )
+        expected_spent = int(redeemed_by_redemptions.get(campaign_id) or 0)
+        actual_spent = by_kind[AccountKind.SPENT] + by_kind[AccountKind.SETTLED]
+        if actual_spent != expected_spent:
+            problems.append(
+                f"活动 #{campaign_id} 已核销与已结算合计 {format_yuan(actual_spent)} 元，"
+                f"与核销记录补贴合计 {format_yuan(expected_spent)} 元不符"
+            )
+
+    # A voucher is redeemed at most once, and its status says so.
+    mismatched = db.session.scalars(
+        select(Voucher.code)
+        .outerjoin(Redemption, (Redemption.voucher_id == Voucher.id) & Redemption.reversed_at.is_(None))
+        .where((Voucher.status == VoucherStatus.REDEEMED.value) != Redemption.id.is_not(None))
+    ).all()
+    for code in mismatched:
+        problems.append(f"券 {code} 的状态与核销记录不一致")
+    return problems

@@ -1,0 +1,1 @@
+"""Merchants, their stores and cashiers, and redemption at the counter."""

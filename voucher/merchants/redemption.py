@@ -1,0 +1,134 @@
+"""Redemption at the counter: one atomic step (DESIGN.md section 5)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from voucher.accounts.models import User
+from voucher.campaigns.models import CampaignStatus
+from voucher.core import audit
+from voucher.core.clock import utcnow
+from voucher.core.db import db
+from voucher.core.errors import (
+    CampaignNotActive,
+    Forbidden,
+    IdempotencyConflict,
+    MerchantNotEligible,
+    ThresholdNotMet,
+    VoucherAlreadyRedeemed,
+    VoucherExpired,
+    VoucherNotClaimed,
+    VoucherNotFound,
+    VoucherNotYetValid,
+)
+from voucher.core.money import format_yuan
+from voucher.ledger import services as ledger
+from voucher.ledger.models import AccountKind, EntryKind
+from voucher.merchants.models import Redemption, Store
+from voucher.vouchers.models import Voucher, VoucherStatus
+from voucher.vouchers.services import code_from_input
+
+
+@dataclass(frozen=True)
+class RedemptionResult:
+    redemption: Redemption
+    #: True when this answer repeats an earlier request with the same idempotency key
+    replayed: bool = False
+
+
+def redeem(
+    scanned: str,
+    order_amount_fen: int,
+    cashier: User,
+    *,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> RedemptionResult:
+    """Verify, check, compute the discount, post to the ledger and mark the voucher, or change nothing."""
+    code = code_from_input(scanned)  # a forged or altered token stops here, before any lookup
+    now = now or utcnow()
+    store = db.session.get(Store, cashier.store_id) if cashier.store_id else None
+    if store is None:
+        raise Forbidden("该账号未绑定门店，不能核销")
+    merchant = store.merchant
+    if merchant.status != "approved":
+        raise Forbidden("商户未通过审核或已暂停，不能核销")
+
+    # The row lock serialises two counters racing for one voucher; the loser sees it redeemed.
+    voucher = db.session.scalar(
+        select(Voucher).where(Voucher.code == code).with_for_update().execution_options(populate_existing=True)
+    )
+    if voucher is None:
+        raise VoucherNotFound()
+
+    if idempotency_key:
+        earlier = db.session.scalar(select(Redemption).where(Redemption.idempotency_key == idempotency_key))
+        if earlier is not None:
+            if (earlier.voucher_id, earlier.order_amount_fen, earlier.store_id) != (voucher.id, order_amount_fen, store.id):
+                raise IdempotencyConflict()
+            return RedemptionResult(earlier, replayed=True)
+
+    status = voucher.status_enum
+    if status is VoucherStatus.REDEEMED:
+        raise VoucherAlreadyRedeemed()
+    if status is VoucherStatus.AVAILABLE:
+        raise VoucherNotClaimed()
+    if status is VoucherStatus.EXPIRED:
+        raise VoucherExpired()
+    if voucher.valid_until is not None and now > voucher.valid_until:
+        raise VoucherExpired()
+    if voucher.valid_from is not None and now < voucher.valid_from:
+        raise VoucherNotYetValid()
+
+    campaign = voucher.campaign
+    if campaign.status_enum is not CampaignStatus.ACTIVE:
+        raise CampaignNotActive()
+    if campaign.categories and merchant.category not in campaign.categories:
+        raise MerchantNotEligible(f"本券仅限{'、'.join(campaign.categories)}类商户使用，本店为{merchant.category}类")
+    if campaign.districts and store.district not in campaign.districts:
+        raise MerchantNotEligible(f"本券仅限{'、'.join(campaign.districts)}使用，本店位于{store.district}")
+    threshold = campaign.product.threshold_fen
+    if order_amount_fen <= 0:
+        raise ThresholdNotMet("订单金额必须大于 0")
+    if threshold and order_amount_fen < threshold:
+        raise ThresholdNotMet(
+            f"订单金额 {format_yuan(order_amount_fen)} 元未达到使用门槛 {format_yuan(threshold)} 元"
+        )
+
+    # A no-threshold voucher on a smaller order grants only the order amount; the rest goes back.
+    subsidy = min(voucher.face_value_fen, order_amount_fen)
+    sources = ledger.source_accounts(campaign.id)
+    lines = ledger.transfer_lines(sources, AccountKind.RESERVED, AccountKind.SPENT, subsidy)
+    if subsidy < voucher.face_value_fen:
+        lines += ledger.transfer_lines(
+            sources, AccountKind.RESERVED, AccountKind.AVAILABLE, voucher.face_value_fen - subsidy
+        )
+
+    redemption = Redemption(
+        voucher_id=voucher.id,
+        campaign_id=campaign.id,
+        merchant_id=merchant.id,
+        store_id=store.id,
+        cashier_id=cashier.id,
+        order_amount_fen=order_amount_fen,
+        subsidy_fen=subsidy,
+        idempotency_key=idempotency_key or None,
+        created_at=now,
+    )
+    db.session.add(redemption)
+    voucher.status = VoucherStatus.REDEEMED.value
+    voucher.redeemed_at = now
+    db.session.flush()  # the ledger entry refers to the redemption id
+    ledger.post(
+        EntryKind.REDEMPTION.value, campaign.id, lines,
+        memo=f"核销 {voucher.code}", ref=("redemption", redemption.id), actor_id=cashier.id,
+    )
+    audit.record(
+        "voucher.redeem", redemption, actor=cashier,
+        before={"voucher_status": status.value},
+        after={"voucher_id": voucher.id, "order_amount_fen": order_amount_fen, "subsidy_fen": subsidy,
+               "store_id": store.id},
+    )
+    return RedemptionResult(redemption)

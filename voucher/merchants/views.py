@@ -1,0 +1,81 @@
+"""The counter page for cashiers, and a merchant's own redemptions."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from flask import Blueprint, render_template
+from flask_login import current_user
+from sqlalchemy import select
+
+from voucher.core.clock import utcnow
+from voucher.core.db import db
+from voucher.core.errors import DomainError
+from voucher.core.permissions import Role, roles_required
+from voucher.merchants.forms import RedeemForm
+from voucher.merchants.models import Redemption
+from voucher.merchants.redemption import redeem
+from voucher.web import unit_of_work
+
+bp = Blueprint("merchants", __name__)
+
+
+def _recent_at_store(store_id: int) -> list[Redemption]:
+    return list(
+        db.session.scalars(
+            select(Redemption)
+            .where(Redemption.store_id == store_id, Redemption.created_at > utcnow() - timedelta(hours=12))
+            .order_by(Redemption.id.desc())
+            .limit(10)
+        )
+    )
+
+
+def _fresh_form() -> RedeemForm:
+    form = RedeemForm(formdata=None)
+    form.idempotency_key.data = uuid.uuid4().hex
+    return form
+
+
+@bp.route("/counter", methods=["GET", "POST"])
+@roles_required(Role.CASHIER)
+def counter():
+    form = RedeemForm()
+    result = error = None
+    status = 200
+    if form.is_submitted():
+        if form.validate_on_submit():
+            try:
+                with unit_of_work():
+                    result = redeem(
+                        form.code.data, form.order_amount.fen, current_user,
+                        idempotency_key=form.idempotency_key.data or None,
+                    )
+            except DomainError as exc:
+                error, status = exc.message, exc.status
+        else:
+            error = next(iter(m for messages in form.errors.values() for m in messages), "输入有误")
+            status = 422
+    if result is not None:
+        next_form = _fresh_form()
+    else:
+        # Keep what was typed so the cashier corrects only the wrong part, with a fresh request key.
+        next_form = form if form.is_submitted() else _fresh_form()
+        next_form.idempotency_key.data = uuid.uuid4().hex
+    return (
+        render_template(
+            "merchants/counter.html", form=next_form, result=result, error=error,
+            store=current_user.store, recent=_recent_at_store(current_user.store_id),
+        ),
+        status,
+    )
+
+
+@bp.get("/merchant/redemptions")
+@roles_required(Role.MERCHANT_MANAGER)
+def redemptions():
+    # A merchant sees only its own redemptions.
+    rows = db.session.scalars(
+        select(Redemption).where(Redemption.merchant_id == current_user.merchant_id).order_by(Redemption.id.desc()).limit(200)
+    ).all()
+    return render_template("merchants/redemptions.html", redemptions=rows, merchant=current_user.merchant)

@@ -1,0 +1,15 @@
+"""Every model, imported in one place so the metadata is complete (for Alembic and create_all in tests)."""
+from voucher.accounts.models import User  # noqa: F401
+from voucher.campaigns.models import (  # noqa: F401
+    Campaign,
+    FundingSource,
+    Measure,
+    MeasureMoneyLine,
+    MeasureTarget,
+    Release,
+    VoucherProduct,
+)
+from voucher.core.audit import AuditEntry  # noqa: F401
+from voucher.ledger.models import JournalEntry, LedgerAccount, Posting  # noqa: F401
+from voucher.merchants.models import Merchant, Redemption, Store  # noqa: F401
+from voucher.vouchers.models import Citizen, OneTimeCode, Voucher  # noqa: F401

@@ -1,0 +1,1 @@
+"""Vouchers: minting, claims by citizens, signed QR tokens and typeable codes."""

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from voucher.core.db import created_at, db, fen, intpk
+
+
+class VoucherStatus(str, enum.Enum):
+    AVAILABLE = "available"  # minted with its round, waiting for a claimant
+    CLAIMED = "claimed"
+    REDEEMED = "redeemed"
+    EXPIRED = "expired"
+
+    @property
+    def label(self) -> str:
+        return {"available": "待领取", "claimed": "未使用", "redeemed": "已核销", "expired": "已过期"}[self.value]
+
+
+class Citizen(db.Model):
+    """A citizen, known only by a keyed hash of a verified phone number; the number is never stored."""
+
+    __tablename__ = "citizens"
+
+    id: Mapped[intpk]
+    identity_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[created_at]
+
+
+class Voucher(db.Model):
+    """One voucher, minted when its round opens (its face value is already reserved in the ledger)."""
+
+    __tablename__ = "vouchers"
+    __table_args__ = (
+        CheckConstraint("face_value_fen > 0", name="face_value_positive"),
+        CheckConstraint(
+            "status IN ('available', 'claimed', 'redeemed', 'expired')", name="status_known"
+        ),
+        CheckConstraint("(status = 'available') = (citizen_id IS NULL)", name="claimed_has_citizen"),
+        # The per-person limit holds under concurrency: the k-th claim of a citizen in a round takes
+        # slot k, and two claims racing for the same slot cannot both commit.
+        UniqueConstraint("release_id", "citizen_id", "claim_slot"),
+        Index("ix_vouchers_release_status", "release_id", "status"),
+    )
+
+    id: Mapped[intpk]
+    #: the typeable code (also inside the signed QR token)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    face_value_fen: Mapped[fen]
+    status: Mapped[str] = mapped_column(String(16), default=VoucherStatus.AVAILABLE.value)
+    citizen_id: Mapped[int | None] = mapped_column(ForeignKey("citizens.id"), index=True)
+    claim_slot: Mapped[int | None]
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: usable from / until (UTC), fixed at claim from the campaign's validity
+    valid_from: Mapped[datetime | None] = mapped_column(DateTime)
+    valid_until: Mapped[datetime | None] = mapped_column(DateTime)
+    redeemed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    release = relationship("Release")
+    campaign = relationship("Campaign")
+
+    @property
+    def status_enum(self) -> VoucherStatus:
+        return VoucherStatus(self.status)
+
+
+class OneTimeCode(db.Model):
+    """A sign-in code sent to a phone; stored hashed, short-lived, with an attempt counter."""
+
+    __tablename__ = "one_time_codes"
+
+    id: Mapped[intpk]
+    identity_hash: Mapped[str] = mapped_column(String(64), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(default=0)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[created_at]

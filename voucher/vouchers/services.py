@@ -1,0 +1,102 @@
+"""Claiming vouchers, listing a citizen's vouchers, and reading a typed or scanned code."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from voucher.campaigns.models import Campaign, CampaignStatus, Release, ReleaseStatus
+from voucher.campaigns.services import voucher_validity
+from voucher.core import audit
+from voucher.core.clock import utcnow
+from voucher.core.db import db
+from voucher.core.errors import ClaimLimitReached, InvalidToken, NotFound, ReleaseNotOpen, SoldOut
+from voucher.vouchers import codes, tokens
+from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
+
+
+def open_releases() -> list[Release]:
+    return list(
+        db.session.scalars(
+            select(Release)
+            .join(Campaign)
+            .where(Release.status == ReleaseStatus.OPEN.value, Campaign.status == CampaignStatus.ACTIVE.value)
+            .order_by(Release.opens_at)
+        )
+    )
+
+
+def remaining(release_ids: list[int]) -> dict[int, int]:
+    rows = db.session.execute(
+        select(Voucher.release_id, func.count(Voucher.id))
+        .where(Voucher.release_id.in_(release_ids), Voucher.status == VoucherStatus.AVAILABLE.value)
+        .group_by(Voucher.release_id)
+    )
+    return dict(rows.all())
+
+
+def claim(release_id: int, citizen: Citizen, now: datetime | None = None) -> Voucher:
+    """Give the citizen one free voucher of the round, within the per-person limit.
+
+    Touches one voucher row (SKIP LOCKED, so concurrent claimants never queue on each other) and no
+    balance: the money was reserved when the round opened.
+    """
+    now = now or utcnow()
+    release = db.session.get(Release, release_id)
+    if release is None:
+        raise NotFound("找不到该发放场次")
+    if release.status_enum is not ReleaseStatus.OPEN or release.campaign.status_enum is not CampaignStatus.ACTIVE:
+        raise ReleaseNotOpen()
+    held = db.session.scalar(
+        select(func.count(Voucher.id)).where(Voucher.release_id == release_id, Voucher.citizen_id == citizen.id)
+    )
+    if held >= release.per_person_limit:
+        raise ClaimLimitReached(f"每人限领 {release.per_person_limit} 张，您已领取 {held} 张")
+    voucher = db.session.scalar(
+        select(Voucher)
+        .where(Voucher.release_id == release_id, Voucher.status == VoucherStatus.AVAILABLE.value)
+        .order_by(Voucher.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if voucher is None:
+        raise SoldOut()
+    valid_from, valid_until = voucher_validity(release.campaign)
+    try:
+        with db.session.begin_nested():
+            voucher.status = VoucherStatus.CLAIMED.value
+            voucher.citizen_id = citizen.id
+            voucher.claim_slot = held + 1
+            voucher.claimed_at = now
+            voucher.valid_from = valid_from
+            voucher.valid_until = valid_until
+    except IntegrityError:
+        # Another claim by the same citizen took this slot at the same moment.
+        raise ClaimLimitReached(f"每人限领 {release.per_person_limit} 张") from None
+    audit.record("voucher.claim", voucher, actor_label=f"市民#{citizen.id}", after={"release_id": release_id})
+    return voucher
+
+
+def citizen_vouchers(citizen_id: int) -> list[Voucher]:
+    return list(
+        db.session.scalars(select(Voucher).where(Voucher.citizen_id == citizen_id).order_by(Voucher.claimed_at.desc()))
+    )
+
+
+def qr_token(voucher: Voucher) -> str:
+    return tokens.sign(voucher.code, current_app.config["QR_SIGNING_KEYS"], current_app.config["QR_ACTIVE_KEY_ID"])
+
+
+def code_from_input(text: str) -> str:
+    """Turn what the scanner or the cashier typed into a voucher code, refusing forgeries before any lookup."""
+    raw = (text or "").strip()
+    if not raw:
+        raise InvalidToken("请扫描二维码或输入券码")
+    if tokens.looks_like_token(raw):
+        return tokens.verify(raw, current_app.config["QR_SIGNING_KEYS"])
+    code = codes.normalise(raw)
+    if not codes.is_well_formed(code):
+        raise InvalidToken("券码不正确：请核对 11 位券码（校验位不符）")
+    return code

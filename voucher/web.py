@@ -1,0 +1,72 @@
+"""Web plumbing shared by every domain: the unit of work, error pages, template helpers."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+
+from voucher.core.clock import to_local
+from voucher.core.db import db
+from voucher.core.errors import DomainError
+from voucher.core.money import format_yuan
+from voucher.core.permissions import ROLE_LABELS, Role
+
+
+@contextmanager
+def unit_of_work() -> Iterator[None]:
+    """One commit per request's change; any error rolls everything back, so nothing is half-done."""
+    try:
+        yield
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def register_error_handlers(app: Flask) -> None:
+    def page(status: int, title: str, message: str):
+        db.session.rollback()
+        if _wants_json():
+            return jsonify(success=False, errors=[{"code": title, "message": message}]), status
+        return render_template("error.html", status=status, message=message), status
+
+    @app.errorhandler(DomainError)
+    def domain_error(error: DomainError):
+        return page(error.status, error.code, error.message)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return page(400, "csrf_failed", "页面已过期或来源无法验证，请刷新页面后重试")
+
+    @app.errorhandler(400)
+    def bad_request(error):
+        return page(400, "bad_request", "请求格式不正确")
+
+    @app.errorhandler(403)
+    def forbidden(error):
+        return page(403, "forbidden", "您没有访问此页面的权限")
+
+    @app.errorhandler(404)
+    def not_found(error):
+        return page(404, "not_found", "页面不存在")
+
+    @app.errorhandler(405)
+    def method_not_allowed(error):
+        return page(405, "method_not_allowed", "不支持该请求方式")
+
+    @app.errorhandler(500)
+    def server_error(error):
+        return page(500, "server_error", "系统内部错误，已记录，请稍后重试")
+
+
+def register_template_helpers(app: Flask) -> None:
+    app.jinja_env.filters["yuan"] = format_yuan
+    app.jinja_env.filters["local_time"] = lambda value: to_local(value).strftime("%Y-%m-%d %H:%M") if value else "—"
+    app.jinja_env.globals["ROLE_LABELS"] = ROLE_LABELS
+    app.jinja_env.globals["Role"] = Role
