@@ -18,6 +18,8 @@ class YuanField(StringField):
 
     def pre_validate(self, form) -> None:
         try:
-            self.fen = parse_yuan(self.data, field=str(self.label.text), allow_zero=self.allow_zero)
+            # "订单金额（元）" -> "订单金额": the unit is already in the message.
+            name = str(self.label.text).split("（")[0]
+            self.fen = parse_yuan(self.data, field=name, allow_zero=self.allow_zero)
         except InvalidAmount as error:
             raise ValidationError(error.message) from None

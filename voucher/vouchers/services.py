@@ -49,32 +49,39 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None) -> Vou
         raise NotFound("找不到该发放场次")
     if release.status_enum is not ReleaseStatus.OPEN or release.campaign.status_enum is not CampaignStatus.ACTIVE:
         raise ReleaseNotOpen()
-    held = db.session.scalar(
-        select(func.count(Voucher.id)).where(Voucher.release_id == release_id, Voucher.citizen_id == citizen.id)
-    )
-    if held >= release.per_person_limit:
-        raise ClaimLimitReached(f"每人限领 {release.per_person_limit} 张，您已领取 {held} 张")
-    voucher = db.session.scalar(
-        select(Voucher)
-        .where(Voucher.release_id == release_id, Voucher.status == VoucherStatus.AVAILABLE.value)
-        .order_by(Voucher.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    if voucher is None:
-        raise SoldOut()
     valid_from, valid_until = voucher_validity(release.campaign)
-    try:
-        with db.session.begin_nested():
-            voucher.status = VoucherStatus.CLAIMED.value
-            voucher.citizen_id = citizen.id
-            voucher.claim_slot = held + 1
-            voucher.claimed_at = now
-            voucher.valid_from = valid_from
-            voucher.valid_until = valid_until
-    except IntegrityError:
-        # Another claim by the same citizen took this slot at the same moment.
-        raise ClaimLimitReached(f"每人限领 {release.per_person_limit} 张") from None
+    voucher = None
+    # The k-th claim of a citizen takes slot k (unique per round). When a parallel claim by the same
+    # citizen takes the slot first, count again and try the next one, until the limit.
+    for _ in range(release.per_person_limit + 1):
+        held = db.session.scalar(
+            select(func.count(Voucher.id)).where(Voucher.release_id == release_id, Voucher.citizen_id == citizen.id)
+        )
+        if held >= release.per_person_limit:
+            raise ClaimLimitReached(f"每人限领 {release.per_person_limit} 张，您已领取 {held} 张")
+        if voucher is None:
+            voucher = db.session.scalar(
+                select(Voucher)
+                .where(Voucher.release_id == release_id, Voucher.status == VoucherStatus.AVAILABLE.value)
+                .order_by(Voucher.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if voucher is None:
+                raise SoldOut()
+        try:
+            with db.session.begin_nested():
+                voucher.status = VoucherStatus.CLAIMED.value
+                voucher.citizen_id = citizen.id
+                voucher.claim_slot = held + 1
+                voucher.claimed_at = now
+                voucher.valid_from = valid_from
+                voucher.valid_until = valid_until
+            break
+        except IntegrityError:
+            continue
+    else:
+        raise ClaimLimitReached(f"每人限领 {release.per_person_limit} 张")
     audit.record("voucher.claim", voucher, actor_label=f"市民#{citizen.id}", after={"release_id": release_id})
     return voucher
 

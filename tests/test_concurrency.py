@@ -1,0 +1,118 @@
+"""Invariants under concurrent requests: one redemption per voucher, no over-issue, per-person limits.
+
+Each worker is its own transaction on its own connection, released together by a barrier. Runs on both
+backends; PostgreSQL is the one that matters (SQLite serialises writers by design).
+"""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from sqlalchemy import func, select
+
+from tests.factories import claim_one, make_campaign, make_citizen, make_world
+from voucher.core.db import db as _db
+from voucher.core.errors import DomainError
+from voucher.ledger.verify import verify_ledger
+from voucher.merchants.models import Redemption
+from voucher.merchants.redemption import redeem
+from voucher.vouchers.models import Citizen, Voucher
+from voucher.vouchers.services import claim
+
+
+def run_concurrently(app, count: int, work) -> list:
+    """Run work(i) in `count` threads at once; return each outcome (a result, or the error's code)."""
+    # End the test's own transaction first: on SQLite every transaction holds the write lock.
+    _db.session.commit()
+    barrier = threading.Barrier(count)
+    outcomes: list = [None] * count
+
+    def worker(i: int) -> None:
+        with app.app_context():
+            barrier.wait()
+            try:
+                outcomes[i] = work(i)
+                _db.session.commit()
+            except DomainError as error:
+                _db.session.rollback()
+                outcomes[i] = error.code
+            except Exception as error:  # noqa: BLE001 - recorded so the test shows it
+                _db.session.rollback()
+                outcomes[i] = f"unexpected: {error!r}"
+            finally:
+                _db.session.remove()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return outcomes
+
+
+def test_one_voucher_many_counters(app, db):
+    world = make_world()
+    _, release = make_campaign(world, quantity=5)
+    voucher = claim_one(release, make_citizen())
+    cashier_id, code = world.cashier.id, voucher.code
+
+    def work(i):
+        from voucher.accounts.models import User
+
+        return redeem(code, 100_00 + i, _db.session.get(User, cashier_id), idempotency_key=f"k{i}").redemption.id
+
+    outcomes = run_concurrently(app, 16, work)
+    kinds = Counter("ok" if isinstance(o, int) else o for o in outcomes)
+    assert kinds == {"ok": 1, "voucher_already_redeemed": 15}, outcomes
+    assert db.session.scalar(select(func.count(Redemption.id))) == 1
+    assert verify_ledger() == []
+
+
+def test_retries_with_one_key_redeem_once(app, db):
+    world = make_world()
+    _, release = make_campaign(world, quantity=5)
+    voucher = claim_one(release, make_citizen())
+    cashier_id, code = world.cashier.id, voucher.code
+
+    def work(i):
+        from voucher.accounts.models import User
+
+        return redeem(code, 100_00, _db.session.get(User, cashier_id), idempotency_key="same").redemption.id
+
+    outcomes = run_concurrently(app, 8, work)
+    assert len(set(outcomes)) == 1 and isinstance(outcomes[0], int), outcomes
+    assert db.session.scalar(select(func.count(Redemption.id))) == 1
+    assert verify_ledger() == []
+
+
+def test_flash_crowd_never_over_issues(app, db):
+    world = make_world()
+    _, release = make_campaign(world, quantity=10)
+    citizen_ids = [make_citizen(f"{i:02d}").id for i in range(40)]
+    release_id = release.id
+
+    def work(i):
+        return claim(release_id, _db.session.get(Citizen, citizen_ids[i])).id
+
+    outcomes = run_concurrently(app, 40, work)
+    kinds = Counter("won" if isinstance(o, int) else o for o in outcomes)
+    assert kinds == {"won": 10, "sold_out": 30}, outcomes
+    assert len(set(o for o in outcomes if isinstance(o, int))) == 10
+    claimed = db.session.scalar(select(func.count(Voucher.id)).where(Voucher.citizen_id.is_not(None)))
+    assert claimed == 10
+    assert verify_ledger() == []
+
+
+def test_per_person_limit_holds_under_concurrency(app, db):
+    world = make_world()
+    _, release = make_campaign(world, quantity=50, per_person_limit=2)
+    citizen_id = make_citizen().id
+    release_id = release.id
+
+    def work(_):
+        return claim(release_id, _db.session.get(Citizen, citizen_id)).id
+
+    outcomes = run_concurrently(app, 12, work)
+    kinds = Counter("won" if isinstance(o, int) else o for o in outcomes)
+    assert kinds == {"won": 2, "claim_limit_reached": 10}, outcomes
+    assert db.session.scalar(select(func.count(Voucher.id)).where(Voucher.citizen_id == citizen_id)) == 2

@@ -1,0 +1,145 @@
+"""Configuration from the environment: production refuses the development defaults."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voucher import config
+from voucher.config import ConfigError, load, parse_key_ring
+
+ENV_VARS = (
+    "VOUCHER_ENV", "SECRET_KEY", "QR_SIGNING_KEYS", "QR_ACTIVE_KEY_ID", "IDENTITY_HASH_KEY",
+    "OTP_DEV_DISPLAY", "DATABASE_URL",
+)
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def _production(monkeypatch):
+    monkeypatch.setenv("VOUCHER_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "prod-secret-4f1c0e9a7b")
+    monkeypatch.setenv("QR_SIGNING_KEYS", "p1:prod-qr-key-aaaa,p2:prod-qr-key-bbbb")
+    monkeypatch.setenv("IDENTITY_HASH_KEY", "prod-identity-key-77")
+
+
+def test_production_without_secrets_names_each_missing_one(clean_env, tmp_path):
+    clean_env.setenv("VOUCHER_ENV", "production")
+    with pytest.raises(ConfigError) as info:
+        load(str(tmp_path))
+    message = str(info.value)
+    for name in ("SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY"):
+        assert name in message
+    assert "OTP_DEV_DISPLAY" not in message  # off by default in production
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY"])
+def test_production_with_one_secret_missing_names_only_that_one(clean_env, tmp_path, missing):
+    _production(clean_env)
+    clean_env.delenv(missing)
+    with pytest.raises(ConfigError) as info:
+        load(str(tmp_path))
+    message = str(info.value)
+    assert missing in message
+    for other in {"SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY"} - {missing}:
+        assert other not in message
+
+
+def test_production_with_secrets_loads(clean_env, tmp_path):
+    _production(clean_env)
+    loaded = load(str(tmp_path))
+    assert loaded["ENV_NAME"] == "production"
+    assert loaded["SECRET_KEY"] == "prod-secret-4f1c0e9a7b"
+    assert loaded["QR_SIGNING_KEYS"] == {"p1": b"prod-qr-key-aaaa", "p2": b"prod-qr-key-bbbb"}
+    assert loaded["QR_ACTIVE_KEY_ID"] == "p1"  # the first key by default
+    assert loaded["IDENTITY_HASH_KEY"] == b"prod-identity-key-77"
+    assert loaded["OTP_DEV_DISPLAY"] is False
+    assert loaded["SESSION_COOKIE_SECURE"] is True
+    assert loaded["SESSION_COOKIE_HTTPONLY"] is True
+
+
+def test_production_active_key_id(clean_env, tmp_path):
+    _production(clean_env)
+    clean_env.setenv("QR_ACTIVE_KEY_ID", "p2")
+    assert load(str(tmp_path))["QR_ACTIVE_KEY_ID"] == "p2"
+    clean_env.setenv("QR_ACTIVE_KEY_ID", "p3")
+    with pytest.raises(ConfigError):
+        load(str(tmp_path))
+
+
+def test_production_refuses_otp_display(clean_env, tmp_path):
+    _production(clean_env)
+    clean_env.setenv("OTP_DEV_DISPLAY", "1")
+    with pytest.raises(ConfigError) as info:
+        load(str(tmp_path))
+    assert "OTP_DEV_DISPLAY" in str(info.value)
+
+
+def test_production_refuses_a_dev_qr_key_hidden_in_a_ring(clean_env, tmp_path):
+    _production(clean_env)
+    clean_env.setenv("QR_SIGNING_KEYS", "p1:prod-qr-key-aaaa,dev1:dev-only-insecure-qr-signing-key")
+    with pytest.raises(ConfigError) as info:
+        load(str(tmp_path))
+    assert "QR_SIGNING_KEYS" in str(info.value)
+
+
+def test_development_uses_the_marked_defaults(clean_env, tmp_path):
+    loaded = load(str(tmp_path))
+    assert loaded["ENV_NAME"] == "development"
+    assert loaded["SECRET_KEY"] == config.DEV_SECRET_KEY
+    assert loaded["QR_SIGNING_KEYS"] == parse_key_ring(config.DEV_QR_KEYS)
+    assert loaded["OTP_DEV_DISPLAY"] is True
+    assert loaded["SESSION_COOKIE_SECURE"] is False
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgres://u:p@h:5432/db", "postgresql+psycopg://u:p@h:5432/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("sqlite:////var/lib/voucher.db", "sqlite:////var/lib/voucher.db"),
+    ],
+)
+def test_database_url_spellings(clean_env, tmp_path, given, expected):
+    clean_env.setenv("DATABASE_URL", given)
+    assert load(str(tmp_path))["SQLALCHEMY_DATABASE_URI"] == expected
+
+
+def test_default_database_is_sqlite_in_the_instance_path(clean_env, tmp_path):
+    url = load(str(tmp_path))["SQLALCHEMY_DATABASE_URI"]
+    assert url.startswith("sqlite:///")
+    path = Path(url[len("sqlite:///") :])
+    assert path.parent == tmp_path
+    assert path.suffix == ".db"
+
+
+def test_overrides_win(clean_env, tmp_path):
+    loaded = load(str(tmp_path), {"SQLALCHEMY_DATABASE_URI": "sqlite://", "TESTING": True})
+    assert loaded["SQLALCHEMY_DATABASE_URI"] == "sqlite://"
+    assert loaded["TESTING"] is True
+
+
+def test_parse_key_ring_good_input():
+    assert parse_key_ring("k1:secret1") == {"k1": b"secret1"}
+    ring = parse_key_ring(" k1 : s1 , k2:s2 ,")
+    assert ring == {"k1": b"s1", "k2": b"s2"}
+    assert list(ring) == ["k1", "k2"]  # order kept: the first is the default active key
+    assert parse_key_ring("k1:a:b") == {"k1": b"a:b"}  # a secret may contain a colon
+
+
+@pytest.mark.parametrize("text", ["", ",", " , ", "k1", "k1:", ":secret", " :secret", "k1: ", "k.1:secret", "k1:s1,bad"])
+def test_parse_key_ring_refuses_bad_input(text):
+    with pytest.raises(ConfigError):
+        parse_key_ring(text)
+
+
+def test_bad_key_ring_in_environment_is_refused(clean_env, tmp_path):
+    clean_env.setenv("QR_SIGNING_KEYS", "no-separator")
+    with pytest.raises(ConfigError):
+        load(str(tmp_path))
