@@ -143,3 +143,23 @@ def test_bad_key_ring_in_environment_is_refused(clean_env, tmp_path):
     clean_env.setenv("QR_SIGNING_KEYS", "no-separator")
     with pytest.raises(ConfigError):
         load(str(tmp_path))
+
+
+def test_production_refuses_empty_or_short_secrets(clean_env, tmp_path):
+    clean_env.setenv("VOUCHER_ENV", "production")
+    clean_env.setenv("SECRET_KEY", "")
+    clean_env.setenv("QR_SIGNING_KEYS", "p1:short")
+    clean_env.setenv("IDENTITY_HASH_KEY", "prod-identity-key-77")
+    with pytest.raises(ConfigError) as error:
+        load(str(tmp_path))
+    assert "SECRET_KEY" in str(error.value) and "QR_SIGNING_KEYS" in str(error.value)
+    assert "IDENTITY_HASH_KEY" not in str(error.value)
+
+
+def test_environment_name_is_case_insensitive_and_must_be_known(clean_env, tmp_path):
+    clean_env.setenv("VOUCHER_ENV", "Production")
+    with pytest.raises(ConfigError):
+        load(str(tmp_path))  # production rules apply: dev defaults refused
+    clean_env.setenv("VOUCHER_ENV", "prod")
+    with pytest.raises(ConfigError, match="VOUCHER_ENV"):
+        load(str(tmp_path))

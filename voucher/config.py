@@ -38,7 +38,9 @@ def database_url(env: dict[str, str], instance_path: str) -> str:
 
 def load(instance_path: str, overrides: dict | None = None) -> dict:
     env = dict(os.environ)
-    environment = env.get("VOUCHER_ENV", "development")
+    environment = env.get("VOUCHER_ENV", "development").strip().lower()
+    if environment not in ("development", "testing", "production"):
+        raise ConfigError(f"VOUCHER_ENV 应为 development、testing 或 production，而不是 {environment!r}")
     qr_keys_text = env.get("QR_SIGNING_KEYS", DEV_QR_KEYS)
     keys = parse_key_ring(qr_keys_text)
     config = {
@@ -67,13 +69,18 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
 
 def _refuse_dev_defaults(config: dict, qr_keys_text: str) -> None:
     insecure = []
-    if config["SECRET_KEY"] == DEV_SECRET_KEY:
+    # A development default, or a secret too short to be one, is refused.
+    if config["SECRET_KEY"] == DEV_SECRET_KEY or len(config["SECRET_KEY"]) < 16:
         insecure.append("SECRET_KEY")
-    if qr_keys_text == DEV_QR_KEYS or any(k.startswith(b"dev-only") for k in config["QR_SIGNING_KEYS"].values()):
+    if qr_keys_text == DEV_QR_KEYS or any(
+        k.startswith(b"dev-only") or len(k) < 16 for k in config["QR_SIGNING_KEYS"].values()
+    ):
         insecure.append("QR_SIGNING_KEYS")
-    if config["IDENTITY_HASH_KEY"] == DEV_IDENTITY_HASH_KEY.encode():
+    if config["IDENTITY_HASH_KEY"] == DEV_IDENTITY_HASH_KEY.encode() or len(config["IDENTITY_HASH_KEY"]) < 16:
         insecure.append("IDENTITY_HASH_KEY")
     if config["OTP_DEV_DISPLAY"]:
         insecure.append("OTP_DEV_DISPLAY")
     if insecure:
-        raise ConfigError(f"生产环境不能使用开发默认值：{', '.join(insecure)}。请通过环境变量设置。")
+        raise ConfigError(
+            f"生产环境不能使用开发默认值或过短的密钥（至少 16 个字符）：{', '.join(insecure)}。请通过环境变量设置。"
+        )

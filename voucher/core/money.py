@@ -6,13 +6,15 @@ from decimal import Decimal
 
 from voucher.core.errors import InvalidAmount
 
-# Up to 12 integer digits (a trillion yuan) and at most two decimals; thousands separators allowed.
-_YUAN = re.compile(r"^(?:\d{1,3}(?:,\d{3})+|\d{1,12})(?:\.\d{1,2})?$")
+# Up to 12 integer digits (under a trillion yuan, far inside BIGINT fen) and at most two decimals;
+# thousands separators allowed. ASCII digits only, after folding a Chinese IME's full-width input.
+_YUAN = re.compile(r"^(?:[0-9]{1,3}(?:,[0-9]{3}){1,3}|[0-9]{1,12})(?:\.[0-9]{1,2})?$")
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９．，", "0123456789.,")
 
 
 def parse_yuan(text: str | None, *, field: str = "金额", allow_zero: bool = False) -> int:
     """Parse user input in yuan ("100", "99.5", "1,000.00", "¥20") into fen; refuse anything else."""
-    raw = (text or "").strip().lstrip("¥￥").strip()
+    raw = (text or "").translate(_FULL_WIDTH).strip().lstrip("¥￥").strip()
     if not raw:
         raise InvalidAmount(f"请填写{field}")
     if not _YUAN.match(raw):
