@@ -66,7 +66,10 @@ def test_same_request_key_replays_the_first_answer(counter, db):
 def test_below_threshold(counter, db):
     _, _, token, post = counter
     before = state(db)
-    assert_refused(post("cashier", token, "99.99"), 422, "订单金额 99.99 元未达到使用门槛 100.00 元")
+    response = post("cashier", token, "99.99")
+    assert_refused(response, 422, "订单金额 99.99 元未达到使用门槛 100.00 元")
+    # The amount is the field to fix, so the counter page puts the cursor there.
+    assert 'data-focus="order_amount"' in response.get_data(as_text=True)
     assert state(db) == before
 
 
@@ -108,7 +111,9 @@ def test_mistyped_code_is_caught_by_its_check_character(counter, db):
     _, voucher, _, post = counter
     typo = voucher.code[:3] + ("2" if voucher.code[3] != "2" else "3") + voucher.code[4:]
     before = state(db)
-    assert_refused(post("cashier", typo, "200"), 422, "校验位不符")
+    response = post("cashier", typo, "200")
+    assert_refused(response, 422, "校验位不符")
+    assert 'data-focus="code"' in response.get_data(as_text=True)
     assert state(db) == before
 
 

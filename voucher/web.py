@@ -12,6 +12,7 @@ from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.money import format_yuan
 from voucher.core.permissions import ROLE_LABELS, Role
+from voucher.vouchers.codes import display as display_code
 
 
 @contextmanager
@@ -67,6 +68,7 @@ def register_error_handlers(app: Flask) -> None:
 
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = format_yuan
+    app.jinja_env.filters["voucher_code"] = display_code
     app.jinja_env.filters["local_time"] = lambda value: to_local(value).strftime("%Y-%m-%d %H:%M") if value else "—"
     app.jinja_env.globals["ROLE_LABELS"] = ROLE_LABELS
     app.jinja_env.globals["Role"] = Role

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from voucher.core.clock import utcnow
 from voucher.core.db import db
-from voucher.core.errors import DomainError
+from voucher.core.errors import DomainError, ThresholdNotMet
 from voucher.core.permissions import Role, roles_required
 from voucher.merchants.forms import RedeemForm
 from voucher.merchants.models import Redemption
@@ -43,6 +43,7 @@ def counter():
     form = RedeemForm()
     result = error = None
     status = 200
+    focus = "code"  # where the next keystroke (the next scan) goes
     if form.is_submitted():
         if form.validate_on_submit():
             try:
@@ -53,9 +54,13 @@ def counter():
                     )
             except DomainError as exc:
                 error, status = exc.message, exc.status
+                if isinstance(exc, ThresholdNotMet):
+                    focus = "order_amount"
         else:
             error = next(iter(m for messages in form.errors.values() for m in messages), "输入有误")
             status = 422
+            if "order_amount" in form.errors and "code" not in form.errors:
+                focus = "order_amount"
     if result is not None:
         next_form = _fresh_form()
     else:
@@ -64,7 +69,7 @@ def counter():
         next_form.idempotency_key.data = uuid.uuid4().hex
     return (
         render_template(
-            "merchants/counter.html", form=next_form, result=result, error=error,
+            "merchants/counter.html", form=next_form, result=result, error=error, focus=focus,
             store=current_user.store, recent=_recent_at_store(current_user.store_id),
         ),
         status,

@@ -18,5 +18,9 @@
     if (submitted) { event.preventDefault(); return; }
     submitted = true;
   });
-  if (code.value && !amount.value) { amount.focus(); } else if (!code.value) { code.focus(); }
+  // After a refusal the field to fix is selected, so the next scan or entry replaces it rather than
+  // appending to it; after a success the form is empty and the code box waits for the next scan.
+  var target = form.getAttribute("data-focus") === "order_amount" ? amount : code;
+  target.focus();
+  target.select();
 })();

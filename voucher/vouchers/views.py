@@ -104,8 +104,7 @@ def claim(release_id: int):
 def mine():
     citizen = current_citizen()
     return render_template(
-        "vouchers/mine.html", vouchers=services.citizen_vouchers(citizen.id), display_code=codes.display,
-        action_form=ActionForm(),
+        "vouchers/mine.html", vouchers=services.citizen_vouchers(citizen.id), action_form=ActionForm(),
     )
 
 
