@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
+from voucher.campaigns import releases
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.models import Campaign, Measure, Release
 from voucher.core.clock import local_today, utcnow
@@ -80,24 +81,31 @@ def make_campaign(
     per_person_limit: int = 1,
     valid_from: date | None = None,
     valid_until: date | None = None,
-) -> tuple[Campaign, Release]:
-    """An approved measure-1 campaign (餐饮/零售 in the city districts) with one open round."""
-    measure = db.session.scalar(select(Measure).where(Measure.number == 1))
-    campaign = campaigns.create_campaign(
-        campaigns.CampaignInput(
-            measure_id=measure.id, name="市区餐饮零售消费券", budget_fen=budget_fen, face_value_fen=face_value_fen,
-            threshold_fen=threshold_fen, categories=["餐饮", "零售"], districts=["海州区", "连云区"],
-            valid_from=valid_from or local_today(), valid_until=valid_until or local_today() + timedelta(days=30),
-        ),
-        world.maker,
+    sources: list[campaigns.SourceInput] | None = None,
+    measure_number: int = 1,
+    **fields,
+) -> tuple[Campaign, Release | None]:
+    """An approved campaign (measure 1 by default: 餐饮/零售 in 海州区 and 连云区) with one open round
+    (none for a grant campaign). `fields` overrides any CampaignInput field."""
+    measure = db.session.scalar(select(Measure).where(Measure.number == measure_number))
+    data = campaigns.CampaignInput(
+        measure_id=measure.id, name="市区餐饮零售消费券", face_value_fen=face_value_fen,
+        threshold_fen=threshold_fen, categories=["餐饮", "零售"], districts=["海州区", "连云区"],
+        valid_from=valid_from or local_today(), valid_until=valid_until or local_today() + timedelta(days=30),
+        sources=sources or [campaigns.SourceInput("municipal_finance", "市财政", budget_fen)],
     )
+    for key, value in fields.items():
+        setattr(data, key, value)
+    campaign = campaigns.create_campaign(data, world.maker)
     campaigns.submit_for_approval(campaign, world.maker)
     campaigns.approve(campaign.id, world.approver)
-    release = campaigns.create_release(
-        campaign, name="第一轮", quantity=quantity, per_person_limit=per_person_limit,
-        opens_at=utcnow() - timedelta(minutes=1), actor=world.maker,
-    )
-    campaigns.open_release(release.id, world.maker)
+    release = None
+    if campaign.product is not None:
+        release = releases.create_release(
+            campaign, name="第一轮", quantity=quantity, per_person_limit=per_person_limit,
+            opens_at=utcnow() - timedelta(minutes=1), actor=world.maker,
+        )
+        releases.open_release(release.id, world.maker)
     db.session.commit()
     return campaign, release
 

@@ -32,8 +32,9 @@ def test_campaign_to_counter(client, db, app):
     # 1. The maker creates a campaign under measure 1 with 满100减20 and submits it.
     login(client, "maker")
     response = client.post("/campaigns/new", data={
-        "measure_id": measure_1, "name": "市区餐饮零售消费券", "funding_kind": "municipal_finance",
-        "funding_name": "市财政", "budget": "10,000,000", "face_value": "20", "threshold": "100",
+        "measure_id": measure_1, "name": "市区餐饮零售消费券", "instrument": "voucher",
+        "sources-0-kind": "municipal_finance", "sources-0-name": "市财政", "sources-0-amount": "10,000,000",
+        "sources-0-status": "in_hand", "sources-0-share": "1", "face_value": "20", "threshold": "100",
         "categories": ["餐饮", "零售"], "districts": ["海州区", "连云区"],
         "valid_from": today.isoformat(), "valid_until": (today + timedelta(days=30)).isoformat(),
     })

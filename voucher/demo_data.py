@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
+from voucher.campaigns import releases
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.models import Measure
 from voucher.core.clock import local_today, utcnow
@@ -49,8 +50,9 @@ def load_demo(path: Path) -> list[tuple[str, str, str]]:
         today = local_today()
         campaign = campaigns.create_campaign(
             campaigns.CampaignInput(
-                measure_id=measure.id, name=spec["name"], funding_name=spec["funding_name"],
-                budget_fen=spec["budget_yuan"] * 100, face_value_fen=spec["face_value_yuan"] * 100,
+                measure_id=measure.id, name=spec["name"],
+                sources=[campaigns.SourceInput("municipal_finance", spec["funding_name"], spec["budget_yuan"] * 100)],
+                face_value_fen=spec["face_value_yuan"] * 100,
                 threshold_fen=spec["threshold_yuan"] * 100, categories=spec["categories"], districts=spec["districts"],
                 valid_from=today, valid_until=today + timedelta(days=spec["valid_days"]),
             ),
@@ -58,9 +60,9 @@ def load_demo(path: Path) -> list[tuple[str, str, str]]:
         )
         campaigns.submit_for_approval(campaign, users["maker"])
         campaigns.approve(campaign.id, users["approver"])
-        release = campaigns.create_release(
+        release = releases.create_release(
             campaign, name=spec["release_name"], quantity=spec["release_quantity"],
             per_person_limit=spec["per_person_limit"], opens_at=utcnow(), actor=users["maker"],
         )
-        campaigns.open_release(release.id, users["maker"])
+        releases.open_release(release.id, users["maker"])
     return accounts

@@ -1,6 +1,7 @@
 """Every model, imported in one place so the metadata is complete (for Alembic and create_all in tests)."""
 from voucher.accounts.models import User  # noqa: F401
 from voucher.campaigns.models import (  # noqa: F401
+    BudgetChange,
     Campaign,
     FundingSource,
     Measure,

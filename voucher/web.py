@@ -72,3 +72,6 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["local_time"] = lambda value: to_local(value).strftime("%Y-%m-%d %H:%M") if value else "—"
     app.jinja_env.globals["ROLE_LABELS"] = ROLE_LABELS
     app.jinja_env.globals["Role"] = Role
+    from voucher.ledger.models import AccountKind
+
+    app.jinja_env.globals["AccountKind"] = AccountKind

@@ -1,10 +1,22 @@
 from flask_wtf import FlaskForm
-from wtforms import DateField, DateTimeLocalField, IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import (
+    DateField,
+    DateTimeLocalField,
+    FieldList,
+    Form,
+    FormField,
+    IntegerField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+    TimeField,
+)
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from voucher.campaigns.models import FUNDING_KIND_LABELS
-from voucher.core.forms import YuanField
+from voucher.campaigns.models import FUNDING_KIND_LABELS, INSTRUMENT_LABELS, BudgetChangeKind
+from voucher.core.forms import PercentField, YuanField
 from voucher.merchants.models import CATEGORIES, DISTRICTS
 
 
@@ -13,19 +25,50 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
+class SourceForm(Form):
+    """One funding source row; a row left blank is ignored."""
+
+    # Choices are checked by the service, so a blank padding row does not fail here.
+    kind = SelectField("类型", choices=list(FUNDING_KIND_LABELS.items()), validate_choice=False)
+    name = StringField("出资单位", validators=[Optional(), Length(max=80)])
+    amount = YuanField("金额（元）", optional=True)
+    status = SelectField("状态", choices=[("in_hand", "已到位"), ("sought", "争取中")], validate_choice=False)
+    share = IntegerField(
+        "出资比例", default=1, validators=[Optional(), NumberRange(min=0, max=1000, message="出资比例应为 0 到 1000 的整数")]
+    )
+
+    @property
+    def is_blank(self) -> bool:
+        return not (self.name.data or "").strip() and not (self.amount.data or "").strip()
+
+
 class CampaignForm(FlaskForm):
     measure_id = SelectField("政策措施", coerce=int, validators=[DataRequired("请选择政策措施")])
     name = StringField("活动名称", validators=[DataRequired("请填写活动名称"), Length(max=120)])
     description = TextAreaField("活动说明", validators=[Optional(), Length(max=2000)])
-    funding_kind = SelectField("资金来源", choices=list(FUNDING_KIND_LABELS.items()))
-    funding_name = StringField("出资单位", default="市财政", validators=[DataRequired("请填写出资单位"), Length(max=80)])
-    budget = YuanField("活动预算（元）")
-    face_value = YuanField("券面额（元）")
-    threshold = YuanField("使用门槛（满X元可用，0 为无门槛）", allow_zero=True)
+    instrument = SelectField("活动工具", choices=list(INSTRUMENT_LABELS.items()))
+    sources = FieldList(FormField(SourceForm), min_entries=3, max_entries=6)
+    face_value = YuanField("券面额 / 门票价格 / 单张补贴上限（元）", optional=True)
+    threshold = YuanField("使用门槛（元，满X可用，0 为无门槛）", allow_zero=True, optional=True)
+    percent = PercentField("补贴比例（%）")
+    planned_quantity = IntegerField(
+        "计划发放数量（张，可不填）", validators=[Optional(), NumberRange(min=1, message="计划发放数量必须大于 0")]
+    )
+    award_min = YuanField("单笔补贴下限（元）", optional=True)
+    award_max = YuanField("单笔补贴上限（元）", optional=True)
     categories = MultiCheckboxField("适用行业（不选为全部）", choices=[(c, c) for c in CATEGORIES])
     districts = MultiCheckboxField("适用区县（不选为全部）", choices=[(d, d) for d in DISTRICTS])
+    merchant_ids = MultiCheckboxField("指定商户（不选为符合条件的全部商户）", coerce=int, choices=[])
     valid_from = DateField("有效期开始", validators=[DataRequired("请选择有效期开始日期")])
     valid_until = DateField("有效期结束", validators=[DataRequired("请选择有效期结束日期")])
+    validity_days = IntegerField(
+        "领取后有效天数（可不填）", validators=[Optional(), NumberRange(min=1, max=3650, message="领取后有效天数应在 1 到 3650 之间")]
+    )
+    usable_from = TimeField("每日可用开始时间（可不填）", validators=[Optional()])
+    usable_until = TimeField("每日可用结束时间（可不填）", validators=[Optional()])
+    per_person_limit = IntegerField(
+        "本活动每人限领（张，可不填）", validators=[Optional(), NumberRange(min=1, max=1000, message="每人限领应在 1 到 1000 之间")]
+    )
 
 
 class ReleaseForm(FlaskForm):
@@ -41,5 +84,13 @@ class ReleaseForm(FlaskForm):
     opens_at = DateTimeLocalField("开放时间（北京时间）", format="%Y-%m-%dT%H:%M", validators=[DataRequired("请选择开放时间")])
 
 
-class RejectForm(FlaskForm):
-    reason = TextAreaField("退回原因", validators=[DataRequired("请填写退回原因"), Length(max=1000)])
+class ReasonForm(FlaskForm):
+    reason = TextAreaField("原因", validators=[DataRequired("请填写原因"), Length(max=1000)])
+
+
+class BudgetChangeForm(FlaskForm):
+    kind = SelectField("调整类型", choices=[(k.value, k.label) for k in BudgetChangeKind])
+    funding_source_id = SelectField("资金来源", coerce=int)
+    amount = YuanField("金额（元）")
+    target_funding_source_id = SelectField("调剂至（仅调剂时填写）", coerce=int, validators=[Optional()])
+    reason = TextAreaField("调整原因", validators=[DataRequired("请填写调整原因"), Length(max=1000)])

@@ -27,6 +27,9 @@ def load_measures(path: Path) -> int:
         measure.short_title = item["short_title"]
         measure.responsible_units = list(item.get("responsible_units", []))
         measure.text = item.get("text", "")
+        policy = data.get("policy", {})
+        measure.term_from = policy.get("issued_on")
+        measure.term_until = policy.get("short_term_until") if item.get("short_term") else None
         db.session.flush()  # the lines below need the measure id
         db.session.execute(delete(MeasureMoneyLine).where(MeasureMoneyLine.measure_id == measure.id))
         db.session.execute(delete(MeasureTarget).where(MeasureTarget.measure_id == measure.id))

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Date, DateTime, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, Date, DateTime, ForeignKey, String, Table, Text, Time, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from sqlalchemy import BigInteger
 
 from voucher.core.db import created_at, db, fen, intpk
 
@@ -24,6 +26,10 @@ class Measure(db.Model):
     responsible_units: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: the measure's paragraph, verbatim
     text: Mapped[str] = mapped_column(Text, default="")
+    #: campaigns must run within the policy's term: from its issue date, and to the short-term end
+    #: date where the seed marks the measure short-term (the policy leaves long-term ends open)
+    term_from: Mapped[date | None] = mapped_column(Date)
+    term_until: Mapped[date | None] = mapped_column(Date)
 
     money_lines: Mapped[list[MeasureMoneyLine]] = relationship(
         back_populates="measure", order_by="MeasureMoneyLine.position"
@@ -99,14 +105,48 @@ CAMPAIGN_TRANSITIONS: dict[CampaignStatus, set[CampaignStatus]] = {
 }
 
 
+class Instrument(str, enum.Enum):
+    VOUCHER = "voucher"  # fixed-value voucher, 满X减Y or 无门槛 (also partner-funded vouchers)
+    FREE_TICKET = "free_ticket"  # zero price to the citizen; the subsidy is the ticket's value
+    PURCHASE_SUBSIDY = "purchase_subsidy"  # a percentage of the invoice, with a cap
+    GRANT = "grant"  # 补贴申报: organisations apply, no vouchers
+
+    @property
+    def label(self) -> str:
+        return INSTRUMENT_LABELS[self.value]
+
+
+INSTRUMENT_LABELS = {
+    "voucher": "消费券（满减/无门槛）",
+    "free_ticket": "免费门票",
+    "purchase_subsidy": "按比例购物补贴",
+    "grant": "补贴申报",
+}
+
+campaign_merchants = Table(
+    "campaign_merchants",
+    db.metadata,
+    Column("campaign_id", ForeignKey("campaigns.id"), primary_key=True),
+    Column("merchant_id", ForeignKey("merchants.id"), primary_key=True),
+)
+
+
 class Campaign(db.Model):
-    """A funded programme under a measure, with one instrument (its voucher product)."""
+    """A funded programme under a measure, with one instrument (its voucher product, or grants)."""
 
     __tablename__ = "campaigns"
     __table_args__ = (
         CheckConstraint("valid_until >= valid_from", name="validity_ordered"),
         CheckConstraint(
             "status IN ('draft', 'pending_approval', 'active', 'paused', 'closed')", name="status_known"
+        ),
+        CheckConstraint(
+            "instrument IN ('voucher', 'free_ticket', 'purchase_subsidy', 'grant')", name="instrument_known"
+        ),
+        CheckConstraint("validity_days IS NULL OR validity_days > 0", name="validity_days_positive"),
+        CheckConstraint("per_person_limit IS NULL OR per_person_limit > 0", name="limit_positive"),
+        CheckConstraint(
+            "award_min_fen IS NULL OR award_max_fen IS NULL OR award_min_fen <= award_max_fen", name="award_bounds"
         ),
     )
 
@@ -115,6 +155,7 @@ class Campaign(db.Model):
     name: Mapped[str] = mapped_column(String(120))
     description: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.DRAFT.value)
+    instrument: Mapped[str] = mapped_column(String(20), default=Instrument.VOUCHER.value)
     #: eligible merchant categories (行业类别); empty means all
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: eligible districts (区县/功能板块); empty means all
@@ -122,6 +163,19 @@ class Campaign(db.Model):
     #: vouchers are usable from the first to the last local day, inclusive
     valid_from: Mapped[date] = mapped_column(Date)
     valid_until: Mapped[date] = mapped_column(Date)
+    #: when set, a voucher is usable for this many days after its claim (never past valid_until)
+    validity_days: Mapped[int | None]
+    #: daily usable hours (local time); both null means all day
+    usable_from: Mapped[time | None] = mapped_column(Time)
+    usable_until: Mapped[time | None] = mapped_column(Time)
+    #: vouchers one citizen may hold across all rounds of the campaign; null means no campaign-wide limit
+    per_person_limit: Mapped[int | None]
+    #: planned number of vouchers (e.g. 110,000 community vouchers); the budget must cover them
+    planned_quantity: Mapped[int | None]
+    #: per-award bounds of a grant campaign (e.g. 10,000-100,000 yuan per event)
+    award_min_fen: Mapped[int | None] = mapped_column(BigInteger)
+    award_max_fen: Mapped[int | None] = mapped_column(BigInteger)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -136,6 +190,8 @@ class Campaign(db.Model):
     )
     product: Mapped[VoucherProduct | None] = relationship(back_populates="campaign", uselist=False)
     releases: Mapped[list[Release]] = relationship(back_populates="campaign", order_by="Release.id")
+    #: named merchants (e.g. the winning-bid appliance sellers); empty means any merchant that fits the rules
+    merchants = relationship("Merchant", secondary=campaign_merchants, order_by="Merchant.id")
     created_by = relationship("User", foreign_keys=[created_by_id])
     approved_by = relationship("User", foreign_keys=[approved_by_id])
 
@@ -144,8 +200,17 @@ class Campaign(db.Model):
         return CampaignStatus(self.status)
 
     @property
+    def instrument_enum(self) -> Instrument:
+        return Instrument(self.instrument)
+
+    @property
     def budget_fen(self) -> int:
+        """Money in hand for the campaign (sought money is planned, not budget)."""
         return sum(s.amount_fen for s in self.funding_sources if s.status == "in_hand")
+
+    @property
+    def sought_fen(self) -> int:
+        return sum(s.amount_fen for s in self.funding_sources if s.status == "sought")
 
 
 class FundingKind(str, enum.Enum):
@@ -179,6 +244,8 @@ class FundingSource(db.Model):
         CheckConstraint("amount_fen >= 0", name="amount_non_negative"),
         CheckConstraint("share >= 0", name="share_non_negative"),
         CheckConstraint("status IN ('in_hand', 'sought')", name="status_known"),
+        CheckConstraint("status = 'in_hand' OR share = 0", name="sought_has_no_share"),
+        CheckConstraint("returned_fen >= 0 AND returned_fen <= amount_fen", name="returned_within_amount"),
     )
 
     id: Mapped[intpk]
@@ -190,6 +257,8 @@ class FundingSource(db.Model):
     status: Mapped[str] = mapped_column(String(16), default="in_hand")
     #: co-funding weight; each subsidy is split across sources by these weights
     share: Mapped[int] = mapped_column(default=1)
+    #: money given back to the funder when the campaign closed
+    returned_fen: Mapped[fen] = mapped_column(default=0)
 
     campaign: Mapped[Campaign] = relationship(back_populates="funding_sources")
 
@@ -200,6 +269,8 @@ class FundingSource(db.Model):
 
 class ProductKind(str, enum.Enum):
     FIXED = "fixed"  # 满X减Y, or 无门槛 when the threshold is zero
+    FREE_TICKET = "free_ticket"  # face value = the ticket's price, paid in full by the campaign
+    PERCENTAGE = "percentage"  # percent_bp of the order, rounded down, at most face_value_fen (the cap)
 
 
 class VoucherProduct(db.Model):
@@ -208,8 +279,14 @@ class VoucherProduct(db.Model):
     __tablename__ = "voucher_products"
     __table_args__ = (
         CheckConstraint("face_value_fen > 0", name="face_value_positive"),
-        CheckConstraint("threshold_fen = 0 OR threshold_fen >= face_value_fen", name="threshold_covers_face"),
-        CheckConstraint("kind IN ('fixed')", name="kind_known"),
+        CheckConstraint(
+            "kind <> 'fixed' OR threshold_fen = 0 OR threshold_fen >= face_value_fen", name="threshold_covers_face"
+        ),
+        CheckConstraint("kind IN ('fixed', 'free_ticket', 'percentage')", name="kind_known"),
+        CheckConstraint(
+            "(kind = 'percentage') = (percent_bp IS NOT NULL) AND (percent_bp IS NULL OR percent_bp BETWEEN 1 AND 10000)",
+            name="percent_for_percentage",
+        ),
     )
 
     id: Mapped[intpk]
@@ -218,14 +295,28 @@ class VoucherProduct(db.Model):
     face_value_fen: Mapped[fen]
     #: minimum order amount (满X); zero for 无门槛
     threshold_fen: Mapped[fen] = mapped_column(default=0)
+    #: for a percentage subsidy: basis points of the order (1000 = 10%)
+    percent_bp: Mapped[int | None]
 
     campaign: Mapped[Campaign] = relationship(back_populates="product")
+
+    def discount_fen(self, order_amount_fen: int) -> int:
+        """What the campaign pays on an order. Never more than the face value (the reserved amount)."""
+        if self.kind == ProductKind.PERCENTAGE.value:
+            return min(order_amount_fen * self.percent_bp // 10000, self.face_value_fen)
+        return min(self.face_value_fen, order_amount_fen)
 
     @property
     def label(self) -> str:
         from voucher.core.money import format_yuan
 
         face = format_yuan(self.face_value_fen, grouping=False).removesuffix(".00")
+        if self.kind == ProductKind.FREE_TICKET.value:
+            return f"免费门票（票面{face}元）"
+        if self.kind == ProductKind.PERCENTAGE.value:
+            whole, hundredths = divmod(self.percent_bp, 100)
+            percent = f"{whole}.{hundredths:02d}".rstrip("0").rstrip(".")
+            return f"按开票金额{percent}%补贴，单张最高{face}元"
         if self.threshold_fen:
             return f"满{format_yuan(self.threshold_fen, grouping=False).removesuffix('.00')}减{face}"
         return f"无门槛{face}元"
@@ -268,3 +359,49 @@ class Release(db.Model):
     @property
     def status_enum(self) -> ReleaseStatus:
         return ReleaseStatus(self.status)
+
+
+class BudgetChangeKind(str, enum.Enum):
+    TOP_UP = "top_up"  # the funder adds money
+    CUT = "cut"  # money goes back to the funder
+    MOVE = "move"  # money moves to another campaign's source
+
+    @property
+    def label(self) -> str:
+        return {"top_up": "追加", "cut": "核减", "move": "调剂至其他活动"}[self.value]
+
+
+class BudgetChange(db.Model):
+    """A requested change to a campaign's budget. It is posted only when someone else approves it."""
+
+    __tablename__ = "budget_changes"
+    __table_args__ = (
+        CheckConstraint("amount_fen > 0", name="amount_positive"),
+        CheckConstraint("kind IN ('top_up', 'cut', 'move')", name="kind_known"),
+        CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status_known"),
+        CheckConstraint("(kind = 'move') = (target_funding_source_id IS NOT NULL)", name="move_has_target"),
+    )
+
+    id: Mapped[intpk]
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    funding_source_id: Mapped[int] = mapped_column(ForeignKey("funding_sources.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount_fen: Mapped[fen]
+    #: for a move: the receiving campaign's funding source
+    target_funding_source_id: Mapped[int | None] = mapped_column(ForeignKey("funding_sources.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime)
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[created_at]
+
+    campaign: Mapped[Campaign] = relationship(foreign_keys=[campaign_id])
+    funding_source: Mapped[FundingSource] = relationship(foreign_keys=[funding_source_id])
+    target_funding_source: Mapped[FundingSource | None] = relationship(foreign_keys=[target_funding_source_id])
+    requested_by = relationship("User", foreign_keys=[requested_by_id])
+
+    @property
+    def kind_enum(self) -> BudgetChangeKind:
+        return BudgetChangeKind(self.kind)

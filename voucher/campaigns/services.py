@@ -1,10 +1,10 @@
-"""Campaign lifecycle with maker-checker approval, and release rounds."""
+"""Campaign definition and lifecycle, with maker-checker approval."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from voucher.accounts.models import User
 from voucher.campaigns.models import (
@@ -13,112 +13,254 @@ from voucher.campaigns.models import (
     CampaignStatus,
     FundingKind,
     FundingSource,
+    Instrument,
     Measure,
-    Release,
-    ReleaseStatus,
+    ProductKind,
     VoucherProduct,
 )
 from voucher.core import audit
 from voucher.core.clock import local_day_end_utc, local_day_start_utc, utcnow
 from voucher.core.db import db
-from voucher.core.errors import (
-    BudgetExhausted,
-    AccountWouldGoNegative,
-    InvalidInput,
-    InvalidTransition,
-    MakerCheckerViolation,
-    NotFound,
-)
+from voucher.core.errors import InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
 from voucher.core.money import format_yuan
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
-from voucher.merchants.models import CATEGORIES, DISTRICTS
-from voucher.vouchers import codes
-from voucher.vouchers.models import Voucher, VoucherStatus
+from voucher.merchants.models import CATEGORIES, DISTRICTS, Merchant
+
+# The product rule each instrument uses.
+PRODUCT_KIND = {
+    Instrument.VOUCHER: ProductKind.FIXED,
+    Instrument.FREE_TICKET: ProductKind.FREE_TICKET,
+    Instrument.PURCHASE_SUBSIDY: ProductKind.PERCENTAGE,
+}
+
+
+@dataclass
+class SourceInput:
+    kind: str
+    name: str
+    amount_fen: int
+    status: str = "in_hand"
+    share: int = 1
 
 
 @dataclass
 class CampaignInput:
     measure_id: int
     name: str
-    budget_fen: int
-    face_value_fen: int
-    threshold_fen: int
     valid_from: date
     valid_until: date
-    funding_kind: str = FundingKind.MUNICIPAL_FINANCE.value
-    funding_name: str = "市财政"
+    sources: list[SourceInput]
+    instrument: str = Instrument.VOUCHER.value
+    #: fixed voucher: face value; free ticket: the ticket's price; percentage subsidy: the cap per voucher
+    face_value_fen: int = 0
+    threshold_fen: int = 0
+    #: percentage subsidy: basis points of the invoice (1000 = 10%)
+    percent_bp: int | None = None
     description: str = ""
     categories: list[str] = field(default_factory=list)
     districts: list[str] = field(default_factory=list)
+    merchant_ids: list[int] = field(default_factory=list)
+    validity_days: int | None = None
+    usable_from: time | None = None
+    usable_until: time | None = None
+    per_person_limit: int | None = None
+    planned_quantity: int | None = None
+    award_min_fen: int | None = None
+    award_max_fen: int | None = None
 
 
-def _validate(data: CampaignInput) -> Measure:
+def _validate(data: CampaignInput) -> tuple[Measure, list[Merchant]]:
+    """Refuse an inconsistent campaign with a reason a bureau clerk can act on."""
     measure = db.session.get(Measure, data.measure_id)
     if measure is None:
         raise InvalidInput("请选择政策措施")
     if not data.name.strip():
         raise InvalidInput("请填写活动名称")
-    if data.budget_fen <= 0:
-        raise InvalidInput("活动预算必须大于 0")
+    try:
+        instrument = Instrument(data.instrument)
+    except ValueError:
+        raise InvalidInput("请选择活动工具类型") from None
+
+    _validate_sources(data.sources)
+    budget = sum(s.amount_fen for s in data.sources if s.status == "in_hand")
+
+    if instrument is Instrument.GRANT:
+        if not data.award_min_fen or not data.award_max_fen:
+            raise InvalidInput("补贴申报类活动请填写单笔补贴的下限和上限")
+        if data.award_min_fen > data.award_max_fen:
+            raise InvalidInput("单笔补贴下限不能高于上限")
+        if data.award_max_fen > budget:
+            raise InvalidInput(f"单笔补贴上限（{format_yuan(data.award_max_fen)} 元）不能高于活动预算（{format_yuan(budget)} 元）")
+    else:
+        _validate_product(instrument, data, budget)
+
+    if data.valid_until < data.valid_from:
+        raise InvalidInput("有效期结束日期不能早于开始日期")
+    if measure.term_from and data.valid_from < measure.term_from:
+        raise InvalidInput(f"有效期不能早于政策施行日期 {measure.term_from.isoformat()}")
+    if measure.term_until and data.valid_until > measure.term_until:
+        raise InvalidInput(f"本措施为短期政策，有效期不能晚于 {measure.term_until.isoformat()}")
+    if data.validity_days is not None and data.validity_days <= 0:
+        raise InvalidInput("领取后有效天数必须大于 0")
+    if (data.usable_from is None) != (data.usable_until is None):
+        raise InvalidInput("每日可用时段请同时填写开始和结束时间")
+    if data.usable_from is not None and data.usable_from >= data.usable_until:
+        raise InvalidInput("每日可用时段的开始时间应早于结束时间")
+    if data.per_person_limit is not None and data.per_person_limit <= 0:
+        raise InvalidInput("每人限领数量必须大于 0")
+    unknown = [c for c in data.categories if c not in CATEGORIES] + [d for d in data.districts if d not in DISTRICTS]
+    if unknown:
+        raise InvalidInput(f"未知的行业类别或区县：{'、'.join(unknown)}")
+    merchants = []
+    if data.merchant_ids:
+        merchants = list(db.session.scalars(select(Merchant).where(Merchant.id.in_(data.merchant_ids))))
+        if len(merchants) != len(set(data.merchant_ids)):
+            raise InvalidInput("指定商户中有不存在的商户")
+    return measure, merchants
+
+
+def _validate_sources(sources: list[SourceInput]) -> None:
+    if not any(s.status == "in_hand" and s.amount_fen > 0 for s in sources):
+        raise InvalidInput("请至少填写一项已到位的资金来源")
+    for source in sources:
+        if source.kind not in {k.value for k in FundingKind}:
+            raise InvalidInput("资金来源类型不正确")
+        if not source.name.strip():
+            raise InvalidInput("请填写每个资金来源的出资单位")
+        if source.amount_fen <= 0:
+            raise InvalidInput(f"资金来源「{source.name}」的金额必须大于 0")
+        if source.status not in ("in_hand", "sought"):
+            raise InvalidInput("资金状态应为“已到位”或“争取中”")
+        if source.status == "sought" and source.share:
+            raise InvalidInput(f"争取中的资金「{source.name}」尚未到位，不能参与补贴分摊（出资比例请填 0）")
+        if source.status == "in_hand" and source.share <= 0:
+            raise InvalidInput(f"已到位的资金「{source.name}」的出资比例必须大于 0")
+    in_hand = [s for s in sources if s.status == "in_hand"]
+    total, shares = sum(s.amount_fen for s in in_hand), sum(s.share for s in in_hand)
+    # Co-funders pay every subsidy in proportion to their shares, so their budgets must be in that
+    # proportion too; otherwise one funder runs dry while the others still hold money.
+    if len(in_hand) > 1 and any(s.amount_fen * shares != total * s.share for s in in_hand):
+        ratio = ":".join(str(s.share) for s in in_hand)
+        expected = " / ".join(f"{s.name} {format_yuan(total * s.share // shares)}" for s in in_hand)
+        raise InvalidInput(
+            f"各出资方金额与出资比例 {ratio} 不一致：按合计 {format_yuan(total)} 元，应为 {expected} 元"
+        )
+
+
+def _validate_product(instrument: Instrument, data: CampaignInput, budget: int) -> None:
     if data.face_value_fen <= 0:
-        raise InvalidInput("券面额必须大于 0")
-    if data.threshold_fen and data.threshold_fen < data.face_value_fen:
+        raise InvalidInput({
+            Instrument.VOUCHER: "券面额必须大于 0",
+            Instrument.FREE_TICKET: "门票票面价格必须大于 0",
+            Instrument.PURCHASE_SUBSIDY: "单张补贴上限必须大于 0",
+        }[instrument])
+    if instrument is Instrument.VOUCHER and data.threshold_fen and data.threshold_fen < data.face_value_fen:
         raise InvalidInput(
             f"使用门槛（{format_yuan(data.threshold_fen)} 元）不能低于券面额（{format_yuan(data.face_value_fen)} 元）；"
             "无门槛券请把门槛填 0"
         )
-    if data.face_value_fen > data.budget_fen:
-        raise InvalidInput("券面额不能大于活动预算")
-    if data.valid_until < data.valid_from:
-        raise InvalidInput("有效期结束日期不能早于开始日期")
-    if data.funding_kind not in {k.value for k in FundingKind}:
-        raise InvalidInput("资金来源类型不正确")
-    unknown = [c for c in data.categories if c not in CATEGORIES] + [d for d in data.districts if d not in DISTRICTS]
-    if unknown:
-        raise InvalidInput(f"未知的行业类别或区县：{'、'.join(unknown)}")
-    return measure
+    if instrument is Instrument.PURCHASE_SUBSIDY and not (data.percent_bp and 1 <= data.percent_bp <= 10000):
+        raise InvalidInput("补贴比例应在 0.01% 到 100% 之间")
+    if data.face_value_fen > budget:
+        raise InvalidInput("单张券的金额不能大于活动预算")
+    if data.planned_quantity is not None:
+        if data.planned_quantity <= 0:
+            raise InvalidInput("计划发放数量必须大于 0")
+        needed = data.planned_quantity * data.face_value_fen
+        if needed > budget:
+            raise InvalidInput(
+                f"预算不足：计划发放 {data.planned_quantity:,} 张 × {format_yuan(data.face_value_fen)} 元 = "
+                f"{format_yuan(needed)} 元，超过已到位预算 {format_yuan(budget)} 元"
+            )
+
+
+def _apply(campaign: Campaign, data: CampaignInput, merchants: list[Merchant]) -> None:
+    campaign.measure_id = data.measure_id
+    campaign.name = data.name.strip()
+    campaign.description = data.description.strip()
+    campaign.instrument = data.instrument
+    campaign.categories = list(data.categories)
+    campaign.districts = list(data.districts)
+    campaign.valid_from = data.valid_from
+    campaign.valid_until = data.valid_until
+    campaign.validity_days = data.validity_days
+    campaign.usable_from = data.usable_from
+    campaign.usable_until = data.usable_until
+    campaign.per_person_limit = data.per_person_limit
+    campaign.planned_quantity = data.planned_quantity
+    campaign.award_min_fen = data.award_min_fen if data.instrument == Instrument.GRANT.value else None
+    campaign.award_max_fen = data.award_max_fen if data.instrument == Instrument.GRANT.value else None
+    campaign.merchants = merchants
+    for old in list(campaign.funding_sources):
+        db.session.delete(old)
+    campaign.funding_sources = [
+        FundingSource(kind=s.kind, name=s.name.strip(), amount_fen=s.amount_fen, status=s.status, share=s.share)
+        for s in data.sources
+    ]
+    if data.instrument == Instrument.GRANT.value:
+        if campaign.product is not None:
+            db.session.delete(campaign.product)
+            campaign.product = None
+        return
+    kind = PRODUCT_KIND[Instrument(data.instrument)].value
+    product = campaign.product or VoucherProduct()
+    product.kind = kind
+    product.face_value_fen = data.face_value_fen
+    product.threshold_fen = data.threshold_fen if kind == ProductKind.FIXED.value else 0
+    product.percent_bp = data.percent_bp if kind == ProductKind.PERCENTAGE.value else None
+    campaign.product = product
 
 
 def create_campaign(data: CampaignInput, actor: User) -> Campaign:
-    _validate(data)
-    campaign = Campaign(
-        measure_id=data.measure_id,
-        name=data.name.strip(),
-        description=data.description.strip(),
-        categories=list(data.categories),
-        districts=list(data.districts),
-        valid_from=data.valid_from,
-        valid_until=data.valid_until,
-        created_by_id=actor.id,
-        status=CampaignStatus.DRAFT.value,
-    )
-    campaign.funding_sources.append(
-        FundingSource(kind=data.funding_kind, name=data.funding_name, amount_fen=data.budget_fen, share=1)
-    )
-    campaign.product = VoucherProduct(face_value_fen=data.face_value_fen, threshold_fen=data.threshold_fen)
+    _, merchants = _validate(data)
+    campaign = Campaign(created_by_id=actor.id, status=CampaignStatus.DRAFT.value)
+    _apply(campaign, data, merchants)
     db.session.add(campaign)
     db.session.flush()  # the audit entry needs the new id
-    audit.record("campaign.create", campaign, actor=actor, after=_snapshot(campaign))
+    audit.record("campaign.create", campaign, actor=actor, after=snapshot(campaign))
     return campaign
 
 
-def _snapshot(campaign: Campaign) -> dict:
+def update_draft(campaign_id: int, data: CampaignInput, actor: User) -> Campaign:
+    campaign = lock_campaign(campaign_id)
+    if campaign.status_enum is not CampaignStatus.DRAFT:
+        raise InvalidTransition("只有草稿状态的活动可以修改；已提交的活动请先由审批人退回")
+    _, merchants = _validate(data)
+    before = snapshot(campaign)
+    _apply(campaign, data, merchants)
+    db.session.flush()  # the snapshot below reads the new sources and product
+    audit.record("campaign.update", campaign, actor=actor, before=before, after=snapshot(campaign))
+    return campaign
+
+
+def snapshot(campaign: Campaign) -> dict:
+    product = campaign.product
     return {
         "name": campaign.name,
         "status": campaign.status,
+        "instrument": campaign.instrument,
         "measure_id": campaign.measure_id,
-        "budget_fen": campaign.budget_fen,
-        "face_value_fen": campaign.product.face_value_fen if campaign.product else None,
-        "threshold_fen": campaign.product.threshold_fen if campaign.product else None,
+        "sources": [
+            {"kind": s.kind, "name": s.name, "amount_fen": s.amount_fen, "status": s.status, "share": s.share}
+            for s in campaign.funding_sources
+        ],
+        "product": {
+            "kind": product.kind, "face_value_fen": product.face_value_fen,
+            "threshold_fen": product.threshold_fen, "percent_bp": product.percent_bp,
+        } if product else None,
         "categories": campaign.categories,
         "districts": campaign.districts,
+        "merchant_ids": [m.id for m in campaign.merchants],
         "valid_from": campaign.valid_from.isoformat(),
         "valid_until": campaign.valid_until.isoformat(),
+        "validity_days": campaign.validity_days,
+        "per_person_limit": campaign.per_person_limit,
     }
 
 
-def _move(campaign: Campaign, target: CampaignStatus) -> None:
+def move(campaign: Campaign, target: CampaignStatus) -> None:
+    """Change status along the allowed-transitions table, or refuse."""
     if target not in CAMPAIGN_TRANSITIONS[campaign.status_enum]:
         raise InvalidTransition(f"活动当前为「{campaign.status_enum.label}」，不能变为「{target.label}」")
     campaign.status = target.value
@@ -136,30 +278,32 @@ def lock_campaign(campaign_id: int) -> Campaign:
 
 def submit_for_approval(campaign: Campaign, actor: User) -> None:
     before = campaign.status
-    _move(campaign, CampaignStatus.PENDING_APPROVAL)
+    move(campaign, CampaignStatus.PENDING_APPROVAL)
     campaign.submitted_by_id = actor.id
     campaign.rejection_reason = None
     audit.record("campaign.submit", campaign, actor=actor, before={"status": before}, after={"status": campaign.status})
 
 
+def _check_not_own_work(campaign: Campaign, actor: User) -> None:
+    if actor.id in (campaign.created_by_id, campaign.submitted_by_id):
+        raise MakerCheckerViolation()
+
+
 def approve(campaign_id: int, actor: User) -> Campaign:
     """Approve a pending campaign: it becomes active and each in-hand source is funded by posting."""
     campaign = lock_campaign(campaign_id)
-    if actor.id in (campaign.created_by_id, campaign.submitted_by_id):
-        raise MakerCheckerViolation()
-    _move(campaign, CampaignStatus.ACTIVE)
+    _check_not_own_work(campaign, actor)
+    move(campaign, CampaignStatus.ACTIVE)
     campaign.approved_by_id = actor.id
     campaign.approved_at = utcnow()
     ledger.open_accounts(campaign)
+    amounts = {s.id: s.amount_fen for s in campaign.funding_sources}
     for source in ledger.source_accounts(campaign.id):
-        funding = db.session.get(FundingSource, source.source_id)
+        amount = amounts[source.source_id]
         ledger.post(
-            EntryKind.FUNDING.value,
-            campaign.id,
-            [(source.ids[AccountKind.FUNDING], -funding.amount_fen), (source.ids[AccountKind.AVAILABLE], funding.amount_fen)],
-            memo=f"资金到位：{funding.name}",
-            ref=("funding_source", funding.id),
-            actor_id=actor.id,
+            EntryKind.FUNDING.value, campaign.id,
+            [(source.ids[AccountKind.FUNDING], -amount), (source.ids[AccountKind.AVAILABLE], amount)],
+            memo="资金到位", ref=("funding_source", source.source_id), actor_id=actor.id,
         )
     audit.record(
         "campaign.approve", campaign, actor=actor, before={"status": "pending_approval"}, after={"status": campaign.status}
@@ -171,9 +315,8 @@ def reject(campaign_id: int, actor: User, reason: str) -> Campaign:
     campaign = lock_campaign(campaign_id)
     if not reason.strip():
         raise InvalidInput("退回时请填写原因")
-    if actor.id in (campaign.created_by_id, campaign.submitted_by_id):
-        raise MakerCheckerViolation()
-    _move(campaign, CampaignStatus.DRAFT)
+    _check_not_own_work(campaign, actor)
+    move(campaign, CampaignStatus.DRAFT)
     campaign.rejection_reason = reason.strip()
     audit.record(
         "campaign.reject", campaign, actor=actor, before={"status": "pending_approval"},
@@ -182,107 +325,26 @@ def reject(campaign_id: int, actor: User, reason: str) -> Campaign:
     return campaign
 
 
-def create_release(
-    campaign: Campaign, *, name: str, quantity: int, per_person_limit: int, opens_at: datetime, actor: User
-) -> Release:
-    if campaign.status_enum not in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED):
-        raise InvalidTransition("活动审批通过后才能安排发放场次")
-    if not name.strip():
-        raise InvalidInput("请填写场次名称")
-    if quantity <= 0:
-        raise InvalidInput("发放数量必须大于 0")
-    if per_person_limit <= 0:
-        raise InvalidInput("每人限领数量必须大于 0")
-    if any(r.name == name.strip() for r in campaign.releases):
-        raise InvalidInput(f"场次名称「{name.strip()}」已存在")
-    needed = quantity * campaign.product.face_value_fen
-    if needed > campaign.budget_fen:
-        raise BudgetExhausted(
-            f"本场次需要 {format_yuan(needed)} 元（{quantity} 张 × {format_yuan(campaign.product.face_value_fen)} 元），"
-            f"超过活动预算 {format_yuan(campaign.budget_fen)} 元"
-        )
-    release = Release(
-        campaign_id=campaign.id,
-        name=name.strip(),
-        quantity=quantity,
-        per_person_limit=per_person_limit,
-        opens_at=opens_at,
-        created_by_id=actor.id,
-    )
-    db.session.add(release)
-    db.session.flush()  # the audit entry needs the new id
-    audit.record(
-        "release.create", release, actor=actor,
-        after={"name": release.name, "quantity": quantity, "per_person_limit": per_person_limit, "opens_at": opens_at},
-    )
-    return release
+def pause(campaign_id: int, actor: User) -> Campaign:
+    """Stop claims and redemptions for a while (e.g. a suspected abuse); nothing moves in the ledger."""
+    campaign = lock_campaign(campaign_id)
+    move(campaign, CampaignStatus.PAUSED)
+    audit.record("campaign.pause", campaign, actor=actor, before={"status": "active"}, after={"status": "paused"})
+    return campaign
 
 
-def open_release(release_id: int, actor: User | None, now: datetime | None = None) -> Release:
-    """Open a round: reserve quantity x face value in one posting, then mint its vouchers.
-
-    Reserving the whole round up front keeps claims off the ledger entirely: a claim only takes one
-    minted voucher row, so the hot path touches no shared balance.
-    """
-    now = now or utcnow()
-    release = db.session.get(Release, release_id)
-    if release is None:
-        raise NotFound("找不到该场次")
-    campaign = lock_campaign(release.campaign_id)
-    release = db.session.scalar(
-        select(Release).where(Release.id == release_id).with_for_update().execution_options(populate_existing=True)
-    )
-    if release.status_enum is not ReleaseStatus.SCHEDULED:
-        raise InvalidTransition(f"场次当前为「{release.status_enum.label}」，不能再次开放")
-    if campaign.status_enum is not CampaignStatus.ACTIVE:
-        raise InvalidTransition("活动不在进行中，不能开放场次")
-    if release.opens_at > now:
-        raise InvalidTransition("尚未到场次的开放时间")
-    face = campaign.product.face_value_fen
-    needed = release.quantity * face
-    sources = ledger.source_accounts(campaign.id)
-    # Each voucher is split across sources the same way, so a round reserves exactly what its
-    # vouchers will later move per source.
-    lines = [
-        (account_id, amount * release.quantity)
-        for account_id, amount in ledger.transfer_lines(sources, AccountKind.AVAILABLE, AccountKind.RESERVED, face)
-    ]
-    try:
-        ledger.require_balance(sources, AccountKind.AVAILABLE, lines)
-    except AccountWouldGoNegative:
-        available = ledger.campaign_balances([campaign.id])[campaign.id][AccountKind.AVAILABLE]
-        raise BudgetExhausted(
-            f"可用预算 {format_yuan(available)} 元，不足以开放本场次（需要 {format_yuan(needed)} 元）"
-        ) from None
-    ledger.post(
-        EntryKind.RELEASE_RESERVE.value, campaign.id, lines,
-        memo=f"场次开放预留：{release.name}", ref=("release", release.id), actor_id=getattr(actor, "id", None),
-    )
-    _mint(release, face)
-    release.status = ReleaseStatus.OPEN.value
-    release.opened_at = now
-    audit.record(
-        "release.open", release, actor=actor, before={"status": "scheduled"},
-        after={"status": release.status, "reserved_fen": needed, "campaign_valid_from": campaign.valid_from,
-               "campaign_valid_until": campaign.valid_until},
-    )
-    return release
+def resume(campaign_id: int, actor: User) -> Campaign:
+    campaign = lock_campaign(campaign_id)
+    move(campaign, CampaignStatus.ACTIVE)
+    audit.record("campaign.resume", campaign, actor=actor, before={"status": "paused"}, after={"status": "active"})
+    return campaign
 
 
-def _mint(release: Release, face: int) -> None:
-    issued: set[str] = set()
-    while len(issued) < release.quantity:
-        issued.add(codes.new_code())
-    db.session.execute(
-        insert(Voucher),
-        [
-            {"code": code, "release_id": release.id, "campaign_id": release.campaign_id, "face_value_fen": face,
-             "status": VoucherStatus.AVAILABLE.value}
-            for code in issued
-        ],
-    )
-
-
-def voucher_validity(campaign: Campaign) -> tuple[datetime, datetime]:
-    """A claimed voucher is usable from the campaign's first to its last local day."""
-    return local_day_start_utc(campaign.valid_from), local_day_end_utc(campaign.valid_until)
+def voucher_validity(campaign: Campaign, claimed_at: datetime) -> tuple[datetime, datetime]:
+    """A claimed voucher is usable from the campaign's first local day to its last, or for
+    validity_days after the claim where the campaign says so (never past the campaign's end)."""
+    start = local_day_start_utc(campaign.valid_from)
+    end = local_day_end_utc(campaign.valid_until)
+    if campaign.validity_days:
+        end = min(end, claimed_at + timedelta(days=campaign.validity_days))
+    return start, end

@@ -113,6 +113,12 @@ class MerchantNotEligible(DomainError):
     default_message = "本商户不在该券的适用范围内"
 
 
+class OutsideUsableHours(DomainError):
+    code = "outside_usable_hours"
+    status = 409
+    default_message = "当前时段不能使用该券"
+
+
 class CampaignNotActive(DomainError):
     code = "campaign_not_active"
     status = 409

@@ -53,3 +53,27 @@ def split_by_shares(amount: int, shares: list[int]) -> list[int]:
     for i in order[:leftover]:
         parts[i] += 1
     return parts
+
+
+def split_within(amount: int, shares: list[int], ceilings: list[int]) -> list[int]:
+    """Split like split_by_shares, but no part may exceed its ceiling (what that funder reserved).
+
+    Largest-remainder splits are not monotone in the amount (the Alabama paradox), so the split of a
+    smaller subsidy can ask one funder for a fen more than it reserved for the voucher; that fen is
+    moved to the next funder with room. Requires amount <= sum(ceilings).
+    """
+    if amount > sum(ceilings):
+        raise ValueError("amount exceeds the ceilings")
+    parts = split_by_shares(amount, shares)
+    excess = 0
+    for i, ceiling in enumerate(ceilings):
+        if parts[i] > ceiling:
+            excess += parts[i] - ceiling
+            parts[i] = ceiling
+    for i, ceiling in enumerate(ceilings):
+        if excess == 0:
+            break
+        room = min(ceiling - parts[i], excess)
+        parts[i] += room
+        excess -= room
+    return parts

@@ -39,6 +39,9 @@ class EntryKind(str, enum.Enum):
     REVERSAL = "reversal"  # spent -> reserved
     EXPIRY = "expiry"  # reserved -> available
     SETTLEMENT = "settlement"  # spent -> settled
+    BUDGET_CHANGE = "budget_change"  # funding <-> available, after approval
+    WITHDRAWAL = "withdrawal"  # reserved -> available: unclaimed vouchers of a closed round
+    CLOSE_RETURN = "close_return"  # available -> funding: a closed campaign's unused money
 
 
 class LedgerAccount(db.Model):

@@ -82,11 +82,22 @@ def post(
     return entry.id
 
 
+def split(sources: list[SourceAccounts], amount: int) -> list[int]:
+    """Each funder's part of an amount, by co-funding share, to the fen."""
+    return split_by_shares(amount, [s.share for s in sources])
+
+
 def transfer_lines(
-    sources: list[SourceAccounts], from_kind: AccountKind, to_kind: AccountKind, amount: int
+    sources: list[SourceAccounts],
+    from_kind: AccountKind,
+    to_kind: AccountKind,
+    amount: int,
+    parts: list[int] | None = None,
 ) -> list[tuple[int, int]]:
-    """Lines that move `amount` between two kinds of account, split across sources by share."""
-    parts = split_by_shares(amount, [s.share for s in sources])
+    """Lines that move `amount` between two kinds of account, split across sources by share
+    (or by `parts`, one per source, when the caller has already split it)."""
+    if parts is None:
+        parts = split(sources, amount)
     lines: list[tuple[int, int]] = []
     for source, part in zip(sources, parts):
         lines.append((source.ids[from_kind], -part))

@@ -36,17 +36,18 @@ def verify_ledger() -> list[str]:
         if account.kind != AccountKind.FUNDING.value and balance < 0:
             problems.append(f"账户 #{account_id}（{AccountKind(account.kind).label}）余额为负：{format_yuan(balance)} 元")
 
-    # Each funded source has put exactly its amount into the campaign.
+    # Each funded source holds exactly its approved amount, less what went back at closing.
     funded_statuses = {CampaignStatus.ACTIVE.value, CampaignStatus.PAUSED.value, CampaignStatus.CLOSED.value}
     for source in db.session.scalars(
         select(FundingSource).join(Campaign).where(Campaign.status.in_(funded_statuses), FundingSource.status == "in_hand")
     ):
         funding_ids = [a.id for a in accounts.values() if a.funding_source_id == source.id and a.kind == "funding"]
         funded = -sum(account_balances.get(i, 0) for i in funding_ids)
-        if funded != source.amount_fen:
+        expected = source.amount_fen - source.returned_fen
+        if funded != expected:
             problems.append(
                 f"活动 #{source.campaign_id} 资金来源「{source.name}」入账 {format_yuan(funded)} 元，"
-                f"应为 {format_yuan(source.amount_fen)} 元"
+                f"应为 {format_yuan(expected)} 元"
             )
 
     # The money matches the vouchers: reserved = unspent face value, spent + settled = net redemptions.

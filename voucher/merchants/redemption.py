@@ -9,13 +9,14 @@ from sqlalchemy import select
 from voucher.accounts.models import User
 from voucher.campaigns.models import CampaignStatus
 from voucher.core import audit
-from voucher.core.clock import utcnow
+from voucher.core.clock import to_local, utcnow
 from voucher.core.db import db
 from voucher.core.errors import (
     CampaignNotActive,
     Forbidden,
     IdempotencyConflict,
     MerchantNotEligible,
+    OutsideUsableHours,
     ThresholdNotMet,
     VoucherAlreadyRedeemed,
     VoucherExpired,
@@ -23,7 +24,7 @@ from voucher.core.errors import (
     VoucherNotFound,
     VoucherNotYetValid,
 )
-from voucher.core.money import format_yuan
+from voucher.core.money import format_yuan, split_within
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
 from voucher.merchants.models import Redemption, Store
@@ -85,11 +86,20 @@ def redeem(
     campaign = voucher.campaign
     if campaign.status_enum is not CampaignStatus.ACTIVE:
         raise CampaignNotActive()
+    if campaign.merchants and merchant not in campaign.merchants:
+        raise MerchantNotEligible("本券仅限指定商户使用，本店不在名单内")
     if campaign.categories and merchant.category not in campaign.categories:
         raise MerchantNotEligible(f"本券仅限{'、'.join(campaign.categories)}类商户使用，本店为{merchant.category}类")
     if campaign.districts and store.district not in campaign.districts:
         raise MerchantNotEligible(f"本券仅限{'、'.join(campaign.districts)}使用，本店位于{store.district}")
-    threshold = campaign.product.threshold_fen
+    if campaign.usable_from is not None:
+        local_time = to_local(now).time()
+        if not (campaign.usable_from <= local_time <= campaign.usable_until):
+            raise OutsideUsableHours(
+                f"本券仅限每日 {campaign.usable_from:%H:%M}–{campaign.usable_until:%H:%M} 使用"
+            )
+    product = campaign.product
+    threshold = product.threshold_fen
     if order_amount_fen <= 0:
         raise ThresholdNotMet("订单金额必须大于 0")
     if threshold and order_amount_fen < threshold:
@@ -97,14 +107,10 @@ def redeem(
             f"订单金额 {format_yuan(order_amount_fen)} 元未达到使用门槛 {format_yuan(threshold)} 元"
         )
 
-    # A no-threshold voucher on a smaller order grants only the order amount; the rest goes back.
-    subsidy = min(voucher.face_value_fen, order_amount_fen)
-    sources = ledger.source_accounts(campaign.id)
-    lines = ledger.transfer_lines(sources, AccountKind.RESERVED, AccountKind.SPENT, subsidy)
-    if subsidy < voucher.face_value_fen:
-        lines += ledger.transfer_lines(
-            sources, AccountKind.RESERVED, AccountKind.AVAILABLE, voucher.face_value_fen - subsidy
-        )
+    subsidy = product.discount_fen(order_amount_fen)
+    if subsidy <= 0:
+        raise ThresholdNotMet("订单金额过小，补贴金额不足 1 分")
+    lines = _redemption_lines(campaign.id, voucher.face_value_fen, subsidy)
 
     redemption = Redemption(
         voucher_id=voucher.id,
@@ -132,3 +138,19 @@ def redeem(
                "store_id": store.id},
     )
     return RedemptionResult(redemption)
+
+
+def _redemption_lines(campaign_id: int, face: int, subsidy: int) -> list[tuple[int, int]]:
+    """reserved -> spent for the subsidy; whatever of the voucher's reservation is unused (a percentage
+    subsidy under its cap, a no-threshold voucher on a smaller order) goes back to available.
+    Each funder pays its share, never more than it reserved for this voucher."""
+    sources = ledger.source_accounts(campaign_id)
+    reserved = ledger.split(sources, face)
+    spent = split_within(subsidy, [s.share for s in sources], reserved)
+    lines = ledger.transfer_lines(sources, AccountKind.RESERVED, AccountKind.SPENT, subsidy, parts=spent)
+    if subsidy < face:
+        lines += ledger.transfer_lines(
+            sources, AccountKind.RESERVED, AccountKind.AVAILABLE, face - subsidy,
+            parts=[r - p for r, p in zip(reserved, spent)],
+        )
+    return lines

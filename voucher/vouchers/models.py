@@ -13,11 +13,14 @@ class VoucherStatus(str, enum.Enum):
     AVAILABLE = "available"  # minted with its round, waiting for a claimant
     CLAIMED = "claimed"
     REDEEMED = "redeemed"
-    EXPIRED = "expired"
+    EXPIRED = "expired"  # claimed, never used; its money went back to available
+    WITHDRAWN = "withdrawn"  # never claimed; pulled back when its round or campaign closed
 
     @property
     def label(self) -> str:
-        return {"available": "待领取", "claimed": "未使用", "redeemed": "已核销", "expired": "已过期"}[self.value]
+        return {
+            "available": "待领取", "claimed": "未使用", "redeemed": "已核销", "expired": "已过期", "withdrawn": "已收回",
+        }[self.value]
 
 
 class Citizen(db.Model):
@@ -37,9 +40,11 @@ class Voucher(db.Model):
     __table_args__ = (
         CheckConstraint("face_value_fen > 0", name="face_value_positive"),
         CheckConstraint(
-            "status IN ('available', 'claimed', 'redeemed', 'expired')", name="status_known"
+            "status IN ('available', 'claimed', 'redeemed', 'expired', 'withdrawn')", name="status_known"
         ),
-        CheckConstraint("(status = 'available') = (citizen_id IS NULL)", name="claimed_has_citizen"),
+        CheckConstraint(
+            "(status IN ('available', 'withdrawn')) = (citizen_id IS NULL)", name="claimed_has_citizen"
+        ),
         # The per-person limit holds under concurrency: the k-th claim of a citizen in a round takes
         # slot k, and two claims racing for the same slot cannot both commit.
         UniqueConstraint("release_id", "citizen_id", "claim_slot"),

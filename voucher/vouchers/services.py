@@ -49,7 +49,17 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None) -> Vou
         raise NotFound("找不到该发放场次")
     if release.status_enum is not ReleaseStatus.OPEN or release.campaign.status_enum is not CampaignStatus.ACTIVE:
         raise ReleaseNotOpen()
-    valid_from, valid_until = voucher_validity(release.campaign)
+    campaign = release.campaign
+    valid_from, valid_until = voucher_validity(campaign, now)
+    if campaign.per_person_limit is not None:
+        # A campaign-wide limit spans rounds, so the per-round slot cannot guard it: serialise this
+        # citizen's claims (only theirs) on their own row, then count.
+        db.session.scalar(select(Citizen.id).where(Citizen.id == citizen.id).with_for_update())
+        held_in_campaign = db.session.scalar(
+            select(func.count(Voucher.id)).where(Voucher.campaign_id == campaign.id, Voucher.citizen_id == citizen.id)
+        )
+        if held_in_campaign >= campaign.per_person_limit:
+            raise ClaimLimitReached(f"本活动每人限领 {campaign.per_person_limit} 张，您已领取 {held_in_campaign} 张")
     voucher = None
     # The k-th claim of a citizen takes slot k (unique per round). When a parallel claim by the same
     # citizen takes the slot first, count again and try the next one, until the limit.

@@ -1,0 +1,260 @@
+"""Budget changes after approval, closing a campaign (its unused money goes back), funder statements."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+
+from voucher.accounts.models import User
+from voucher.campaigns.models import (
+    BudgetChange,
+    BudgetChangeKind,
+    Campaign,
+    CampaignStatus,
+    FundingSource,
+    Release,
+    ReleaseStatus,
+)
+from voucher.campaigns.services import lock_campaign, move
+from voucher.core import audit
+from voucher.core.clock import utcnow
+from voucher.core.db import db
+from voucher.core.errors import BudgetExhausted, InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
+from voucher.core.money import format_yuan
+from voucher.ledger import services as ledger
+from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
+from voucher.vouchers.models import Voucher, VoucherStatus
+
+_FUNDED = (CampaignStatus.ACTIVE, CampaignStatus.PAUSED)
+
+
+def request_change(
+    campaign_id: int,
+    *,
+    kind: str,
+    funding_source_id: int,
+    amount_fen: int,
+    reason: str,
+    actor: User,
+    target_funding_source_id: int | None = None,
+) -> BudgetChange:
+    """Record a requested top-up, cut or move; nothing moves until another person approves it."""
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound("找不到该活动")
+    if campaign.status_enum not in _FUNDED:
+        raise InvalidTransition("只有进行中或暂停的活动可以调整预算")
+    try:
+        change_kind = BudgetChangeKind(kind)
+    except ValueError:
+        raise InvalidInput("请选择调整类型") from None
+    source = db.session.get(FundingSource, funding_source_id)
+    if source is None or source.campaign_id != campaign.id or source.status != "in_hand":
+        raise InvalidInput("请选择本活动已到位的资金来源")
+    if amount_fen <= 0:
+        raise InvalidInput("调整金额必须大于 0")
+    if not reason.strip():
+        raise InvalidInput("请填写调整原因")
+    if change_kind is BudgetChangeKind.MOVE:
+        target = db.session.get(FundingSource, target_funding_source_id) if target_funding_source_id else None
+        if target is None or target.status != "in_hand" or target.campaign_id == campaign.id:
+            raise InvalidInput("请选择接收调剂资金的其他活动的已到位资金来源")
+        if target.campaign.status_enum not in _FUNDED:
+            raise InvalidInput("接收调剂资金的活动须为进行中或暂停状态")
+    else:
+        target_funding_source_id = None
+    change = BudgetChange(
+        campaign_id=campaign.id, funding_source_id=source.id, kind=change_kind.value, amount_fen=amount_fen,
+        target_funding_source_id=target_funding_source_id, reason=reason.strip(), requested_by_id=actor.id,
+    )
+    db.session.add(change)
+    db.session.flush()  # the audit entry needs the new id
+    audit.record(
+        "budget_change.request", change, actor=actor,
+        after={"kind": change.kind, "amount_fen": amount_fen, "source_id": source.id,
+               "target_source_id": target_funding_source_id, "reason": change.reason},
+    )
+    return change
+
+
+def decide_change(change_id: int, actor: User, *, approve: bool, note: str = "") -> BudgetChange:
+    change = db.session.get(BudgetChange, change_id)
+    if change is None:
+        raise NotFound("找不到该预算调整申请")
+    if change.requested_by_id == actor.id:
+        raise MakerCheckerViolation()
+    campaign = lock_campaign(change.campaign_id)
+    change = db.session.scalar(
+        select(BudgetChange).where(BudgetChange.id == change_id).with_for_update().execution_options(populate_existing=True)
+    )
+    if change.status != "pending":
+        raise InvalidTransition("该申请已处理")
+    if not approve and not note.strip():
+        raise InvalidInput("驳回时请填写原因")
+    change.status = "approved" if approve else "rejected"
+    change.decided_by_id = actor.id
+    change.decided_at = utcnow()
+    change.decision_note = note.strip() or None
+    if approve:
+        if campaign.status_enum not in _FUNDED:
+            raise InvalidTransition("活动已不在进行中或暂停状态，不能调整预算")
+        if change.kind_enum is BudgetChangeKind.TOP_UP:
+            _fund(change.funding_source, change.amount_fen, change, actor)
+        else:
+            _defund(change.funding_source, change.amount_fen, change, actor)
+            if change.kind_enum is BudgetChangeKind.MOVE:
+                target = change.target_funding_source
+                lock_campaign(target.campaign_id)
+                if target.campaign.status_enum not in _FUNDED:
+                    raise InvalidTransition("接收调剂资金的活动已不在进行中或暂停状态")
+                _fund(target, change.amount_fen, change, actor)
+    audit.record(
+        "budget_change.approve" if approve else "budget_change.reject", change, actor=actor,
+        before={"status": "pending"}, after={"status": change.status, "note": change.decision_note},
+    )
+    return change
+
+
+def _accounts_of(source: FundingSource) -> dict[AccountKind, int]:
+    rows = db.session.execute(
+        select(LedgerAccount.kind, LedgerAccount.id).where(LedgerAccount.funding_source_id == source.id)
+    )
+    return {AccountKind(kind): account_id for kind, account_id in rows}
+
+
+def _fund(source: FundingSource, amount: int, change: BudgetChange, actor: User) -> None:
+    accounts = _accounts_of(source)
+    source.amount_fen += amount
+    ledger.post(
+        EntryKind.BUDGET_CHANGE.value, source.campaign_id,
+        [(accounts[AccountKind.FUNDING], -amount), (accounts[AccountKind.AVAILABLE], amount)],
+        memo=f"预算{change.kind_enum.label}：{source.name}", ref=("budget_change", change.id), actor_id=actor.id,
+    )
+
+
+def _defund(source: FundingSource, amount: int, change: BudgetChange, actor: User) -> None:
+    """Only available money can leave: what is reserved for vouchers or spent stays where it is."""
+    accounts = _accounts_of(source)
+    available = ledger.balances({accounts[AccountKind.AVAILABLE]}).get(accounts[AccountKind.AVAILABLE], 0)
+    if amount > available:
+        raise BudgetExhausted(
+            f"核减后预算将低于已预留和已核销的金额：「{source.name}」当前可用 {format_yuan(available)} 元，"
+            f"最多可核减 {format_yuan(available)} 元"
+        )
+    source.amount_fen -= amount
+    ledger.post(
+        EntryKind.BUDGET_CHANGE.value, source.campaign_id,
+        [(accounts[AccountKind.AVAILABLE], -amount), (accounts[AccountKind.FUNDING], amount)],
+        memo=f"预算{change.kind_enum.label}：{source.name}", ref=("budget_change", change.id), actor_id=actor.id,
+    )
+
+
+def close_campaign(campaign_id: int, actor: User, reason: str) -> Campaign:
+    """Close a campaign: unclaimed vouchers are withdrawn, unused claimed ones expire, and all money
+    not spent goes back to its funders, by posting. Spent money stays for settlement."""
+    campaign = lock_campaign(campaign_id)
+    if not reason.strip():
+        raise InvalidInput("结束活动时请填写原因")
+    if actor.id == campaign.created_by_id:
+        raise MakerCheckerViolation("活动须由经办人以外的审批人结束")
+    before = campaign.status
+    move(campaign, CampaignStatus.CLOSED)
+    campaign.closed_at = utcnow()
+    sources = ledger.source_accounts(campaign.id)
+
+    if campaign.product is not None:
+        counts = Counter(
+            dict(
+                db.session.execute(
+                    select(Voucher.status, func.count(Voucher.id))
+                    .where(Voucher.campaign_id == campaign.id,
+                           Voucher.status.in_([VoucherStatus.AVAILABLE.value, VoucherStatus.CLAIMED.value]))
+                    .group_by(Voucher.status)
+                ).all()
+            )
+        )
+        for status, new_status in ((VoucherStatus.AVAILABLE, VoucherStatus.WITHDRAWN),
+                                   (VoucherStatus.CLAIMED, VoucherStatus.EXPIRED)):
+            count = counts.get(status.value, 0)
+            if not count:
+                continue
+            db.session.execute(
+                update(Voucher)
+                .where(Voucher.campaign_id == campaign.id, Voucher.status == status.value)
+                .values(status=new_status.value)
+            )
+            per_voucher = ledger.split(sources, campaign.product.face_value_fen)
+            ledger.post(
+                (EntryKind.WITHDRAWAL if status is VoucherStatus.AVAILABLE else EntryKind.EXPIRY).value, campaign.id,
+                ledger.transfer_lines(
+                    sources, AccountKind.RESERVED, AccountKind.AVAILABLE, campaign.product.face_value_fen * count,
+                    parts=[p * count for p in per_voucher],
+                ),
+                memo=f"活动结束：{count} 张券{new_status.label}", ref=("campaign", campaign.id), actor_id=actor.id,
+            )
+        db.session.execute(
+            update(Release)
+            .where(Release.campaign_id == campaign.id, Release.status != ReleaseStatus.CLOSED.value)
+            .values(status=ReleaseStatus.CLOSED.value)
+        )
+
+    balances = ledger.balances({s.ids[AccountKind.AVAILABLE] for s in sources})
+    returned = {}
+    for source in sources:
+        amount = balances.get(source.ids[AccountKind.AVAILABLE], 0)
+        if amount:
+            ledger.post(
+                EntryKind.CLOSE_RETURN.value, campaign.id,
+                [(source.ids[AccountKind.AVAILABLE], -amount), (source.ids[AccountKind.FUNDING], amount)],
+                memo="活动结束，未使用资金退回出资方", ref=("funding_source", source.source_id), actor_id=actor.id,
+            )
+            db.session.get(FundingSource, source.source_id).returned_fen += amount
+            returned[source.source_id] = amount
+    audit.record(
+        "campaign.close", campaign, actor=actor, before={"status": before},
+        after={"status": campaign.status, "reason": reason.strip(), "returned_fen": returned},
+    )
+    return campaign
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    entry_id: int
+    at: object
+    kind: str
+    memo: str
+    account_kind: AccountKind
+    amount_fen: int
+
+
+@dataclass(frozen=True)
+class FunderStatement:
+    source: FundingSource
+    balances: dict[AccountKind, int]
+    lines: list[StatementLine]
+
+    @property
+    def funded_fen(self) -> int:
+        return -self.balances[AccountKind.FUNDING]
+
+
+def funder_statement(source_id: int) -> FunderStatement:
+    """One funder's money in one campaign: balances per account and every posting, oldest first."""
+    source = db.session.get(FundingSource, source_id)
+    if source is None:
+        raise NotFound("找不到该资金来源")
+    rows = db.session.execute(
+        select(JournalEntry.id, JournalEntry.created_at, JournalEntry.kind, JournalEntry.memo, LedgerAccount.kind,
+               Posting.amount_fen)
+        .join(Posting, Posting.entry_id == JournalEntry.id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(LedgerAccount.funding_source_id == source_id)
+        .order_by(JournalEntry.id, Posting.id)
+    ).all()
+    balances = {kind: 0 for kind in AccountKind}
+    lines = []
+    for entry_id, at, kind, memo, account_kind, amount in rows:
+        balances[AccountKind(account_kind)] += amount
+        lines.append(StatementLine(entry_id, at, kind, memo, AccountKind(account_kind), amount))
+    return FunderStatement(source, balances, lines)
