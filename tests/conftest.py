@@ -57,6 +57,8 @@ def make_app(database_url: str, **overrides):
         "TESTING": True,
         "WTF_CSRF_ENABLED": False,
         "SERVER_NAME": "localhost",
+        # Hashing stays real (the tests check it), just cheap: thousands of users are made per run.
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
     }
     config.update(overrides)
     return create_app(config)

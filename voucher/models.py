@@ -4,10 +4,13 @@ from voucher.campaigns.models import (  # noqa: F401
     BudgetChange,
     Campaign,
     FundingSource,
+    GrantApplication,
+    LotteryEntry,
     Measure,
     MeasureMoneyLine,
     MeasureTarget,
     Release,
+    TargetProgress,
     VoucherProduct,
 )
 from voucher.core.audit import AuditEntry  # noqa: F401

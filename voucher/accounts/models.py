@@ -50,7 +50,10 @@ class User(UserMixin, db.Model):
         return Role(self.role)
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        from flask import current_app
+
+        # scrypt by default; the test suite configures a cheaper method to stay fast.
+        self.password_hash = generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

@@ -82,6 +82,7 @@ class ReleaseForm(FlaskForm):
         validators=[DataRequired("请填写每人限领数量"), NumberRange(min=1, max=100, message="每人限领应在 1 到 100 之间")],
     )
     opens_at = DateTimeLocalField("开放时间（北京时间）", format="%Y-%m-%dT%H:%M", validators=[DataRequired("请选择开放时间")])
+    mode = SelectField("发放方式", choices=[("first_come", "先到先得"), ("lottery", "摇号（可验证）")], default="first_come")
 
 
 class ReasonForm(FlaskForm):
@@ -94,3 +95,28 @@ class BudgetChangeForm(FlaskForm):
     amount = YuanField("金额（元）")
     target_funding_source_id = SelectField("调剂至（仅调剂时填写）", coerce=int, validators=[Optional()])
     reason = TextAreaField("调整原因", validators=[DataRequired("请填写调整原因"), Length(max=1000)])
+
+
+class GrantApplicationForm(FlaskForm):
+    applicant_name = StringField("申报单位", validators=[DataRequired("请填写申报单位"), Length(max=120)])
+    applicant_uscc = StringField("统一社会信用代码", validators=[DataRequired("请填写统一社会信用代码"), Length(max=18)])
+    project = StringField("申报项目（活动名称、时间）", validators=[DataRequired("请填写申报项目"), Length(max=200)])
+    evidence = TextAreaField("申报材料", validators=[DataRequired("请填写申报材料"), Length(max=4000)])
+    requested = YuanField("申请金额（元）")
+    district = SelectField("所在区县", choices=[("", "—")] + [(d, d) for d in DISTRICTS], validate_choice=False)
+
+
+class GrantReviewForm(FlaskForm):
+    recommended = YuanField("建议补贴金额（元）")
+    note = TextAreaField("初审意见", validators=[DataRequired("请填写初审意见"), Length(max=2000)])
+
+
+class GrantApproveForm(FlaskForm):
+    amount = YuanField("批准金额（元）")
+
+
+class TargetProgressForm(FlaskForm):
+    quantity = IntegerField("数量", validators=[DataRequired("请填写数量（更正可填负数）")])
+    description = StringField("进展说明", validators=[DataRequired("请填写进展说明"), Length(max=200)])
+    evidence = TextAreaField("佐证材料", validators=[DataRequired("请填写佐证材料"), Length(max=2000)])
+    district = SelectField("区县", choices=[("", "全市")] + [(d, d) for d in DISTRICTS], validate_choice=False)

@@ -332,11 +332,27 @@ class ReleaseStatus(str, enum.Enum):
         return {"scheduled": "待开放", "open": "领取中", "closed": "已结束"}[self.value]
 
 
+class ReleaseMode(str, enum.Enum):
+    FIRST_COME = "first_come"
+    LOTTERY = "lottery"
+
+    @property
+    def label(self) -> str:
+        return {"first_come": "先到先得", "lottery": "摇号"}[self.value]
+
+
 class Release(db.Model):
-    """A release round (发放场次). Opening it reserves its whole budget and mints its vouchers."""
+    """A release round (发放场次). Opening it reserves its whole budget and mints its vouchers.
+
+    A lottery round takes entries while open; the draw then gives its vouchers to the winners. Before
+    the round, the product publishes seed_commitment = SHA-256(seed); after the draw it publishes the
+    seed, so anyone can recompute the winners from the published entries (see campaigns/lottery.py).
+    """
 
     __tablename__ = "releases"
     __table_args__ = (
+        CheckConstraint("mode IN ('first_come', 'lottery')", name="mode_known"),
+        CheckConstraint("mode = 'first_come' OR seed_commitment IS NOT NULL", name="lottery_has_commitment"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("per_person_limit > 0", name="limit_positive"),
         CheckConstraint("status IN ('scheduled', 'open', 'closed')", name="status_known"),
@@ -351,10 +367,20 @@ class Release(db.Model):
     opens_at: Mapped[datetime] = mapped_column(DateTime)
     status: Mapped[str] = mapped_column(String(16), default=ReleaseStatus.SCHEDULED.value)
     opened_at: Mapped[datetime | None] = mapped_column(DateTime)
+    mode: Mapped[str] = mapped_column(String(16), default=ReleaseMode.FIRST_COME.value)
+    #: lottery: SHA-256 of the seed, published before entries open
+    seed_commitment: Mapped[str | None] = mapped_column(String(64))
+    #: lottery: the secret seed, shown only once the draw is done
+    seed: Mapped[str | None] = mapped_column(String(64))
+    drawn_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[created_at]
 
     campaign: Mapped[Campaign] = relationship(back_populates="releases")
+
+    @property
+    def mode_enum(self) -> ReleaseMode:
+        return ReleaseMode(self.mode)
 
     @property
     def status_enum(self) -> ReleaseStatus:
@@ -405,3 +431,101 @@ class BudgetChange(db.Model):
     @property
     def kind_enum(self) -> BudgetChangeKind:
         return BudgetChangeKind(self.kind)
+
+
+class GrantStatus(str, enum.Enum):
+    SUBMITTED = "submitted"
+    REVIEWED = "reviewed"  # bureau staff checked the evidence and recommend an amount
+    APPROVED = "approved"  # an approver fixed the amount; it is reserved in the ledger
+    REJECTED = "rejected"
+    PAID = "paid"
+
+    @property
+    def label(self) -> str:
+        return {"submitted": "已提交", "reviewed": "已初审", "approved": "已批准待拨付", "rejected": "未通过",
+                "paid": "已拨付"}[self.value]
+
+
+GRANT_TRANSITIONS: dict[GrantStatus, set[GrantStatus]] = {
+    GrantStatus.SUBMITTED: {GrantStatus.REVIEWED, GrantStatus.REJECTED},
+    GrantStatus.REVIEWED: {GrantStatus.APPROVED, GrantStatus.REJECTED},
+    GrantStatus.APPROVED: {GrantStatus.PAID},
+    GrantStatus.REJECTED: set(),
+    GrantStatus.PAID: set(),
+}
+
+
+class GrantApplication(db.Model):
+    """补贴申报: an organiser or enterprise asks a grant campaign for money for an event or a result."""
+
+    __tablename__ = "grant_applications"
+    __table_args__ = (
+        CheckConstraint("requested_fen > 0", name="requested_positive"),
+        CheckConstraint("approved_fen IS NULL OR approved_fen > 0", name="approved_positive"),
+        CheckConstraint(
+            "status IN ('submitted', 'reviewed', 'approved', 'rejected', 'paid')", name="status_known"
+        ),
+        CheckConstraint("status NOT IN ('approved', 'paid') OR approved_fen IS NOT NULL", name="approved_has_amount"),
+    )
+
+    id: Mapped[intpk]
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    applicant_name: Mapped[str] = mapped_column(String(120))
+    #: 统一社会信用代码 of the applicant organisation
+    applicant_uscc: Mapped[str] = mapped_column(String(18))
+    project: Mapped[str] = mapped_column(String(200))
+    #: what the applicant submitted as proof (event dates, attendance, invoices, file references)
+    evidence: Mapped[str] = mapped_column(Text)
+    requested_fen: Mapped[fen]
+    district: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(16), default=GrantStatus.SUBMITTED.value)
+    review_note: Mapped[str | None] = mapped_column(Text)
+    recommended_fen: Mapped[int | None] = mapped_column(BigInteger)
+    approved_fen: Mapped[int | None] = mapped_column(BigInteger)
+    #: kept for every rejection, shown to staff and in the audit log
+    rejection_reason: Mapped[str | None] = mapped_column(Text)
+    submitted_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    paid_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[created_at]
+
+    campaign: Mapped[Campaign] = relationship()
+
+    @property
+    def status_enum(self) -> GrantStatus:
+        return GrantStatus(self.status)
+
+
+class TargetProgress(db.Model):
+    """Progress towards a measure's non-monetary target (e.g. one more night-economy zone), with evidence."""
+
+    __tablename__ = "target_progress"
+    __table_args__ = (CheckConstraint("quantity <> 0", name="quantity_nonzero"),)
+
+    id: Mapped[intpk]
+    target_id: Mapped[int] = mapped_column(ForeignKey("measure_targets.id"), index=True)
+    #: how much this record adds (a correction may subtract)
+    quantity: Mapped[int]
+    description: Mapped[str] = mapped_column(String(200))
+    evidence: Mapped[str] = mapped_column(Text)
+    district: Mapped[str | None] = mapped_column(String(20))
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[created_at]
+
+    target: Mapped[MeasureTarget] = relationship()
+    recorded_by = relationship("User")
+
+
+class LotteryEntry(db.Model):
+    """One citizen's entry in a lottery round; its id is the public entry number."""
+
+    __tablename__ = "lottery_entries"
+    __table_args__ = (UniqueConstraint("release_id", "citizen_id"),)
+
+    id: Mapped[intpk]
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"), index=True)
+    citizen_id: Mapped[int] = mapped_column(ForeignKey("citizens.id"))
+    won: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[created_at]

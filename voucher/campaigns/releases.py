@@ -6,7 +6,8 @@ from datetime import datetime
 from sqlalchemy import insert, select
 
 from voucher.accounts.models import User
-from voucher.campaigns.models import Campaign, CampaignStatus, Instrument, Release, ReleaseStatus
+from voucher.campaigns import lottery
+from voucher.campaigns.models import Campaign, CampaignStatus, Instrument, Release, ReleaseMode, ReleaseStatus
 from voucher.campaigns.services import lock_campaign
 from voucher.core import audit
 from voucher.core.clock import utcnow
@@ -20,7 +21,14 @@ from voucher.vouchers.models import Voucher, VoucherStatus
 
 
 def create_release(
-    campaign: Campaign, *, name: str, quantity: int, per_person_limit: int, opens_at: datetime, actor: User
+    campaign: Campaign,
+    *,
+    name: str,
+    quantity: int,
+    per_person_limit: int,
+    opens_at: datetime,
+    actor: User,
+    mode: str = ReleaseMode.FIRST_COME.value,
 ) -> Release:
     if campaign.status_enum not in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED):
         raise InvalidTransition("活动审批通过后才能安排发放场次")
@@ -32,6 +40,10 @@ def create_release(
         raise InvalidInput("发放数量必须大于 0")
     if per_person_limit <= 0:
         raise InvalidInput("每人限领数量必须大于 0")
+    if mode not in {m.value for m in ReleaseMode}:
+        raise InvalidInput("请选择发放方式")
+    if mode == ReleaseMode.LOTTERY.value and per_person_limit != 1:
+        raise InvalidInput("摇号场次每人限中 1 张")
     if any(r.name == name.strip() for r in campaign.releases):
         raise InvalidInput(f"场次名称「{name.strip()}」已存在")
     needed = quantity * campaign.product.face_value_fen
@@ -40,15 +52,19 @@ def create_release(
             f"本场次需要 {format_yuan(needed)} 元（{quantity:,} 张 × {format_yuan(campaign.product.face_value_fen)} 元），"
             f"超过活动预算 {format_yuan(campaign.budget_fen)} 元"
         )
+    seed = commitment = None
+    if mode == ReleaseMode.LOTTERY.value:
+        seed, commitment = lottery.new_seed()
     release = Release(
         campaign_id=campaign.id, name=name.strip(), quantity=quantity, per_person_limit=per_person_limit,
-        opens_at=opens_at, created_by_id=actor.id,
+        opens_at=opens_at, created_by_id=actor.id, mode=mode, seed=seed, seed_commitment=commitment,
     )
     db.session.add(release)
     db.session.flush()  # the audit entry needs the new id
     audit.record(
         "release.create", release, actor=actor,
-        after={"name": release.name, "quantity": quantity, "per_person_limit": per_person_limit, "opens_at": opens_at},
+        after={"name": release.name, "quantity": quantity, "per_person_limit": per_person_limit, "opens_at": opens_at,
+               "mode": mode, "seed_commitment": commitment},
     )
     return release
 

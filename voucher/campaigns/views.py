@@ -8,9 +8,17 @@ from sqlalchemy import select
 
 from voucher.accounts.forms import ActionForm
 from voucher.analytics.services import campaign_figures
-from voucher.campaigns import budget, releases, services
+from voucher.campaigns import budget, lottery, releases, services
 from voucher.campaigns.forms import BudgetChangeForm, CampaignForm, ReasonForm, ReleaseForm
-from voucher.campaigns.models import BudgetChange, Campaign, CampaignStatus, FundingSource, Measure, Release
+from voucher.campaigns.models import (
+    BudgetChange,
+    Campaign,
+    CampaignStatus,
+    FundingSource,
+    GrantApplication,
+    Measure,
+    Release,
+)
 from voucher.core.clock import LOCAL_TZ, local_today
 from voucher.core.db import db
 from voucher.core.errors import DomainError
@@ -26,13 +34,6 @@ def _campaign_or_404(campaign_id: int) -> Campaign:
     if campaign is None:
         abort(404)
     return campaign
-
-
-@bp.get("/measures")
-@roles_required(*OVERSIGHT)
-def measures():
-    rows = db.session.scalars(select(Measure).order_by(Measure.number)).all()
-    return render_template("campaigns/measures.html", measures=rows)
 
 
 @bp.get("/campaigns")
@@ -189,12 +190,16 @@ def _render_detail(campaign: Campaign, *, status: int = 200, **forms):
     changes = db.session.scalars(
         select(BudgetChange).where(BudgetChange.campaign_id == campaign.id).order_by(BudgetChange.id.desc())
     ).all()
+    applications = db.session.scalars(
+        select(GrantApplication).where(GrantApplication.campaign_id == campaign.id).order_by(GrantApplication.id.desc())
+    ).all()
     return (
         render_template(
             "campaigns/detail.html",
             campaign=campaign,
             figures=figures,
             budget_changes=changes,
+            applications=applications,
             action_form=ActionForm(),
             release_form=forms.get("release_form") or ReleaseForm(formdata=None),
             reason_form=forms.get("reason_form") or ReasonForm(formdata=None),
@@ -269,7 +274,7 @@ def create_release(campaign_id: int):
         opens_at = form.opens_at.data.replace(tzinfo=LOCAL_TZ).astimezone(timezone.utc).replace(tzinfo=None)
         releases.create_release(
             campaign, name=form.name.data, quantity=form.quantity.data,
-            per_person_limit=form.per_person_limit.data, opens_at=opens_at, actor=current_user,
+            per_person_limit=form.per_person_limit.data, opens_at=opens_at, actor=current_user, mode=form.mode.data,
         )
 
     return _act(campaign_id, action, "发放场次已创建", form=ReleaseForm(), form_name="release_form")
@@ -283,6 +288,16 @@ def open_release(release_id: int):
         abort(404)
     return _act(release.campaign_id, lambda c, f: releases.open_release(release_id, current_user),
                 "场次已开放：预算已预留，消费券已生成，市民可以领取")
+
+
+@bp.post("/releases/<int:release_id>/draw")
+@roles_required(Role.BUREAU_MAKER, Role.BUREAU_APPROVER)
+def draw_lottery(release_id: int):
+    release = db.session.get(Release, release_id)
+    if release is None:
+        abort(404)
+    return _act(release.campaign_id, lambda c, f: lottery.draw(release_id, current_user),
+                "已开奖：中签者已获得消费券，种子与名单已公开，可在公示页核验")
 
 
 # Budget changes and funder statements ----------------------------------------------------------------
@@ -333,5 +348,8 @@ def approvals():
     changes = db.session.scalars(
         select(BudgetChange).where(BudgetChange.status == "pending").order_by(BudgetChange.id)
     ).all()
-    return render_template("campaigns/approvals.html", campaigns=pending, budget_changes=changes,
+    grants = db.session.scalars(
+        select(GrantApplication).where(GrantApplication.status == "reviewed").order_by(GrantApplication.id)
+    ).all()
+    return render_template("campaigns/approvals.html", campaigns=pending, budget_changes=changes, grants=grants,
                            action_form=ActionForm())

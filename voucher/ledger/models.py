@@ -42,6 +42,9 @@ class EntryKind(str, enum.Enum):
     BUDGET_CHANGE = "budget_change"  # funding <-> available, after approval
     WITHDRAWAL = "withdrawal"  # reserved -> available: unclaimed vouchers of a closed round
     CLOSE_RETURN = "close_return"  # available -> funding: a closed campaign's unused money
+    GRANT_APPROVAL = "grant_approval"  # available -> reserved: an approved grant awaiting payout
+    GRANT_PAYOUT = "grant_payout"  # reserved -> settled: the grant paid to the applicant
+    LOTTERY_RETURN = "lottery_return"  # reserved -> available: vouchers of a lottery nobody won
 
 
 class LedgerAccount(db.Model):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from voucher.campaigns.models import Campaign, CampaignStatus, FundingSource
+from voucher.campaigns.models import Campaign, CampaignStatus, FundingSource, GrantApplication, GrantStatus
 from voucher.core.db import db
 from voucher.core.money import format_yuan
 from voucher.ledger.models import AccountKind, LedgerAccount, Posting
@@ -65,22 +65,29 @@ def verify_ledger() -> list[str]:
             .group_by(Redemption.campaign_id)
         ).all()
     )
+    grant_rows = db.session.execute(
+        select(GrantApplication.campaign_id, GrantApplication.status, func.sum(GrantApplication.approved_fen))
+        .where(GrantApplication.status.in_([GrantStatus.APPROVED.value, GrantStatus.PAID.value]))
+        .group_by(GrantApplication.campaign_id, GrantApplication.status)
+    ).all()
+    grants_reserved = {c: int(t) for c, s, t in grant_rows if s == GrantStatus.APPROVED.value}
+    grants_paid = {c: int(t) for c, s, t in grant_rows if s == GrantStatus.PAID.value}
     for campaign_id, by_kind in campaign_balances().items():
         total = sum(by_kind.values())
         if total != 0:
             problems.append(f"活动 #{campaign_id} 各账户合计 {format_yuan(total)} 元，应为 0（资金来源与去向不相等）")
-        expected_reserved = int(reserved_by_vouchers.get(campaign_id) or 0)
+        expected_reserved = int(reserved_by_vouchers.get(campaign_id) or 0) + grants_reserved.get(campaign_id, 0)
         if by_kind[AccountKind.RESERVED] != expected_reserved:
             problems.append(
                 f"活动 #{campaign_id} 已预留 {format_yuan(by_kind[AccountKind.RESERVED])} 元，"
-                f"与未使用券面值合计 {format_yuan(expected_reserved)} 元不符"
+                f"与未使用券面值及已批准未拨付补贴合计 {format_yuan(expected_reserved)} 元不符"
             )
-        expected_spent = int(redeemed_by_redemptions.get(campaign_id) or 0)
+        expected_spent = int(redeemed_by_redemptions.get(campaign_id) or 0) + grants_paid.get(campaign_id, 0)
         actual_spent = by_kind[AccountKind.SPENT] + by_kind[AccountKind.SETTLED]
         if actual_spent != expected_spent:
             problems.append(
                 f"活动 #{campaign_id} 已核销与已结算合计 {format_yuan(actual_spent)} 元，"
-                f"与核销记录补贴合计 {format_yuan(expected_spent)} 元不符"
+                f"与核销补贴及已拨付补贴合计 {format_yuan(expected_spent)} 元不符"
             )
 
     # A voucher is redeemed at most once, and its status says so.

@@ -7,7 +7,7 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from voucher.campaigns.models import Campaign, CampaignStatus, Release, ReleaseStatus
+from voucher.campaigns.models import Campaign, CampaignStatus, LotteryEntry, Release, ReleaseMode, ReleaseStatus
 from voucher.campaigns.services import voucher_validity
 from voucher.core import audit
 from voucher.core.clock import utcnow
@@ -49,6 +49,8 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None) -> Vou
         raise NotFound("找不到该发放场次")
     if release.status_enum is not ReleaseStatus.OPEN or release.campaign.status_enum is not CampaignStatus.ACTIVE:
         raise ReleaseNotOpen()
+    if release.mode_enum is ReleaseMode.LOTTERY:
+        raise ReleaseNotOpen("本场次为摇号发放，请报名参加摇号")
     campaign = release.campaign
     valid_from, valid_until = voucher_validity(campaign, now)
     if campaign.per_person_limit is not None:
@@ -117,3 +119,27 @@ def code_from_input(text: str) -> str:
     if not codes.is_well_formed(code):
         raise InvalidToken("券码不正确：请核对 11 位券码（校验位不符）")
     return code
+
+
+def lottery_entry_counts(release_ids: list[int]) -> dict[int, int]:
+    rows = db.session.execute(
+        select(LotteryEntry.release_id, func.count(LotteryEntry.id))
+        .where(LotteryEntry.release_id.in_(release_ids)).group_by(LotteryEntry.release_id)
+    )
+    return dict(rows.all())
+
+
+def lottery_entries_of(citizen_id: int, release_ids: list[int]) -> dict[int, int]:
+    """The citizen's entry number per lottery round entered."""
+    rows = db.session.execute(
+        select(LotteryEntry.release_id, LotteryEntry.id)
+        .where(LotteryEntry.citizen_id == citizen_id, LotteryEntry.release_id.in_(release_ids))
+    )
+    return dict(rows.all())
+
+
+def lottery_entry_numbers(release_id: int, *, won: bool | None = None) -> list[int]:
+    query = select(LotteryEntry.id).where(LotteryEntry.release_id == release_id).order_by(LotteryEntry.id)
+    if won is not None:
+        query = query.where(LotteryEntry.won.is_(won))
+    return list(db.session.scalars(query))

@@ -10,6 +10,8 @@ from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.vouchers import citizens, codes, qr, services
 from voucher.vouchers.forms import CodeForm, PhoneForm
+from voucher.campaigns import lottery
+from voucher.campaigns.models import Release
 from voucher.vouchers.models import Citizen, Voucher
 from voucher.web import unit_of_work
 
@@ -35,9 +37,13 @@ def citizen_required(view):
 @bp.get("/")
 def home():
     releases = services.open_releases()
-    left = services.remaining([r.id for r in releases])
+    ids = [r.id for r in releases]
+    citizen = current_citizen()
     return render_template(
-        "vouchers/home.html", releases=releases, left=left, citizen=current_citizen(), action_form=ActionForm()
+        "vouchers/home.html", releases=releases, left=services.remaining(ids), citizen=citizen,
+        entries=services.lottery_entry_counts(ids),
+        my_entries=services.lottery_entries_of(citizen.id, ids) if citizen else {},
+        action_form=ActionForm(),
     )
 
 
@@ -97,6 +103,32 @@ def claim(release_id: int):
         return redirect(url_for("vouchers.home")), 303
     flash(f"领取成功！券码 {codes.display(voucher.code)}", "success")
     return redirect(url_for("vouchers.mine"))
+
+
+@bp.post("/releases/<int:release_id>/enter")
+@citizen_required
+def enter_lottery(release_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        with unit_of_work():
+            entry = lottery.enter(release_id, current_citizen())
+    except DomainError as error:
+        flash(error.message, "error")
+        return redirect(url_for("vouchers.home")), 303
+    flash(f"报名成功，您的报名编号为 #{entry.id}，开奖后中签的券会出现在“我的消费券”", "success")
+    return redirect(url_for("vouchers.home"))
+
+
+@bp.get("/releases/<int:release_id>/lottery")
+def lottery_page(release_id: int):
+    """Public: the commitment, the entry numbers and, after the draw, the seed and the winners."""
+    release = db.session.get(Release, release_id)
+    if release is None or release.mode != "lottery":
+        abort(404)
+    entries = services.lottery_entry_numbers(release_id)
+    winners = services.lottery_entry_numbers(release_id, won=True) if release.drawn_at else []
+    return render_template("vouchers/lottery.html", release=release, entries=entries, winners=winners)
 
 
 @bp.get("/vouchers")
