@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
-from voucher.campaigns import releases
+from voucher.campaigns import grants, releases, targets
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.models import Measure
 from voucher.core.clock import local_today, utcnow
@@ -44,25 +44,61 @@ def load_demo(path: Path) -> list[tuple[str, str, str]]:
             store_id=merchant.stores[0].id if merchant and item["role"] == Role.CASHIER.value else None,
         )
 
-    spec = data.get("demo_campaign")
-    if spec:
-        measure = db.session.scalar(select(Measure).where(Measure.number == spec["measure"]))
-        today = local_today()
-        campaign = campaigns.create_campaign(
-            campaigns.CampaignInput(
-                measure_id=measure.id, name=spec["name"],
-                sources=[campaigns.SourceInput("municipal_finance", spec["funding_name"], spec["budget_yuan"] * 100)],
-                face_value_fen=spec["face_value_yuan"] * 100,
-                threshold_fen=spec["threshold_yuan"] * 100, categories=spec["categories"], districts=spec["districts"],
-                valid_from=today, valid_until=today + timedelta(days=spec["valid_days"]),
-            ),
-            users["maker"],
+    for spec in data.get("campaigns", []):
+        _load_campaign(spec, users, by_uscc)
+    for item in data.get("progress", []):
+        measure = db.session.scalar(select(Measure).where(Measure.number == item["measure"]))
+        targets.record_progress(
+            measure.targets[item["target"]].id, quantity=item["quantity"], description=item["description"],
+            evidence=item["evidence"], district=item.get("district"), actor=users["maker"],
         )
-        campaigns.submit_for_approval(campaign, users["maker"])
-        campaigns.approve(campaign.id, users["approver"])
+    return accounts
+
+
+def _yuan(spec: dict, key: str) -> int | None:
+    return spec[key] * 100 if key in spec else None
+
+
+def _load_campaign(spec: dict, users: dict[str, User], by_uscc: dict[str, Merchant]) -> None:
+    measure = db.session.scalar(select(Measure).where(Measure.number == spec["measure"]))
+    today = local_today()
+    campaign = campaigns.create_campaign(
+        campaigns.CampaignInput(
+            measure_id=measure.id, name=spec["name"], description=spec.get("description", ""),
+            instrument=spec["instrument"],
+            sources=[
+                campaigns.SourceInput(s["kind"], s["name"], s["amount_yuan"] * 100, share=s.get("share", 1))
+                for s in spec["sources"]
+            ],
+            face_value_fen=_yuan(spec, "face_value_yuan") or 0, threshold_fen=_yuan(spec, "threshold_yuan") or 0,
+            percent_bp=spec["percent"] * 100 if "percent" in spec else None,
+            planned_quantity=spec.get("planned_quantity"),
+            award_min_fen=_yuan(spec, "award_min_yuan"), award_max_fen=_yuan(spec, "award_max_yuan"),
+            categories=spec.get("categories", []), districts=spec.get("districts", []),
+            merchant_ids=[by_uscc[code].id for code in spec.get("merchants", [])],
+            valid_from=today, valid_until=today + timedelta(days=spec["valid_days"]),
+        ),
+        users["maker"],
+    )
+    campaigns.submit_for_approval(campaign, users["maker"])
+    if spec.get("status") == "pending_approval":
+        return
+    campaigns.approve(campaign.id, users["approver"])
+    for item in spec.get("rounds", []):
         release = releases.create_release(
-            campaign, name=spec["release_name"], quantity=spec["release_quantity"],
-            per_person_limit=spec["per_person_limit"], opens_at=utcnow(), actor=users["maker"],
+            campaign, name=item["name"], quantity=item["quantity"], per_person_limit=item["per_person_limit"],
+            opens_at=utcnow(), actor=users["maker"], mode=item.get("mode", "first_come"),
         )
         releases.open_release(release.id, users["maker"])
-    return accounts
+    for item in spec.get("grants", []):
+        application = grants.submit(
+            campaign.id, applicant_name=item["applicant"], applicant_uscc=item["uscc"], project=item["project"],
+            evidence=item["evidence"], requested_fen=item["requested_yuan"] * 100, district=item.get("district"),
+            actor=users["maker"],
+        )
+        if "review_yuan" in item:
+            grants.review(application.id, users["maker"], recommended_fen=item["review_yuan"] * 100, note="材料齐全，符合条件")
+        if "approve_yuan" in item:
+            grants.approve(application.id, users["approver"], amount_fen=item["approve_yuan"] * 100)
+        if item.get("pay"):
+            grants.pay(application.id, users["finance"])

@@ -105,7 +105,6 @@ def approve(application_id: int, actor: User, *, amount_fen: int) -> GrantApplic
     if campaign.status_enum is not CampaignStatus.ACTIVE:
         raise InvalidTransition("该补贴活动当前不在进行中")
     _check_bounds(campaign, amount_fen)
-    before = _move(application, GrantStatus.APPROVED)
     sources = ledger.source_accounts(campaign.id)
     lines = ledger.transfer_lines(sources, AccountKind.AVAILABLE, AccountKind.RESERVED, amount_fen)
     try:
@@ -113,10 +112,12 @@ def approve(application_id: int, actor: User, *, amount_fen: int) -> GrantApplic
     except AccountWouldGoNegative:
         available = ledger.campaign_balances([campaign.id])[campaign.id][AccountKind.AVAILABLE]
         raise BudgetExhausted(f"剩余可用预算 {format_yuan(available)} 元，不足以批准 {format_yuan(amount_fen)} 元") from None
-    ledger.post(EntryKind.GRANT_APPROVAL.value, campaign.id, lines, memo=f"批准补贴：{application.applicant_name}",
-                ref=("grant_application", application.id), actor_id=actor.id)
+    # The amount is set with the status: an approved application always carries its amount.
     application.approved_fen = amount_fen
     application.decided_by_id = actor.id
+    before = _move(application, GrantStatus.APPROVED)
+    ledger.post(EntryKind.GRANT_APPROVAL.value, campaign.id, lines, memo=f"批准补贴：{application.applicant_name}",
+                ref=("grant_application", application.id), actor_id=actor.id)
     audit.record("grant.approve", application, actor=actor, before={"status": before},
                  after={"status": application.status, "approved_fen": amount_fen})
     return application
