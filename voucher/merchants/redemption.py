@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from voucher.accounts.models import User
-from voucher.campaigns.models import CampaignStatus
+from voucher.campaigns.models import CampaignStatus, campaign_merchants
 from voucher.core import audit
 from voucher.core.clock import to_local, utcnow
 from voucher.core.db import db
@@ -86,7 +86,7 @@ def redeem(
     campaign = voucher.campaign
     if campaign.status_enum is not CampaignStatus.ACTIVE:
         raise CampaignNotActive()
-    if campaign.merchants and merchant not in campaign.merchants:
+    if not _merchant_listed(campaign.id, merchant.id):
         raise MerchantNotEligible("本券仅限指定商户使用，本店不在名单内")
     if campaign.categories and merchant.category not in campaign.categories:
         raise MerchantNotEligible(f"本券仅限{'、'.join(campaign.categories)}类商户使用，本店为{merchant.category}类")
@@ -138,6 +138,15 @@ def redeem(
                "store_id": store.id},
     )
     return RedemptionResult(redemption)
+
+
+def _merchant_listed(campaign_id: int, merchant_id: int) -> bool:
+    """True when the campaign names no merchants, or names this one. Two index lookups, never the
+    whole list (a campaign may name thousands of shops)."""
+    named = select(campaign_merchants.c.merchant_id).where(campaign_merchants.c.campaign_id == campaign_id)
+    if not db.session.scalar(select(named.exists())):
+        return True
+    return bool(db.session.scalar(select(named.where(campaign_merchants.c.merchant_id == merchant_id).exists())))
 
 
 def _redemption_lines(campaign_id: int, face: int, subsidy: int) -> list[tuple[int, int]]:
