@@ -62,6 +62,8 @@ def _init_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from voucher.accounts.views import bp as accounts_bp
+    from voucher.api.views import bp as api_bp
+    from voucher.extensions import csrf
     from voucher.analytics.views import bp as analytics_bp
     from voucher.campaigns.grant_views import bp as grants_bp
     from voucher.campaigns.measure_views import bp as measures_bp
@@ -71,3 +73,6 @@ def _register_blueprints(app: Flask) -> None:
 
     for bp in (accounts_bp, measures_bp, campaigns_bp, grants_bp, vouchers_bp, merchants_bp, analytics_bp):
         app.register_blueprint(bp)
+    # The API authenticates every request itself (bearer token or signature), not by cookie: no CSRF.
+    csrf.exempt(api_bp)
+    app.register_blueprint(api_bp)

@@ -59,3 +59,58 @@ def register_cli(app: Flask) -> None:
         for username, label, password in accounts:
             click.echo(f"  {username:<16} 密码 {password}   {label}")
         click.echo("市民领券页面：http://127.0.0.1:5000/c/   （手机号任意，开发模式下验证码直接显示在页面上）")
+
+    @app.cli.group("partners")
+    def partners_group() -> None:
+        """渠道合作方（城市 App、银行）。"""
+
+    @partners_group.command("create")
+    @click.argument("name")
+    def partners_create(name: str) -> None:
+        """Register a channel partner and print its key id and signing secret (shown once)."""
+        import secrets as _secrets
+
+        from voucher.api.auth import partner_secret
+        from voucher.api.models import Partner
+
+        key_id = "pk_" + _secrets.token_hex(8)
+        db.session.add(Partner(name=name, key_id=key_id))
+        db.session.commit()
+        click.echo(f"合作方：{name}\nX-Partner-Key：{key_id}\n签名密钥：{partner_secret(key_id)}")
+
+    @partners_group.command("prune-nonces")
+    def partners_prune() -> None:
+        """Forget request nonces older than the replay window."""
+        from voucher.api.auth import prune_nonces
+
+        count = prune_nonces()
+        db.session.commit()
+        click.echo(f"已清理 {count} 条过期随机数")
+
+    @app.cli.group("terminals")
+    def terminals_group() -> None:
+        """门店收银终端（API 令牌）。"""
+
+    @terminals_group.command("create")
+    @click.option("--store-id", type=int, required=True)
+    @click.option("--label", default="收银终端")
+    @click.option("--by", "username", required=True, help="the merchant manager or admin issuing it")
+    def terminals_create(store_id: int, label: str, username: str) -> None:
+        """Issue an API token for a store's terminal (printed once; only its hash is kept)."""
+        from sqlalchemy import select
+
+        from voucher.accounts.models import User
+        from voucher.api.auth import issue_terminal_token
+        from voucher.merchants.models import Store
+
+        user = db.session.scalar(select(User).where(User.username == username))
+        store = db.session.get(Store, store_id)
+        if user is None or store is None:
+            click.echo("找不到该用户或门店", err=True)
+            sys.exit(2)
+        if not (user.role == "admin" or (user.role == "merchant_manager" and user.merchant_id == store.merchant_id)):
+            click.echo("只有本商户的管理员或系统管理员可以为门店签发终端令牌", err=True)
+            sys.exit(2)
+        terminal, token = issue_terminal_token(store.id, label, user.id)
+        db.session.commit()
+        click.echo(f"门店：{store.name}\n终端 #{terminal.id}：{label}\n令牌（仅显示一次）：{token}")

@@ -8,6 +8,7 @@ from pathlib import Path
 DEV_SECRET_KEY = "dev-only-insecure-secret-key"
 DEV_QR_KEYS = "dev1:dev-only-insecure-qr-signing-key"
 DEV_IDENTITY_HASH_KEY = "dev-only-insecure-identity-hash-key"
+DEV_PARTNER_MASTER_KEY = "dev-only-insecure-partner-master-key"
 
 
 class ConfigError(RuntimeError):
@@ -58,6 +59,12 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "SESSION_COOKIE_SECURE": environment == "production",
         "WTF_CSRF_TIME_LIMIT": None,
         "PASSWORD_HASH_METHOD": "scrypt",
+        # A cashier may undo a mistaken redemption for this long, at the same store.
+        "REVERSAL_WINDOW_MINUTES": int(env.get("REVERSAL_WINDOW_MINUTES", "30")),
+        # Channel partners' signing secrets are derived from this key; requests older than the
+        # window, or with a nonce seen before, are refused.
+        "PARTNER_MASTER_KEY": env.get("PARTNER_MASTER_KEY", DEV_PARTNER_MASTER_KEY).encode(),
+        "PARTNER_REPLAY_WINDOW_SECONDS": 300,
     }
     if overrides:
         config.update(overrides)
@@ -79,6 +86,8 @@ def _refuse_dev_defaults(config: dict, qr_keys_text: str) -> None:
         insecure.append("QR_SIGNING_KEYS")
     if config["IDENTITY_HASH_KEY"] == DEV_IDENTITY_HASH_KEY.encode() or len(config["IDENTITY_HASH_KEY"]) < 16:
         insecure.append("IDENTITY_HASH_KEY")
+    if config["PARTNER_MASTER_KEY"] == DEV_PARTNER_MASTER_KEY.encode() or len(config["PARTNER_MASTER_KEY"]) < 16:
+        insecure.append("PARTNER_MASTER_KEY")
     if config["OTP_DEV_DISPLAY"]:
         insecure.append("OTP_DEV_DISPLAY")
     if insecure:

@@ -125,6 +125,12 @@ class CampaignNotActive(DomainError):
     default_message = "该活动当前未在进行中"
 
 
+class ReversalWindowClosed(DomainError):
+    code = "reversal_window_closed"
+    status = 409
+    default_message = "已超过撤销时限"
+
+
 class IdempotencyConflict(DomainError):
     code = "idempotency_conflict"
     status = 409

@@ -10,3 +10,7 @@ class RedeemForm(FlaskForm):
     order_amount = YuanField("订单金额（元）")
     #: one per rendered form: a double-tap or a retried submit redeems once and shows the first result
     idempotency_key = HiddenField()
+
+
+class ReverseForm(FlaskForm):
+    reason = StringField("撤销原因", default="收银误操作", validators=[DataRequired("请填写撤销原因"), Length(max=200)])

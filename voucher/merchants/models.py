@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import created_at, db, fen, intpk
@@ -59,6 +59,10 @@ class Redemption(db.Model):
             postgresql_where=text("reversed_at IS NULL"),
         ),
         Index("ix_redemptions_store_created", "store_id", "created_at"),
+        # A retry carries the same key from the same store; another store's key is another request.
+        UniqueConstraint("store_id", "idempotency_key"),
+        CheckConstraint("cashier_id IS NOT NULL OR terminal_id IS NOT NULL", name="has_actor"),
+        CheckConstraint("(reversed_at IS NULL) = (reversal_reason IS NULL)", name="reversal_has_reason"),
     )
 
     id: Mapped[intpk]
@@ -66,15 +70,21 @@ class Redemption(db.Model):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"))
-    cashier_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    #: the cashier at the counter page, or
+    cashier_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    #: the store's terminal that called the API
+    terminal_id: Mapped[int | None] = mapped_column(ForeignKey("store_terminals.id"))
     #: the whole order (driven consumption)
     order_amount_fen: Mapped[fen]
     #: the discount granted (paid by the campaign)
     subsidy_fen: Mapped[fen]
     #: a retried request with the same key returns this redemption and changes nothing
-    idempotency_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[created_at]
+    #: a reversal (撤销核销) sets these; the row is never deleted
     reversed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    reversal_reason: Mapped[str | None] = mapped_column(String(200))
+    reversed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     voucher = relationship("Voucher")
     store = relationship("Store")
@@ -83,3 +93,21 @@ class Redemption(db.Model):
     @property
     def paid_by_citizen_fen(self) -> int:
         return self.order_amount_fen - self.subsidy_fen
+
+
+class StoreTerminal(db.Model):
+    """A store's POS terminal with an API token; only the token's SHA-256 is kept."""
+
+    __tablename__ = "store_terminals"
+
+    id: Mapped[intpk]
+    store_id: Mapped[int] = mapped_column(ForeignKey("stores.id"), index=True)
+    label: Mapped[str] = mapped_column(String(80))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: the first characters of the token, to tell tokens apart on screen
+    token_prefix: Mapped[str] = mapped_column(String(12))
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[created_at]
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    store: Mapped[Store] = relationship()

@@ -2,18 +2,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from flask import current_app
 
 from sqlalchemy import select
 
 from voucher.accounts.models import User
 from voucher.campaigns.models import CampaignStatus, campaign_merchants
+from voucher.campaigns.services import lock_campaign
 from voucher.core import audit
 from voucher.core.clock import to_local, utcnow
 from voucher.core.db import db
 from voucher.core.errors import (
+    AccountWouldGoNegative,
+    BudgetExhausted,
     CampaignNotActive,
     Forbidden,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    ReversalWindowClosed,
     IdempotencyConflict,
     MerchantNotEligible,
     OutsideUsableHours,
@@ -26,8 +35,8 @@ from voucher.core.errors import (
 )
 from voucher.core.money import format_yuan, split_within
 from voucher.ledger import services as ledger
-from voucher.ledger.models import AccountKind, EntryKind
-from voucher.merchants.models import Redemption, Store
+from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, Posting
+from voucher.merchants.models import Redemption, Store, StoreTerminal
 from voucher.vouchers.models import Voucher, VoucherStatus
 from voucher.vouchers.services import code_from_input
 
@@ -39,20 +48,30 @@ class RedemptionResult:
     replayed: bool = False
 
 
+def _store_of(cashier: User | None, terminal: StoreTerminal | None) -> Store:
+    store_id = terminal.store_id if terminal is not None else getattr(cashier, "store_id", None)
+    store = db.session.get(Store, store_id) if store_id else None
+    if store is None:
+        raise Forbidden("该账号未绑定门店，不能核销")
+    return store
+
+
 def redeem(
     scanned: str,
     order_amount_fen: int,
-    cashier: User,
+    cashier: User | None = None,
     *,
+    terminal: StoreTerminal | None = None,
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> RedemptionResult:
-    """Verify, check, compute the discount, post to the ledger and mark the voucher, or change nothing."""
+    """Verify, check, compute the discount, post to the ledger and mark the voucher, or change nothing.
+
+    The actor is a cashier at the counter page or a store terminal calling the API.
+    """
     code = code_from_input(scanned)  # a forged or altered token stops here, before any lookup
     now = now or utcnow()
-    store = db.session.get(Store, cashier.store_id) if cashier.store_id else None
-    if store is None:
-        raise Forbidden("该账号未绑定门店，不能核销")
+    store = _store_of(cashier, terminal)
     merchant = store.merchant
     if merchant.status != "approved":
         raise Forbidden("商户未通过审核或已暂停，不能核销")
@@ -65,7 +84,9 @@ def redeem(
         raise VoucherNotFound()
 
     if idempotency_key:
-        earlier = db.session.scalar(select(Redemption).where(Redemption.idempotency_key == idempotency_key))
+        earlier = db.session.scalar(
+            select(Redemption).where(Redemption.store_id == store.id, Redemption.idempotency_key == idempotency_key)
+        )
         if earlier is not None:
             if (earlier.voucher_id, earlier.order_amount_fen, earlier.store_id) != (voucher.id, order_amount_fen, store.id):
                 raise IdempotencyConflict()
@@ -117,7 +138,8 @@ def redeem(
         campaign_id=campaign.id,
         merchant_id=merchant.id,
         store_id=store.id,
-        cashier_id=cashier.id,
+        cashier_id=getattr(cashier, "id", None),
+        terminal_id=getattr(terminal, "id", None),
         order_amount_fen=order_amount_fen,
         subsidy_fen=subsidy,
         idempotency_key=idempotency_key or None,
@@ -129,10 +151,11 @@ def redeem(
     db.session.flush()  # the ledger entry refers to the redemption id
     ledger.post(
         EntryKind.REDEMPTION.value, campaign.id, lines,
-        memo=f"核销 {voucher.code}", ref=("redemption", redemption.id), actor_id=cashier.id,
+        memo=f"核销 {voucher.code}", ref=("redemption", redemption.id), actor_id=getattr(cashier, "id", None),
     )
     audit.record(
         "voucher.redeem", redemption, actor=cashier,
+        actor_label=None if cashier is not None else f"终端#{terminal.id}",
         before={"voucher_status": status.value},
         after={"voucher_id": voucher.id, "order_amount_fen": order_amount_fen, "subsidy_fen": subsidy,
                "store_id": store.id},
@@ -163,3 +186,67 @@ def _redemption_lines(campaign_id: int, face: int, subsidy: int) -> list[tuple[i
             parts=[r - p for r, p in zip(reserved, spent)],
         )
     return lines
+
+
+def reverse(
+    redemption_id: int,
+    *,
+    reason: str,
+    cashier: User | None = None,
+    terminal: StoreTerminal | None = None,
+    now: datetime | None = None,
+) -> Redemption:
+    """Undo a redemption within the window, only at the store that made it: the exact opposite
+    postings, and the voucher is usable again."""
+    now = now or utcnow()
+    store = _store_of(cashier, terminal)
+    redemption = db.session.scalar(
+        select(Redemption).where(Redemption.id == redemption_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if redemption is None:
+        raise NotFound("找不到该核销记录")
+    if redemption.store_id != store.id:
+        raise Forbidden("只能由原核销门店撤销")
+    if redemption.reversed_at is not None:
+        raise InvalidTransition("该笔核销已撤销")
+    if not (reason or "").strip():
+        raise InvalidInput("请填写撤销原因")
+    window = timedelta(minutes=current_app.config["REVERSAL_WINDOW_MINUTES"])
+    if now - redemption.created_at > window:
+        raise ReversalWindowClosed(f"已超过 {current_app.config['REVERSAL_WINDOW_MINUTES']} 分钟撤销时限，不能撤销")
+    voucher = db.session.scalar(
+        select(Voucher).where(Voucher.id == redemption.voucher_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    original = db.session.execute(
+        select(Posting.account_id, Posting.amount_fen)
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(JournalEntry.ref_type == "redemption", JournalEntry.ref_id == redemption.id,
+               JournalEntry.kind == EntryKind.REDEMPTION.value)
+    ).all()
+    lines = [(account_id, -amount) for account_id, amount in original]
+    if redemption.subsidy_fen < voucher.face_value_fen:
+        # The unused part went back to available; taking it back must not overdraw it, so this rare
+        # case (a partly used voucher) waits for the campaign's lock like any other budget move.
+        lock_campaign(redemption.campaign_id)
+        sources = ledger.source_accounts(redemption.campaign_id)
+        try:
+            ledger.require_balance(sources, AccountKind.AVAILABLE, lines)
+        except AccountWouldGoNegative:
+            raise BudgetExhausted("活动可用预算不足，不能恢复该券的预留金额") from None
+    ledger.post(
+        EntryKind.REVERSAL.value, redemption.campaign_id, lines, memo=f"撤销核销 {voucher.code}",
+        ref=("redemption", redemption.id), actor_id=getattr(cashier, "id", None),
+    )
+    voucher.status = VoucherStatus.CLAIMED.value
+    voucher.redeemed_at = None
+    redemption.reversed_at = now
+    redemption.reversal_reason = reason.strip()[:200]
+    redemption.reversed_by_id = getattr(cashier, "id", None)
+    audit.record(
+        "voucher.reverse", redemption, actor=cashier,
+        actor_label=None if cashier is not None else f"终端#{terminal.id}",
+        before={"voucher_status": "redeemed"}, after={"voucher_status": "claimed", "reason": redemption.reversal_reason},
+    )
+    return redemption

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -12,9 +12,9 @@ from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import DomainError, ThresholdNotMet
 from voucher.core.permissions import Role, roles_required
-from voucher.merchants.forms import RedeemForm
+from voucher.merchants.forms import RedeemForm, ReverseForm
 from voucher.merchants.models import Redemption
-from voucher.merchants.redemption import redeem
+from voucher.merchants.redemption import redeem, reverse
 from voucher.web import unit_of_work
 
 bp = Blueprint("merchants", __name__)
@@ -70,10 +70,28 @@ def counter():
     return (
         render_template(
             "merchants/counter.html", form=next_form, result=result, error=error, focus=focus,
-            store=current_user.store, recent=_recent_at_store(current_user.store_id),
+            store=current_user.store, recent=_recent_at_store(current_user.store_id), reverse_form=ReverseForm(),
+            reversible_after=utcnow() - timedelta(minutes=current_app.config["REVERSAL_WINDOW_MINUTES"]),
         ),
         status,
     )
+
+
+@bp.post("/counter/redemptions/<int:redemption_id>/reverse")
+@roles_required(Role.CASHIER)
+def reverse_redemption(redemption_id: int):
+    form = ReverseForm()
+    if not form.validate_on_submit():
+        flash("请填写撤销原因", "error")
+        return redirect(url_for("merchants.counter"))
+    try:
+        with unit_of_work():
+            reverse(redemption_id, reason=form.reason.data, cashier=current_user)
+    except DomainError as error:
+        flash(error.message, "error")
+        return redirect(url_for("merchants.counter")), 303
+    flash("已撤销核销：券已恢复为未使用，金额已退回", "success")
+    return redirect(url_for("merchants.counter"))
 
 
 @bp.get("/merchant/redemptions")

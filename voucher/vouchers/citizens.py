@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from voucher.core.clock import utcnow
 from voucher.core.db import db
@@ -79,9 +80,22 @@ def verify_code(raw_phone: str, code: str) -> Citizen:
     if not hmac.compare_digest(challenge.code_hash, _code_hash(identity, (code or "").strip())):
         raise InvalidOneTimeCode(f"验证码错误，还可尝试 {MAX_ATTEMPTS - challenge.attempts} 次")
     challenge.used_at = now
+    return _citizen_with(identity)
+
+
+def citizen_for(raw_phone: str) -> Citizen:
+    """The citizen with a phone number a channel partner has already verified (created if new)."""
+    return _citizen_with(identity_hash(normalise_phone(raw_phone)))
+
+
+def _citizen_with(identity: str) -> Citizen:
     citizen = db.session.scalar(select(Citizen).where(Citizen.identity_hash == identity))
     if citizen is None:
-        citizen = Citizen(identity_hash=identity)
-        db.session.add(citizen)
-        db.session.flush()  # the caller keeps the id in the session
+        try:
+            with db.session.begin_nested():
+                citizen = Citizen(identity_hash=identity)
+                db.session.add(citizen)
+        except IntegrityError:
+            # The same person arrived twice at once (two channels): take the row the other made.
+            citizen = db.session.scalar(select(Citizen).where(Citizen.identity_hash == identity))
     return citizen

@@ -37,7 +37,7 @@ def remaining(release_ids: list[int]) -> dict[int, int]:
     return dict(rows.all())
 
 
-def claim(release_id: int, citizen: Citizen, now: datetime | None = None) -> Voucher:
+def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, actor_label: str | None = None) -> Voucher:
     """Give the citizen one free voucher of the round, within the per-person limit.
 
     Touches one voucher row (SKIP LOCKED, so concurrent claimants never queue on each other) and no
@@ -94,7 +94,8 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None) -> Vou
             continue
     else:
         raise ClaimLimitReached(f"每人限领 {release.per_person_limit} 张")
-    audit.record("voucher.claim", voucher, actor_label=f"市民#{citizen.id}", after={"release_id": release_id})
+    audit.record("voucher.claim", voucher, actor_label=actor_label or f"市民#{citizen.id}",
+                 after={"release_id": release_id, "citizen_id": citizen.id})
     return voucher
 
 

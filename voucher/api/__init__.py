@@ -1,0 +1,1 @@
+"""The JSON API under /api/v1: one response shape, stable error codes, an OpenAPI description."""

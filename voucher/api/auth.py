@@ -1,0 +1,96 @@
+"""Who is calling: a store terminal (bearer token) or a channel partner (signed request)."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from datetime import timedelta
+
+from flask import current_app, request
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from voucher.api.models import Partner, PartnerNonce
+from voucher.core.clock import utcnow
+from voucher.core.db import db
+from voucher.core.errors import DomainError
+from voucher.merchants.models import StoreTerminal
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+    status = 401
+    default_message = "身份验证失败"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_terminal_token(store_id: int, label: str, created_by_id: int) -> tuple[StoreTerminal, str]:
+    """Create a terminal and return it with its token; the token is shown once and only its hash kept."""
+    token = "st_" + secrets.token_urlsafe(32)
+    terminal = StoreTerminal(store_id=store_id, label=label, token_hash=hash_token(token), token_prefix=token[:10],
+                             created_by_id=created_by_id)
+    db.session.add(terminal)
+    db.session.flush()  # the caller shows the new terminal's id
+    return terminal, token
+
+
+def current_terminal() -> StoreTerminal:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        raise Unauthenticated("缺少终端令牌（Authorization: Bearer …）")
+    terminal = db.session.scalar(
+        select(StoreTerminal).where(StoreTerminal.token_hash == hash_token(header[7:].strip()))
+    )
+    if terminal is None or terminal.revoked_at is not None:
+        raise Unauthenticated("终端令牌无效或已停用")
+    return terminal
+
+
+def partner_secret(key_id: str) -> str:
+    return hmac.new(current_app.config["PARTNER_MASTER_KEY"], f"partner:{key_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def signature(secret: str, method: str, path: str, timestamp: str, nonce: str, body: bytes) -> str:
+    message = "\n".join([method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest()])
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+def current_partner() -> Partner:
+    """Check the signed request: known active partner, fresh timestamp, good signature, unused nonce."""
+    key_id = request.headers.get("X-Partner-Key", "")
+    timestamp = request.headers.get("X-Timestamp", "")
+    nonce = request.headers.get("X-Nonce", "")
+    given = request.headers.get("X-Signature", "")
+    if not (key_id and timestamp and nonce and given):
+        raise Unauthenticated("缺少签名请求头（X-Partner-Key、X-Timestamp、X-Nonce、X-Signature）")
+    if not timestamp.isdigit() or len(nonce) > 64:
+        raise Unauthenticated("时间戳或随机数格式不正确")
+    window = current_app.config["PARTNER_REPLAY_WINDOW_SECONDS"]
+    if abs(time.time() - int(timestamp)) > window:
+        raise Unauthenticated(f"请求时间戳超出 {window} 秒有效窗口")
+    partner = db.session.scalar(select(Partner).where(Partner.key_id == key_id))
+    if partner is None or not partner.is_active_partner:
+        raise Unauthenticated("合作方未知或已停用")
+    expected = signature(partner_secret(key_id), request.method, request.path, timestamp, nonce, request.get_data())
+    if not hmac.compare_digest(expected, given.lower()):
+        raise Unauthenticated("签名校验失败")
+    try:
+        with db.session.begin_nested():
+            db.session.add(PartnerNonce(partner_id=partner.id, nonce=nonce, seen_at=utcnow()))
+    except IntegrityError:
+        raise Unauthenticated("重复的请求（随机数已使用）") from None
+    return partner
+
+
+def prune_nonces() -> int:
+    """Drop nonces older than twice the window: the timestamp check already refuses their requests.
+    Kept off the claim path; run it from the scheduler or the CLI."""
+    window = current_app.config["PARTNER_REPLAY_WINDOW_SECONDS"]
+    result = db.session.execute(
+        delete(PartnerNonce).where(PartnerNonce.seen_at < utcnow() - timedelta(seconds=2 * window))
+    )
+    return result.rowcount or 0
