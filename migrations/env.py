@@ -116,6 +116,8 @@ def run_migrations_online():
                 if broken:
                     raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
         if sqlite:
+            # End the transaction first: inside one, SQLite ignores the pragma.
+            connection.commit()
             connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 

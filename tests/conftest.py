@@ -90,12 +90,20 @@ def db(app):
         _db.session.rollback()
         _db.session.remove()
         tables = [t for t in reversed(_db.metadata.sorted_tables) if t.name not in KEEP_TABLES]
-        with _db.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
+        if _db.engine.dialect.name == "postgresql":
+            with _db.engine.begin() as conn:
                 conn.execute(text("TRUNCATE " + ", ".join(t.name for t in tables) + " RESTART IDENTITY CASCADE"))
-            else:
+        else:
+            # users and merchants refer to each other; empty everything with the checks off, outside
+            # a transaction (where SQLite honours the pragma), then switch them back on.
+            raw = _db.engine.raw_connection()
+            try:
+                raw.driver_connection.execute("PRAGMA foreign_keys=OFF")
                 for table in tables:
-                    conn.execute(table.delete())
+                    raw.driver_connection.execute(f"DELETE FROM {table.name}")
+                raw.driver_connection.execute("PRAGMA foreign_keys=ON")
+            finally:
+                raw.close()
 
 
 @pytest.fixture

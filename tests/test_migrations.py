@@ -28,3 +28,12 @@ def test_measures_are_loaded_from_seed_data(db):
     cinema = measures[11]
     assert any(line.amount_fen == 750_000_00 and "2:1" in line.details.get("co_funding", "") for line in cinema.money_lines)
     assert any(line.status == "sought" for line in measures[4].money_lines)  # 争取 charging subsidy
+
+
+def test_sqlite_enforces_foreign_keys_after_migrating(db):
+    """The migrations switch foreign keys off to rebuild tables; the app's connections must have them on."""
+    from sqlalchemy import text
+
+    if db.engine.dialect.name != "sqlite":
+        return
+    assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1

@@ -68,10 +68,11 @@ def _register_blueprints(app: Flask) -> None:
     from voucher.campaigns.grant_views import bp as grants_bp
     from voucher.campaigns.measure_views import bp as measures_bp
     from voucher.campaigns.views import bp as campaigns_bp
+    from voucher.merchants.onboarding_views import bp as onboarding_bp
     from voucher.merchants.views import bp as merchants_bp
     from voucher.vouchers.views import bp as vouchers_bp
 
-    for bp in (accounts_bp, measures_bp, campaigns_bp, grants_bp, vouchers_bp, merchants_bp, analytics_bp):
+    for bp in (accounts_bp, measures_bp, campaigns_bp, grants_bp, vouchers_bp, merchants_bp, onboarding_bp, analytics_bp):
         app.register_blueprint(bp)
     # The API authenticates every request itself (bearer token or signature), not by cookie: no CSRF.
     csrf.exempt(api_bp)

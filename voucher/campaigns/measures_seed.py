@@ -4,9 +4,9 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from voucher.campaigns.models import Measure, MeasureMoneyLine, MeasureTarget
+from voucher.campaigns.models import Measure, MeasureMoneyLine, MeasureTarget, TargetProgress
 from voucher.core.db import db
 
 _MONEY_LINE_KEYS = {"label", "amount_yuan", "instrument", "funding_kind", "status"}
@@ -31,30 +31,44 @@ def load_measures(path: Path) -> int:
         measure.term_from = policy.get("issued_on")
         measure.term_until = policy.get("short_term_until") if item.get("short_term") else None
         db.session.flush()  # the lines below need the measure id
-        db.session.execute(delete(MeasureMoneyLine).where(MeasureMoneyLine.measure_id == measure.id))
-        db.session.execute(delete(MeasureTarget).where(MeasureTarget.measure_id == measure.id))
-        for position, line in enumerate(item.get("money_lines", [])):
-            db.session.add(
-                MeasureMoneyLine(
-                    measure_id=measure.id,
-                    position=position,
-                    label=line["label"],
-                    amount_fen=int(line["amount_yuan"]) * 100,
-                    instrument=line["instrument"],
-                    funding_kind=line["funding_kind"],
-                    status=line["status"],
-                    details={k: v for k, v in line.items() if k not in _MONEY_LINE_KEYS},
-                )
-            )
-        for position, target in enumerate(item.get("targets", [])):
-            db.session.add(
-                MeasureTarget(
-                    measure_id=measure.id,
-                    position=position,
-                    label=target["label"],
-                    target=int(target["target"]),
-                    unit=target["unit"],
-                    comparison=target.get("comparison", ">="),
-                )
-            )
+        _sync_money_lines(measure, item.get("money_lines", []))
+        _sync_targets(measure, item.get("targets", []))
     return len(data["measures"])
+
+
+def _sync_money_lines(measure: Measure, lines: list[dict]) -> None:
+    """Update the measure's money lines in place, by position (nothing refers to them by id)."""
+    existing = list(db.session.scalars(
+        select(MeasureMoneyLine).where(MeasureMoneyLine.measure_id == measure.id).order_by(MeasureMoneyLine.position)
+    ))
+    for position, line in enumerate(lines):
+        row = existing[position] if position < len(existing) else MeasureMoneyLine(measure_id=measure.id)
+        row.position = position
+        row.label = line["label"]
+        row.amount_fen = int(line["amount_yuan"]) * 100
+        row.instrument = line["instrument"]
+        row.funding_kind = line["funding_kind"]
+        row.status = line["status"]
+        row.details = {k: v for k, v in line.items() if k not in _MONEY_LINE_KEYS}
+        db.session.add(row)
+    for row in existing[len(lines):]:
+        db.session.delete(row)
+
+
+def _sync_targets(measure: Measure, targets: list[dict]) -> None:
+    """Update targets in place, by position: recorded progress refers to them and must keep its target."""
+    existing = list(db.session.scalars(
+        select(MeasureTarget).where(MeasureTarget.measure_id == measure.id).order_by(MeasureTarget.position)
+    ))
+    for position, target in enumerate(targets):
+        row = existing[position] if position < len(existing) else MeasureTarget(measure_id=measure.id)
+        row.position = position
+        row.label = target["label"]
+        row.target = int(target["target"])
+        row.unit = target["unit"]
+        row.comparison = target.get("comparison", ">=")
+        db.session.add(row)
+    for row in existing[len(targets):]:
+        if db.session.scalar(select(TargetProgress.id).where(TargetProgress.target_id == row.id).limit(1)):
+            raise ValueError(f"措施 {measure.number} 的目标「{row.label}」已有进展记录，不能从种子数据中删除")
+        db.session.delete(row)

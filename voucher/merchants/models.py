@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import created_at, db, fen, intpk
@@ -11,9 +11,16 @@ CATEGORIES = ["餐饮", "零售", "汽车", "家电家居", "文旅", "体育", 
 DISTRICTS = ["海州区", "连云区", "赣榆区", "东海县", "灌云县", "灌南县", "经济技术开发区", "徐圩新区", "云台山景区"]
 
 
+MERCHANT_STATUS_LABELS = {"pending": "待审核", "approved": "已入驻", "rejected": "未通过", "suspended": "已暂停"}
+
+
 class Merchant(db.Model):
+    """A business that redeems vouchers; it applies, and takes part once the bureau approves it."""
+
     __tablename__ = "merchants"
-    __table_args__ = (CheckConstraint("status IN ('pending', 'approved', 'suspended')", name="status_known"),)
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'approved', 'rejected', 'suspended')", name="status_known"),
+    )
 
     id: Mapped[intpk]
     name: Mapped[str] = mapped_column(String(120))
@@ -22,7 +29,17 @@ class Merchant(db.Model):
     #: 行业类别
     category: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(16), default="approved")
+    #: the settlement bank account payouts go to
+    bank_account_name: Mapped[str | None] = mapped_column(String(120))
+    bank_name: Mapped[str | None] = mapped_column(String(120))
+    bank_account_no: Mapped[str | None] = mapped_column(String(34))
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decision_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[created_at]
+
+    @property
+    def status_label(self) -> str:
+        return MERCHANT_STATUS_LABELS[self.status]
 
     stores: Mapped[list[Store]] = relationship(back_populates="merchant", order_by="Store.id")
 

@@ -1,0 +1,155 @@
+"""Merchant onboarding: an application, the bureau's decision, and the manager's own cashiers and terminals."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from voucher.accounts.models import User
+from voucher.accounts.services import create_user
+from voucher.core import audit
+from voucher.core.db import db
+from voucher.core.errors import Forbidden, InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
+from voucher.core.permissions import Role
+from voucher.merchants import uscc
+from voucher.merchants.models import CATEGORIES, DISTRICTS, Merchant, Store, StoreTerminal
+
+_ACCOUNT_NO = re.compile(r"^[0-9]{8,34}$")
+_USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+
+
+@dataclass
+class StoreInput:
+    name: str
+    district: str
+    address: str = ""
+
+
+@dataclass
+class MerchantApplication:
+    name: str
+    uscc: str
+    category: str
+    stores: list[StoreInput]
+    bank_account_name: str
+    bank_name: str
+    bank_account_no: str
+    manager_username: str
+    manager_password: str
+    manager_display_name: str = ""
+
+
+def apply(data: MerchantApplication) -> Merchant:
+    """Record an application: the merchant and its manager account wait, inactive, for the bureau."""
+    code = (data.uscc or "").strip().upper()
+    if not data.name.strip():
+        raise InvalidInput("请填写商户名称")
+    if not uscc.is_valid(code):
+        raise InvalidInput("统一社会信用代码不正确：应为 18 位，且最后一位校验码正确（GB 32100-2015）")
+    if db.session.scalar(select(Merchant.id).where(Merchant.uscc == code)):
+        raise InvalidInput("该统一社会信用代码已申请或已入驻")
+    if data.category not in CATEGORIES:
+        raise InvalidInput("请选择行业类别")
+    stores = [s for s in data.stores if s.name.strip()]
+    if not stores:
+        raise InvalidInput("请至少填写一个门店")
+    for store in stores:
+        if store.district not in DISTRICTS:
+            raise InvalidInput(f"门店「{store.name}」的区县不正确")
+    account_no = re.sub(r"[\s-]", "", data.bank_account_no or "")
+    if not data.bank_account_name.strip() or not data.bank_name.strip():
+        raise InvalidInput("请填写结算账户户名和开户行")
+    if not _ACCOUNT_NO.match(account_no):
+        raise InvalidInput("结算账号应为 8 到 34 位数字")
+    if not _USERNAME.match(data.manager_username or ""):
+        raise InvalidInput("管理员用户名应为 3 到 32 位字母、数字或 _ . -")
+    merchant = Merchant(
+        name=data.name.strip(), uscc=code, category=data.category, status="pending",
+        bank_account_name=data.bank_account_name.strip(), bank_name=data.bank_name.strip(), bank_account_no=account_no,
+    )
+    merchant.stores = [Store(name=s.name.strip(), district=s.district, address=s.address.strip()) for s in stores]
+    db.session.add(merchant)
+    db.session.flush()  # the manager account refers to the merchant
+    manager = create_user(
+        data.manager_username, data.manager_password, Role.MERCHANT_MANAGER,
+        display_name=data.manager_display_name.strip() or f"{merchant.name}管理员", merchant_id=merchant.id,
+    )
+    manager.is_active_account = False  # until the bureau approves the merchant
+    audit.record("merchant.apply", merchant, actor_label="商户申请",
+                 after={"name": merchant.name, "uscc": code, "category": data.category, "stores": len(stores)})
+    return merchant
+
+
+def decide(merchant_id: int, actor: User, *, approve: bool, note: str = "") -> Merchant:
+    merchant = db.session.scalar(select(Merchant).where(Merchant.id == merchant_id).with_for_update())
+    if merchant is None:
+        raise NotFound("找不到该商户")
+    if merchant.status != "pending":
+        raise InvalidTransition(f"该商户当前为「{merchant.status_label}」，无需审核")
+    if not approve and not note.strip():
+        raise InvalidInput("不予入驻时请填写原因")
+    managers = db.session.scalars(select(User).where(User.merchant_id == merchant.id)).all()
+    if any(m.id == actor.id for m in managers):
+        raise MakerCheckerViolation()
+    merchant.status = "approved" if approve else "rejected"
+    merchant.decided_by_id = actor.id
+    merchant.decision_note = note.strip() or None
+    if approve:
+        for manager in managers:
+            manager.is_active_account = True
+    audit.record("merchant.approve" if approve else "merchant.reject", merchant, actor=actor,
+                 before={"status": "pending"}, after={"status": merchant.status, "note": merchant.decision_note})
+    return merchant
+
+
+def _own_store(manager: User, store_id: int) -> Store:
+    store = db.session.get(Store, store_id)
+    # Another merchant's store is refused the same way as a missing one.
+    if store is None or store.merchant_id != manager.merchant_id:
+        raise Forbidden("只能管理本商户的门店")
+    if store.merchant.status != "approved":
+        raise Forbidden("商户尚未通过审核")
+    return store
+
+
+def add_cashier(manager: User, *, store_id: int, username: str, display_name: str, password: str) -> User:
+    store = _own_store(manager, store_id)
+    if not _USERNAME.match(username or ""):
+        raise InvalidInput("用户名应为 3 到 32 位字母、数字或 _ . -")
+    cashier = create_user(
+        username, password, Role.CASHIER, display_name=display_name.strip() or username,
+        merchant_id=store.merchant_id, store_id=store.id, actor=manager,
+    )
+    return cashier
+
+
+def set_cashier_active(manager: User, cashier_id: int, active: bool) -> User:
+    cashier = db.session.get(User, cashier_id)
+    if cashier is None or cashier.role != Role.CASHIER.value or cashier.merchant_id != manager.merchant_id:
+        raise Forbidden("只能管理本商户的收银员")
+    cashier.is_active_account = active
+    audit.record("user.activate" if active else "user.deactivate", cashier, actor=manager,
+                 after={"is_active": active})
+    return cashier
+
+
+def issue_terminal(manager: User, *, store_id: int, label: str) -> tuple[StoreTerminal, str]:
+    from voucher.api.auth import issue_terminal_token
+
+    store = _own_store(manager, store_id)
+    terminal, token = issue_terminal_token(store.id, label.strip() or "收银终端", manager.id)
+    audit.record("terminal.issue", terminal, actor=manager, after={"store_id": store.id, "label": terminal.label,
+                                                                   "token_prefix": terminal.token_prefix})
+    return terminal, token
+
+
+def revoke_terminal(manager: User, terminal_id: int) -> StoreTerminal:
+    from voucher.core.clock import utcnow
+
+    terminal = db.session.get(StoreTerminal, terminal_id)
+    if terminal is None or terminal.store.merchant_id != manager.merchant_id:
+        raise Forbidden("只能管理本商户的终端")
+    terminal.revoked_at = terminal.revoked_at or utcnow()
+    audit.record("terminal.revoke", terminal, actor=manager, after={"revoked_at": terminal.revoked_at})
+    return terminal
