@@ -114,3 +114,27 @@ def register_cli(app: Flask) -> None:
         terminal, token = issue_terminal_token(store.id, label, user.id)
         db.session.commit()
         click.echo(f"门店：{store.name}\n终端 #{terminal.id}：{label}\n令牌（仅显示一次）：{token}")
+
+    @app.cli.group("risk")
+    def risk_group() -> None:
+        """风险提示。"""
+
+    @risk_group.command("scan")
+    @click.option("--date", "day", default=None, help="local day YYYY-MM-DD (default: yesterday)")
+    def risk_scan(day: str | None) -> None:
+        """Flag the day's unusual redemption patterns for review."""
+        from datetime import date, timedelta
+
+        from voucher.core.clock import local_today
+        from voucher.merchants.risk import scan
+
+        try:
+            target = date.fromisoformat(day) if day else local_today() - timedelta(days=1)
+        except ValueError:
+            click.echo("日期格式应为 YYYY-MM-DD", err=True)
+            sys.exit(2)
+        flags = scan(target)
+        db.session.commit()
+        click.echo(f"{target.isoformat()}：新增 {len(flags)} 条风险提示")
+        for flag in flags:
+            click.echo(f"  {flag.merchant.name}：{flag.kind_enum.label} {flag.detail}")

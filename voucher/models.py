@@ -16,5 +16,5 @@ from voucher.campaigns.models import (  # noqa: F401
 from voucher.core.audit import AuditEntry  # noqa: F401
 from voucher.ledger.models import JournalEntry, LedgerAccount, Posting  # noqa: F401
 from voucher.api.models import Partner, PartnerNonce  # noqa: F401
-from voucher.merchants.models import Merchant, Redemption, Store, StoreTerminal  # noqa: F401
+from voucher.merchants.models import Merchant, Redemption, RiskFlag, Store, StoreTerminal  # noqa: F401
 from voucher.vouchers.models import Citizen, OneTimeCode, Voucher  # noqa: F401

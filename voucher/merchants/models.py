@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
+import enum
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import created_at, db, fen, intpk
@@ -33,7 +35,8 @@ class Merchant(db.Model):
     bank_account_name: Mapped[str | None] = mapped_column(String(120))
     bank_name: Mapped[str | None] = mapped_column(String(120))
     bank_account_no: Mapped[str | None] = mapped_column(String(34))
-    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # use_alter: users also point at merchants; the cycle is created after both tables.
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", use_alter=True))
     decision_note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[created_at]
 
@@ -128,3 +131,41 @@ class StoreTerminal(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     store: Mapped[Store] = relationship()
+
+
+class RiskKind(str, enum.Enum):
+    VELOCITY = "velocity"
+    REPEAT_CITIZEN = "repeat_citizen"
+    THRESHOLD_CLUSTER = "threshold_cluster"
+    OFF_HOURS = "off_hours"
+
+    @property
+    def label(self) -> str:
+        return {"velocity": "核销量异常偏高", "repeat_citizen": "同一市民反复核销", "threshold_cluster": "订单金额集中在门槛附近",
+                "off_hours": "非营业时间核销"}[self.value]
+
+
+class RiskFlag(db.Model):
+    """A pattern for a reviewer to look at; settlement holds the merchant while a flag is open."""
+
+    __tablename__ = "risk_flags"
+    __table_args__ = (UniqueConstraint("merchant_id", "kind", "day"),)
+
+    id: Mapped[intpk]
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    #: the local calendar day the pattern was seen on
+    day: Mapped[date]
+    #: the figures behind the flag, for the reviewer
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="open")
+    reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    review_note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[created_at]
+
+    merchant: Mapped[Merchant] = relationship()
+
+    @property
+    def kind_enum(self) -> RiskKind:
+        return RiskKind(self.kind)

@@ -11,9 +11,9 @@ from voucher.campaigns.forms import ReasonForm
 from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
-from voucher.merchants import onboarding
+from voucher.merchants import onboarding, risk
 from voucher.merchants.forms import CashierForm, MerchantApplicationForm, TerminalForm
-from voucher.merchants.models import MERCHANT_STATUS_LABELS, Merchant, Store, StoreTerminal
+from voucher.merchants.models import MERCHANT_STATUS_LABELS, Merchant, RiskFlag, Store, StoreTerminal
 from voucher.web import unit_of_work
 
 bp = Blueprint("onboarding", __name__)
@@ -156,3 +156,30 @@ def revoke_terminal(terminal_id: int):
         return _staff_page(error.status)
     flash("终端令牌已停用", "success")
     return redirect(url_for("onboarding.staff"))
+
+
+@bp.get("/risk")
+@roles_required(*OVERSIGHT)
+def risk_flags():
+    status = request.args.get("status", "open")
+    query = select(RiskFlag).order_by(RiskFlag.day.desc(), RiskFlag.id.desc())
+    if status in ("open", "cleared"):
+        query = query.where(RiskFlag.status == status)
+    return render_template("merchants/risk.html", flags=db.session.scalars(query.limit(500)).all(), status=status)
+
+
+@bp.post("/risk/<int:flag_id>/clear")
+@roles_required(Role.BUREAU_MAKER, Role.BUREAU_APPROVER)
+def clear_risk(flag_id: int):
+    form = ReasonForm()
+    if not form.validate_on_submit():
+        flash("请填写核查结论", "error")
+        return redirect(url_for("onboarding.risk_flags"))
+    try:
+        with unit_of_work():
+            risk.review(flag_id, current_user, note=form.reason.data)
+    except DomainError as error:
+        flash(error.message, "error")
+        return redirect(url_for("onboarding.risk_flags")), 303
+    flash("已处理该风险提示", "success")
+    return redirect(url_for("onboarding.risk_flags"))
