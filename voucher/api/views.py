@@ -46,10 +46,10 @@ def _json_body() -> dict:
     return body
 
 
-def _redemption_json(redemption: Redemption, replayed: bool = False) -> dict:
+def _redemption_json(redemption: Redemption, replayed: bool = False, voucher_code: str | None = None) -> dict:
     return {
         "id": redemption.id,
-        "voucher_code": redemption.voucher.code,
+        "voucher_code": voucher_code or redemption.voucher.code,
         "order_amount_fen": redemption.order_amount_fen,
         "subsidy_fen": redemption.subsidy_fen,
         "paid_by_citizen_fen": redemption.paid_by_citizen_fen,
@@ -90,7 +90,9 @@ def create_redemption():
     amount = _positive_int(body, "order_amount_fen", "订单金额")
     with unit_of_work():
         result = redeem(code, amount, terminal=terminal, idempotency_key=key)
-    return ok(_redemption_json(result.redemption, result.replayed), 200 if result.replayed else 201)
+        # Built before the commit, while the row is in hand: no reload afterwards.
+        data = _redemption_json(result.redemption, result.replayed, result.voucher_code)
+    return ok(data, 200 if result.replayed else 201)
 
 
 @bp.get("/redemptions/<int:redemption_id>")

@@ -273,6 +273,14 @@ class ProductKind(str, enum.Enum):
     PERCENTAGE = "percentage"  # percent_bp of the order, rounded down, at most face_value_fen (the cap)
 
 
+def discount_fen(kind: str, face_value_fen: int, percent_bp: int | None, order_amount_fen: int) -> int:
+    """What the campaign pays on an order: a percentage rounded down to the fen, or the face value;
+    never more than the face value (what was reserved for the voucher) nor more than the order."""
+    if kind == ProductKind.PERCENTAGE.value:
+        return min(order_amount_fen * percent_bp // 10000, face_value_fen)
+    return min(face_value_fen, order_amount_fen)
+
+
 class VoucherProduct(db.Model):
     """The rule of a campaign's vouchers (券种)."""
 
@@ -301,10 +309,7 @@ class VoucherProduct(db.Model):
     campaign: Mapped[Campaign] = relationship(back_populates="product")
 
     def discount_fen(self, order_amount_fen: int) -> int:
-        """What the campaign pays on an order. Never more than the face value (the reserved amount)."""
-        if self.kind == ProductKind.PERCENTAGE.value:
-            return min(order_amount_fen * self.percent_bp // 10000, self.face_value_fen)
-        return min(self.face_value_fen, order_amount_fen)
+        return discount_fen(self.kind, self.face_value_fen, self.percent_bp, order_amount_fen)
 
     @property
     def label(self) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select
 
 from voucher.campaigns.models import Campaign, FundingSource
+from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import AccountWouldGoNegative, UnbalancedPosting
 from voucher.core.money import split_by_shares
@@ -52,6 +53,18 @@ def source_accounts(campaign_id: int) -> list[SourceAccounts]:
     return list(grouped.values())
 
 
+_APPROVED_SOURCES: dict[tuple[int, object], list[SourceAccounts]] = {}
+
+
+def source_accounts_of_approved(campaign_id: int, approved_at: object) -> list[SourceAccounts]:
+    """source_accounts() for the hot path. Accounts and shares never change once a campaign is
+    approved, so they are read once per process and approval (approved_at is part of the key)."""
+    key = (campaign_id, approved_at)
+    if key not in _APPROVED_SOURCES:
+        _APPROVED_SOURCES[key] = source_accounts(campaign_id)
+    return _APPROVED_SOURCES[key]
+
+
 def post(
     kind: str,
     campaign_id: int,
@@ -65,21 +78,17 @@ def post(
     lines = [(account_id, amount) for account_id, amount in lines if amount != 0]
     if sum(amount for _, amount in lines) != 0:
         raise UnbalancedPosting()
-    entry = JournalEntry(
-        kind=kind,
-        campaign_id=campaign_id,
-        memo=memo,
-        ref_type=ref[0] if ref else None,
-        ref_id=ref[1] if ref else None,
-        actor_id=actor_id,
+    entry_id = db.session.scalar(
+        insert(JournalEntry).values(
+            kind=kind, campaign_id=campaign_id, memo=memo, ref_type=ref[0] if ref else None,
+            ref_id=ref[1] if ref else None, actor_id=actor_id, created_at=utcnow(),
+        ).returning(JournalEntry.id)
     )
-    db.session.add(entry)
-    db.session.flush()  # the postings need the entry id
     if lines:
         db.session.execute(
-            insert(Posting), [{"entry_id": entry.id, "account_id": a, "amount_fen": amt} for a, amt in lines]
+            insert(Posting), [{"entry_id": entry_id, "account_id": a, "amount_fen": amt} for a, amt in lines]
         )
-    return entry.id
+    return entry_id
 
 
 def split(sources: list[SourceAccounts], amount: int) -> list[int]:

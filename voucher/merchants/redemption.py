@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from voucher.accounts.models import User
-from voucher.campaigns.models import CampaignStatus, campaign_merchants
+from voucher.campaigns.models import Campaign, CampaignStatus, VoucherProduct, campaign_merchants, discount_fen
 from voucher.campaigns.services import lock_campaign
 from voucher.core import audit
 from voucher.core.clock import to_local, utcnow
@@ -36,7 +36,7 @@ from voucher.core.errors import (
 from voucher.core.money import format_yuan, split_within
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, Posting
-from voucher.merchants.models import Redemption, Store, StoreTerminal
+from voucher.merchants.models import Merchant, Redemption, Store, StoreTerminal
 from voucher.vouchers.models import Voucher, VoucherStatus
 from voucher.vouchers.services import code_from_input
 
@@ -44,8 +44,18 @@ from voucher.vouchers.services import code_from_input
 @dataclass(frozen=True)
 class RedemptionResult:
     redemption: Redemption
+    voucher_code: str
     #: True when this answer repeats an earlier request with the same idempotency key
     replayed: bool = False
+
+
+@dataclass(frozen=True)
+class _Counter:
+    store_id: int
+    merchant_id: int
+    district: str
+    merchant_status: str
+    category: str
 
 
 def _store_of(cashier: User | None, terminal: StoreTerminal | None) -> Store:
@@ -54,6 +64,31 @@ def _store_of(cashier: User | None, terminal: StoreTerminal | None) -> Store:
     if store is None:
         raise Forbidden("该账号未绑定门店，不能核销")
     return store
+
+
+def _counter_of(cashier: User | None, terminal: StoreTerminal | None) -> _Counter:
+    store_id = terminal.store_id if terminal is not None else getattr(cashier, "store_id", None)
+    row = db.session.execute(
+        select(Store.id, Store.merchant_id, Store.district, Merchant.status, Merchant.category)
+        .join(Merchant, Merchant.id == Store.merchant_id).where(Store.id == store_id)
+    ).one_or_none() if store_id else None
+    if row is None:
+        raise Forbidden("该账号未绑定门店，不能核销")
+    return _Counter(*row)
+
+
+# The hot path reads with plain column selects and one joined, locked row: each ORM object loaded or
+# lazy relationship followed here costs a query and a millisecond of CPU, per redemption.
+_VOUCHER_FOR_REDEMPTION = (
+    select(
+        Voucher.id, Voucher.status, Voucher.face_value_fen, Voucher.valid_from, Voucher.valid_until,
+        Voucher.campaign_id, Campaign.status.label("campaign_status"), Campaign.categories, Campaign.districts,
+        Campaign.usable_from, Campaign.usable_until, Campaign.approved_at, VoucherProduct.kind,
+        VoucherProduct.threshold_fen, VoucherProduct.percent_bp,
+    )
+    .join(Campaign, Campaign.id == Voucher.campaign_id)
+    .join(VoucherProduct, VoucherProduct.campaign_id == Voucher.campaign_id)
+)
 
 
 def redeem(
@@ -71,56 +106,53 @@ def redeem(
     """
     code = code_from_input(scanned)  # a forged or altered token stops here, before any lookup
     now = now or utcnow()
-    store = _store_of(cashier, terminal)
-    merchant = store.merchant
-    if merchant.status != "approved":
+    counter = _counter_of(cashier, terminal)
+    if counter.merchant_status != "approved":
         raise Forbidden("商户未通过审核或已暂停，不能核销")
 
     # The row lock serialises two counters racing for one voucher; the loser sees it redeemed.
-    voucher = db.session.scalar(
-        select(Voucher).where(Voucher.code == code).with_for_update().execution_options(populate_existing=True)
-    )
+    voucher = db.session.execute(
+        _VOUCHER_FOR_REDEMPTION.where(Voucher.code == code).with_for_update(of=Voucher.__table__)
+    ).one_or_none()
     if voucher is None:
         raise VoucherNotFound()
 
     if idempotency_key:
         earlier = db.session.scalar(
-            select(Redemption).where(Redemption.store_id == store.id, Redemption.idempotency_key == idempotency_key)
+            select(Redemption).where(Redemption.store_id == counter.store_id,
+                                     Redemption.idempotency_key == idempotency_key)
         )
         if earlier is not None:
-            if (earlier.voucher_id, earlier.order_amount_fen, earlier.store_id) != (voucher.id, order_amount_fen, store.id):
+            if (earlier.voucher_id, earlier.order_amount_fen) != (voucher.id, order_amount_fen):
                 raise IdempotencyConflict()
-            return RedemptionResult(earlier, replayed=True)
+            return RedemptionResult(earlier, code, replayed=True)
 
-    status = voucher.status_enum
+    status = VoucherStatus(voucher.status)
     if status is VoucherStatus.REDEEMED:
         raise VoucherAlreadyRedeemed()
     if status is VoucherStatus.AVAILABLE:
         raise VoucherNotClaimed()
-    if status is VoucherStatus.EXPIRED:
+    if status in (VoucherStatus.EXPIRED, VoucherStatus.WITHDRAWN):
         raise VoucherExpired()
     if voucher.valid_until is not None and now > voucher.valid_until:
         raise VoucherExpired()
     if voucher.valid_from is not None and now < voucher.valid_from:
         raise VoucherNotYetValid()
 
-    campaign = voucher.campaign
-    if campaign.status_enum is not CampaignStatus.ACTIVE:
+    if voucher.campaign_status != CampaignStatus.ACTIVE.value:
         raise CampaignNotActive()
-    if not _merchant_listed(campaign.id, merchant.id):
+    named = _named_merchants(voucher.campaign_id, voucher.approved_at)
+    if named is not None and counter.merchant_id not in named:
         raise MerchantNotEligible("本券仅限指定商户使用，本店不在名单内")
-    if campaign.categories and merchant.category not in campaign.categories:
-        raise MerchantNotEligible(f"本券仅限{'、'.join(campaign.categories)}类商户使用，本店为{merchant.category}类")
-    if campaign.districts and store.district not in campaign.districts:
-        raise MerchantNotEligible(f"本券仅限{'、'.join(campaign.districts)}使用，本店位于{store.district}")
-    if campaign.usable_from is not None:
+    if voucher.categories and counter.category not in voucher.categories:
+        raise MerchantNotEligible(f"本券仅限{'、'.join(voucher.categories)}类商户使用，本店为{counter.category}类")
+    if voucher.districts and counter.district not in voucher.districts:
+        raise MerchantNotEligible(f"本券仅限{'、'.join(voucher.districts)}使用，本店位于{counter.district}")
+    if voucher.usable_from is not None:
         local_time = to_local(now).time()
-        if not (campaign.usable_from <= local_time <= campaign.usable_until):
-            raise OutsideUsableHours(
-                f"本券仅限每日 {campaign.usable_from:%H:%M}–{campaign.usable_until:%H:%M} 使用"
-            )
-    product = campaign.product
-    threshold = product.threshold_fen
+        if not (voucher.usable_from <= local_time <= voucher.usable_until):
+            raise OutsideUsableHours(f"本券仅限每日 {voucher.usable_from:%H:%M}–{voucher.usable_until:%H:%M} 使用")
+    threshold = voucher.threshold_fen
     if order_amount_fen <= 0:
         raise ThresholdNotMet("订单金额必须大于 0")
     if threshold and order_amount_fen < threshold:
@@ -128,16 +160,17 @@ def redeem(
             f"订单金额 {format_yuan(order_amount_fen)} 元未达到使用门槛 {format_yuan(threshold)} 元"
         )
 
-    subsidy = product.discount_fen(order_amount_fen)
+    subsidy = discount_fen(voucher.kind, voucher.face_value_fen, voucher.percent_bp, order_amount_fen)
     if subsidy <= 0:
         raise ThresholdNotMet("订单金额过小，补贴金额不足 1 分")
-    lines = _redemption_lines(campaign.id, voucher.face_value_fen, subsidy)
+    sources = ledger.source_accounts_of_approved(voucher.campaign_id, voucher.approved_at)
+    lines = _redemption_lines(sources, voucher.face_value_fen, subsidy)
 
     redemption = Redemption(
         voucher_id=voucher.id,
-        campaign_id=campaign.id,
-        merchant_id=merchant.id,
-        store_id=store.id,
+        campaign_id=voucher.campaign_id,
+        merchant_id=counter.merchant_id,
+        store_id=counter.store_id,
         cashier_id=getattr(cashier, "id", None),
         terminal_id=getattr(terminal, "id", None),
         order_amount_fen=order_amount_fen,
@@ -146,37 +179,45 @@ def redeem(
         created_at=now,
     )
     db.session.add(redemption)
-    voucher.status = VoucherStatus.REDEEMED.value
-    voucher.redeemed_at = now
+    db.session.execute(
+        update(Voucher).where(Voucher.id == voucher.id)
+        .values(status=VoucherStatus.REDEEMED.value, redeemed_at=now)
+        .execution_options(synchronize_session=False)
+    )
     db.session.flush()  # the ledger entry refers to the redemption id
     ledger.post(
-        EntryKind.REDEMPTION.value, campaign.id, lines,
-        memo=f"核销 {voucher.code}", ref=("redemption", redemption.id), actor_id=getattr(cashier, "id", None),
+        EntryKind.REDEMPTION.value, voucher.campaign_id, lines,
+        memo=f"核销 {code}", ref=("redemption", redemption.id), actor_id=getattr(cashier, "id", None),
     )
     audit.record(
         "voucher.redeem", redemption, actor=cashier,
         actor_label=None if cashier is not None else f"终端#{terminal.id}",
         before={"voucher_status": status.value},
         after={"voucher_id": voucher.id, "order_amount_fen": order_amount_fen, "subsidy_fen": subsidy,
-               "store_id": store.id},
+               "store_id": counter.store_id},
     )
-    return RedemptionResult(redemption)
+    return RedemptionResult(redemption, code)
 
 
-def _merchant_listed(campaign_id: int, merchant_id: int) -> bool:
-    """True when the campaign names no merchants, or names this one. Two index lookups, never the
-    whole list (a campaign may name thousands of shops)."""
-    named = select(campaign_merchants.c.merchant_id).where(campaign_merchants.c.campaign_id == campaign_id)
-    if not db.session.scalar(select(named.exists())):
-        return True
-    return bool(db.session.scalar(select(named.where(campaign_merchants.c.merchant_id == merchant_id).exists())))
+_NAMED_MERCHANTS: dict[tuple[int, object], frozenset[int] | None] = {}
 
 
-def _redemption_lines(campaign_id: int, face: int, subsidy: int) -> list[tuple[int, int]]:
+def _named_merchants(campaign_id: int, approved_at: object) -> frozenset[int] | None:
+    """The campaign's named merchants (None: any merchant). A campaign's list is fixed once it is
+    approved, so it is read once per process and campaign approval (the key includes approved_at)."""
+    key = (campaign_id, approved_at)
+    if key not in _NAMED_MERCHANTS:
+        ids = frozenset(db.session.scalars(
+            select(campaign_merchants.c.merchant_id).where(campaign_merchants.c.campaign_id == campaign_id)
+        ))
+        _NAMED_MERCHANTS[key] = ids or None
+    return _NAMED_MERCHANTS[key]
+
+
+def _redemption_lines(sources: list[ledger.SourceAccounts], face: int, subsidy: int) -> list[tuple[int, int]]:
     """reserved -> spent for the subsidy; whatever of the voucher's reservation is unused (a percentage
     subsidy under its cap, a no-threshold voucher on a smaller order) goes back to available.
     Each funder pays its share, never more than it reserved for this voucher."""
-    sources = ledger.source_accounts(campaign_id)
     reserved = ledger.split(sources, face)
     spent = split_within(subsidy, [s.share for s in sources], reserved)
     lines = ledger.transfer_lines(sources, AccountKind.RESERVED, AccountKind.SPENT, subsidy, parts=spent)

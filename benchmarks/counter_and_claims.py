@@ -1,0 +1,300 @@
+"""Claims under a flash crowd and redemptions at the counter, over HTTP, against PostgreSQL.
+
+    .venv/bin/python benchmarks/counter_and_claims.py            # defaults below
+    .venv/bin/python benchmarks/counter_and_claims.py --vouchers 10000 --attempts 50000 --clients 32
+
+What it does, on a fresh PostgreSQL database that it drops afterwards:
+1. migrates, and sets up a merchant with one store terminal per client, a channel partner, and an
+   approved campaign whose round of N vouchers is opened (money reserved, vouchers minted);
+2. serves the app with gunicorn (the production WSGI server) on 127.0.0.1;
+3. flash crowd: `attempts` signed claim requests from distinct citizens through the channel API,
+   `clients` at a time; every answer must be won / sold_out, and exactly N must be won;
+4. counter: redeems every won voucher through the terminal API, `clients` at a time;
+5. ceiling: pgbench runs the same redemption transaction (lock the voucher, insert the redemption,
+   the journal entry, its postings and the audit row, mark the voucher) straight against PostgreSQL;
+6. prints throughput and p50/p99 latency, the redemption share of the ceiling, and checks the ledger.
+
+The load generator runs on the same 2-core machine as the server, so every figure includes its cost.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PORT = int(os.environ.get("BENCH_PORT", "8765"))
+
+
+def psql(database: str, sql: str) -> None:
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    subprocess.run(["psql", f"{base}/{database}", "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def run_clients(clients: int, jobs: list, send) -> tuple[list, list[float], float]:
+    """Send every job with `clients` threads, each on its own keep-alive connection."""
+    results: list = [None] * len(jobs)
+    latencies: list[float] = [0.0] * len(jobs)
+    cursor = iter(range(len(jobs)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+        while True:
+            with lock:
+                index = next(cursor, None)
+            if index is None:
+                break
+            started = time.perf_counter()
+            try:
+                results[index] = send(conn, jobs[index])
+            except (http.client.HTTPException, OSError) as error:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+                results[index] = ("transport_error", repr(error))
+            latencies[index] = time.perf_counter() - started
+        conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, latencies, time.perf_counter() - started
+
+
+def setup(env: dict, vouchers: int, clients: int) -> dict:
+    """Build the data through the product's own services, as an operator would."""
+    os.environ.update(env)
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from voucher import create_app
+    from voucher.accounts.services import create_user
+    from voucher.api.auth import issue_terminal_token, partner_secret
+    from voucher.api.models import Partner
+    from voucher.campaigns import releases, services as campaigns
+    from voucher.campaigns.measures_seed import load_measures
+    from voucher.campaigns.models import Measure
+    from voucher.cli import SEED_DIR
+    from voucher.core.clock import local_today, utcnow
+    from voucher.core.db import db
+    from voucher.core.permissions import Role
+    from voucher.merchants.models import Merchant, Store
+    from voucher.merchants.uscc import check_char
+
+    app = create_app()
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+        load_measures(SEED_DIR / "measures.toml")
+        merchant = Merchant(name="基准测试餐厅", uscc="91320706MA2BEN001" + check_char("91320706MA2BEN001"),
+                            category="餐饮", status="approved")
+        merchant.stores.append(Store(name="基准测试门店", district="海州区"))
+        db.session.add(merchant)
+        db.session.flush()
+        maker = create_user("bench_maker", "bench-pass-1", Role.BUREAU_MAKER)
+        approver = create_user("bench_approver", "bench-pass-1", Role.BUREAU_APPROVER)
+        terminals = [issue_terminal_token(merchant.stores[0].id, f"终端{i}", approver.id)[1] for i in range(clients)]
+        db.session.add(Partner(name="基准测试渠道", key_id="pk_bench"))
+        measure = db.session.scalar(select(Measure).where(Measure.number == 1))
+        campaign = campaigns.create_campaign(campaigns.CampaignInput(
+            measure_id=measure.id, name="基准测试消费券", valid_from=local_today(),
+            valid_until=local_today() + timedelta(days=30),
+            sources=[campaigns.SourceInput("municipal_finance", "市财政", vouchers * 20_00)],
+            face_value_fen=20_00, threshold_fen=100_00, categories=["餐饮"]), maker)
+        campaigns.submit_for_approval(campaign, maker)
+        campaigns.approve(campaign.id, approver)
+        release = releases.create_release(campaign, name="第一轮", quantity=vouchers, per_person_limit=1,
+                                          opens_at=utcnow(), actor=maker)
+        releases.open_release(release.id, maker)
+        db.session.commit()
+        info = {"release_id": release.id, "terminals": terminals, "secret": partner_secret("pk_bench"),
+                "campaign_id": campaign.id}
+        db.session.remove()
+        db.engine.dispose()
+    return info
+
+
+def claim_sender(secret: str, release_id: int):
+    def send(conn: http.client.HTTPConnection, phone: str):
+        body = json.dumps({"release_id": release_id, "citizen": {"phone": phone}}).encode()
+        timestamp, nonce = str(int(time.time())), uuid.uuid4().hex
+        digest = hashlib.sha256(body).hexdigest()
+        message = "\n".join(["POST", "/api/v1/channel/claims", timestamp, nonce, digest])
+        signature = hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+        conn.request("POST", "/api/v1/channel/claims", body=body, headers={
+            "Content-Type": "application/json", "X-Partner-Key": "pk_bench", "X-Timestamp": timestamp,
+            "X-Nonce": nonce, "X-Signature": signature})
+        response = conn.getresponse()
+        payload = json.loads(response.read())
+        if response.status == 201:
+            return ("won", payload["data"]["voucher"]["qr_token"])
+        return (payload["errors"][0]["code"] if payload.get("errors") else f"http_{response.status}", None)
+
+    return send
+
+
+def redeem_sender(terminals: list[str]):
+    def send(conn: http.client.HTTPConnection, job: tuple[int, str]):
+        index, qr = job
+        body = json.dumps({"code": qr, "order_amount_fen": 128_00}).encode()
+        conn.request("POST", "/api/v1/redemptions", body=body, headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {terminals[index % len(terminals)]}",
+            "Idempotency-Key": f"bench-{index}"})
+        response = conn.getresponse()
+        payload = json.loads(response.read())
+        return ("redeemed", None) if response.status == 201 else (
+            payload["errors"][0]["code"] if payload.get("errors") else f"http_{response.status}", None)
+
+    return send
+
+
+PGBENCH_SETUP = """
+CREATE TABLE bench_vouchers (id bigint PRIMARY KEY, status text NOT NULL, redeemed_at timestamp);
+INSERT INTO bench_vouchers SELECT g, 'claimed', NULL FROM generate_series(1, 1000000) g;
+CREATE TABLE bench_redemptions (id bigserial PRIMARY KEY, voucher_id bigint NOT NULL, store_id int NOT NULL,
+  order_fen bigint NOT NULL, subsidy_fen bigint NOT NULL, idempotency_key text, created_at timestamp NOT NULL,
+  UNIQUE (store_id, idempotency_key));
+CREATE TABLE bench_entries (id bigserial PRIMARY KEY, kind text, campaign_id int, memo text, ref_id bigint,
+  created_at timestamp NOT NULL);
+CREATE TABLE bench_postings (id bigserial PRIMARY KEY, entry_id bigint NOT NULL, account_id int NOT NULL,
+  amount_fen bigint NOT NULL);
+CREATE INDEX ON bench_postings (account_id);
+CREATE INDEX ON bench_postings (entry_id);
+CREATE TABLE bench_audit (id bigserial PRIMARY KEY, at timestamp NOT NULL, action text, object_id bigint,
+  after jsonb);
+"""
+
+PGBENCH_SCRIPT = """\\set v random(1, 1000000)
+BEGIN;
+SELECT status FROM bench_vouchers WHERE id = :v FOR UPDATE;
+SELECT id FROM bench_redemptions WHERE store_id = 1 AND idempotency_key = 'k' || :v;
+INSERT INTO bench_redemptions (voucher_id, store_id, order_fen, subsidy_fen, idempotency_key, created_at)
+  VALUES (:v, 1, 12800, 2000, 'k' || :v || '-' || random(), now());
+UPDATE bench_vouchers SET status = 'redeemed', redeemed_at = now() WHERE id = :v;
+INSERT INTO bench_entries (kind, campaign_id, memo, ref_id, created_at) VALUES ('redemption', 1, 'r', :v, now());
+INSERT INTO bench_postings (entry_id, account_id, amount_fen) VALUES (currval('bench_entries_id_seq'), 1, -2000),
+  (currval('bench_entries_id_seq'), 2, 2000);
+INSERT INTO bench_audit (at, action, object_id, after) VALUES (now(), 'voucher.redeem', :v, '{"subsidy_fen": 2000}');
+COMMIT;
+"""
+
+
+def pg_ceiling(database: str, clients: int, seconds: int) -> float:
+    psql(database, PGBENCH_SETUP)
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
+        handle.write(PGBENCH_SCRIPT)
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    output = subprocess.run(
+        ["pgbench", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-f", handle.name, f"{base}/{database}"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    tps_line = next(line for line in output.splitlines() if line.startswith("tps"))
+    return float(tps_line.split("=")[1].split()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vouchers", type=int, default=10_000)
+    parser.add_argument("--attempts", type=int, default=50_000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--pgbench-seconds", type=int, default=20)
+    args = parser.parse_args()
+
+    database = f"voucher_bench_{int(time.time())}"
+    psql("postgres", f'CREATE DATABASE "{database}"')
+    env = {
+        "DATABASE_URL": PG_ADMIN.rsplit("/", 1)[0] + "/" + database,
+        "VOUCHER_ENV": "production",
+        "SECRET_KEY": secrets.token_hex(24), "IDENTITY_HASH_KEY": secrets.token_hex(24),
+        "QR_SIGNING_KEYS": f"b1:{secrets.token_hex(24)}", "PARTNER_MASTER_KEY": secrets.token_hex(24),
+    }
+    server = None
+    try:
+        info = setup(env, args.vouchers, args.clients)
+        server = subprocess.Popen(
+            [str(ROOT / ".venv/bin/gunicorn"), "-w", str(args.workers), "-k", "gthread", "--threads", str(args.threads),
+             "-b", f"127.0.0.1:{PORT}", "--log-level", "warning", "wsgi:app"],
+            cwd=ROOT, env={**os.environ, **env},
+        )
+        for _ in range(50):
+            try:
+                http.client.HTTPConnection("127.0.0.1", PORT, timeout=1).request("GET", "/api/v1/openapi.json")
+                break
+            except OSError:
+                time.sleep(0.2)
+
+        phones = [f"138{i:08d}" for i in range(args.attempts)]
+        results, claim_lat, claim_time = run_clients(args.clients, phones, claim_sender(info["secret"], info["release_id"]))
+        answers = Counter(kind for kind, _ in results)
+        tokens = [token for kind, token in results if kind == "won"]
+
+        jobs = list(enumerate(tokens))
+        redeemed, redeem_lat, redeem_time = run_clients(args.clients, jobs, redeem_sender(info["terminals"]))
+        redeem_answers = Counter(kind for kind, _ in redeemed)
+        server.terminate()
+        server.wait(timeout=30)
+        server = None
+
+        ceiling = pg_ceiling(database, args.clients, args.pgbench_seconds)
+        os.environ.update(env)
+        from voucher import create_app
+        from voucher.ledger.verify import verify_ledger
+
+        app = create_app()
+        with app.app_context():
+            problems = verify_ledger()
+
+        claim_rate = len(phones) / claim_time
+        redeem_rate = len(jobs) / redeem_time if jobs else 0.0
+        print(f"\nmachine: {os.cpu_count()} cores; gunicorn {args.workers} workers x {args.threads} threads; "
+              f"{args.clients} concurrent clients on the same machine")
+        print(f"flash crowd: {len(phones):,} claim attempts for {args.vouchers:,} vouchers in {claim_time:.1f} s "
+              f"= {claim_rate:,.0f} req/s; p50 {percentile(claim_lat, 50) * 1000:.1f} ms, "
+              f"p99 {percentile(claim_lat, 99) * 1000:.1f} ms")
+        print(f"  answers: {dict(answers)}")
+        print(f"counter: {len(jobs):,} redemptions in {redeem_time:.1f} s = {redeem_rate:,.0f} req/s; "
+              f"p50 {percentile(redeem_lat, 50) * 1000:.1f} ms, p99 {percentile(redeem_lat, 99) * 1000:.1f} ms")
+        print(f"  answers: {dict(redeem_answers)}")
+        print(f"PostgreSQL ceiling (pgbench, same transaction, {args.clients} clients): {ceiling:,.0f} tps; "
+              f"redemption throughput = {100 * redeem_rate / ceiling:.1f}% of it")
+        print(f"ledger verify: {'clean' if not problems else problems[:3]}")
+        ok = (answers.get("won") == args.vouchers and set(answers) <= {"won", "sold_out"}
+              and set(redeem_answers) == {"redeemed"} and not problems)
+        print("RESULT:", "OK" if ok else "PROBLEM")
+        sys.exit(0 if ok else 1)
+    finally:
+        if server is not None:
+            server.terminate()
+        psql("postgres", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
