@@ -89,6 +89,9 @@ def db(app):
         yield _db
         _db.session.rollback()
         _db.session.remove()
+        from voucher.vouchers.services import forget_sold_out
+
+        forget_sold_out()  # ids start over once the tables are emptied
         tables = [t for t in reversed(_db.metadata.sorted_tables) if t.name not in KEEP_TABLES]
         if _db.engine.dialect.name == "postgresql":
             with _db.engine.begin() as conn:

@@ -220,3 +220,15 @@ def test_counter_page_reversal_only_at_the_same_store(client, db, terminal_world
     db.session.expire_all()
     assert db.session.get(Voucher, voucher.id).status == "claimed"
     assert verify_ledger() == []
+
+
+def test_late_arrivals_after_sell_out_touch_no_citizen_rows(client, db, partner):
+    world = make_world()
+    _, release = make_campaign(world, quantity=1)
+    assert signed_claim(client, {"release_id": release.id, "citizen": {"phone": "13700000001"}}).status_code == 201
+    assert_error(signed_claim(client, {"release_id": release.id, "citizen": {"phone": "13700000002"}}), 409, "sold_out")
+    citizens_before = db.session.scalar(select(func.count(Citizen.id)))
+    for i in range(3, 6):
+        assert_error(signed_claim(client, {"release_id": release.id, "citizen": {"phone": f"1370000000{i}"}}), 409,
+                     "sold_out")
+    assert db.session.scalar(select(func.count(Citizen.id))) == citizens_before

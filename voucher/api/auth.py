@@ -9,11 +9,11 @@ from datetime import timedelta
 
 from flask import current_app, request
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 
 from voucher.api.models import Partner, PartnerNonce
 from voucher.core.clock import utcnow
 from voucher.core.db import db
+from voucher.core.upsert import insert_ignore
 from voucher.core.errors import DomainError
 from voucher.merchants.models import StoreTerminal
 
@@ -78,11 +78,12 @@ def current_partner() -> Partner:
     expected = signature(partner_secret(key_id), request.method, request.path, timestamp, nonce, request.get_data())
     if not hmac.compare_digest(expected, given.lower()):
         raise Unauthenticated("签名校验失败")
-    try:
-        with db.session.begin_nested():
-            db.session.add(PartnerNonce(partner_id=partner.id, nonce=nonce, seen_at=utcnow()))
-    except IntegrityError:
-        raise Unauthenticated("重复的请求（随机数已使用）") from None
+    inserted = db.session.scalar(
+        insert_ignore(PartnerNonce).values(partner_id=partner.id, nonce=nonce, seen_at=utcnow())
+        .returning(PartnerNonce.id)
+    )
+    if inserted is None:
+        raise Unauthenticated("重复的请求（随机数已使用）")
     return partner
 
 

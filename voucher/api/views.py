@@ -151,6 +151,7 @@ def channel_claim():
     citizen_body = body.get("citizen")
     if not isinstance(citizen_body, dict) or not isinstance(citizen_body.get("phone"), str):
         raise InvalidInput("请提供市民身份（citizen.phone）")
+    vouchers.ensure_not_sold_out(release_id)
     with unit_of_work():
         citizen = citizens.citizen_for(citizen_body["phone"])
         voucher = vouchers.claim(release_id, citizen, actor_label=f"渠道:{partner.name}")

@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from voucher.core.clock import utcnow
 from voucher.core.db import db
+from voucher.core.upsert import insert_ignore
 from voucher.core.errors import DomainError, InvalidInput, InvalidOneTimeCode
 from voucher.vouchers.models import Citizen, OneTimeCode
 
@@ -91,11 +91,8 @@ def citizen_for(raw_phone: str) -> Citizen:
 def _citizen_with(identity: str) -> Citizen:
     citizen = db.session.scalar(select(Citizen).where(Citizen.identity_hash == identity))
     if citizen is None:
-        try:
-            with db.session.begin_nested():
-                citizen = Citizen(identity_hash=identity)
-                db.session.add(citizen)
-        except IntegrityError:
-            # The same person arrived twice at once (two channels): take the row the other made.
-            citizen = db.session.scalar(select(Citizen).where(Citizen.identity_hash == identity))
+        # The same person may arrive twice at once (two channels): whoever inserts second skips, and
+        # both read the one row.
+        db.session.execute(insert_ignore(Citizen).values(identity_hash=identity, created_at=utcnow()))
+        citizen = db.session.scalar(select(Citizen).where(Citizen.identity_hash == identity))
     return citizen

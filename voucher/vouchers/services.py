@@ -37,6 +37,23 @@ def remaining(release_ids: list[int]) -> dict[int, int]:
     return dict(rows.all())
 
 
+# Rounds seen sold out by this process. A round's pool never refills (a claimed voucher can only be
+# redeemed, expire or be withdrawn, never become claimable again), so the answer is final; release
+# ids are never reused by a live database.
+_SOLD_OUT: set[int] = set()
+
+
+def forget_sold_out() -> None:
+    """For a database whose ids start over (the test suite empties its tables between tests)."""
+    _SOLD_OUT.clear()
+
+
+def ensure_not_sold_out(release_id: int) -> None:
+    """Answer a flash crowd's late arrivals without touching the database."""
+    if release_id in _SOLD_OUT:
+        raise SoldOut()
+
+
 def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, actor_label: str | None = None) -> Voucher:
     """Give the citizen one free voucher of the round, within the per-person limit.
 
@@ -80,6 +97,11 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, act
                 .with_for_update(skip_locked=True)
             )
             if voucher is None:
+                if not db.session.scalar(
+                    select(Voucher.id).where(Voucher.release_id == release_id,
+                                             Voucher.status == VoucherStatus.AVAILABLE.value).limit(1)
+                ):
+                    _SOLD_OUT.add(release_id)  # none left at all, not merely all locked right now
                 raise SoldOut()
         try:
             with db.session.begin_nested():

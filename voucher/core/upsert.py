@@ -1,0 +1,13 @@
+"""INSERT ... ON CONFLICT DO NOTHING for both databases: one round trip where a savepoint takes three."""
+from __future__ import annotations
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from voucher.core.db import db
+
+
+def insert_ignore(model):
+    """An insert that skips rows violating a unique constraint; .returning() tells whether it inserted."""
+    dialect = db.session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(model).on_conflict_do_nothing()
