@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, insert
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voucher.core.db import created_at, db, intpk
@@ -35,19 +35,20 @@ def record(
     actor_label: str | None = None,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
-) -> AuditEntry:
-    """Add an audit entry to the current unit of work (the caller commits)."""
-    entry = AuditEntry(
-        actor_id=getattr(actor, "id", None),
-        actor_label=actor_label or getattr(actor, "username", None) or "system",
-        action=action,
-        object_type=type(obj).__tablename__ if hasattr(type(obj), "__tablename__") else type(obj).__name__,
-        object_id=getattr(obj, "id", None),
-        before=_jsonable(before),
-        after=_jsonable(after),
+) -> None:
+    """Write an audit entry in the current transaction (the caller commits). A plain INSERT, not an
+    ORM object: every redemption and claim writes one, and nothing reads it back in the request."""
+    db.session.execute(
+        insert(AuditEntry).values(
+            actor_id=getattr(actor, "id", None),
+            actor_label=actor_label or getattr(actor, "username", None) or "system",
+            action=action,
+            object_type=type(obj).__tablename__ if hasattr(type(obj), "__tablename__") else type(obj).__name__,
+            object_id=getattr(obj, "id", None),
+            before=_jsonable(before),
+            after=_jsonable(after),
+        )
     )
-    db.session.add(entry)
-    return entry
 
 
 def _jsonable(state: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -34,6 +34,7 @@ from voucher.core.errors import (
     VoucherNotYetValid,
 )
 from voucher.core.money import format_yuan, split_within
+from voucher.core.upsert import insert_ignore
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, Posting
 from voucher.merchants.models import Merchant, Redemption, Store, StoreTerminal
@@ -117,18 +118,12 @@ def redeem(
     if voucher is None:
         raise VoucherNotFound()
 
-    if idempotency_key:
-        earlier = db.session.scalar(
-            select(Redemption).where(Redemption.store_id == counter.store_id,
-                                     Redemption.idempotency_key == idempotency_key)
-        )
-        if earlier is not None:
-            if (earlier.voucher_id, earlier.order_amount_fen) != (voucher.id, order_amount_fen):
-                raise IdempotencyConflict()
-            return RedemptionResult(earlier, code, replayed=True)
-
     status = VoucherStatus(voucher.status)
     if status is VoucherStatus.REDEEMED:
+        # A retry of a request that went through finds the voucher redeemed: answer it from the record.
+        earlier = _earlier(counter.store_id, idempotency_key)
+        if earlier is not None:
+            return _replay(earlier, voucher.id, order_amount_fen, code)
         raise VoucherAlreadyRedeemed()
     if status is VoucherStatus.AVAILABLE:
         raise VoucherNotClaimed()
@@ -166,7 +161,7 @@ def redeem(
     sources = ledger.source_accounts_of_approved(voucher.campaign_id, voucher.approved_at)
     lines = _redemption_lines(sources, voucher.face_value_fen, subsidy)
 
-    redemption = Redemption(
+    values = dict(
         voucher_id=voucher.id,
         campaign_id=voucher.campaign_id,
         merchant_id=counter.merchant_id,
@@ -178,13 +173,16 @@ def redeem(
         idempotency_key=idempotency_key or None,
         created_at=now,
     )
-    db.session.add(redemption)
+    # ON CONFLICT: a key already used at this store for another request is refused, not a 500.
+    redemption_id = db.session.scalar(insert_ignore(Redemption).values(**values).returning(Redemption.id))
+    if redemption_id is None:
+        return _replay(_earlier(counter.store_id, idempotency_key), voucher.id, order_amount_fen, code)
+    redemption = Redemption(id=redemption_id, **values)  # the answer's record, not tracked by the session
     db.session.execute(
         update(Voucher).where(Voucher.id == voucher.id)
         .values(status=VoucherStatus.REDEEMED.value, redeemed_at=now)
         .execution_options(synchronize_session=False)
     )
-    db.session.flush()  # the ledger entry refers to the redemption id
     ledger.post(
         EntryKind.REDEMPTION.value, voucher.campaign_id, lines,
         memo=f"核销 {code}", ref=("redemption", redemption.id), actor_id=getattr(cashier, "id", None),
@@ -197,6 +195,21 @@ def redeem(
                "store_id": counter.store_id},
     )
     return RedemptionResult(redemption, code)
+
+
+def _earlier(store_id: int, idempotency_key: str | None) -> Redemption | None:
+    if not idempotency_key:
+        return None
+    return db.session.scalar(
+        select(Redemption).where(Redemption.store_id == store_id, Redemption.idempotency_key == idempotency_key)
+    )
+
+
+def _replay(earlier: Redemption | None, voucher_id: int, order_amount_fen: int, code: str) -> RedemptionResult:
+    """The first answer to a retried request, or a refusal when the key was used for something else."""
+    if earlier is None or (earlier.voucher_id, earlier.order_amount_fen) != (voucher_id, order_amount_fen):
+        raise IdempotencyConflict()
+    return RedemptionResult(earlier, code, replayed=True)
 
 
 _NAMED_MERCHANTS: dict[tuple[int, object], frozenset[int] | None] = {}
