@@ -25,7 +25,6 @@ import http.client
 import json
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -2,7 +2,6 @@
 services (so the ledger verifies), and loading twice changes nothing."""
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import func, select
 
 from voucher.accounts.models import User

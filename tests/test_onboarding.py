@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
 from voucher.accounts.models import User
-from voucher.merchants.models import Merchant, Store, StoreTerminal
+from voucher.merchants.models import Merchant, StoreTerminal
 from voucher.merchants.uscc import check_char
 from voucher.vouchers import tokens
 

@@ -25,7 +25,7 @@ def login(client, username):
 
 
 def test_campaign_to_counter(client, db, app):
-    world = make_world()
+    make_world()
     measure_1 = db.session.scalar(select(Measure.id).where(Measure.number == 1))
     today = local_today()
 

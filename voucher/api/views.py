@@ -15,7 +15,6 @@ from voucher.core.errors import InvalidInput, NotFound
 from voucher.merchants.models import Redemption
 from voucher.merchants.redemption import redeem, reverse
 from voucher.vouchers import citizens, services as vouchers
-from voucher.vouchers.models import Citizen
 from voucher.web import unit_of_work
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

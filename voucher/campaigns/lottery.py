@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from voucher.accounts.models import User
 from voucher.campaigns.models import CampaignStatus, LotteryEntry, Release, ReleaseMode, ReleaseStatus
-from voucher.campaigns.services import lock_campaign, voucher_validity
+from voucher.campaigns.services import lock_release, voucher_validity
 from voucher.core import audit
 from voucher.core.clock import utcnow
 from voucher.core.db import db
@@ -62,13 +62,7 @@ def enter(release_id: int, citizen: Citizen) -> LotteryEntry:
 def draw(release_id: int, actor: User) -> list[int]:
     """Close entries, pick the winners by the published rule, give each one voucher, and return the
     money of vouchers nobody won. Returns the winning entry numbers."""
-    release = db.session.get(Release, release_id)
-    if release is None:
-        raise NotFound("找不到该场次")
-    campaign = lock_campaign(release.campaign_id)
-    release = db.session.scalar(
-        select(Release).where(Release.id == release_id).with_for_update().execution_options(populate_existing=True)
-    )
+    campaign, release = lock_release(release_id)
     if release.mode_enum is not ReleaseMode.LOTTERY or release.status_enum is not ReleaseStatus.OPEN:
         raise InvalidTransition("只有报名中的摇号场次可以开奖")
     entries = {e.id: e for e in db.session.scalars(select(LotteryEntry).where(LotteryEntry.release_id == release.id))}

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 
 from voucher.accounts.models import User
 from voucher.campaigns import lottery
 from voucher.campaigns.models import Campaign, CampaignStatus, Instrument, Release, ReleaseMode, ReleaseStatus
-from voucher.campaigns.services import lock_campaign
+from voucher.campaigns.services import lock_release
 from voucher.core import audit
 from voucher.core.clock import utcnow
 from voucher.core.db import db
-from voucher.core.errors import AccountWouldGoNegative, BudgetExhausted, InvalidInput, InvalidTransition, NotFound
+from voucher.core.errors import AccountWouldGoNegative, BudgetExhausted, InvalidInput, InvalidTransition
 from voucher.core.money import format_yuan
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
@@ -76,13 +76,7 @@ def open_release(release_id: int, actor: User | None, now: datetime | None = Non
     minted voucher row, so the hot path touches no shared balance.
     """
     now = now or utcnow()
-    release = db.session.get(Release, release_id)
-    if release is None:
-        raise NotFound("找不到该场次")
-    campaign = lock_campaign(release.campaign_id)
-    release = db.session.scalar(
-        select(Release).where(Release.id == release_id).with_for_update().execution_options(populate_existing=True)
-    )
+    campaign, release = lock_release(release_id)
     if release.status_enum is not ReleaseStatus.SCHEDULED:
         raise InvalidTransition(f"场次当前为「{release.status_enum.label}」，不能再次开放")
     if campaign.status_enum is not CampaignStatus.ACTIVE:

@@ -16,6 +16,7 @@ from voucher.campaigns.models import (
     Instrument,
     Measure,
     ProductKind,
+    Release,
     VoucherProduct,
 )
 from voucher.core import audit
@@ -274,6 +275,18 @@ def lock_campaign(campaign_id: int) -> Campaign:
     if campaign is None:
         raise NotFound("找不到该活动")
     return campaign
+
+
+def lock_release(release_id: int) -> tuple[Campaign, Release]:
+    """Lock a round and its campaign (campaign first, the order every budget move takes)."""
+    release = db.session.get(Release, release_id)
+    if release is None:
+        raise NotFound("找不到该场次")
+    campaign = lock_campaign(release.campaign_id)
+    release = db.session.scalar(
+        select(Release).where(Release.id == release_id).with_for_update().execution_options(populate_existing=True)
+    )
+    return campaign, release
 
 
 def submit_for_approval(campaign: Campaign, actor: User) -> None:
