@@ -108,8 +108,19 @@ def test_development_uses_the_marked_defaults(clean_env, tmp_path):
     ],
 )
 def test_database_url_spellings(clean_env, tmp_path, given, expected):
+    clean_env.setenv("VOUCHER_ENV", "development")
     clean_env.setenv("DATABASE_URL", given)
     assert load(str(tmp_path))["SQLALCHEMY_DATABASE_URI"] == expected
+
+
+def test_postgresql_without_an_environment_is_production(clean_env, tmp_path):
+    """A forgotten VOUCHER_ENV on a real database fails closed: the development secrets are refused."""
+    clean_env.setenv("DATABASE_URL", "postgresql://u@h/db")
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        load(str(tmp_path))
+    _production(clean_env)
+    clean_env.delenv("VOUCHER_ENV")
+    assert load(str(tmp_path))["ENV_NAME"] == "production"
 
 
 def test_default_database_is_sqlite_in_the_instance_path(clean_env, tmp_path):

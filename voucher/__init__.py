@@ -27,6 +27,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
     _init_extensions(app)
+    _bound_integer_urls(app)
     _register_blueprints(app)
 
     from voucher.web import register_error_handlers, register_template_helpers
@@ -58,6 +59,18 @@ def _init_extensions(app: Flask) -> None:
     @login_manager.user_loader
     def load_user(user_id: str) -> User | None:
         return db.session.get(User, int(user_id))
+
+
+def _bound_integer_urls(app: Flask) -> None:
+    """`<int:id>` in a URL stops at 2^31 - 1: a larger id is a plain 404, not a database error."""
+    from werkzeug.routing import IntegerConverter
+
+    class BoundedInteger(IntegerConverter):
+        def __init__(self, url_map, *args, **kwargs):
+            kwargs.setdefault("max", 2**31 - 1)
+            super().__init__(url_map, *args, **kwargs)
+
+    app.url_map.converters["int"] = BoundedInteger
 
 
 def _register_blueprints(app: Flask) -> None:

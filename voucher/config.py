@@ -39,7 +39,10 @@ def database_url(env: dict[str, str], instance_path: str) -> str:
 
 def load(instance_path: str, overrides: dict | None = None) -> dict:
     env = dict(os.environ)
-    environment = env.get("VOUCHER_ENV", "development").strip().lower()
+    # The embedded SQLite default is for trying the app; a PostgreSQL database without an explicit
+    # VOUCHER_ENV is taken as production, so a forgotten variable fails closed, not open.
+    default_environment = "production" if database_url(env, instance_path).startswith("postgresql") else "development"
+    environment = env.get("VOUCHER_ENV", default_environment).strip().lower()
     if environment not in ("development", "testing", "production"):
         raise ConfigError(f"VOUCHER_ENV 应为 development、testing 或 production，而不是 {environment!r}")
     qr_keys_text = env.get("QR_SIGNING_KEYS", DEV_QR_KEYS)

@@ -6,6 +6,7 @@ from typing import Iterator
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DataError
 
 from voucher.core.clock import to_local
 from voucher.core.db import db
@@ -40,6 +41,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def domain_error(error: DomainError):
         return page(error.status, error.code, error.message)
+
+    @app.errorhandler(DataError)
+    def data_error(error: DataError):
+        # Input the forms let through but the database cannot hold (a number out of range): the
+        # caller's mistake, answered as one, never a 500.
+        return page(422, "invalid_input", "输入的数值超出允许范围")
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import lru_cache
+
+from flask import current_app
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from sqlalchemy import select
 
@@ -28,11 +32,22 @@ class AccountLocked(DomainError):
     default_message = "连续登录失败次数过多，账户已临时锁定，请 15 分钟后再试或联系管理员"
 
 
+@lru_cache(maxsize=4)
+def _dummy_hash_for(method: str) -> str:
+    return generate_password_hash("not-a-password", method=method)
+
+
+def _dummy_hash() -> str:
+    return _dummy_hash_for(current_app.config["PASSWORD_HASH_METHOD"])
+
+
 def authenticate(username: str, password: str) -> User:
     """Return the user, or raise. Failures count towards a temporary lock; the message never says which part was wrong."""
     user = db.session.scalar(select(User).where(User.username == username.strip()))
     now = utcnow()
     if user is None or not user.is_active_account:
+        # Spend the same hashing time as a real check, so timing does not tell which names exist.
+        check_password_hash(_dummy_hash(), password)
         raise LoginFailed()
     if user.locked_until and user.locked_until > now:
         raise AccountLocked()

@@ -67,7 +67,7 @@ def current_partner() -> Partner:
     given = request.headers.get("X-Signature", "")
     if not (key_id and timestamp and nonce and given):
         raise Unauthenticated("缺少签名请求头（X-Partner-Key、X-Timestamp、X-Nonce、X-Signature）")
-    if not timestamp.isdigit() or len(nonce) > 64:
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or len(nonce) > 64:
         raise Unauthenticated("时间戳或随机数格式不正确")
     window = current_app.config["PARTNER_REPLAY_WINDOW_SECONDS"]
     if abs(time.time() - int(timestamp)) > window:
@@ -76,7 +76,7 @@ def current_partner() -> Partner:
     if partner is None or not partner.is_active_partner:
         raise Unauthenticated("合作方未知或已停用")
     expected = signature(partner_secret(key_id), request.method, request.path, timestamp, nonce, request.get_data())
-    if not hmac.compare_digest(expected, given.lower()):
+    if not hmac.compare_digest(expected.encode(), given.lower().encode()):
         raise Unauthenticated("签名校验失败")
     inserted = db.session.scalar(
         insert_ignore(PartnerNonce).values(partner_id=partner.id, nonce=nonce, seen_at=utcnow())
@@ -84,6 +84,9 @@ def current_partner() -> Partner:
     )
     if inserted is None:
         raise Unauthenticated("重复的请求（随机数已使用）")
+    # The nonce is spent whatever the request's own outcome: committed on its own, so a refused
+    # request (sold out, not open yet) cannot be replayed later to succeed.
+    db.session.commit()
     return partner
 
 

@@ -60,8 +60,8 @@ def _redemption_json(redemption: Redemption, replayed: bool = False, voucher_cod
 
 def _positive_int(body: dict, key: str, label: str) -> int:
     value = body.get(key)
-    if type(value) is not int or value <= 0:  # noqa: E721 - bool is an int subclass and is refused too
-        raise InvalidInput(f"{label}（{key}）应为正整数，单位为分")
+    if type(value) is not int or not 0 < value < 2**53:  # noqa: E721 - bool is an int subclass, refused too
+        raise InvalidInput(f"{label}（{key}）应为正整数")
     return value
 
 

@@ -12,12 +12,17 @@ from wtforms import (
     TextAreaField,
     TimeField,
 )
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from voucher.campaigns.models import FUNDING_KIND_LABELS, INSTRUMENT_LABELS, BudgetChangeKind
 from voucher.core.forms import PercentField, YuanField
 from voucher.merchants.models import CATEGORIES, DISTRICTS
+
+
+def _plausible_year(form, field) -> None:
+    if field.data is not None and not 2000 <= field.data.year <= 2100:
+        raise ValidationError("日期应在 2000 年到 2100 年之间")
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -52,15 +57,16 @@ class CampaignForm(FlaskForm):
     threshold = YuanField("使用门槛（元，满X可用，0 为无门槛）", allow_zero=True, optional=True)
     percent = PercentField("补贴比例（%）")
     planned_quantity = IntegerField(
-        "计划发放数量（张，可不填）", validators=[Optional(), NumberRange(min=1, message="计划发放数量必须大于 0")]
+        "计划发放数量（张，可不填）",
+        validators=[Optional(), NumberRange(min=1, max=1_000_000_000, message="计划发放数量应在 1 到 10 亿之间")],
     )
     award_min = YuanField("单笔补贴下限（元）", optional=True)
     award_max = YuanField("单笔补贴上限（元）", optional=True)
     categories = MultiCheckboxField("适用行业（不选为全部）", choices=[(c, c) for c in CATEGORIES])
     districts = MultiCheckboxField("适用区县（不选为全部）", choices=[(d, d) for d in DISTRICTS])
     merchant_ids = MultiCheckboxField("指定商户（不选为符合条件的全部商户）", coerce=int, choices=[])
-    valid_from = DateField("有效期开始", validators=[DataRequired("请选择有效期开始日期")])
-    valid_until = DateField("有效期结束", validators=[DataRequired("请选择有效期结束日期")])
+    valid_from = DateField("有效期开始", validators=[DataRequired("请选择有效期开始日期"), _plausible_year])
+    valid_until = DateField("有效期结束", validators=[DataRequired("请选择有效期结束日期"), _plausible_year])
     validity_days = IntegerField(
         "领取后有效天数（可不填）", validators=[Optional(), NumberRange(min=1, max=3650, message="领取后有效天数应在 1 到 3650 之间")]
     )
@@ -81,7 +87,9 @@ class ReleaseForm(FlaskForm):
         "每人限领（张）", default=1,
         validators=[DataRequired("请填写每人限领数量"), NumberRange(min=1, max=100, message="每人限领应在 1 到 100 之间")],
     )
-    opens_at = DateTimeLocalField("开放时间（北京时间）", format="%Y-%m-%dT%H:%M", validators=[DataRequired("请选择开放时间")])
+    opens_at = DateTimeLocalField(
+        "开放时间（北京时间）", format="%Y-%m-%dT%H:%M", validators=[DataRequired("请选择开放时间"), _plausible_year]
+    )
     mode = SelectField("发放方式", choices=[("first_come", "先到先得"), ("lottery", "摇号（可验证）")], default="first_come")
 
 
@@ -116,7 +124,11 @@ class GrantApproveForm(FlaskForm):
 
 
 class TargetProgressForm(FlaskForm):
-    quantity = IntegerField("数量", validators=[DataRequired("请填写数量（更正可填负数）")])
+    quantity = IntegerField(
+        "数量",
+        validators=[DataRequired("请填写数量（更正可填负数）"),
+                    NumberRange(min=-1_000_000, max=1_000_000, message="数量应在 -1,000,000 到 1,000,000 之间")],
+    )
     description = StringField("进展说明", validators=[DataRequired("请填写进展说明"), Length(max=200)])
     evidence = TextAreaField("佐证材料", validators=[DataRequired("请填写佐证材料"), Length(max=2000)])
     district = SelectField("区县", choices=[("", "全市")] + [(d, d) for d in DISTRICTS], validate_choice=False)

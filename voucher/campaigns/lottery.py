@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from voucher.accounts.models import User
@@ -42,13 +42,29 @@ def winners(seed: str, entry_numbers: list[int], quantity: int) -> list[int]:
 
 
 def enter(release_id: int, citizen: Citizen) -> LotteryEntry:
-    release = db.session.get(Release, release_id)
+    # A shared lock: entries may come in together, but not while the draw (which locks the round
+    # for update) is running, so an entry either makes the published list or is refused.
+    release = db.session.scalar(
+        select(Release).where(Release.id == release_id).with_for_update(read=True)
+        .execution_options(populate_existing=True)
+    )
     if release is None:
         raise NotFound("找不到该发放场次")
     if release.mode_enum is not ReleaseMode.LOTTERY:
         raise ReleaseNotOpen("本场次为先到先得，请直接领取")
     if release.status_enum is not ReleaseStatus.OPEN or release.campaign.status_enum is not CampaignStatus.ACTIVE:
         raise ReleaseNotOpen("本场次摇号报名未开放或已截止")
+    limit = release.campaign.per_person_limit
+    if limit is not None:
+        # Winning must not take a citizen past the campaign-wide limit: count what they hold now,
+        # with their row locked as a first-come claim does.
+        db.session.scalar(select(Citizen.id).where(Citizen.id == citizen.id).with_for_update())
+        held = db.session.scalar(
+            select(func.count(Voucher.id)).where(Voucher.campaign_id == release.campaign_id,
+                                                 Voucher.citizen_id == citizen.id)
+        )
+        if held >= limit:
+            raise ClaimLimitReached(f"本活动每人限领 {limit} 张，您已领取 {held} 张，不能再报名摇号")
     try:
         with db.session.begin_nested():
             entry = LotteryEntry(release_id=release.id, citizen_id=citizen.id)

@@ -10,7 +10,7 @@ from voucher.campaigns import lottery
 from voucher.campaigns.models import Campaign, CampaignStatus, Instrument, Release, ReleaseMode, ReleaseStatus
 from voucher.campaigns.services import lock_release
 from voucher.core import audit
-from voucher.core.clock import utcnow
+from voucher.core.clock import local_day_end_utc, utcnow
 from voucher.core.db import db
 from voucher.core.errors import AccountWouldGoNegative, BudgetExhausted, InvalidInput, InvalidTransition
 from voucher.core.money import format_yuan
@@ -83,6 +83,8 @@ def open_release(release_id: int, actor: User | None, now: datetime | None = Non
         raise InvalidTransition("活动不在进行中，不能开放场次")
     if release.opens_at > now:
         raise InvalidTransition("尚未到场次的开放时间")
+    if now > local_day_end_utc(campaign.valid_until):
+        raise InvalidTransition("活动已过有效期，不能再开放场次")
     face = campaign.product.face_value_fen
     needed = release.quantity * face
     sources = ledger.source_accounts(campaign.id)

@@ -10,7 +10,7 @@ class RedeemForm(FlaskForm):
     code = StringField("券码（扫码或输入）", validators=[DataRequired("请扫描二维码或输入券码"), Length(max=200)])
     order_amount = YuanField("订单金额（元）")
     #: one per rendered form: a double-tap or a retried submit redeems once and shows the first result
-    idempotency_key = HiddenField()
+    idempotency_key = HiddenField(validators=[Length(max=64, message="请求编号过长")])
 
 
 class ReverseForm(FlaskForm):

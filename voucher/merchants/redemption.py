@@ -42,6 +42,10 @@ from voucher.vouchers.models import Voucher, VoucherStatus
 from voucher.vouchers.services import code_from_input
 
 
+#: a hundred million yuan: far above any counter order, far below what the database can hold
+MAX_ORDER_FEN = 100_000_000_00
+
+
 @dataclass(frozen=True)
 class RedemptionResult:
     redemption: Redemption
@@ -106,6 +110,10 @@ def redeem(
     The actor is a cashier at the counter page or a store terminal calling the API.
     """
     code = code_from_input(scanned)  # a forged or altered token stops here, before any lookup
+    if idempotency_key is not None and len(idempotency_key) > 64:
+        raise InvalidInput("请求编号（Idempotency-Key）不能超过 64 个字符")
+    if order_amount_fen > MAX_ORDER_FEN:
+        raise InvalidInput("订单金额过大")
     now = now or utcnow()
     counter = _counter_of(cashier, terminal)
     if counter.merchant_status != "approved":
@@ -269,6 +277,10 @@ def reverse(
     window = timedelta(minutes=current_app.config["REVERSAL_WINDOW_MINUTES"])
     if now - redemption.created_at > window:
         raise ReversalWindowClosed(f"已超过 {current_app.config['REVERSAL_WINDOW_MINUTES']} 分钟撤销时限，不能撤销")
+    campaign = lock_campaign(redemption.campaign_id)
+    if campaign.status_enum is CampaignStatus.CLOSED:
+        # Its unused money has gone back to the funders; a revived voucher could never be used.
+        raise InvalidTransition("活动已结束，不能撤销核销")
     voucher = db.session.scalar(
         select(Voucher).where(Voucher.id == redemption.voucher_id).with_for_update()
         .execution_options(populate_existing=True)
@@ -281,9 +293,8 @@ def reverse(
     ).all()
     lines = [(account_id, -amount) for account_id, amount in original]
     if redemption.subsidy_fen < voucher.face_value_fen:
-        # The unused part went back to available; taking it back must not overdraw it, so this rare
-        # case (a partly used voucher) waits for the campaign's lock like any other budget move.
-        lock_campaign(redemption.campaign_id)
+        # The unused part went back to available; taking it back must not overdraw it (the
+        # campaign's lock, taken above, keeps other budget moves out meanwhile).
         sources = ledger.source_accounts(redemption.campaign_id)
         try:
             ledger.require_balance(sources, AccountKind.AVAILABLE, lines)

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from voucher.campaigns.models import Campaign, CampaignStatus, LotteryEntry, Release, ReleaseMode, ReleaseStatus
 from voucher.campaigns.services import voucher_validity
 from voucher.core import audit
-from voucher.core.clock import utcnow
+from voucher.core.clock import local_day_end_utc, utcnow
 from voucher.core.db import db
 from voucher.core.errors import ClaimLimitReached, InvalidToken, NotFound, ReleaseNotOpen, SoldOut
 from voucher.vouchers import codes, tokens
@@ -68,6 +68,8 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, act
         raise ReleaseNotOpen()
     if release.mode_enum is ReleaseMode.LOTTERY:
         raise ReleaseNotOpen("本场次为摇号发放，请报名参加摇号")
+    if now > local_day_end_utc(release.campaign.valid_until):
+        raise ReleaseNotOpen("活动已过有效期，不再发放")
     campaign = release.campaign
     valid_from, valid_until = voucher_validity(campaign, now)
     if campaign.per_person_limit is not None:

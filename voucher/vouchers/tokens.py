@@ -39,7 +39,7 @@ def verify(token: str, keys: dict[str, bytes]) -> str:
     key = keys.get(key_id)
     if key is None:
         raise InvalidToken("券码无效：签名密钥未知或已停用")
-    if not hmac.compare_digest(_signature(key, key_id, code), signature):
+    if not hmac.compare_digest(_signature(key, key_id, code).encode(), signature.encode()):
         raise InvalidToken("券码无效：二维码签名校验失败，可能被篡改或伪造")
     if not codes.is_well_formed(code):
         raise InvalidToken()
