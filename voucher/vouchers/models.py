@@ -3,7 +3,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import created_at, db, fen, intpk
@@ -49,6 +49,15 @@ class Voucher(db.Model):
         # slot k, and two claims racing for the same slot cannot both commit.
         UniqueConstraint("release_id", "citizen_id", "claim_slot"),
         Index("ix_vouchers_release_status", "release_id", "status"),
+        # Claims take the lowest free voucher of a round. Without this index PostgreSQL walks the
+        # primary key past every voucher already claimed, so each claim got slower as the round filled.
+        Index(
+            "ix_vouchers_release_available",
+            "release_id",
+            "id",
+            sqlite_where=text("status = 'available'"),
+            postgresql_where=text("status = 'available'"),
+        ),
     )
 
     id: Mapped[intpk]
