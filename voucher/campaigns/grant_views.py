@@ -17,10 +17,7 @@ bp = Blueprint("grants", __name__)
 
 
 def _application_or_404(application_id: int) -> GrantApplication:
-    application = db.session.get(GrantApplication, application_id)
-    if application is None:
-        abort(404)
-    return application
+    return db.get_or_404(GrantApplication, application_id)
 
 
 def _render(application: GrantApplication, status: int = 200, **forms):
@@ -35,9 +32,7 @@ def _render(application: GrantApplication, status: int = 200, **forms):
 @bp.route("/campaigns/<int:campaign_id>/grants/new", methods=["GET", "POST"])
 @roles_required(Role.BUREAU_MAKER)
 def new(campaign_id: int):
-    campaign = db.session.get(Campaign, campaign_id)
-    if campaign is None:
-        abort(404)
+    campaign = db.get_or_404(Campaign, campaign_id)
     form = GrantApplicationForm()
     if form.validate_on_submit():
         try:

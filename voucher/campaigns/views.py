@@ -30,10 +30,7 @@ bp = Blueprint("campaigns", __name__)
 
 
 def _campaign_or_404(campaign_id: int) -> Campaign:
-    campaign = db.session.get(Campaign, campaign_id)
-    if campaign is None:
-        abort(404)
-    return campaign
+    return db.get_or_404(Campaign, campaign_id)
 
 
 @bp.get("/campaigns")
@@ -283,9 +280,7 @@ def create_release(campaign_id: int):
 @bp.post("/releases/<int:release_id>/open")
 @roles_required(Role.BUREAU_MAKER, Role.BUREAU_APPROVER)
 def open_release(release_id: int):
-    release = db.session.get(Release, release_id)
-    if release is None:
-        abort(404)
+    release = db.get_or_404(Release, release_id)
     return _act(release.campaign_id, lambda c, f: releases.open_release(release_id, current_user),
                 "场次已开放：预算已预留，消费券已生成，市民可以领取")
 
@@ -293,9 +288,7 @@ def open_release(release_id: int):
 @bp.post("/releases/<int:release_id>/draw")
 @roles_required(Role.BUREAU_MAKER, Role.BUREAU_APPROVER)
 def draw_lottery(release_id: int):
-    release = db.session.get(Release, release_id)
-    if release is None:
-        abort(404)
+    release = db.get_or_404(Release, release_id)
     return _act(release.campaign_id, lambda c, f: lottery.draw(release_id, current_user),
                 "已开奖：中签者已获得消费券，种子与名单已公开，可在公示页核验")
 
@@ -322,9 +315,7 @@ def request_budget_change(campaign_id: int):
 @bp.post("/budget-changes/<int:change_id>/<any(approve, reject):decision>")
 @roles_required(Role.BUREAU_APPROVER)
 def decide_budget_change(change_id: int, decision: str):
-    change = db.session.get(BudgetChange, change_id)
-    if change is None:
-        abort(404)
+    change = db.get_or_404(BudgetChange, change_id)
     approving = decision == "approve"
     form = ActionForm() if approving else ReasonForm(prefix=f"bc{change_id}")
     return _act(change.campaign_id,
