@@ -77,6 +77,7 @@ def _register_blueprints(app: Flask) -> None:
     from voucher.accounts.views import bp as accounts_bp
     from voucher.api.views import bp as api_bp
     from voucher.extensions import csrf
+    from voucher.health import bp as health_bp
     from voucher.analytics.views import bp as analytics_bp
     from voucher.campaigns.grant_views import bp as grants_bp
     from voucher.campaigns.measure_views import bp as measures_bp
@@ -90,3 +91,4 @@ def _register_blueprints(app: Flask) -> None:
     # The API authenticates every request itself (bearer token or signature), not by cookie: no CSRF.
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(health_bp)

@@ -1,0 +1,19 @@
+"""Production WSGI server settings: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+Threads suit this app: a request spends much of its time waiting on PostgreSQL. Access logs are off
+because URLs and clients are not needed to run the service and logs must carry no personal data.
+"""
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+timeout = 30
+graceful_timeout = 30
+keepalive = 5
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
+# Behind a reverse proxy on the same host: trust its X-Forwarded-* headers only.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
