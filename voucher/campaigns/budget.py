@@ -117,10 +117,7 @@ def decide_change(change_id: int, actor: User, *, approve: bool, note: str = "")
 
 
 def _accounts_of(source: FundingSource) -> dict[AccountKind, int]:
-    rows = db.session.execute(
-        select(LedgerAccount.kind, LedgerAccount.id).where(LedgerAccount.funding_source_id == source.id)
-    )
-    return {AccountKind(kind): account_id for kind, account_id in rows}
+    return next(s.ids for s in ledger.source_accounts(source.campaign_id) if s.source_id == source.id)
 
 
 def _fund(source: FundingSource, amount: int, change: BudgetChange, actor: User) -> None:
@@ -184,13 +181,10 @@ def close_campaign(campaign_id: int, actor: User, reason: str) -> Campaign:
                 .where(Voucher.campaign_id == campaign.id, Voucher.status == status.value)
                 .values(status=new_status.value)
             )
-            per_voucher = ledger.split(sources, campaign.product.face_value_fen)
             ledger.post(
                 (EntryKind.WITHDRAWAL if status is VoucherStatus.AVAILABLE else EntryKind.EXPIRY).value, campaign.id,
-                ledger.transfer_lines(
-                    sources, AccountKind.RESERVED, AccountKind.AVAILABLE, campaign.product.face_value_fen * count,
-                    parts=[p * count for p in per_voucher],
-                ),
+                ledger.voucher_lines(sources, AccountKind.RESERVED, AccountKind.AVAILABLE,
+                                     campaign.product.face_value_fen, count),
                 memo=f"活动结束：{count} 张券{new_status.label}", ref=("campaign", campaign.id), actor_id=actor.id,
             )
         db.session.execute(

@@ -108,8 +108,7 @@ def draw(release_id: int, actor: User) -> list[int]:
         face = campaign.product.face_value_fen
         ledger.post(
             EntryKind.LOTTERY_RETURN.value, campaign.id,
-            ledger.transfer_lines(sources, AccountKind.RESERVED, AccountKind.AVAILABLE, face * unwon,
-                                  parts=[p * unwon for p in ledger.split(sources, face)]),
+            ledger.voucher_lines(sources, AccountKind.RESERVED, AccountKind.AVAILABLE, face, unwon),
             memo=f"摇号报名不足：{unwon} 张券收回", ref=("release", release.id), actor_id=actor.id,
         )
     release.status = ReleaseStatus.CLOSED.value

@@ -308,9 +308,6 @@ class VoucherProduct(db.Model):
 
     campaign: Mapped[Campaign] = relationship(back_populates="product")
 
-    def discount_fen(self, order_amount_fen: int) -> int:
-        return discount_fen(self.kind, self.face_value_fen, self.percent_bp, order_amount_fen)
-
     @property
     def label(self) -> str:
         from voucher.core.money import format_yuan

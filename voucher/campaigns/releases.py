@@ -88,12 +88,7 @@ def open_release(release_id: int, actor: User | None, now: datetime | None = Non
     face = campaign.product.face_value_fen
     needed = release.quantity * face
     sources = ledger.source_accounts(campaign.id)
-    # Each voucher is split across sources the same way, so a round reserves exactly what its
-    # vouchers will later move per source.
-    lines = [
-        (account_id, amount * release.quantity)
-        for account_id, amount in ledger.transfer_lines(sources, AccountKind.AVAILABLE, AccountKind.RESERVED, face)
-    ]
+    lines = ledger.voucher_lines(sources, AccountKind.AVAILABLE, AccountKind.RESERVED, face, release.quantity)
     try:
         ledger.require_balance(sources, AccountKind.AVAILABLE, lines)
     except AccountWouldGoNegative:

@@ -114,6 +114,15 @@ def transfer_lines(
     return lines
 
 
+def voucher_lines(
+    sources: list[SourceAccounts], from_kind: AccountKind, to_kind: AccountKind, face: int, count: int
+) -> list[tuple[int, int]]:
+    """Lines that move the money of `count` vouchers of one face value. Each voucher is split across
+    sources the same way, so rounds, redemptions, withdrawals and expiries move the same fen per source."""
+    per_voucher = split(sources, face)
+    return transfer_lines(sources, from_kind, to_kind, face * count, parts=[p * count for p in per_voucher])
+
+
 def require_balance(sources: list[SourceAccounts], kind: AccountKind, lines: list[tuple[int, int]]) -> None:
     """Refuse lines that would take an account of `kind` below zero.
 

@@ -63,14 +63,6 @@ class _Counter:
     category: str
 
 
-def _store_of(cashier: User | None, terminal: StoreTerminal | None) -> Store:
-    store_id = terminal.store_id if terminal is not None else getattr(cashier, "store_id", None)
-    store = db.session.get(Store, store_id) if store_id else None
-    if store is None:
-        raise Forbidden("该账号未绑定门店，不能核销")
-    return store
-
-
 def _counter_of(cashier: User | None, terminal: StoreTerminal | None) -> _Counter:
     store_id = terminal.store_id if terminal is not None else getattr(cashier, "store_id", None)
     row = db.session.execute(
@@ -261,14 +253,14 @@ def reverse(
     """Undo a redemption within the window, only at the store that made it: the exact opposite
     postings, and the voucher is usable again."""
     now = now or utcnow()
-    store = _store_of(cashier, terminal)
+    counter = _counter_of(cashier, terminal)
     redemption = db.session.scalar(
         select(Redemption).where(Redemption.id == redemption_id).with_for_update()
         .execution_options(populate_existing=True)
     )
     if redemption is None:
         raise NotFound("找不到该核销记录")
-    if redemption.store_id != store.id:
+    if redemption.store_id != counter.store_id:
         raise Forbidden("只能由原核销门店撤销")
     if redemption.reversed_at is not None:
         raise InvalidTransition("该笔核销已撤销")
