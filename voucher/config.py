@@ -51,7 +51,7 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "ENV_NAME": environment,
         "SECRET_KEY": env.get("SECRET_KEY", DEV_SECRET_KEY),
         "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
         "QR_SIGNING_KEYS": keys,
         "QR_ACTIVE_KEY_ID": env.get("QR_ACTIVE_KEY_ID", next(iter(keys))),
         "IDENTITY_HASH_KEY": env.get("IDENTITY_HASH_KEY", DEV_IDENTITY_HASH_KEY).encode(),

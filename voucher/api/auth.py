@@ -8,14 +8,15 @@ import time
 from datetime import timedelta
 
 from flask import current_app, request
-from sqlalchemy import delete, select
+from sqlalchemy import Row, bindparam, delete, select
 
 from voucher.api.models import Partner, PartnerNonce
 from voucher.core.clock import utcnow
-from voucher.core.db import db
+from voucher.core.db import connection, db
 from voucher.core.upsert import insert_ignore
 from voucher.core.errors import DomainError
 from voucher.merchants.models import StoreTerminal
+from voucher.merchants.redemption import TERMINAL_BY_TOKEN, Terminal
 
 
 class Unauthenticated(DomainError):
@@ -38,16 +39,14 @@ def issue_terminal_token(store_id: int, label: str, created_by_id: int) -> tuple
     return terminal, token
 
 
-def current_terminal() -> StoreTerminal:
+def current_terminal() -> Terminal:
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise Unauthenticated("缺少终端令牌（Authorization: Bearer …）")
-    terminal = db.session.scalar(
-        select(StoreTerminal).where(StoreTerminal.token_hash == hash_token(header[7:].strip()))
-    )
-    if terminal is None or terminal.revoked_at is not None:
+    row = connection().execute(TERMINAL_BY_TOKEN, {"token_hash": hash_token(header[7:].strip())}).first()
+    if row is None:
         raise Unauthenticated("终端令牌无效或已停用")
-    return terminal
+    return Terminal(*row)
 
 
 def partner_secret(key_id: str) -> str:
@@ -59,8 +58,14 @@ def signature(secret: str, method: str, path: str, timestamp: str, nonce: str, b
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
-def current_partner() -> Partner:
-    """Check the signed request: known active partner, fresh timestamp, good signature, unused nonce."""
+_PARTNER_BY_KEY = select(
+    Partner.__table__.c.id, Partner.__table__.c.name, Partner.__table__.c.is_active_partner
+).where(Partner.__table__.c.key_id == bindparam("key_id"))
+
+
+def current_partner() -> Row:
+    """Check the signed request: known active partner, fresh timestamp, good signature, unused nonce.
+    Returns the partner's id and name (a row, not an ORM object: every claim reads it)."""
     key_id = request.headers.get("X-Partner-Key", "")
     timestamp = request.headers.get("X-Timestamp", "")
     nonce = request.headers.get("X-Nonce", "")
@@ -72,16 +77,16 @@ def current_partner() -> Partner:
     window = current_app.config["PARTNER_REPLAY_WINDOW_SECONDS"]
     if abs(time.time() - int(timestamp)) > window:
         raise Unauthenticated(f"请求时间戳超出 {window} 秒有效窗口")
-    partner = db.session.scalar(select(Partner).where(Partner.key_id == key_id))
+    partner = connection().execute(_PARTNER_BY_KEY, {"key_id": key_id}).first()
     if partner is None or not partner.is_active_partner:
         raise Unauthenticated("合作方未知或已停用")
     expected = signature(partner_secret(key_id), request.method, request.path, timestamp, nonce, request.get_data())
     if not hmac.compare_digest(expected.encode(), given.lower().encode()):
         raise Unauthenticated("签名校验失败")
-    inserted = db.session.scalar(
-        insert_ignore(PartnerNonce).values(partner_id=partner.id, nonce=nonce, seen_at=utcnow())
-        .returning(PartnerNonce.id)
-    )
+    inserted = connection().execute(
+        insert_ignore(PartnerNonce.__table__).returning(PartnerNonce.__table__.c.id),
+        {"partner_id": partner.id, "nonce": nonce, "seen_at": utcnow()},
+    ).scalar()
     if inserted is None:
         raise Unauthenticated("重复的请求（随机数已使用）")
     # The nonce is spent whatever the request's own outcome: committed on its own, so a refused

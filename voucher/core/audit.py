@@ -4,10 +4,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, insert
+from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from voucher.core.db import created_at, db, intpk
+from voucher.core.db import connection, created_at, db, intpk
 
 
 class AuditEntry(db.Model):
@@ -38,17 +38,18 @@ def record(
 ) -> None:
     """Write an audit entry in the current transaction (the caller commits). A plain INSERT, not an
     ORM object: every redemption and claim writes one, and nothing reads it back in the request."""
-    db.session.execute(
-        insert(AuditEntry).values(
-            actor_id=getattr(actor, "id", None),
-            actor_label=actor_label or getattr(actor, "username", None) or "system",
-            action=action,
-            object_type=type(obj).__tablename__ if hasattr(type(obj), "__tablename__") else type(obj).__name__,
-            object_id=getattr(obj, "id", None),
-            before=_jsonable(before),
-            after=_jsonable(after),
-        )
-    )
+    connection().execute(_INSERT, {
+        "actor_id": getattr(actor, "id", None),
+        "actor_label": actor_label or getattr(actor, "username", None) or "system",
+        "action": action,
+        "object_type": type(obj).__tablename__ if hasattr(type(obj), "__tablename__") else type(obj).__name__,
+        "object_id": getattr(obj, "id", None),
+        "before": _jsonable(before),
+        "after": _jsonable(after),
+    })
+
+
+_INSERT = AuditEntry.__table__.insert()
 
 
 def _jsonable(state: dict[str, Any] | None) -> dict[str, Any] | None:

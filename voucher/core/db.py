@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Annotated
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, DateTime, MetaData
+from sqlalchemy import BigInteger, Connection, DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 from voucher.core.clock import utcnow
@@ -29,6 +29,15 @@ db = SQLAlchemy(model_class=Base)
 intpk = Annotated[int, mapped_column(primary_key=True)]
 fen = Annotated[int, mapped_column(BigInteger)]
 created_at = Annotated[datetime, mapped_column(DateTime, default=utcnow)]
+
+
+def connection() -> Connection:
+    """The session's connection, in its transaction, after flushing pending ORM changes as
+    session.execute would. A constant Core statement run here with its parameters costs a third of
+    the CPU of a statement built per call and run through the session: for the per-request paths
+    (redemption, claim, ledger postings, audit rows)."""
+    db.session.flush()
+    return db.session.connection()
 
 _sqlite_configured = False
 

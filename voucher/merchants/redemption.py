@@ -6,14 +6,14 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from voucher.accounts.models import User
 from voucher.campaigns.models import Campaign, CampaignStatus, VoucherProduct, campaign_merchants, discount_fen
 from voucher.campaigns.services import lock_campaign
 from voucher.core import audit
 from voucher.core.clock import to_local, utcnow
-from voucher.core.db import db
+from voucher.core.db import connection, db
 from voucher.core.errors import (
     AccountWouldGoNegative,
     BudgetExhausted,
@@ -63,19 +63,25 @@ class _Counter:
     category: str
 
 
-def _counter_of(cashier: User | None, terminal: StoreTerminal | None) -> _Counter:
-    store_id = terminal.store_id if terminal is not None else getattr(cashier, "store_id", None)
-    row = db.session.execute(
-        select(Store.id, Store.merchant_id, Store.district, Merchant.status, Merchant.category)
-        .join(Merchant, Merchant.id == Store.merchant_id).where(Store.id == store_id)
-    ).one_or_none() if store_id else None
-    if row is None:
-        raise Forbidden("该账号未绑定门店，不能核销")
-    return _Counter(*row)
+@dataclass(frozen=True)
+class Terminal(_Counter):
+    """A store terminal calling the API, with its store's standing: read with the token, in one query."""
+
+    id: int
 
 
-# The hot path reads with plain column selects and one joined, locked row: each ORM object loaded or
-# lazy relationship followed here costs a query and a millisecond of CPU, per redemption.
+# The hot path runs constant Core statements with parameters on the session's connection (see
+# core.db.connection): building a statement per call, loading ORM objects or following a lazy
+# relationship each costs CPU or a query, per redemption.
+_COUNTER = (
+    select(Store.id, Store.merchant_id, Store.district, Merchant.status, Merchant.category)
+    .join(Merchant, Merchant.id == Store.merchant_id)
+)
+_COUNTER_OF_STORE = _COUNTER.where(Store.id == bindparam("store_id"))
+TERMINAL_BY_TOKEN = (
+    _COUNTER.add_columns(StoreTerminal.id).join(StoreTerminal, StoreTerminal.store_id == Store.id)
+    .where(StoreTerminal.token_hash == bindparam("token_hash"), StoreTerminal.revoked_at.is_(None))
+)
 _VOUCHER_FOR_REDEMPTION = (
     select(
         Voucher.id, Voucher.status, Voucher.face_value_fen, Voucher.valid_from, Voucher.valid_until,
@@ -85,7 +91,32 @@ _VOUCHER_FOR_REDEMPTION = (
     )
     .join(Campaign, Campaign.id == Voucher.campaign_id)
     .join(VoucherProduct, VoucherProduct.campaign_id == Voucher.campaign_id)
+    .where(Voucher.code == bindparam("code"))
+    # The row lock serialises two counters racing for one voucher; the loser sees it redeemed.
+    .with_for_update(of=Voucher.__table__)
 )
+_MARK_REDEEMED = (
+    update(Voucher.__table__).where(Voucher.__table__.c.id == bindparam("voucher_id"))
+    .values(status=VoucherStatus.REDEEMED.value, redeemed_at=bindparam("now"))
+)
+_INSERT_REDEMPTION: dict[str, object] = {}  # per dialect: ON CONFLICT is spelled by the dialect
+
+
+def _counter_of(cashier: User | None, terminal: Terminal | None) -> _Counter:
+    if terminal is not None:
+        return terminal
+    store_id = getattr(cashier, "store_id", None)
+    row = connection().execute(_COUNTER_OF_STORE, {"store_id": store_id}).first() if store_id else None
+    if row is None:
+        raise Forbidden("该账号未绑定门店，不能核销")
+    return _Counter(*row)
+
+
+def _insert_redemption():
+    dialect = db.session.get_bind().dialect.name
+    if dialect not in _INSERT_REDEMPTION:
+        _INSERT_REDEMPTION[dialect] = insert_ignore(Redemption.__table__).returning(Redemption.__table__.c.id)
+    return _INSERT_REDEMPTION[dialect]
 
 
 def redeem(
@@ -93,7 +124,7 @@ def redeem(
     order_amount_fen: int,
     cashier: User | None = None,
     *,
-    terminal: StoreTerminal | None = None,
+    terminal: Terminal | None = None,
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> RedemptionResult:
@@ -111,10 +142,7 @@ def redeem(
     if counter.merchant_status != "approved":
         raise Forbidden("商户未通过审核或已暂停，不能核销")
 
-    # The row lock serialises two counters racing for one voucher; the loser sees it redeemed.
-    voucher = db.session.execute(
-        _VOUCHER_FOR_REDEMPTION.where(Voucher.code == code).with_for_update(of=Voucher.__table__)
-    ).one_or_none()
+    voucher = connection().execute(_VOUCHER_FOR_REDEMPTION, {"code": code}).one_or_none()
     if voucher is None:
         raise VoucherNotFound()
 
@@ -174,15 +202,11 @@ def redeem(
         created_at=now,
     )
     # ON CONFLICT: a key already used at this store for another request is refused, not a 500.
-    redemption_id = db.session.scalar(insert_ignore(Redemption).values(**values).returning(Redemption.id))
+    redemption_id = connection().execute(_insert_redemption(), values).scalar()
     if redemption_id is None:
         return _replay(_earlier(counter.store_id, idempotency_key), voucher.id, order_amount_fen, code)
     redemption = Redemption(id=redemption_id, **values)  # the answer's record, not tracked by the session
-    db.session.execute(
-        update(Voucher).where(Voucher.id == voucher.id)
-        .values(status=VoucherStatus.REDEEMED.value, redeemed_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    connection().execute(_MARK_REDEEMED, {"voucher_id": voucher.id, "now": now})
     ledger.post(
         EntryKind.REDEMPTION.value, voucher.campaign_id, lines,
         memo=f"核销 {code}", ref=("redemption", redemption.id), actor_id=getattr(cashier, "id", None),
@@ -247,7 +271,7 @@ def reverse(
     *,
     reason: str,
     cashier: User | None = None,
-    terminal: StoreTerminal | None = None,
+    terminal: Terminal | None = None,
     now: datetime | None = None,
 ) -> Redemption:
     """Undo a redemption within the window, only at the store that made it: the exact opposite

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from voucher.core.clock import utcnow
 from voucher.core.db import db
-from voucher.core.upsert import insert_ignore
+from voucher.core.upsert import insert_or_lock
 from voucher.core.errors import DomainError, InvalidInput, InvalidOneTimeCode
 from voucher.vouchers.models import Citizen, OneTimeCode
 
@@ -89,10 +89,9 @@ def citizen_for(raw_phone: str) -> Citizen:
 
 
 def _citizen_with(identity: str) -> Citizen:
-    citizen = db.session.scalar(select(Citizen).where(Citizen.identity_hash == identity))
-    if citizen is None:
-        # The same person may arrive twice at once (two channels): whoever inserts second skips, and
-        # both read the one row.
-        db.session.execute(insert_ignore(Citizen).values(identity_hash=identity, created_at=utcnow()))
-        citizen = db.session.scalar(select(Citizen).where(Citizen.identity_hash == identity))
-    return citizen
+    """Found or created in one statement; the same person arriving twice at once (two channels)
+    gets the one row. The row stays locked to this transaction, which a claim needs anyway."""
+    return db.session.scalar(
+        insert_or_lock(Citizen, "identity_hash").returning(Citizen),
+        {"identity_hash": identity, "created_at": utcnow()},
+    )

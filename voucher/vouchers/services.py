@@ -4,14 +4,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, select, update
 
 from voucher.campaigns.models import Campaign, CampaignStatus, LotteryEntry, Release, ReleaseMode, ReleaseStatus
 from voucher.campaigns.services import voucher_validity
 from voucher.core import audit
 from voucher.core.clock import local_day_end_utc, utcnow
-from voucher.core.db import db
+from voucher.core.db import connection, db
 from voucher.core.errors import ClaimLimitReached, InvalidToken, NotFound, ReleaseNotOpen, SoldOut
 from voucher.vouchers import codes, tokens
 from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
@@ -54,70 +53,68 @@ def ensure_not_sold_out(release_id: int) -> None:
         raise SoldOut()
 
 
-def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, actor_label: str | None = None) -> Voucher:
-    """Give the citizen one free voucher of the round, within the per-person limit.
+_ROUND = (
+    select(Release.status, Release.mode, Release.per_person_limit, Campaign.id.label("campaign_id"),
+           Campaign.status.label("campaign_status"), Campaign.per_person_limit.label("campaign_limit"),
+           Campaign.valid_from, Campaign.valid_until, Campaign.validity_days)
+    .join(Campaign, Campaign.id == Release.campaign_id).where(Release.id == bindparam("release_id"))
+)
+_LOCK_CITIZEN = select(Citizen.id).where(Citizen.id == bindparam("citizen_id")).with_for_update()
+_HELD = select(
+    func.count(Voucher.id).filter(Voucher.release_id == bindparam("release_id")), func.count(Voucher.id)
+).where(Voucher.campaign_id == bindparam("campaign_id"), Voucher.citizen_id == bindparam("citizen_id"))
+# The first free voucher nobody else holds right now (SKIP LOCKED: concurrent claimants never queue
+# on each other), taken in the same statement.
+_TAKE_ONE = (
+    update(Voucher)
+    .where(Voucher.id == select(Voucher.id).where(
+        Voucher.release_id == bindparam("b_release"), Voucher.status == VoucherStatus.AVAILABLE.value,
+    ).order_by(Voucher.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
+    .values(status=VoucherStatus.CLAIMED.value, citizen_id=bindparam("b_citizen"), claim_slot=bindparam("slot"),
+            claimed_at=bindparam("now"), valid_from=bindparam("from_"), valid_until=bindparam("until"))
+    .returning(Voucher)
+)
+_ANY_LEFT = select(Voucher.id).where(
+    Voucher.release_id == bindparam("release_id"), Voucher.status == VoucherStatus.AVAILABLE.value
+).limit(1)
 
-    Touches one voucher row (SKIP LOCKED, so concurrent claimants never queue on each other) and no
-    balance: the money was reserved when the round opened.
+
+def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, actor_label: str | None = None) -> Voucher:
+    """Give the citizen one free voucher of the round, within the per-person limits.
+
+    Touches one voucher row and no balance: the money was reserved when the round opened. Runs
+    constant statements, one round trip each: a flash crowd makes this the busiest path.
     """
     now = now or utcnow()
-    release = db.session.get(Release, release_id)
-    if release is None:
+    conn = connection()
+    round_ = conn.execute(_ROUND, {"release_id": release_id}).first()
+    if round_ is None:
         raise NotFound("找不到该发放场次")
-    if release.status_enum is not ReleaseStatus.OPEN or release.campaign.status_enum is not CampaignStatus.ACTIVE:
+    if round_.status != ReleaseStatus.OPEN.value or round_.campaign_status != CampaignStatus.ACTIVE.value:
         raise ReleaseNotOpen()
-    if release.mode_enum is ReleaseMode.LOTTERY:
+    if round_.mode == ReleaseMode.LOTTERY.value:
         raise ReleaseNotOpen("本场次为摇号发放，请报名参加摇号")
-    if now > local_day_end_utc(release.campaign.valid_until):
+    if now > local_day_end_utc(round_.valid_until):
         raise ReleaseNotOpen("活动已过有效期，不再发放")
-    campaign = release.campaign
-    valid_from, valid_until = voucher_validity(campaign, now)
-    if campaign.per_person_limit is not None:
-        # A campaign-wide limit spans rounds, so the per-round slot cannot guard it: serialise this
-        # citizen's claims (only theirs) on their own row, then count.
-        db.session.scalar(select(Citizen.id).where(Citizen.id == citizen.id).with_for_update())
-        held_in_campaign = db.session.scalar(
-            select(func.count(Voucher.id)).where(Voucher.campaign_id == campaign.id, Voucher.citizen_id == citizen.id)
-        )
-        if held_in_campaign >= campaign.per_person_limit:
-            raise ClaimLimitReached(f"本活动每人限领 {campaign.per_person_limit} 张，您已领取 {held_in_campaign} 张")
-    voucher = None
-    # The k-th claim of a citizen takes slot k (unique per round). When a parallel claim by the same
-    # citizen takes the slot first, count again and try the next one, until the limit.
-    for _ in range(release.per_person_limit + 1):
-        held = db.session.scalar(
-            select(func.count(Voucher.id)).where(Voucher.release_id == release_id, Voucher.citizen_id == citizen.id)
-        )
-        if held >= release.per_person_limit:
-            raise ClaimLimitReached(f"每人限领 {release.per_person_limit} 张，您已领取 {held} 张")
-        if voucher is None:
-            voucher = db.session.scalar(
-                select(Voucher)
-                .where(Voucher.release_id == release_id, Voucher.status == VoucherStatus.AVAILABLE.value)
-                .order_by(Voucher.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            if voucher is None:
-                if not db.session.scalar(
-                    select(Voucher.id).where(Voucher.release_id == release_id,
-                                             Voucher.status == VoucherStatus.AVAILABLE.value).limit(1)
-                ):
-                    _SOLD_OUT.add(release_id)  # none left at all, not merely all locked right now
-                raise SoldOut()
-        try:
-            with db.session.begin_nested():
-                voucher.status = VoucherStatus.CLAIMED.value
-                voucher.citizen_id = citizen.id
-                voucher.claim_slot = held + 1
-                voucher.claimed_at = now
-                voucher.valid_from = valid_from
-                voucher.valid_until = valid_until
-            break
-        except IntegrityError:
-            continue
-    else:
-        raise ClaimLimitReached(f"每人限领 {release.per_person_limit} 张")
+    valid_from, valid_until = voucher_validity(round_, now)
+    # Serialise this citizen's claims (only theirs), so the counts stay true until the commit; the
+    # unique (release, citizen, slot) index stays as the last guard.
+    conn.execute(_LOCK_CITIZEN, {"citizen_id": citizen.id})
+    in_round, in_campaign = conn.execute(
+        _HELD, {"release_id": release_id, "campaign_id": round_.campaign_id, "citizen_id": citizen.id}
+    ).one()
+    if round_.campaign_limit is not None and in_campaign >= round_.campaign_limit:
+        raise ClaimLimitReached(f"本活动每人限领 {round_.campaign_limit} 张，您已领取 {in_campaign} 张")
+    if in_round >= round_.per_person_limit:
+        raise ClaimLimitReached(f"每人限领 {round_.per_person_limit} 张，您已领取 {in_round} 张")
+    voucher = db.session.scalar(_TAKE_ONE, {
+        "b_release": release_id, "b_citizen": citizen.id, "slot": in_round + 1, "now": now,
+        "from_": valid_from, "until": valid_until,
+    })
+    if voucher is None:
+        if conn.execute(_ANY_LEFT, {"release_id": release_id}).first() is None:
+            _SOLD_OUT.add(release_id)  # none left at all, not merely all locked right now
+        raise SoldOut()
     audit.record("voucher.claim", voucher, actor_label=actor_label or f"市民#{citizen.id}",
                  after={"release_id": release_id, "citizen_id": citizen.id})
     return voucher
