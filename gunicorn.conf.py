@@ -6,7 +6,9 @@ because URLs and clients are not needed to run the service and logs must carry n
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
+# One process per core: measured here (benchmarks/), more processes than cores only added
+# contention and tail latency, and threads cover the waits on PostgreSQL.
+workers = int(os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 2)))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 30

@@ -200,8 +200,11 @@ def redeem_sender(terminals: list[str]):
 
 
 PGBENCH_SETUP = """
-CREATE TABLE bench_vouchers (id bigint PRIMARY KEY, status text NOT NULL, redeemed_at timestamp);
-INSERT INTO bench_vouchers SELECT g, 'claimed', NULL FROM generate_series(1, 1000000) g;
+CREATE TABLE bench_terminals (id int PRIMARY KEY, token_hash text UNIQUE NOT NULL, store_id int NOT NULL);
+INSERT INTO bench_terminals SELECT g, md5(g::text), 1 FROM generate_series(1, 32) g;
+CREATE TABLE bench_vouchers (id bigint PRIMARY KEY, code text UNIQUE NOT NULL, status text NOT NULL,
+  redeemed_at timestamp);
+INSERT INTO bench_vouchers SELECT g, 'V' || g, 'claimed', NULL FROM generate_series(1, 1000000) g;
 CREATE TABLE bench_redemptions (id bigserial PRIMARY KEY, voucher_id bigint NOT NULL, store_id int NOT NULL,
   order_fen bigint NOT NULL, subsidy_fen bigint NOT NULL, idempotency_key text, created_at timestamp NOT NULL,
   UNIQUE (store_id, idempotency_key));
@@ -215,16 +218,21 @@ CREATE TABLE bench_audit (id bigserial PRIMARY KEY, at timestamp NOT NULL, actio
   after jsonb);
 """
 
+# The app's redemption transaction, statement for statement (see merchants/redemption.py): the
+# terminal by its token, the voucher locked by its code, the redemption (ON CONFLICT: idempotency),
+# the voucher marked, the journal entry with its postings in one statement, the audit row.
 PGBENCH_SCRIPT = """\\set v random(1, 1000000)
+\\set t random(1, 32)
 BEGIN;
-SELECT status FROM bench_vouchers WHERE id = :v FOR UPDATE;
-SELECT id FROM bench_redemptions WHERE store_id = 1 AND idempotency_key = 'k' || :v;
+SELECT id, store_id FROM bench_terminals WHERE token_hash = md5(:t::text);
+SELECT id, status FROM bench_vouchers WHERE code = 'V' || :v FOR UPDATE;
 INSERT INTO bench_redemptions (voucher_id, store_id, order_fen, subsidy_fen, idempotency_key, created_at)
-  VALUES (:v, 1, 12800, 2000, 'k' || :v || '-' || random(), now());
+  VALUES (:v, 1, 12800, 2000, 'k' || :v || '-' || random(), now()) ON CONFLICT DO NOTHING RETURNING id;
 UPDATE bench_vouchers SET status = 'redeemed', redeemed_at = now() WHERE id = :v;
-INSERT INTO bench_entries (kind, campaign_id, memo, ref_id, created_at) VALUES ('redemption', 1, 'r', :v, now());
-INSERT INTO bench_postings (entry_id, account_id, amount_fen) VALUES (currval('bench_entries_id_seq'), 1, -2000),
-  (currval('bench_entries_id_seq'), 2, 2000);
+WITH e AS (INSERT INTO bench_entries (kind, campaign_id, memo, ref_id, created_at)
+  VALUES ('redemption', 1, 'r', :v, now()) RETURNING id)
+INSERT INTO bench_postings (entry_id, account_id, amount_fen) VALUES ((SELECT id FROM e), 1, -2000),
+  ((SELECT id FROM e), 2, 2000) RETURNING entry_id;
 INSERT INTO bench_audit (at, action, object_id, after) VALUES (now(), 'voucher.redeem', :v, '{"subsidy_fen": 2000}');
 COMMIT;
 """
@@ -248,7 +256,8 @@ def main() -> None:
     parser.add_argument("--vouchers", type=int, default=10_000)
     parser.add_argument("--attempts", type=int, default=50_000)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes (WEB_CONCURRENCY)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                        help="gunicorn worker processes (WEB_CONCURRENCY)")
     parser.add_argument("--threads", type=int, default=8, help="threads per worker (GUNICORN_THREADS)")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (GUNICORN_WORKER_CLASS)")
     parser.add_argument("--pgbench-seconds", type=int, default=20)

@@ -13,7 +13,7 @@ from sqlalchemy import Row, bindparam, delete, select
 from voucher.api.models import Partner, PartnerNonce
 from voucher.core.clock import utcnow
 from voucher.core.db import connection, db
-from voucher.core.upsert import insert_ignore
+from voucher.core.upsert import cached, insert_ignore
 from voucher.core.errors import DomainError
 from voucher.merchants.models import StoreTerminal
 from voucher.merchants.redemption import TERMINAL_BY_TOKEN, Terminal
@@ -84,7 +84,7 @@ def current_partner() -> Row:
     if not hmac.compare_digest(expected.encode(), given.lower().encode()):
         raise Unauthenticated("签名校验失败")
     inserted = connection().execute(
-        insert_ignore(PartnerNonce.__table__).returning(PartnerNonce.__table__.c.id),
+        cached("insert_nonce", lambda: insert_ignore(PartnerNonce.__table__).returning(PartnerNonce.__table__.c.id)),
         {"partner_id": partner.id, "nonce": nonce, "seen_at": utcnow()},
     ).scalar()
     if inserted is None:

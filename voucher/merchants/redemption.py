@@ -34,7 +34,7 @@ from voucher.core.errors import (
     VoucherNotYetValid,
 )
 from voucher.core.money import format_yuan, split_within
-from voucher.core.upsert import insert_ignore
+from voucher.core.upsert import cached, insert_ignore
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, Posting
 from voucher.merchants.models import Merchant, Redemption, Store, StoreTerminal
@@ -99,7 +99,6 @@ _MARK_REDEEMED = (
     update(Voucher.__table__).where(Voucher.__table__.c.id == bindparam("voucher_id"))
     .values(status=VoucherStatus.REDEEMED.value, redeemed_at=bindparam("now"))
 )
-_INSERT_REDEMPTION: dict[str, object] = {}  # per dialect: ON CONFLICT is spelled by the dialect
 
 
 def _counter_of(cashier: User | None, terminal: Terminal | None) -> _Counter:
@@ -110,13 +109,6 @@ def _counter_of(cashier: User | None, terminal: Terminal | None) -> _Counter:
     if row is None:
         raise Forbidden("该账号未绑定门店，不能核销")
     return _Counter(*row)
-
-
-def _insert_redemption():
-    dialect = db.session.get_bind().dialect.name
-    if dialect not in _INSERT_REDEMPTION:
-        _INSERT_REDEMPTION[dialect] = insert_ignore(Redemption.__table__).returning(Redemption.__table__.c.id)
-    return _INSERT_REDEMPTION[dialect]
 
 
 def redeem(
@@ -202,7 +194,10 @@ def redeem(
         created_at=now,
     )
     # ON CONFLICT: a key already used at this store for another request is refused, not a 500.
-    redemption_id = connection().execute(_insert_redemption(), values).scalar()
+    redemption_id = connection().execute(
+        cached("insert_redemption", lambda: insert_ignore(Redemption.__table__).returning(Redemption.__table__.c.id)),
+        values,
+    ).scalar()
     if redemption_id is None:
         return _replay(_earlier(counter.store_id, idempotency_key), voucher.id, order_amount_fen, code)
     redemption = Redemption(id=redemption_id, **values)  # the answer's record, not tracked by the session

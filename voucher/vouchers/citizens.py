@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from voucher.core.clock import utcnow
 from voucher.core.db import db
-from voucher.core.upsert import insert_or_lock
+from voucher.core.upsert import cached, insert_or_lock
 from voucher.core.errors import DomainError, InvalidInput, InvalidOneTimeCode
 from voucher.vouchers.models import Citizen, OneTimeCode
 
@@ -92,6 +92,6 @@ def _citizen_with(identity: str) -> Citizen:
     """Found or created in one statement; the same person arriving twice at once (two channels)
     gets the one row. The row stays locked to this transaction, which a claim needs anyway."""
     return db.session.scalar(
-        insert_or_lock(Citizen, "identity_hash").returning(Citizen),
+        cached("citizen_upsert", lambda: insert_or_lock(Citizen, "identity_hash").returning(Citizen)),
         {"identity_hash": identity, "created_at": utcnow()},
     )
