@@ -10,8 +10,9 @@ What it does, on a fresh PostgreSQL database that it drops afterwards:
 3. flash crowd: `attempts` signed claim requests from distinct citizens through the channel API,
    `clients` at a time; every answer must be won / sold_out, and exactly N must be won;
 4. counter: redeems every won voucher through the terminal API, `clients` at a time;
-5. ceiling: pgbench runs the same redemption transaction (lock the voucher, insert the redemption,
-   the journal entry, its postings and the audit row, mark the voucher) straight against PostgreSQL;
+5. ceiling: pgbench runs the app's redemption transaction, statement for statement (find the
+   terminal, lock the voucher, insert the redemption with its audit row and mark the voucher, write
+   the journal entry with its postings) straight against PostgreSQL, with as many clients;
 6. prints throughput and p50/p99 latency, the redemption share of the ceiling, and checks the ledger.
 
 The load generator runs on the same 2-core machine as the server, so every figure includes its cost.
@@ -218,22 +219,25 @@ CREATE TABLE bench_audit (id bigserial PRIMARY KEY, at timestamp NOT NULL, actio
   after jsonb);
 """
 
-# The app's redemption transaction, statement for statement (see merchants/redemption.py): the
-# terminal by its token, the voucher locked by its code, the redemption (ON CONFLICT: idempotency),
-# the voucher marked, the journal entry with its postings in one statement, the audit row.
+# The app's redemption transaction on PostgreSQL, statement for statement (merchants/redemption.py
+# and ledger/services.py): the terminal by its token; the voucher locked by its code; one statement
+# that inserts the redemption (ON CONFLICT: idempotency), marks the voucher and writes the audit row;
+# one that writes the journal entry with its postings; the commit.
 PGBENCH_SCRIPT = """\\set v random(1, 1000000)
 \\set t random(1, 32)
 BEGIN;
 SELECT id, store_id FROM bench_terminals WHERE token_hash = md5(:t::text);
 SELECT id, status FROM bench_vouchers WHERE code = 'V' || :v FOR UPDATE;
-INSERT INTO bench_redemptions (voucher_id, store_id, order_fen, subsidy_fen, idempotency_key, created_at)
-  VALUES (:v, 1, 12800, 2000, 'k' || :v || '-' || random(), now()) ON CONFLICT DO NOTHING RETURNING id;
-UPDATE bench_vouchers SET status = 'redeemed', redeemed_at = now() WHERE id = :v;
+WITH r AS (INSERT INTO bench_redemptions (voucher_id, store_id, order_fen, subsidy_fen, idempotency_key, created_at)
+    VALUES (:v, 1, 12800, 2000, 'k' || :v || '-' || random(), now()) ON CONFLICT DO NOTHING RETURNING id),
+  m AS (UPDATE bench_vouchers SET status = 'redeemed', redeemed_at = now() WHERE id = :v AND EXISTS (SELECT 1 FROM r)),
+  a AS (INSERT INTO bench_audit (at, action, object_id, after)
+    SELECT now(), 'voucher.redeem', r.id, '{"subsidy_fen": 2000}' FROM r)
+SELECT id FROM r;
 WITH e AS (INSERT INTO bench_entries (kind, campaign_id, memo, ref_id, created_at)
   VALUES ('redemption', 1, 'r', :v, now()) RETURNING id)
 INSERT INTO bench_postings (entry_id, account_id, amount_fen) VALUES ((SELECT id FROM e), 1, -2000),
   ((SELECT id FROM e), 2, 2000) RETURNING entry_id;
-INSERT INTO bench_audit (at, action, object_id, after) VALUES (now(), 'voucher.redeem', :v, '{"subsidy_fen": 2000}');
 COMMIT;
 """
 

@@ -38,7 +38,24 @@ def record(
 ) -> None:
     """Write an audit entry in the current transaction (the caller commits). A plain INSERT, not an
     ORM object: every redemption and claim writes one, and nothing reads it back in the request."""
-    connection().execute(_INSERT, {
+    write(row(action, obj, actor=actor, actor_label=actor_label, before=before, after=after))
+
+
+def write(values: dict[str, Any]) -> None:
+    connection().execute(_INSERT, values)
+
+
+def row(
+    action: str,
+    obj: Any,
+    *,
+    actor: Any = None,
+    actor_label: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The column values of an audit entry (for a caller that writes it inside a statement of its own)."""
+    return {
         "actor_id": getattr(actor, "id", None),
         "actor_label": actor_label or getattr(actor, "username", None) or "system",
         "action": action,
@@ -46,7 +63,7 @@ def record(
         "object_id": getattr(obj, "id", None),
         "before": _jsonable(before),
         "after": _jsonable(after),
-    })
+    }
 
 
 _INSERT = AuditEntry.__table__.insert()

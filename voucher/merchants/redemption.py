@@ -1,12 +1,13 @@
 """Redemption at the counter: one atomic step (DESIGN.md section 5)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, exists, select, update
 
 from voucher.accounts.models import User
 from voucher.campaigns.models import Campaign, CampaignStatus, VoucherProduct, campaign_merchants, discount_fen
@@ -193,27 +194,79 @@ def redeem(
         idempotency_key=idempotency_key or None,
         created_at=now,
     )
-    # ON CONFLICT: a key already used at this store for another request is refused, not a 500.
-    redemption_id = connection().execute(
-        cached("insert_redemption", lambda: insert_ignore(Redemption.__table__).returning(Redemption.__table__.c.id)),
-        values,
-    ).scalar()
-    if redemption_id is None:
-        return _replay(_earlier(counter.store_id, idempotency_key), voucher.id, order_amount_fen, code)
-    redemption = Redemption(id=redemption_id, **values)  # the answer's record, not tracked by the session
-    connection().execute(_MARK_REDEEMED, {"voucher_id": voucher.id, "now": now})
-    ledger.post(
-        EntryKind.REDEMPTION.value, voucher.campaign_id, lines,
-        memo=f"核销 {code}", ref=("redemption", redemption.id), actor_id=getattr(cashier, "id", None),
-    )
-    audit.record(
-        "voucher.redeem", redemption, actor=cashier,
+    audit_row = audit.row(
+        "voucher.redeem", Redemption(), actor=cashier,
         actor_label=None if cashier is not None else f"终端#{terminal.id}",
         before={"voucher_status": status.value},
         after={"voucher_id": voucher.id, "order_amount_fen": order_amount_fen, "subsidy_fen": subsidy,
                "store_id": counter.store_id},
     )
-    return RedemptionResult(redemption, code)
+    redemption_id = _record(values, audit_row)
+    if redemption_id is None:
+        return _replay(_earlier(counter.store_id, idempotency_key), voucher.id, order_amount_fen, code)
+    ledger.post(
+        EntryKind.REDEMPTION.value, voucher.campaign_id, lines,
+        memo=f"核销 {code}", ref=("redemption", redemption_id), actor_id=getattr(cashier, "id", None),
+    )
+    # The answer's record, built from what was written: not tracked by the session, no reload.
+    return RedemptionResult(Redemption(id=redemption_id, **values), code)
+
+
+def _record(values: dict, audit_row: dict) -> int | None:
+    """Insert the redemption, mark the voucher redeemed and write the audit entry; None, changing
+    nothing, when the store has used the idempotency key before (ON CONFLICT: a replay or a
+    conflict, answered by the caller, never a 500)."""
+    conn = connection()
+    if conn.dialect.name == "postgresql":
+        params = {f"r_{name}": value for name, value in values.items()}
+        params.update({f"a_{name}": value for name, value in audit_row.items() if name != "object_id"})
+        for name in ("a_before", "a_after"):
+            params[name] = None if params[name] is None else json.dumps(params[name])
+        sql, constants = _record_in_one_statement(conn, tuple(values), tuple(audit_row))
+        return conn.exec_driver_sql(sql, constants | params).scalar()
+    redemption_id = conn.execute(
+        cached("insert_redemption", lambda: insert_ignore(Redemption.__table__).returning(Redemption.__table__.c.id)),
+        values,
+    ).scalar()
+    if redemption_id is not None:
+        conn.execute(_MARK_REDEEMED, {"voucher_id": values["voucher_id"], "now": values["created_at"]})
+        audit.write(audit_row | {"object_id": redemption_id})
+    return redemption_id
+
+
+_RECORD_SQL: dict[tuple, tuple[str, dict]] = {}
+
+
+def _record_in_one_statement(
+    conn, redemption_columns: tuple[str, ...], audit_columns: tuple[str, ...]
+) -> tuple[str, dict]:
+    """PostgreSQL: _record's three writes in one statement, one round trip where they took three;
+    the voucher update and the audit insert run only when the redemption row went in. Compiled once:
+    SQLAlchemy does not cache statements with DML in a CTE."""
+    key = (redemption_columns, audit_columns)
+    if key not in _RECORD_SQL:
+        redemptions, vouchers, entries = Redemption.__table__, Voucher.__table__, audit.AuditEntry.__table__
+        new = (
+            insert_ignore(redemptions).values({name: bindparam(f"r_{name}") for name in redemption_columns})
+            .returning(redemptions.c.id).cte("new_redemption")
+        )
+        marked = (
+            update(vouchers)
+            .where(vouchers.c.id == bindparam("r_voucher_id"), exists(select(new.c.id)))
+            .values(status=VoucherStatus.REDEEMED.value, redeemed_at=bindparam("r_created_at"))
+            .cte("marked")
+        )
+        names = [name for name in audit_columns if name != "object_id"]
+        logged = entries.insert().from_select(
+            [*names, "object_id", "at"],
+            select(*[bindparam(f"a_{name}", type_=entries.c[name].type) for name in names], new.c.id,
+                   bindparam("r_created_at", type_=entries.c.at.type)),
+        ).cte("logged")
+        compiled = select(new.c.id).add_cte(marked, logged).compile(dialect=conn.dialect)
+        # the statement's own constants (the voucher's new status) travel as parameters too
+        constants = {name: value for name, value in compiled.params.items() if value is not None}
+        _RECORD_SQL[key] = (str(compiled), constants)
+    return _RECORD_SQL[key]
 
 
 def _earlier(store_id: int, idempotency_key: str | None) -> Redemption | None:
