@@ -6,11 +6,12 @@ because URLs and clients are not needed to run the service and logs must carry n
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# One process per core: measured here (benchmarks/), more processes than cores only added
-# contention and tail latency, and threads cover the waits on PostgreSQL.
+# One process per core and a few threads each: measured here (benchmarks/), more processes than
+# cores, or more threads, only added GIL contention and tail latency; four threads cover the waits
+# on PostgreSQL.
 workers = int(os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 2)))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = 30
 graceful_timeout = 30
 keepalive = 5

@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                         help="gunicorn worker processes (WEB_CONCURRENCY)")
-    parser.add_argument("--threads", type=int, default=8, help="threads per worker (GUNICORN_THREADS)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker (GUNICORN_THREADS)")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (GUNICORN_WORKER_CLASS)")
     parser.add_argument("--pgbench-seconds", type=int, default=20)
     args = parser.parse_args()

@@ -51,6 +51,8 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "ENV_NAME": environment,
         "SECRET_KEY": env.get("SECRET_KEY", DEV_SECRET_KEY),
         "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
+        # No ping on every checkout (a round trip per request): a connection found dropped invalidates
+        # the whole pool, so a database restart costs each process one failed request.
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
         "QR_SIGNING_KEYS": keys,
         "QR_ACTIVE_KEY_ID": env.get("QR_ACTIVE_KEY_ID", next(iter(keys))),
