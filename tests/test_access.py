@@ -29,6 +29,9 @@ ALLOWED = {
     "/approvals": {"approver"},  # campaigns.approvals: BUREAU_APPROVER
     "/counter": {"cashier"},  # merchants.counter: CASHIER
     "/merchant/redemptions": {"manager"},  # merchants.redemptions: MERCHANT_MANAGER
+    "/finance/settlement": {"finance", "admin", "auditor"},  # settlement.index: FINANCE, ADMIN, AUDITOR
+    "/finance/periods": {"finance", "admin", "auditor"},  # periods.index: FINANCE, ADMIN, AUDITOR
+    "/reports/budget": OVERSIGHT,  # reports.budget: OVERSIGHT
 }
 
 

@@ -1,6 +1,6 @@
 """消费券与补贴活动管理系统.
 
-create_app() runs in a fixed order: config -> extensions -> blueprints -> error handlers -> CLI.
+create_app() runs in a fixed order: config -> extensions -> blueprints -> error handlers -> CLI -> scheduled jobs.
 """
 from __future__ import annotations
 
@@ -38,6 +38,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     from voucher.cli import register_cli
 
     register_cli(app)
+
+    from voucher.jobs.scheduler import should_start, start_scheduler
+
+    if should_start(app):
+        start_scheduler(app)
     return app
 
 
@@ -78,15 +83,20 @@ def _register_blueprints(app: Flask) -> None:
     from voucher.api.views import bp as api_bp
     from voucher.extensions import csrf
     from voucher.health import bp as health_bp
+    from voucher.jobs.views import bp as jobs_bp
     from voucher.analytics.views import bp as analytics_bp
     from voucher.campaigns.grant_views import bp as grants_bp
     from voucher.campaigns.measure_views import bp as measures_bp
     from voucher.campaigns.views import bp as campaigns_bp
     from voucher.merchants.onboarding_views import bp as onboarding_bp
     from voucher.merchants.views import bp as merchants_bp
+    from voucher.ledger.views import bp as periods_bp
+    from voucher.reports.views import bp as reports_bp
+    from voucher.settlement.views import bp as settlement_bp
     from voucher.vouchers.views import bp as vouchers_bp
 
-    for bp in (accounts_bp, measures_bp, campaigns_bp, grants_bp, vouchers_bp, merchants_bp, onboarding_bp, analytics_bp):
+    for bp in (accounts_bp, measures_bp, campaigns_bp, grants_bp, vouchers_bp, merchants_bp, onboarding_bp, analytics_bp,
+               settlement_bp, periods_bp, reports_bp, jobs_bp):
         app.register_blueprint(bp)
     # The API authenticates every request itself (bearer token or signature), not by cookie: no CSRF.
     csrf.exempt(api_bp)

@@ -13,6 +13,10 @@ SEED_DIR = PROJECT_ROOT / "seed"
 
 
 def register_cli(app: Flask) -> None:
+    from voucher.settlement.cli import register as register_settlement
+
+    register_settlement(app)
+
     @app.cli.group("ledger")
     def ledger_group() -> None:
         """账本：核对余额与不变量。"""
@@ -138,3 +142,51 @@ def register_cli(app: Flask) -> None:
         click.echo(f"{target.isoformat()}：新增 {len(flags)} 条风险提示")
         for flag in flags:
             click.echo(f"  {flag.merchant.name}：{flag.kind_enum.label} {flag.detail}")
+
+    @app.cli.group("jobs")
+    def jobs_group() -> None:
+        """定时任务：查看、手动运行、调度一次。"""
+
+    @jobs_group.command("list")
+    def jobs_list() -> None:
+        """Each job with its schedule and its last run."""
+        from voucher.core.clock import to_local
+        from voucher.jobs import registry, runner
+
+        latest = runner.latest_runs()
+        for job in registry.jobs():
+            run = latest.get(job.name)
+            last = "尚未运行" if run is None else (
+                f"{to_local(run.started_at):%Y-%m-%d %H:%M} {run.status_label}（第 {run.attempts} 次）"
+                + (f"：{run.error}" if run.error else "")
+            )
+            click.echo(f"{job.name:<18} {job.schedule.label:<10} {job.label}    最近：{last}")
+
+    @jobs_group.command("run")
+    @click.argument("name")
+    def jobs_run(name: str) -> None:
+        """Run one job now (outside its schedule); exit 1 if it fails."""
+        from voucher.jobs import registry, runner
+
+        if registry.get(name) is None:
+            click.echo(f"没有这个定时任务：{name}（可用：{', '.join(j.name for j in registry.jobs())}）", err=True)
+            sys.exit(2)
+        outcome = runner.run_now(name)
+        if not outcome.ok:
+            click.echo(f"{name} 运行失败：{outcome.error}", err=True)
+            sys.exit(1)
+        click.echo(f"{name} 运行完成：{outcome.summary}")
+
+    @jobs_group.command("tick")
+    def jobs_tick() -> None:
+        """One beat of the scheduler (for cron, where no process runs the clock); exit 1 if a job failed."""
+        from voucher.jobs import runner
+
+        outcomes = runner.tick()
+        for outcome in outcomes:
+            detail = outcome.summary if outcome.ok else outcome.error
+            click.echo(f"{outcome.job} {outcome.slot} 第 {outcome.attempts} 次：{outcome.status} {detail}")
+        if not outcomes:
+            click.echo("没有到期的任务")
+        if any(o.status == "failed" for o in outcomes):
+            sys.exit(1)

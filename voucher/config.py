@@ -70,6 +70,9 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # window, or with a nonce seen before, are refused.
         "PARTNER_MASTER_KEY": env.get("PARTNER_MASTER_KEY", DEV_PARTNER_MASTER_KEY).encode(),
         "PARTNER_REPLAY_WINDOW_SECONDS": 300,
+        # Run the scheduled jobs' clock in this process. Any number of processes may: each schedule
+        # slot still runs once (voucher/jobs). Off by default, and in tests.
+        "SCHEDULER_ENABLED": env.get("SCHEDULER_ENABLED", "0") == "1",
     }
     if overrides:
         config.update(overrides)

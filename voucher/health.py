@@ -1,13 +1,19 @@
 """Liveness and readiness for a load balancer or an orchestrator. No login, no personal data."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from voucher.core.clock import utcnow
 from voucher.core.db import db
+
+#: with the scheduler on, some process must have ticked this recently (it ticks every 30 s)
+SCHEDULER_STALE_AFTER = timedelta(minutes=5)
 
 bp = Blueprint("health", __name__)
 
@@ -25,15 +31,29 @@ def migration_heads() -> set[str]:
 
 @bp.get("/readyz")
 def readyz():
-    """Ready for traffic: the database answers and its schema is at the migrations' head."""
+    """Ready for traffic: the database answers and its schema is at the migrations' head; with
+    SCHEDULER_ENABLED, some process (any) ticked the scheduler in the last few minutes."""
     checks: dict[str, str] = {}
     try:
         with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
             current = set(MigrationContext.configure(connection).get_current_heads())
-        checks["database"] = "ok"
-        checks["migrations"] = "ok" if current == migration_heads() else "behind: run flask db upgrade"
+            checks["database"] = "ok"
+            checks["migrations"] = "ok" if current == migration_heads() else "behind: run flask db upgrade"
+            if current_app.config["SCHEDULER_ENABLED"] and checks["migrations"] == "ok":
+                checks["scheduler"] = _scheduler_check(connection)
     except SQLAlchemyError:
         checks["database"] = "unreachable"
     ready = all(value == "ok" for value in checks.values())
     return jsonify(status="ready" if ready else "not_ready", checks=checks), 200 if ready else 503
+
+
+def _scheduler_check(connection: Connection) -> str:
+    from voucher.jobs.models import SchedulerHeartbeat
+
+    ticked = connection.execute(select(func.max(SchedulerHeartbeat.ticked_at))).scalar()
+    if ticked is None:
+        return "stale: no tick recorded"
+    if utcnow() - ticked > SCHEDULER_STALE_AFTER:
+        return f"stale: last tick {ticked.isoformat(timespec='seconds')}Z"
+    return "ok"

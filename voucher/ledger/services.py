@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, func, select
 
@@ -73,15 +74,21 @@ def post(
     memo: str = "",
     ref: tuple[str, int] | None = None,
     actor_id: int | None = None,
+    at: datetime | None = None,
 ) -> int:
-    """Write one journal entry with its postings; refuse it unless it balances. Returns the entry id."""
+    """Write one journal entry with its postings; refuse it unless it balances, or when it is dated
+    (`at`, default now) in a closed month. Returns the entry id."""
     lines = [(account_id, amount) for account_id, amount in lines if amount != 0]
     if sum(amount for _, amount in lines) != 0:
         raise UnbalancedPosting()
+    if at is not None:
+        from voucher.ledger.periods import require_open  # the period check reads verify, which reads us
+
+        require_open(at)
     conn = connection()
     entry = {
         "kind": kind, "campaign_id": campaign_id, "memo": memo, "ref_type": ref[0] if ref else None,
-        "ref_id": ref[1] if ref else None, "actor_id": actor_id, "created_at": utcnow(),
+        "ref_id": ref[1] if ref else None, "actor_id": actor_id, "created_at": at or utcnow(),
     }
     if lines and conn.dialect.name == "postgresql":
         params = {f"e_{name}": value for name, value in entry.items()}

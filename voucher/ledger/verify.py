@@ -9,6 +9,7 @@ from voucher.core.money import format_yuan
 from voucher.ledger.models import AccountKind, LedgerAccount, Posting
 from voucher.ledger.services import balances, campaign_balances
 from voucher.merchants.models import Redemption
+from voucher.settlement.models import BatchStatus, SettlementBatch, SettlementItem
 from voucher.vouchers.models import Voucher, VoucherStatus
 
 
@@ -89,6 +90,27 @@ def verify_ledger() -> list[str]:
                 f"活动 #{campaign_id} 已核销与已结算合计 {format_yuan(actual_spent)} 元，"
                 f"与核销补贴及已拨付补贴合计 {format_yuan(expected_spent)} 元不符"
             )
+
+    # Settled money is exactly what finance confirmed as paid: paid batches plus paid grants.
+    paid_batches = dict(
+        db.session.execute(
+            select(SettlementBatch.campaign_id, func.sum(SettlementBatch.amount_fen))
+            .where(SettlementBatch.status == BatchStatus.PAID.value).group_by(SettlementBatch.campaign_id)
+        ).all()
+    )
+    for campaign_id, by_kind in campaign_balances().items():
+        expected_settled = int(paid_batches.get(campaign_id) or 0) + grants_paid.get(campaign_id, 0)
+        if by_kind[AccountKind.SETTLED] != expected_settled:
+            problems.append(
+                f"活动 #{campaign_id} 已结算 {format_yuan(by_kind[AccountKind.SETTLED])} 元，"
+                f"与已确认支付的结算批次及补贴合计 {format_yuan(expected_settled)} 元不符"
+            )
+    # A redemption is settled at most once, and only while it stands.
+    for (redemption_id,) in db.session.execute(
+        select(SettlementItem.redemption_id).join(Redemption, Redemption.id == SettlementItem.redemption_id)
+        .where(Redemption.reversed_at.is_not(None))
+    ):
+        problems.append(f"核销 #{redemption_id} 已撤销却在结算批次中")
 
     # A voucher is redeemed at most once, and its status says so.
     mismatched = db.session.scalars(

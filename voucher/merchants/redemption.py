@@ -39,6 +39,7 @@ from voucher.core.upsert import cached, insert_ignore
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, Posting
 from voucher.merchants.models import Merchant, Redemption, Store, StoreTerminal
+from voucher.settlement.models import SettlementItem
 from voucher.vouchers.models import Voucher, VoucherStatus
 from voucher.vouchers.services import code_from_input
 
@@ -339,6 +340,8 @@ def reverse(
     if not (reason or "").strip():
         raise InvalidInput("请填写撤销原因")
     window = timedelta(minutes=current_app.config["REVERSAL_WINDOW_MINUTES"])
+    if db.session.scalar(select(SettlementItem.id).where(SettlementItem.redemption_id == redemption.id).limit(1)):
+        raise InvalidTransition("该笔核销已进入结算批次，不能撤销")
     if now - redemption.created_at > window:
         raise ReversalWindowClosed(f"已超过 {current_app.config['REVERSAL_WINDOW_MINUTES']} 分钟撤销时限，不能撤销")
     campaign = lock_campaign(redemption.campaign_id)

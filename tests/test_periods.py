@@ -1,0 +1,72 @@
+"""Month-end close: a closed month takes no more postings; the current month cannot be closed."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.factories import PASSWORD, make_campaign, make_world
+from voucher.core.clock import local_day_start_utc, local_today, utcnow
+from voucher.core.errors import InvalidInput, InvalidTransition
+from voucher.ledger import services as ledger
+from voucher.ledger.models import AccountKind, JournalEntry
+from voucher.ledger.periods import PeriodClosed, close_period
+
+
+def _last_month() -> tuple[str, object]:
+    first = local_today().replace(day=1)
+    last_day = first - timedelta(days=1)
+    return f"{last_day:%Y-%m}", local_day_start_utc(last_day) + timedelta(hours=10)
+
+
+def test_a_posting_dated_in_a_closed_month_is_refused_and_the_open_month_takes_corrections(db):
+    world = make_world()
+    campaign, _ = make_campaign(world)
+    period, moment_in_it = _last_month()
+    sources = ledger.source_accounts(campaign.id)
+    lines = ledger.transfer_lines(sources, AccountKind.AVAILABLE, AccountKind.RESERVED, 1_00)
+
+    # Before the close a dated posting into last month goes in.
+    ledger.post("budget_change", campaign.id, lines, memo="补记", at=moment_in_it)
+    ledger.post("budget_change", campaign.id, [(a, -m) for a, m in lines], memo="补记冲回", at=moment_in_it)
+    close_period(period, world.finance)
+    db.session.commit()
+    entries = db.session.scalar(select(func.count(JournalEntry.id)))
+
+    with pytest.raises(PeriodClosed, match=f"{period} 已结账"):
+        ledger.post("budget_change", campaign.id, lines, memo="迟到的分录", at=moment_in_it)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count(JournalEntry.id))) == entries
+    # Now-dated postings (the hot paths) are never in a closed month.
+    ledger.post("budget_change", campaign.id, lines, memo="本期更正")
+    ledger.post("budget_change", campaign.id, [(a, -m) for a, m in lines], memo="本期更正冲回", at=utcnow())
+    db.session.commit()
+
+
+def test_only_a_month_that_has_ended_closes_once(db):
+    world = make_world()
+    period, _ = _last_month()
+    with pytest.raises(InvalidTransition, match="尚未结束"):
+        close_period(f"{local_today():%Y-%m}", world.finance)
+    with pytest.raises(InvalidInput, match="YYYY-MM"):
+        close_period("2026-13", world.finance)
+    close_period(period, world.finance)
+    with pytest.raises(InvalidTransition, match="已结账"):
+        close_period(period, world.finance)
+
+
+def test_finance_closes_a_month_on_the_page_and_others_cannot(client, db):
+    make_world()
+    period, _ = _last_month()
+    for username, status in (("auditor", 403), ("maker", 403), ("cashier", 403)):
+        client.post("/logout")
+        client.post("/login", data={"username": username, "password": PASSWORD})
+        assert client.post("/finance/periods", data={"period": period}).status_code == status
+    client.post("/logout")
+    client.post("/login", data={"username": "finance", "password": PASSWORD})
+    bad = client.post("/finance/periods", data={"period": "下个月"}, follow_redirects=True)
+    assert "会计期间格式应为 YYYY-MM" in bad.get_data(as_text=True)
+    done = client.post("/finance/periods", data={"period": period}, follow_redirects=True)
+    text = done.get_data(as_text=True)
+    assert f"{period} 已结账" in text and f"<td>{period}</td>" in text

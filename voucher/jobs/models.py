@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, DateTime, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from voucher.core.db import db, intpk
+
+JOB_STATUS_LABELS = {"running": "运行中", "succeeded": "成功", "failed": "失败"}
+
+
+class JobRun(db.Model):
+    """One run of a scheduled job for one schedule slot.
+
+    The unique (job, slot) is the lock: whichever process inserts the row runs the slot, and every
+    other process's insert conflicts and skips it, however many web workers or servers tick.
+    """
+
+    __tablename__ = "job_runs"
+    __table_args__ = (
+        UniqueConstraint("job", "slot"),
+        CheckConstraint("status IN ('running', 'succeeded', 'failed')", name="status_known"),
+        CheckConstraint("attempts >= 1", name="attempts_positive"),
+    )
+
+    id: Mapped[intpk]
+    job: Mapped[str] = mapped_column(String(60))
+    #: the schedule slot ("2026-11-24", "2026-11-24T10:05") or "manual-<uuid>" for a hand run
+    slot: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(12), default="running")
+    attempts: Mapped[int] = mapped_column(default=1)
+    #: when the current attempt started (naive UTC)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: when a failed run may be tried again; None once attempts are used up
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    #: a short error message (exception type and text), never personal data
+    error: Mapped[str | None] = mapped_column(Text)
+    #: what the job did, e.g. counts
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: host:pid of the process that ran the latest attempt
+    holder: Mapped[str] = mapped_column(String(80))
+
+    @property
+    def status_label(self) -> str:
+        return JOB_STATUS_LABELS[self.status]
+
+
+class SchedulerHeartbeat(db.Model):
+    """The last tick of each process running the scheduler, so any process can tell /readyz
+    whether the clock is still going."""
+
+    __tablename__ = "scheduler_heartbeats"
+
+    #: host:pid
+    holder: Mapped[str] = mapped_column(String(80), primary_key=True)
+    ticked_at: Mapped[datetime] = mapped_column(DateTime)

@@ -1,0 +1,1 @@
+"""Reports for finance and oversight, read from the ledger and the records."""

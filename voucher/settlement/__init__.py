@@ -1,0 +1,1 @@
+"""Paying merchants what they redeemed: daily batches, payout files, confirmation into the ledger."""
