@@ -32,6 +32,8 @@ ALLOWED = {
     "/finance/settlement": {"finance", "admin", "auditor"},  # settlement.index: FINANCE, ADMIN, AUDITOR
     "/finance/periods": {"finance", "admin", "auditor"},  # periods.index: FINANCE, ADMIN, AUDITOR
     "/reports/budget": OVERSIGHT,  # reports.budget: OVERSIGHT
+    "/reports/vouchers": OVERSIGHT,  # reports.vouchers: OVERSIGHT
+    "/reports/audit": {"auditor", "admin", "finance"},  # reports.audit: AUDITOR, ADMIN, FINANCE
 }
 
 

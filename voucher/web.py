@@ -1,6 +1,7 @@
 """Web plumbing shared by every domain: the unit of work, error pages, template helpers."""
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -77,6 +78,8 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["voucher_code"] = display_code
     app.jinja_env.filters["local_time"] = lambda value: to_local(value).strftime("%Y-%m-%d %H:%M") if value else "—"
+    # JSON as a reader sees it (Chinese as is); autoescaping still applies on the page
+    app.jinja_env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True)
     app.jinja_env.globals["ROLE_LABELS"] = ROLE_LABELS
     app.jinja_env.globals["Role"] = Role
     from voucher.ledger.models import AccountKind

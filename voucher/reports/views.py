@@ -6,9 +6,11 @@ from datetime import date
 from flask import Blueprint, Response, flash, render_template, request
 
 from voucher.core.clock import local_today
-from voucher.core.permissions import OVERSIGHT, roles_required
-from voucher.reports import budget_xlsx
+from voucher.core.errors import DomainError
+from voucher.core.permissions import OVERSIGHT, Role, roles_required
+from voucher.reports import audit_log, budget_xlsx
 from voucher.reports.budget import COLUMNS, budget_execution
+from voucher.reports.vouchers import voucher_statistics
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
@@ -44,3 +46,43 @@ def budget_workbook():
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": f"attachment; filename=budget-{as_of:%Y%m%d}.xlsx"},
     )
+
+
+@bp.get("/vouchers")
+@roles_required(*OVERSIGHT)
+def vouchers():
+    return render_template("reports/vouchers.html", rounds=voucher_statistics())
+
+
+AUDITORS = (Role.AUDITOR, Role.ADMIN, Role.FINANCE)
+
+
+@bp.get("/audit")
+@roles_required(*AUDITORS)
+def audit():
+    try:
+        found_filter = audit_log.AuditFilter.parse(request.args)
+        status = 200
+    except DomainError as error:
+        flash(error.message, "error")
+        found_filter, status = audit_log.AuditFilter(), 422
+    return render_template(
+        "reports/audit.html", entries=audit_log.entries(found_filter), f=found_filter,
+        object_types=audit_log.object_types(), page_size=audit_log.PAGE_SIZE,
+    ), status
+
+
+@bp.get("/audit.<fmt>")
+@roles_required(*AUDITORS)
+def audit_export(fmt: str):
+    if fmt not in ("csv", "xlsx"):
+        return render_template("error.html", status=404, message="只提供 CSV 与 xlsx 两种格式"), 404
+    try:
+        found_filter = audit_log.AuditFilter.parse(request.args)
+    except DomainError as error:
+        return render_template("error.html", status=422, message=error.message), 422
+    body = audit_log.as_csv(found_filter) if fmt == "csv" else audit_log.as_xlsx(found_filter)
+    mimetype = "text/csv; charset=utf-8" if fmt == "csv" else (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    return Response(body, mimetype=mimetype,
+                    headers={"Content-Disposition": f"attachment; filename=audit-{local_today():%Y%m%d}.{fmt}"})
