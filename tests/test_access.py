@@ -30,6 +30,7 @@ ALLOWED = {
     "/counter": {"cashier"},  # merchants.counter: CASHIER
     "/merchant/redemptions": {"manager"},  # merchants.redemptions: MERCHANT_MANAGER
     "/finance/settlement": {"finance", "admin", "auditor"},  # settlement.index: FINANCE, ADMIN, AUDITOR
+    "/finance/reconciliation": {"finance", "admin", "auditor"},  # reconciliation.index: FINANCE, ADMIN, AUDITOR
     "/finance/periods": {"finance", "admin", "auditor"},  # periods.index: FINANCE, ADMIN, AUDITOR
     "/reports/budget": OVERSIGHT,  # reports.budget: OVERSIGHT
     "/reports/vouchers": OVERSIGHT,  # reports.vouchers: OVERSIGHT

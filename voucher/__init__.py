@@ -92,11 +92,12 @@ def _register_blueprints(app: Flask) -> None:
     from voucher.merchants.views import bp as merchants_bp
     from voucher.ledger.views import bp as periods_bp
     from voucher.reports.views import bp as reports_bp
+    from voucher.reconciliation.views import bp as reconciliation_bp
     from voucher.settlement.views import bp as settlement_bp
     from voucher.vouchers.views import bp as vouchers_bp
 
     for bp in (accounts_bp, measures_bp, campaigns_bp, grants_bp, vouchers_bp, merchants_bp, onboarding_bp, analytics_bp,
-               settlement_bp, periods_bp, reports_bp, jobs_bp):
+               settlement_bp, reconciliation_bp, periods_bp, reports_bp, jobs_bp):
         app.register_blueprint(bp)
     # The API authenticates every request itself (bearer token or signature), not by cookie: no CSRF.
     csrf.exempt(api_bp)

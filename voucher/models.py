@@ -22,3 +22,4 @@ from voucher.analytics.models import DailyStat  # noqa: F401
 from voucher.jobs.models import JobRun, SchedulerHeartbeat  # noqa: F401
 from voucher.settlement.models import SettlementBatch, SettlementItem  # noqa: F401
 from voucher.ledger.periods import ClosedPeriod  # noqa: F401
+from voucher.reconciliation.models import BankStatement, BankStatementLine, BatchResolution, StatementMapping  # noqa: F401

@@ -27,18 +27,11 @@ class AuditEntry(db.Model):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
-def record(
-    action: str,
-    obj: Any,
-    *,
-    actor: Any = None,
-    actor_label: str | None = None,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-) -> None:
-    """Write an audit entry in the current transaction (the caller commits). A plain INSERT, not an
-    ORM object: every redemption and claim writes one, and nothing reads it back in the request."""
-    write(row(action, obj, actor=actor, actor_label=actor_label, before=before, after=after))
+def record(action: str, obj: Any, **who_and_what: Any) -> None:
+    """Write an audit entry in the current transaction (the caller commits); the keywords are row()'s.
+    A plain INSERT, not an ORM object: every redemption and claim writes one, and nothing reads it
+    back in the request."""
+    write(row(action, obj, **who_and_what))
 
 
 def write(values: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""`flask settlement build|export`: the finance pages' actions for scripts and the scheduler."""
+"""`flask settlement build|export|import-statement`: the finance pages' actions for scripts and the scheduler."""
 from __future__ import annotations
 
 import sys
@@ -56,3 +56,31 @@ def register(app: Flask) -> None:
         batches.mark_exported(rows)
         db.session.commit()
         click.echo(f"已写出 {len(rows)} 个批次到 {output}")
+
+    @settlement_group.command("import-statement")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--mapping", "mapping_name", default=None, help="a saved column mapping (default: 默认)")
+    def import_statement(file: Path, mapping_name: str | None) -> None:
+        """Import a bank statement (CSV or xlsx) and match it to the settlement batches."""
+        from voucher.reconciliation import services as reconciliation
+        from voucher.reconciliation.errors import MalformedStatement
+
+        try:
+            result = reconciliation.import_statement(file.read_bytes(), file.name, mapping_name, None)
+            db.session.commit()
+        except MalformedStatement as error:
+            db.session.rollback()
+            click.echo(f"{file.name}：{error.message}", err=True)
+            for problem in error.problems:
+                click.echo(f"  {problem}", err=True)
+            sys.exit(1)
+        except DomainError as error:
+            db.session.rollback()
+            click.echo(error.message, err=True)
+            sys.exit(1)
+        counts = result.counts
+        waiting = len([1 for _, r in reconciliation.unmatched_batches(result.statement.last_value_date) if r is None])
+        click.echo(f"已导入对账单 #{result.statement.id}：{result.statement.line_count} 条流水，"
+                   f"合计 {result.statement.total_fen / 100:,.2f} 元；已匹配 {counts['matched']}，"
+                   f"金额不符 {counts['amount_mismatch']}，银行流水未匹配 {counts['unmatched_line']}，"
+                   f"跳过此前已导入 {result.skipped}；结算批次未到账（待处理）{waiting}")
