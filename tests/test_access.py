@@ -34,6 +34,7 @@ ALLOWED = {
     "/finance/periods": {"finance", "admin", "auditor"},  # periods.index: FINANCE, ADMIN, AUDITOR
     "/reports/budget": OVERSIGHT,  # reports.budget: OVERSIGHT
     "/reports/vouchers": OVERSIGHT,  # reports.vouchers: OVERSIGHT
+    "/analytics/leverage": OVERSIGHT,  # analytics.leverage_page: OVERSIGHT
     "/reports/audit": {"auditor", "admin", "finance"},  # reports.audit: AUDITOR, ADMIN, FINANCE
 }
 

@@ -13,9 +13,11 @@ SEED_DIR = PROJECT_ROOT / "seed"
 
 
 def register_cli(app: Flask) -> None:
+    from voucher.analytics.cli import register as register_leverage
     from voucher.settlement.cli import register as register_settlement
 
     register_settlement(app)
+    register_leverage(app)
 
     @app.cli.group("ledger")
     def ledger_group() -> None:

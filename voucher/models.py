@@ -18,7 +18,7 @@ from voucher.ledger.models import JournalEntry, LedgerAccount, Posting  # noqa: 
 from voucher.api.models import Partner, PartnerNonce  # noqa: F401
 from voucher.merchants.models import Merchant, Redemption, RiskFlag, Store, StoreTerminal  # noqa: F401
 from voucher.vouchers.models import Citizen, OneTimeCode, Voucher  # noqa: F401
-from voucher.analytics.models import DailyStat  # noqa: F401
+from voucher.analytics.models import DailyStat, MerchantDailySales, SyntheticTruth  # noqa: F401
 from voucher.jobs.models import JobRun, SchedulerHeartbeat  # noqa: F401
 from voucher.settlement.models import SettlementBatch, SettlementItem  # noqa: F401
 from voucher.ledger.periods import ClosedPeriod  # noqa: F401

@@ -14,6 +14,8 @@ DISTRICTS = ["海州区", "连云区", "赣榆区", "东海县", "灌云县", "�
 
 
 MERCHANT_STATUS_LABELS = {"pending": "待审核", "approved": "已入驻", "rejected": "未通过", "suspended": "已暂停"}
+#: 企业规模 (the leverage breakdown "by merchant size" groups by it)
+SIZE_CLASS_LABELS = {"micro": "微型", "small": "小型", "medium": "中型", "large": "大型"}
 
 
 class Merchant(db.Model):
@@ -22,6 +24,7 @@ class Merchant(db.Model):
     __tablename__ = "merchants"
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'approved', 'rejected', 'suspended')", name="status_known"),
+        CheckConstraint("size_class IN ('micro', 'small', 'medium', 'large')", name="size_class_known"),
     )
 
     id: Mapped[intpk]
@@ -31,6 +34,8 @@ class Merchant(db.Model):
     #: 行业类别
     category: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(16), default="approved")
+    #: 企业规模: micro | small | medium | large
+    size_class: Mapped[str] = mapped_column(String(12), default="small", server_default="small")
     #: the settlement bank account payouts go to
     bank_account_name: Mapped[str | None] = mapped_column(String(120))
     bank_name: Mapped[str | None] = mapped_column(String(120))
@@ -43,6 +48,10 @@ class Merchant(db.Model):
     @property
     def status_label(self) -> str:
         return MERCHANT_STATUS_LABELS[self.status]
+
+    @property
+    def size_class_label(self) -> str:
+        return SIZE_CLASS_LABELS[self.size_class]
 
     stores: Mapped[list[Store]] = relationship(back_populates="merchant", order_by="Store.id")
 

@@ -1,0 +1,144 @@
+"""Leverage figures on a small hand-computed data set, to the fen; the floor and its excess."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from tests.factories import claim_one, make_campaign, make_citizen, make_world
+from tests.test_instruments import merchant_with_cashier
+from voucher.analytics.leverage import REPORT_KEYS, LeverageFilter, breakdown, headline
+from voucher.core.clock import local_today
+from voucher.merchants.redemption import redeem, reverse
+
+
+@pytest.fixture
+def data(db):
+    """满100减20: five claimed (100 yuan issued); orders of 100, 150 and 230 redeemed, one redeemed and
+    reversed, one unused. A 10 % purchase subsidy (cap 500): one order of 3,000 (subsidy 300)."""
+    world = make_world()
+    campaign, release = make_campaign(world, quantity=10)
+    vouchers = [claim_one(release, make_citizen(t)) for t in "abcde"]
+    for voucher, order in zip(vouchers, (100_00, 150_00, 230_00)):
+        redeem(voucher.code, order, world.cashier)
+    undone = redeem(vouchers[3].code, 999_00, world.cashier).redemption
+    reverse(undone.id, reason="退单", cashier=world.cashier)
+    listed, listed_cashier = merchant_with_cashier(db, "苏宁易购连云港店", "家电家居", "海州区", 2, "cashier_listed")
+    appliance, round2 = make_campaign(
+        world, measure_number=6, instrument="purchase_subsidy", name="绿色节能家电补贴", percent_bp=1000,
+        face_value_fen=500_00, threshold_fen=0, categories=["家电家居"], districts=[], merchant_ids=[listed.id],
+        quantity=2,
+    )
+    redeem(claim_one(round2, make_citizen("f")).code, 3_000_00, listed_cashier)
+    db.session.commit()
+    return world, campaign, appliance
+
+
+def test_headline_figures_of_one_campaign_to_the_fen(db, data):
+    _, campaign, _ = data
+    f = headline(LeverageFilter(campaign_id=campaign.id))
+    assert (f.vouchers_claimed, f.issued_fen, f.vouchers_redeemed) == (5, 100_00, 3)
+    assert (f.subsidy_paid_fen, f.driven_fen, f.floor_driven_fen, f.merchants) == (60_00, 480_00, 300_00, 1)
+    assert f.leverage_on_issued == pytest.approx(4.8) and f.leverage_on_paid == pytest.approx(8.0)
+    assert f.co_payment_ratio == pytest.approx(7.0)
+    assert f.redemption_rate == pytest.approx(0.6) and f.breakage == pytest.approx(0.4)
+    assert f.floor == pytest.approx(3.0) and f.excess == pytest.approx(1.8)
+
+
+def test_all_campaigns_add_up_and_a_percentage_floor_is_the_order_its_subsidy_needs(db, data):
+    f = headline()
+    assert (f.vouchers_claimed, f.issued_fen) == (6, 600_00)
+    assert (f.subsidy_paid_fen, f.driven_fen, f.floor_driven_fen) == (360_00, 3480_00, 3300_00)
+    (_, appliance_row), = [r for r in breakdown("campaign") if r[0] == "绿色节能家电补贴"]
+    # 10 % gave 300 yuan: the least order for that is 3,000 yuan, so nothing exceeds the floor
+    assert appliance_row.floor_driven_fen == 3_000_00
+    assert appliance_row.leverage_on_issued == pytest.approx(6.0) and appliance_row.floor == pytest.approx(6.0)
+    assert appliance_row.excess == pytest.approx(0.0, abs=1e-12)
+    assert appliance_row.leverage_on_paid == pytest.approx(10.0)
+
+
+def test_orders_exactly_at_their_thresholds_leave_no_excess(db):
+    world = make_world()
+    campaign, release = make_campaign(world, quantity=3)
+    for tag in "xyz":
+        redeem(claim_one(release, make_citizen(tag)).code, 100_00, world.cashier)
+    db.session.commit()
+    f = headline(LeverageFilter(campaign_id=campaign.id))
+    assert f.leverage_on_issued == pytest.approx(5.0) and f.floor == pytest.approx(5.0)
+    assert f.excess == pytest.approx(0.0, abs=1e-12)
+
+
+def test_breakdowns_split_the_headline_exactly(db, data):
+    total = headline()
+    for dimension in ("measure", "campaign", "round", "day", "category", "district", "size"):
+        rows = breakdown(dimension)
+        assert sum(r.driven_fen for _, r in rows) == total.driven_fen, dimension
+        assert sum(r.subsidy_paid_fen for _, r in rows) == total.subsidy_paid_fen, dimension
+        if dimension in ("measure", "campaign", "round", "day"):
+            assert sum(r.issued_fen for _, r in rows) == total.issued_fen, dimension
+        else:
+            assert all(r.leverage_on_issued is None and r.redemption_rate is None for _, r in rows), dimension
+    by_category = dict(breakdown("category"))
+    assert by_category["餐饮"].driven_fen == 480_00 and by_category["家电家居"].driven_fen == 3000_00
+    assert [label for label, _ in breakdown("day")] == [local_today().isoformat()]
+    assert dict(breakdown("size"))["small"].driven_fen == 3480_00
+
+
+def test_a_date_range_filters_claims_and_redemptions_by_their_own_dates(db, data):
+    tomorrow = local_today() + timedelta(days=1)
+    assert headline(LeverageFilter(date_from=tomorrow)).vouchers_claimed == 0
+    assert headline(LeverageFilter(date_until=local_today())).driven_fen == 3480_00
+    empty = headline(LeverageFilter(date_from=tomorrow))
+    assert empty.leverage_on_issued is None and empty.floor is None and empty.excess is None
+
+
+def test_cli_report_as_json_and_csv(app, db, data):
+    _, campaign, _ = data
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["leverage", "report", "--format", "json", "--campaign", str(campaign.id)])
+    assert result.exit_code == 0
+    row = json.loads(result.output)
+    assert list(row) == list(REPORT_KEYS)
+    assert (row["issued_yuan"], row["subsidy_paid_yuan"], row["driven_yuan"]) == ("100.00", "60.00", "480.00")
+    assert (row["vouchers_claimed"], row["vouchers_redeemed"], row["merchants"]) == (5, 3, 1)
+    assert (row["leverage_on_issued"], row["leverage_on_paid"], row["floor"], row["excess"]) == (4.8, 8.0, 3.0, 1.8)
+    assert row["causal_leverage"] is None
+    lines = runner.invoke(args=["leverage", "report", "--format", "csv"]).output.splitlines()
+    assert lines[0].split(",") == list(REPORT_KEYS) and lines[1].split(",")[2:5] == ["600.00", "360.00", "3480.00"]
+    bad = runner.invoke(args=["leverage", "report", "--from", "yesterday"])
+    assert bad.exit_code == 2 and "开始日期格式应为 YYYY-MM-DD" in bad.output
+
+
+def test_the_leverage_page_labels_gross_and_causal_and_exports(client, db, data):
+    import io
+
+    import openpyxl
+
+    from tests.factories import PASSWORD
+
+    _, campaign, _ = data
+    client.post("/login", data={"username": "finance", "password": PASSWORD})
+    text = client.get(f"/analytics/leverage?campaign={campaign.id}&by=day").get_data(as_text=True)
+    assert "毛口径（报告口径）" in text and "因果口径（增量杠杆率）" in text
+    assert ">4.80<" in text and ">3.00 / 1.80<" in text and "60.0% / 40.0%" in text
+    assert local_today().isoformat() in text  # the day breakdown
+    size = client.get("/analytics/leverage?by=size").get_data(as_text=True)
+    assert "小型" in size and "杠杆率与下限按实际支付计算" in size
+    bad = client.get("/analytics/leverage?from=2026-13-01&campaign=x")
+    assert bad.status_code == 422 and "开始日期格式应为 YYYY-MM-DD" in bad.get_data(as_text=True)
+    book = openpyxl.load_workbook(io.BytesIO(client.get(f"/analytics/leverage.xlsx?campaign={campaign.id}").data))
+    assert book.sheetnames[:2] == ["总览", "按措施"]
+    assert [c.value for c in book["总览"][3]][1:6] == [5, 100, 3, 60, 480]
+    assert client.get("/analytics/leverage.xlsx?until=nope").status_code == 422
+
+
+def test_charts_are_inline_svg_with_titles_and_their_numbers(client, db, data):
+    from tests.factories import PASSWORD
+
+    client.post("/login", data={"username": "auditor", "password": PASSWORD})
+    text = client.get("/analytics/leverage").get_data(as_text=True)
+    assert text.count('<svg class="chart" role="img"') == 4 and "<script" not in text
+    assert "<title>机制下限与超出部分（按类别）</title>" in text
+    assert ">餐饮</text>" in text and ">8.00</text>" in text  # 480 / 60 on paid, printed on its bar
+    assert "3,000" not in text.split("<h2>图表</h2>")[1].split("</div>")[0]  # charts show ratios only

@@ -1,0 +1,45 @@
+"""The leverage figures as an xlsx workbook: the headline, then one sheet per breakdown."""
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+from openpyxl import Workbook
+from openpyxl.styles import Font
+
+from voucher.analytics import leverage
+from voucher.analytics.leverage import Figures, LeverageFilter
+
+COLUMNS = ("领取张数", "发放面值（元）", "核销笔数", "补贴支付（元）", "带动消费（元）", "门槛下限消费（元）",
+           "杠杆率（按发放）", "杠杆率（按支付）", "机制下限", "超出下限", "核销率")
+
+
+def _values(f: Figures) -> list:
+    def ratio(value):
+        return None if value is None else round(value, 4)
+
+    return [f.vouchers_claimed if f.attributable_issue else None,
+            Decimal(f.issued_fen) / 100 if f.attributable_issue else None,
+            f.vouchers_redeemed, Decimal(f.subsidy_paid_fen) / 100, Decimal(f.driven_fen) / 100,
+            Decimal(f.floor_driven_fen) / 100, ratio(f.leverage_on_issued), ratio(f.leverage_on_paid),
+            ratio(f.floor), ratio(f.excess), ratio(f.redemption_rate)]
+
+
+def as_xlsx(selection: LeverageFilter) -> bytes:
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "总览"
+    sheet.append(["以下均为毛口径（带动消费 = 用券订单全额）；按商户维度无法归属发放，杠杆率与下限按支付计。"])
+    sheet.append(["", *COLUMNS])
+    sheet.append(["合计", *_values(leverage.headline(selection))])
+    for name, (label, _) in leverage.DIMENSIONS.items():
+        part = book.create_sheet(f"按{label}")
+        part.append([label, *COLUMNS])
+        for cell in part[1]:
+            cell.font = Font(bold=True)
+        for key, figures in leverage.breakdown(name, selection):
+            part.append([key, *_values(figures)])
+        part.column_dimensions["A"].width = 32
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
