@@ -92,21 +92,27 @@ def db(app):
         from voucher.vouchers.services import forget_sold_out
 
         forget_sold_out()  # ids start over once the tables are emptied
-        tables = [t for t in reversed(_db.metadata.sorted_tables) if t.name not in KEEP_TABLES]
-        if _db.engine.dialect.name == "postgresql":
-            with _db.engine.begin() as conn:
-                conn.execute(text("TRUNCATE " + ", ".join(t.name for t in tables) + " RESTART IDENTITY CASCADE"))
-        else:
-            # users and merchants refer to each other; empty everything with the checks off, outside
-            # a transaction (where SQLite honours the pragma), then switch them back on.
-            raw = _db.engine.raw_connection()
-            try:
-                raw.driver_connection.execute("PRAGMA foreign_keys=OFF")
-                for table in tables:
-                    raw.driver_connection.execute(f"DELETE FROM {table.name}")
-                raw.driver_connection.execute("PRAGMA foreign_keys=ON")
-            finally:
-                raw.close()
+        empty_tables(_db)
+
+
+def empty_tables(db) -> None:
+    """Empty every table but the seeded measures (after each test, or mid-test before a second load)."""
+    db.session.rollback()
+    tables = [t for t in reversed(db.metadata.sorted_tables) if t.name not in KEEP_TABLES]
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.begin() as conn:
+            conn.execute(text("TRUNCATE " + ", ".join(t.name for t in tables) + " RESTART IDENTITY CASCADE"))
+    else:
+        # users and merchants refer to each other; empty everything with the checks off, outside
+        # a transaction (where SQLite honours the pragma), then switch them back on.
+        raw = db.engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA foreign_keys=OFF")
+            for table in tables:
+                raw.driver_connection.execute(f"DELETE FROM {table.name}")
+            raw.driver_connection.execute("PRAGMA foreign_keys=ON")
+        finally:
+            raw.close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.conftest import KEEP_TABLES
+from tests.conftest import empty_tables
 from tests.factories import make_world
 from voucher.analytics import bulk
 from voucher.analytics import city_scale_data as gen
@@ -45,24 +45,6 @@ def per_merchant(db) -> dict[str, tuple[int, int, int]]:
         .join(Redemption, Redemption.merchant_id == Merchant.id).group_by(Merchant.uscc)
     ).all()
     return {uscc: (int(n), int(orders), int(subsidy)) for uscc, n, orders, subsidy in rows}
-
-
-def empty_tables(db) -> None:
-    """What the db fixture does after a test, mid-test: a second load needs an empty database."""
-    db.session.rollback()
-    tables = [t for t in reversed(db.metadata.sorted_tables) if t.name not in KEEP_TABLES]
-    if db.engine.dialect.name == "postgresql":
-        with db.engine.begin() as conn:
-            conn.execute(text("TRUNCATE " + ", ".join(t.name for t in tables) + " RESTART IDENTITY CASCADE"))
-    else:
-        raw = db.engine.raw_connection()
-        try:
-            raw.driver_connection.execute("PRAGMA foreign_keys=OFF")
-            for table in tables:
-                raw.driver_connection.execute(f"DELETE FROM {table.name}")
-            raw.driver_connection.execute("PRAGMA foreign_keys=ON")
-        finally:
-            raw.close()
 
 
 # ---------------------------------------------------------------------------------------------
