@@ -6,9 +6,11 @@
 
 On a fresh PostgreSQL database that it drops afterwards (and, with --sqlite, a temporary SQLite file):
 migrates, loads the measures, then times load_city_scale(seed, scale) and its commit, which is what
-the command runs; then runs verify_ledger() (timed apart) and prints counts, totals, leverage, the
-seconds by step, and a simple difference-in-differences on the sales panel against the planted truth.
-Target on this 2-core machine, PostgreSQL: under 120 s for the load.
+the command runs (including the leverage rollup and the causal panel it builds at the end); then runs
+verify_ledger() (timed apart) and prints counts, totals, leverage, the seconds by step, the causal
+estimate against the planted truth, and the time of the leverage page and each breakdown, requested
+through the app as a finance officer would. Targets on this 2-core machine, PostgreSQL: under 120 s for
+the load, under 1 s for each page.
 """
 from __future__ import annotations
 
@@ -32,52 +34,40 @@ def psql(database: str, sql: str) -> None:
     subprocess.run(["psql", f"{base}/{database}", "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True)
 
 
-def did_estimate() -> tuple[float, float, float]:
-    """A plain difference in differences over the panel: per merchant, mean daily sales in the
-    campaign weeks minus the weeks before; regressed on the merchant's mean daily subsidy paid
-    (zero for comparables) with one intercept per campaign; heteroskedasticity-robust 95% interval."""
-    import numpy as np
-    import pandas as pd
-    from sqlalchemy import select
+PAGES = [("/analytics/leverage", "page, by campaign (headline, 4 charts, the table, causal)")] + [
+    (f"/analytics/leverage?by={d}", f"page, by {d}") for d in ("measure", "round", "day", "category", "district", "size")
+] + [
+    ("/analytics/leverage?campaign=1", "page, one campaign"),
+    ("/analytics/leverage?from=2021-01-01&until=2021-12-31", "page, one year"),
+    ("/analytics/leverage.xlsx", "xlsx, every breakdown"),
+]
 
-    from voucher.analytics.city_scale import LEVERAGE_TRUTH
-    from voucher.analytics.models import MerchantDailySales, SyntheticTruth
+
+def time_pages(app, repeat: int) -> list[tuple[str, float, float]]:
+    """Each page through the app (as a signed-in finance officer): (label, median s, worst s)."""
+    from voucher.accounts.services import create_user
     from voucher.core.db import db
-    from voucher.merchants.models import Redemption
+    from voucher.core.permissions import Role
 
-    truth = db.session.scalar(select(SyntheticTruth).where(SyntheticTruth.name == LEVERAGE_TRUTH)).value
-    sales = pd.DataFrame(db.session.execute(select(MerchantDailySales.merchant_id, MerchantDailySales.day,
-                                                   MerchantDailySales.sales_fen)).all(),
-                         columns=["merchant", "day", "sales"])
-    paid = pd.DataFrame(db.session.execute(select(Redemption.merchant_id, Redemption.created_at,
-                                                  Redemption.subsidy_fen)).all(), columns=["merchant", "at", "subsidy"])
-    paid["day"] = (paid["at"] + pd.Timedelta(hours=8)).dt.date
-    paid = paid.groupby(["merchant", "day"], as_index=False)["subsidy"].sum()
-    sales = sales.merge(paid, on=["merchant", "day"], how="left").fillna({"subsidy": 0})
-    rows = []
-    for c, panel in enumerate(truth["panel"]):
-        pre = (pd.Timestamp(panel["pre"][0]).date(), pd.Timestamp(panel["pre"][1]).date())
-        during = (pd.Timestamp(panel["during"][0]).date(), pd.Timestamp(panel["during"][1]).date())
-        for treated, ids in ((True, panel["treated_merchant_ids"]), (False, panel["comparable_merchant_ids"])):
-            part = sales[sales["merchant"].isin(ids)]
-            before = part[(part["day"] >= pre[0]) & (part["day"] <= pre[1])].groupby("merchant")["sales"].mean()
-            inside = part[(part["day"] >= during[0]) & (part["day"] <= during[1])].groupby("merchant")
-            frame = pd.DataFrame({"change": inside["sales"].mean() - before,
-                                  "subsidy": inside["subsidy"].mean() if treated else 0.0, "campaign": c})
-            rows.append(frame)
-    panel = pd.concat(rows)
-    X = np.column_stack([(panel["campaign"] == c).astype(float) for c in range(len(truth["panel"]))]
-                        + [panel["subsidy"].to_numpy()])
-    y = panel["change"].to_numpy()
-    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
-    residual = y - X @ beta
-    bread = np.linalg.inv(X.T @ X)
-    covariance = bread @ ((X * residual[:, None]).T @ (X * residual[:, None])) @ bread
-    se = float(np.sqrt(covariance[-1, -1]))
-    return float(beta[-1]), float(beta[-1] - 1.96 * se), float(beta[-1] + 1.96 * se)
+    user = create_user("bench_finance", secrets.token_hex(8), Role.FINANCE)
+    db.session.commit()
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"], session["_fresh"] = str(user.id), True
+    results = []
+    for path, label in PAGES:
+        seconds = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            response = client.get(path)
+            seconds.append(time.perf_counter() - started)
+            assert response.status_code == 200, (path, response.status_code)
+        seconds.sort()
+        results.append((label, seconds[len(seconds) // 2], seconds[-1]))
+    return results
 
 
-def run(database_url: str, seed: int, scale: float, label: str) -> None:
+def run(database_url: str, seed: int, scale: float, label: str, repeat: int = 3) -> None:
     os.environ.update({
         "DATABASE_URL": database_url, "VOUCHER_ENV": "production",
         "SECRET_KEY": secrets.token_hex(24), "IDENTITY_HASH_KEY": secrets.token_hex(24),
@@ -112,9 +102,14 @@ def run(database_url: str, seed: int, scale: float, label: str) -> None:
         verified = time.perf_counter() - started
         db.session.rollback()
 
+        from voucher.analytics import panel
+        from voucher.analytics.leverage import planted_truth
+
         started = time.perf_counter()
-        estimate, low, high = did_estimate()
+        causal = panel.estimate().estimate
         estimated = time.perf_counter() - started
+        truth = planted_truth()
+        pages = time_pages(app, repeat)
         db.session.rollback()
         db.session.remove()
         db.engine.dispose()
@@ -129,8 +124,13 @@ def run(database_url: str, seed: int, scale: float, label: str) -> None:
     print("steps (s): " + ", ".join(f"{k} {v}" for k, v in summary.steps.items()) + f", commit {commit:.2f}")
     print(f"LOAD {loaded:.1f} s (load_city_scale + commit)")
     print(f"verify_ledger {verified:.1f} s: {'clean' if not problems else problems[:5]}")
-    print(f"difference in differences: {estimate:.2f} (95% {low:.2f} .. {high:.2f}), planted 1.8 "
-          f"({'inside' if low <= 1.8 <= high else 'OUTSIDE'} the interval) [{estimated:.1f} s]")
+    print(f"causal leverage (difference in differences, from the panel): {causal.value:.2f} "
+          f"(95% {causal.low:.2f} .. {causal.high:.2f}), planted {truth} "
+          f"({'inside' if causal.low <= truth <= causal.high else 'OUTSIDE'} the interval) [{estimated:.2f} s]; "
+          f"{causal.treated:,} redeeming and {causal.comparable:,} comparable merchants")
+    print(f"pages over the loaded data ({repeat} requests each; median / worst, seconds):")
+    for label, median, worst in pages:
+        print(f"  {label:58s} {median:6.2f} / {worst:.2f} {'OK' if worst < 1 else 'OVER 1 s'}")
 
 
 def main() -> None:

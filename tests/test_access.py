@@ -35,7 +35,14 @@ ALLOWED = {
     "/reports/budget": OVERSIGHT,  # reports.budget: OVERSIGHT
     "/reports/vouchers": OVERSIGHT,  # reports.vouchers: OVERSIGHT
     "/analytics/leverage": OVERSIGHT,  # analytics.leverage_page: OVERSIGHT
+    "/analytics/baselines": OVERSIGHT,  # analytics.baselines_page: OVERSIGHT
     "/reports/audit": {"auditor", "admin", "finance"},  # reports.audit: AUDITOR, ADMIN, FINANCE
+    "/index": OVERSIGHT,  # index.ranking: OVERSIGHT
+    "/index/indicators": OVERSIGHT,  # index.indicators: OVERSIGHT
+    "/index/sensitivity": OVERSIGHT,  # index.sensitivity: OVERSIGHT
+    "/index/what-if": OVERSIGHT,  # index.what_if: OVERSIGHT
+    "/index/data": OVERSIGHT,  # index.data_page: OVERSIGHT
+    "/index/catalogue": OVERSIGHT,  # index.catalogue_page: OVERSIGHT
 }
 
 

@@ -347,3 +347,21 @@ def test_fresh_refuses_a_database_with_data_and_append_loads_beside_it(app, db):
     # The ids went past the existing rows, and the sequences after the loaded ones.
     db.session.add(Citizen(identity_hash="f" * 64))
     db.session.commit()
+
+
+def test_the_page_reads_the_rollup_shows_5_09_and_the_causal_estimate_covers_the_planted_value(client, db):
+    from voucher.analytics import panel, rollup
+    from voucher.analytics.leverage import headline
+    from tests.factories import PASSWORD, make_world
+
+    load(db)
+    assert rollup.built_through() is not None  # the load pre-aggregated its days
+    f = headline()
+    assert round(f.leverage_on_issued, 2) == 5.09 and f.driven_fen == 219_000 * 100
+    result = panel.estimate().estimate
+    assert result.campaigns == 6 and result.treated >= 20 and result.comparable >= 20
+    assert result.low <= gen.TRUE_INCREMENTAL_LEVERAGE <= result.high
+    make_world()
+    client.post("/login", data={"username": "auditor", "password": PASSWORD})
+    text = client.get("/analytics/leverage").get_data(as_text=True)
+    assert ">5.09<" in text and "增量杠杆率（因果）" in text and "埋入的真实增量杠杆率为 1.80：\n  位于置信区间内" in text

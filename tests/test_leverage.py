@@ -142,3 +142,61 @@ def test_charts_are_inline_svg_with_titles_and_their_numbers(client, db, data):
     assert "<title>机制下限与超出部分（按类别）</title>" in text
     assert ">餐饮</text>" in text and ">8.00</text>" in text  # 480 / 60 on paid, printed on its bar
     assert "3,000" not in text.split("<h2>图表</h2>")[1].split("</div>")[0]  # charts show ratios only
+
+
+def _everything(selection: LeverageFilter) -> list:
+    from dataclasses import astuple
+
+    return [astuple(headline(selection))] + [
+        (d, [(k, astuple(r)) for k, r in breakdown(d, selection)]) for d in
+        ("measure", "campaign", "round", "day", "category", "district", "size")]
+
+
+def test_the_rollup_gives_the_same_figures_as_the_live_rows(db, data):
+    from sqlalchemy import text
+
+    from voucher.analytics import rollup
+
+    _, campaign, _ = data
+    today = local_today()
+    # Two claims and a redemption three days ago: part of the selection comes from the facts, part live.
+    db.session.execute(text("UPDATE vouchers SET claimed_at = claimed_at - INTERVAL '3 days' WHERE id IN "
+                            "(SELECT voucher_id FROM redemptions WHERE reversed_at IS NULL ORDER BY id LIMIT 2)")
+                       if db.engine.dialect.name == "postgresql" else
+                       text("UPDATE vouchers SET claimed_at = datetime(claimed_at, '-3 days') WHERE id IN "
+                            "(SELECT voucher_id FROM redemptions WHERE reversed_at IS NULL ORDER BY id LIMIT 2)"))
+    db.session.execute(text("UPDATE redemptions SET created_at = created_at - INTERVAL '3 days' WHERE id = "
+                            "(SELECT min(id) FROM redemptions)")
+                       if db.engine.dialect.name == "postgresql" else
+                       text("UPDATE redemptions SET created_at = datetime(created_at, '-3 days') WHERE id = "
+                            "(SELECT min(id) FROM redemptions)"))
+    db.session.commit()
+    selections = [LeverageFilter(), LeverageFilter(campaign_id=campaign.id),
+                  LeverageFilter(date_from=today - timedelta(days=3), date_until=today - timedelta(days=3)),
+                  LeverageFilter(date_from=today - timedelta(days=1)), LeverageFilter(date_until=today - timedelta(days=2))]
+    live = [_everything(s) for s in selections]
+    assert len(live[0][4][1]) == 2  # two days in the day breakdown
+
+    summary = rollup.refresh(through=today - timedelta(days=1))
+    db.session.commit()
+    assert summary.built_through == today - timedelta(days=1) and summary.facts == 2 and summary.merchants == 1
+    assert [_everything(s) for s in selections] == live
+
+    # Everything rolled up, then a reversal of a rolled-up redemption: the next refresh rebuilds its day.
+    rollup.refresh(through=today)
+    db.session.commit()
+    assert [_everything(s) for s in selections] == live
+    from voucher.merchants.models import Redemption
+    from voucher.merchants.redemption import reverse as reverse_redemption
+
+    first = db.session.get(Redemption, db.session.scalar(text("SELECT min(id) FROM redemptions")))
+    world = data[0]
+    first.created_at = first.created_at + timedelta(days=3)  # back within the reversal window
+    db.session.commit()
+    rollup.refresh(through=today, full=True)
+    db.session.commit()
+    reverse_redemption(first.id, reason="退单", cashier=world.cashier)
+    db.session.commit()
+    assert rollup.refresh(through=today).rebuilt_from == today
+    db.session.commit()
+    assert headline().driven_fen == 3480_00 - 100_00 and headline().merchants == 2

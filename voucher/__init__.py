@@ -95,9 +95,10 @@ def _register_blueprints(app: Flask) -> None:
     from voucher.reconciliation.views import bp as reconciliation_bp
     from voucher.settlement.views import bp as settlement_bp
     from voucher.vouchers.views import bp as vouchers_bp
+    from voucher.index.views import bp as index_bp
 
     for bp in (accounts_bp, measures_bp, campaigns_bp, grants_bp, vouchers_bp, merchants_bp, onboarding_bp, analytics_bp,
-               settlement_bp, reconciliation_bp, periods_bp, reports_bp, jobs_bp):
+               settlement_bp, reconciliation_bp, periods_bp, reports_bp, jobs_bp, index_bp):
         app.register_blueprint(bp)
     # The API authenticates every request itself (bearer token or signature), not by cookie: no CSRF.
     csrf.exempt(api_bp)

@@ -14,10 +14,12 @@ SEED_DIR = PROJECT_ROOT / "seed"
 
 def register_cli(app: Flask) -> None:
     from voucher.analytics.cli import register as register_leverage
+    from voucher.index.cli import register as register_index
     from voucher.settlement.cli import register as register_settlement
 
     register_settlement(app)
     register_leverage(app)
+    register_index(app)
 
     @app.cli.group("ledger")
     def ledger_group() -> None:
@@ -60,7 +62,12 @@ def register_cli(app: Flask) -> None:
             sys.exit(2)
         load_measures(SEED_DIR / "measures.toml")
         accounts = load_demo(SEED_DIR / "demo.toml")
+        from voucher.index.demo import load_demo as load_index_demo
+
+        index_cells = load_index_demo(SEED_DIR / "index_demo.csv")
         db.session.commit()
+        if index_cells:
+            click.echo(f"信息消费发展指数示意数据（合成，非官方统计）已载入：{index_cells} 个数值")
         click.echo("演示数据已就绪。演示账号（仅限本地试用）：")
         for username, label, password in accounts:
             click.echo(f"  {username:<16} 密码 {password}   {label}")

@@ -18,8 +18,17 @@ from voucher.ledger.models import JournalEntry, LedgerAccount, Posting  # noqa: 
 from voucher.api.models import Partner, PartnerNonce  # noqa: F401
 from voucher.merchants.models import Merchant, Redemption, RiskFlag, Store, StoreTerminal  # noqa: F401
 from voucher.vouchers.models import Citizen, OneTimeCode, Voucher  # noqa: F401
-from voucher.analytics.models import DailyStat, MerchantDailySales, SyntheticTruth  # noqa: F401
+from voucher.analytics.models import (  # noqa: F401
+    CausalPanelUnit, DailyStat, LeverageFact, LeverageMerchantDay, MerchantDailySales, RollupState, SyntheticTruth,
+)
 from voucher.jobs.models import JobRun, SchedulerHeartbeat  # noqa: F401
 from voucher.settlement.models import SettlementBatch, SettlementItem  # noqa: F401
 from voucher.ledger.periods import ClosedPeriod  # noqa: F401
 from voucher.reconciliation.models import BankStatement, BankStatementLine, BatchResolution, StatementMapping  # noqa: F401
+from voucher.index.models import (  # noqa: F401
+    CatalogueIndicator,
+    CatalogueVersion,
+    IndexComputation,
+    IndexImportBatch,
+    IndexValue,
+)

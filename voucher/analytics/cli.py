@@ -1,4 +1,5 @@
-"""`flask leverage report`: the headline leverage figures for scripts, as JSON or CSV."""
+"""`flask leverage report|refresh|import-baselines`: the headline figures for scripts (JSON or CSV),
+the nightly pre-aggregation on demand, and merchants' daily sales baselines from a file."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +10,9 @@ from datetime import date
 import click
 from flask import Flask
 
+from voucher.analytics import baselines, panel, rollup
 from voucher.analytics.leverage import REPORT_KEYS, LeverageFilter, headline, report
+from voucher.core.db import db
 
 
 def _day(text: str | None, label: str) -> date | None:
@@ -33,10 +36,39 @@ def register(app: Flask) -> None:
     def report_command(fmt: str, campaign_id: int | None, date_from: str | None, date_until: str | None) -> None:
         """Print the headline figures (claims by claim date, redemptions by redemption date)."""
         selection = LeverageFilter(campaign_id, _day(date_from, "开始日期"), _day(date_until, "结束日期"))
-        row = report(headline(selection))
+        causal = panel.estimate(campaign_id, selection.date_from, selection.date_until).estimate
+        row = report(headline(selection), causal.as_tuple())
         if fmt == "json":
             click.echo(json.dumps(row, ensure_ascii=False, indent=2))
             return
         writer = csv.DictWriter(sys.stdout, fieldnames=REPORT_KEYS, lineterminator="\n")
         writer.writeheader()
         writer.writerow({key: "" if value is None else value for key, value in row.items()})
+
+    @leverage_group.command("refresh")
+    @click.option("--full", is_flag=True, help="rebuild every day, not only the days since the last run")
+    def refresh_command(full: bool) -> None:
+        """Pre-aggregate the figures up to yesterday and rebuild the causal panel (the nightly job)."""
+        result = rollup.refresh_leverage(full=full)
+        db.session.commit()
+        click.echo(f"汇总至 {result['built_through']}：{result['facts']:,} 行汇总，"
+                   f"{result['merchants']:,} 个活动商户；因果面板 {result['panel_units']:,} 个商户单元")
+
+    @leverage_group.command("import-baselines")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+    def import_command(file: str) -> None:
+        """Import merchants' daily sales (CSV or xlsx: 统一社会信用代码, 日期, 销售额（元）)."""
+        from pathlib import Path
+
+        path = Path(file)
+        try:
+            result = baselines.import_baselines(path.read_bytes(), path.name, None)
+        except baselines.BadBaselineFile as error:
+            db.session.rollback()
+            click.echo(f"未导入：发现 {len(error.problems)} 处问题", err=True)
+            for problem in error.problems:
+                click.echo(f"  {problem}", err=True)
+            sys.exit(2)
+        db.session.commit()
+        click.echo(f"已导入 {result.rows:,} 行（{result.merchants:,} 家商户，{result.first_day} 至 {result.last_day}），"
+                   f"替换已有 {result.replaced:,} 行；因果面板 {result.panel_units:,} 个商户单元")

@@ -9,13 +9,16 @@ filters each side by its own date. Ratios are floats for display; every amount s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 
+import numpy as np
 from sqlalchemy import Select, String, case, cast, func, literal, select
 
+from voucher.analytics import rollup
+from voucher.analytics.models import LeverageFact
 from voucher.campaigns.models import Campaign, Measure, Release, VoucherProduct
-from voucher.core.clock import local_day_end_utc, local_day_start_utc
+from voucher.core.clock import local_day_start_utc
 from voucher.core.db import db
 from voucher.core.money import format_yuan
 from voucher.merchants.models import Merchant, Redemption, Store
@@ -86,10 +89,10 @@ def _max(a, b):
 
 #: per redemption, the least order its voucher forced: X for 满X减Y (at least the subsidy itself);
 #: for a percentage voucher, the order that yields its subsidy (rounded up to the fen)
-_FORCED = case(
+FORCED_ORDER = case(
     (VoucherProduct.kind == "percentage",
      _max(func.coalesce(VoucherProduct.threshold_fen, 0),
-          (Redemption.subsidy_fen * 10000 + VoucherProduct.percent_bp - 1) / VoucherProduct.percent_bp)),
+          (Redemption.subsidy_fen * 10000 + VoucherProduct.percent_bp - 1) // VoucherProduct.percent_bp)),
     else_=_max(func.coalesce(VoucherProduct.threshold_fen, 0), Redemption.subsidy_fen),
 )
 
@@ -104,6 +107,24 @@ DIMENSIONS = {
 }
 
 
+@dataclass(frozen=True)
+class _Split:
+    """A selection cut at the rollup: days up to `rolled_until` come from the facts, later ones live."""
+    rolled: tuple[date | None, date] | None
+    live: LeverageFilter | None
+
+
+def _split(f: LeverageFilter) -> _Split:
+    through = rollup.built_through()
+    if through is None:
+        return _Split(None, f)
+    rolled_until = min(through, f.date_until) if f.date_until else through
+    rolled = (f.date_from, rolled_until) if f.date_from is None or f.date_from <= rolled_until else None
+    live_from = max(f.date_from, through + timedelta(days=1)) if f.date_from else through + timedelta(days=1)
+    live = replace(f, date_from=live_from) if f.date_until is None or live_from <= f.date_until else None
+    return _Split(rolled, live)
+
+
 def _claims(f: LeverageFilter) -> Select:
     query = select(func.count(Voucher.id), func.coalesce(func.sum(Voucher.face_value_fen), 0)).where(
         Voucher.claimed_at.is_not(None))
@@ -113,8 +134,7 @@ def _claims(f: LeverageFilter) -> Select:
 def _redemptions(f: LeverageFilter) -> Select:
     query = (
         select(func.count(Redemption.id), func.coalesce(func.sum(Redemption.subsidy_fen), 0),
-               func.coalesce(func.sum(Redemption.order_amount_fen), 0), func.coalesce(func.sum(_FORCED), 0),
-               func.count(Redemption.merchant_id.distinct()))
+               func.coalesce(func.sum(Redemption.order_amount_fen), 0), func.coalesce(func.sum(FORCED_ORDER), 0))
         .join(VoucherProduct, VoucherProduct.campaign_id == Redemption.campaign_id)
         .where(Redemption.reversed_at.is_(None))
     )
@@ -127,25 +147,68 @@ def _filtered(query: Select, f: LeverageFilter, when, campaign_column) -> Select
     if f.date_from is not None:
         query = query.where(when >= local_day_start_utc(f.date_from))
     if f.date_until is not None:
-        query = query.where(when < local_day_end_utc(f.date_until))
+        query = query.where(when < local_day_start_utc(f.date_until + timedelta(days=1)))
     return query
 
 
+_FACT_SUMS = (func.coalesce(func.sum(LeverageFact.vouchers_claimed), 0), func.coalesce(func.sum(LeverageFact.issued_fen), 0),
+              func.coalesce(func.sum(LeverageFact.vouchers_redeemed), 0), func.coalesce(func.sum(LeverageFact.subsidy_fen), 0),
+              func.coalesce(func.sum(LeverageFact.driven_fen), 0), func.coalesce(func.sum(LeverageFact.floor_fen), 0))
+
+
+def _facts(f: LeverageFilter, days: tuple[date | None, date]) -> Select:
+    query = select(*_FACT_SUMS).where(LeverageFact.day <= days[1])
+    if days[0] is not None:
+        query = query.where(LeverageFact.day >= days[0])
+    if f.campaign_id is not None:
+        query = query.where(LeverageFact.campaign_id == f.campaign_id)
+    return query
+
+
+def _add(figures: Figures, claimed=0, issued=0, redeemed=0, paid=0, driven=0, forced=0) -> None:
+    figures.vouchers_claimed += int(claimed)
+    figures.issued_fen += int(issued)
+    figures.vouchers_redeemed += int(redeemed)
+    figures.subsidy_paid_fen += int(paid)
+    figures.driven_fen += int(driven)
+    figures.floor_driven_fen += int(forced)
+
+
 def headline(f: LeverageFilter = LeverageFilter()) -> Figures:
-    claimed, issued = db.session.execute(_claims(f)).one()
-    redeemed, paid, driven, forced, merchants = db.session.execute(_redemptions(f)).one()
-    return Figures(int(claimed), int(issued), int(redeemed), int(paid), int(driven), int(forced), int(merchants))
+    figures = Figures()
+    split = _split(f)
+    if split.rolled is not None:
+        _add(figures, *db.session.execute(_facts(f, split.rolled)).one())
+    if split.live is not None:
+        _add(figures, *db.session.execute(_claims(split.live)).one(), 0, 0, 0, 0)
+        _add(figures, 0, 0, *db.session.execute(_redemptions(split.live)).one())
+    figures.merchants = _merchant_count(f, split)
+    return figures
+
+
+def _merchant_count(f: LeverageFilter, split: _Split) -> int:
+    """Distinct merchants: the rolled-up days' bitmaps, plus the live days' merchants."""
+    if split.rolled is None:
+        query = select(Redemption.merchant_id).where(Redemption.reversed_at.is_(None)).distinct()
+        return int(db.session.scalar(select(func.count()).select_from(
+            _filtered(query, f, Redemption.created_at, Redemption.campaign_id).subquery())))
+    ids = rollup.merchant_ids(f.campaign_id, *split.rolled)
+    if split.live is None:
+        return len(ids)
+    query = select(Redemption.merchant_id).where(Redemption.reversed_at.is_(None)).distinct()
+    live = db.session.scalars(_filtered(query, split.live, Redemption.created_at, Redemption.campaign_id)).all()
+    return len(np.union1d(ids, np.asarray(live, dtype=np.int64)))
 
 
 def _day(column):
-    """The local (UTC+8) calendar day of a naive UTC timestamp, on both databases."""
+    """The local (UTC+8) calendar day of a naive UTC timestamp as text, on both databases."""
     if db.session.get_bind().dialect.name == "postgresql":
         return func.to_char(column + func.make_interval(0, 0, 0, 0, 8), "YYYY-MM-DD")
     return func.strftime("%Y-%m-%d", column, "+8 hours")
 
 
 def breakdown(dimension: str, f: LeverageFilter = LeverageFilter()) -> list[tuple[str, Figures]]:
-    """Figures per value of one dimension, in a stable order."""
+    """Figures per value of one dimension, in a stable order (merchant counts: headline only)."""
     if dimension not in DIMENSIONS:
         raise ValueError(dimension)
     attributable = DIMENSIONS[dimension][1]
@@ -154,14 +217,29 @@ def breakdown(dimension: str, f: LeverageFilter = LeverageFilter()) -> list[tupl
     def row(label) -> Figures:
         return rows.setdefault(str(label), Figures(attributable_issue=attributable))
 
+    split = _split(f)
+    if split.rolled is not None:
+        key, joins = _fact_key(dimension)
+        query = _facts(f, split.rolled).add_columns(key).group_by(key)
+        if not attributable:  # claim rows carry no merchant
+            query = query.where(LeverageFact.vouchers_claimed == 0)
+        for join in joins:
+            query = join(query)
+        for claimed, issued, redeemed, paid, driven, forced, label in db.session.execute(query):
+            _add(row(label), claimed if attributable else 0, issued if attributable else 0, redeemed, paid, driven,
+                 forced)
+    if split.live is not None:
+        _live_breakdown(dimension, split.live, row)
+    return sorted(rows.items())
+
+
+def _live_breakdown(dimension: str, f: LeverageFilter, row) -> None:
     redemption_key, claim_key, joins = _keys(dimension)
     query = _redemptions(f).add_columns(redemption_key).group_by(redemption_key)
     for join in joins:
         query = join(query)
-    for redeemed, paid, driven, forced, merchants, key in db.session.execute(query):
-        figures = row(key)
-        figures.vouchers_redeemed, figures.subsidy_paid_fen, figures.driven_fen = int(redeemed), int(paid), int(driven)
-        figures.floor_driven_fen, figures.merchants = int(forced), int(merchants)
+    for redeemed, paid, driven, forced, key in db.session.execute(query):
+        _add(row(key), 0, 0, redeemed, paid, driven, forced)
     if claim_key is not None:
         claims = _claims(f).add_columns(claim_key).group_by(claim_key)
         if dimension in ("measure", "round"):
@@ -170,9 +248,35 @@ def breakdown(dimension: str, f: LeverageFilter = LeverageFilter()) -> list[tupl
         elif dimension == "campaign":
             claims = claims.join(Campaign, Campaign.id == Voucher.campaign_id)
         for claimed, issued, key in db.session.execute(claims):
-            figures = row(key)
-            figures.vouchers_claimed, figures.issued_fen = int(claimed), int(issued)
-    return sorted(rows.items())
+            _add(row(key), claimed, issued)
+
+
+_MEASURE_LABEL = literal("措施") + cast(Measure.number, String) + literal("：") + Measure.short_title
+
+
+def _fact_key(dimension: str):
+    """(label over the facts, joins): the same labels the live queries give."""
+    def via_campaign(query):
+        return query.join(Campaign, Campaign.id == LeverageFact.campaign_id)
+
+    def via_measure(query):
+        return via_campaign(query).join(Measure, Measure.id == Campaign.measure_id)
+
+    def via_release(query):
+        return via_campaign(query).join(Release, Release.id == LeverageFact.release_id)
+
+    if dimension == "measure":
+        return _MEASURE_LABEL, [via_measure]
+    if dimension == "campaign":
+        return Campaign.name, [via_campaign]
+    if dimension == "round":
+        return Campaign.name + literal(" · ") + Release.name, [via_release]
+    if dimension == "day":
+        if db.session.get_bind().dialect.name == "postgresql":
+            return func.to_char(LeverageFact.day, "YYYY-MM-DD"), []
+        return func.strftime("%Y-%m-%d", LeverageFact.day), []
+    column = {"category": LeverageFact.category, "district": LeverageFact.district, "size": LeverageFact.size_class}
+    return column[dimension], []
 
 
 def _keys(dimension: str):
@@ -195,9 +299,8 @@ def _keys(dimension: str):
     def via_store(query):
         return query.join(Store, Store.id == Redemption.store_id)
 
-    measure_label = literal("措施") + cast(Measure.number, String) + literal("：") + Measure.short_title
     if dimension == "measure":
-        return measure_label, measure_label, [via_measure]
+        return _MEASURE_LABEL, _MEASURE_LABEL, [via_measure]
     if dimension == "campaign":
         return Campaign.name, Campaign.name, [via_campaign]
     if dimension == "round":
@@ -210,6 +313,15 @@ def _keys(dimension: str):
     if dimension == "district":
         return Store.district, None, [via_store]
     return Merchant.size_class, None, [via_merchant]
+
+
+def planted_truth() -> float | None:
+    """The causal leverage planted in a generated (synthetic) data set, if one is loaded."""
+    from voucher.analytics.city_scale import LEVERAGE_TRUTH
+    from voucher.analytics.models import SyntheticTruth
+
+    truth = db.session.scalar(select(SyntheticTruth.value).where(SyntheticTruth.name == LEVERAGE_TRUTH))
+    return None if truth is None else float(truth["value"])
 
 
 REPORT_KEYS = ("vouchers_claimed", "vouchers_redeemed", "issued_yuan", "subsidy_paid_yuan", "driven_yuan", "merchants",

@@ -7,7 +7,7 @@ from decimal import Decimal
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
-from voucher.analytics import leverage
+from voucher.analytics import leverage, panel
 from voucher.analytics.leverage import Figures, LeverageFilter
 
 COLUMNS = ("领取张数", "发放面值（元）", "核销笔数", "补贴支付（元）", "带动消费（元）", "门槛下限消费（元）",
@@ -32,6 +32,15 @@ def as_xlsx(selection: LeverageFilter) -> bytes:
     sheet.append(["以下均为毛口径（带动消费 = 用券订单全额）；按商户维度无法归属发放，杠杆率与下限按支付计。"])
     sheet.append(["", *COLUMNS])
     sheet.append(["合计", *_values(leverage.headline(selection))])
+    sheet.append([])
+    causal = panel.estimate(selection.campaign_id, selection.date_from, selection.date_until).estimate
+    sheet.append(["因果口径（双重差分，每元已付补贴带来的增量销售额）", "增量杠杆率", "95% 下限", "95% 上限", "核销商户", "可比商户",
+                  "活动数"])
+    if causal.value is None:
+        sheet.append(["", causal.missing_reason])
+    else:
+        sheet.append(["", round(causal.value, 4), round(causal.low, 4), round(causal.high, 4), causal.treated,
+                      causal.comparable, causal.campaigns])
     for name, (label, _) in leverage.DIMENSIONS.items():
         part = book.create_sheet(f"按{label}")
         part.append([label, *COLUMNS])

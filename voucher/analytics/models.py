@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voucher.core.db import created_at, db, fen, intpk
@@ -64,3 +64,77 @@ class SyntheticTruth(db.Model):
     name: Mapped[str] = mapped_column(String(60), unique=True)
     value: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[created_at]
+
+
+class LeverageFact(db.Model):
+    """The leverage figures pre-aggregated per local day, campaign, round and merchant class, so the
+    page answers over millions of redemptions at once (voucher/analytics/rollup.py builds it).
+
+    A claim row has no merchant (category, district and size are empty); a redemption row counts the
+    redemptions still standing (not reversed) by the day they were made."""
+
+    __tablename__ = "leverage_facts"
+    __table_args__ = (
+        Index("ix_leverage_facts_day", "day"),
+        Index("ix_leverage_facts_campaign_day", "campaign_id", "day"),
+    )
+
+    id: Mapped[intpk]
+    day: Mapped[date]
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    category: Mapped[str | None] = mapped_column(String(20))
+    district: Mapped[str | None] = mapped_column(String(20))
+    size_class: Mapped[str | None] = mapped_column(String(12))
+    vouchers_claimed: Mapped[int] = mapped_column(default=0)
+    issued_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    vouchers_redeemed: Mapped[int] = mapped_column(default=0)
+    subsidy_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    driven_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    floor_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class LeverageMerchantDay(db.Model):
+    """Which merchants redeemed for a campaign on a local day, as a bitmap over merchant ids (bit i set:
+    merchant i), zlib-compressed: the distinct count of merchants over any range of days, which does not
+    add up from daily counts, is the OR of a few hundred small bitmaps instead of a scan of every redemption."""
+
+    __tablename__ = "leverage_merchant_days"
+    __table_args__ = (UniqueConstraint("day", "campaign_id"),)
+
+    id: Mapped[intpk]
+    day: Mapped[date]
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    merchants: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RollupState(db.Model):
+    """How far a pre-aggregation reaches: every local day up to `built_through` is in its tables;
+    later days are read live from the source rows."""
+
+    __tablename__ = "rollup_states"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    built_through: Mapped[date | None]
+    built_at: Mapped[datetime]
+
+
+class CausalPanelUnit(db.Model):
+    """One merchant in one campaign's difference-in-differences panel: its sales and the subsidy paid
+    to it over the weeks before the campaign and over the campaign's days, summed over the days with a
+    sales baseline (voucher/analytics/panel.py builds it; causal.py estimates from it)."""
+
+    __tablename__ = "causal_panel_units"
+    __table_args__ = (UniqueConstraint("campaign_id", "merchant_id"),)
+
+    id: Mapped[intpk]
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    #: redeemed in this campaign (else: eligible, no subsidy at all in either window)
+    treated: Mapped[bool]
+    pre_days: Mapped[int]
+    pre_sales_fen: Mapped[int] = mapped_column(BigInteger)
+    pre_subsidy_fen: Mapped[int] = mapped_column(BigInteger)
+    during_days: Mapped[int]
+    during_sales_fen: Mapped[int] = mapped_column(BigInteger)
+    during_subsidy_fen: Mapped[int] = mapped_column(BigInteger)

@@ -2,16 +2,18 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import Blueprint, Response, flash, render_template, request
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from sqlalchemy import select
 
-from voucher.analytics import charts, leverage, leverage_xlsx
+from voucher.analytics import baselines, charts, leverage, leverage_xlsx, panel, rollup
 from voucher.analytics.leverage import LeverageFilter
 from voucher.analytics.services import campaign_figures
 from voucher.merchants.models import SIZE_CLASS_LABELS
 from voucher.campaigns.models import Campaign, CampaignStatus
 from voucher.core.db import db
-from voucher.core.permissions import OVERSIGHT, roles_required
+from voucher.core.permissions import OVERSIGHT, Role, roles_required
+from voucher.web import unit_of_work
 
 bp = Blueprint("analytics", __name__)
 
@@ -69,6 +71,8 @@ def leverage_page():
         "analytics/leverage.html", f=leverage.headline(selection), selection=selection, campaigns=campaigns,
         dimension=dimension, dimensions=leverage.DIMENSIONS, size_labels=SIZE_CLASS_LABELS, charts=figures,
         rows=by_day if dimension == "day" else leverage.breakdown(dimension, selection),
+        causal=panel.estimate(selection.campaign_id, selection.date_from, selection.date_until),
+        planted=leverage.planted_truth(), rolled_through=rollup.built_through(), pre_days=panel.PRE_DAYS,
     ), 422 if problems else 200
 
 
@@ -83,3 +87,42 @@ def leverage_workbook():
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": "attachment; filename=leverage.xlsx"},
     )
+
+
+#: who brings in merchants' sales figures (from the merchants or the tax bureau)
+BASELINE_IMPORTERS = (Role.BUREAU_MAKER, Role.FINANCE, Role.ADMIN)
+
+
+def _baselines_page(problems: list[str] | None = None, file_name: str | None = None, status: int = 200):
+    return render_template("analytics/baselines.html", coverage=baselines.coverage(), labels=baselines.SOURCE_LABELS,
+                           problems=problems, problem_file=file_name,
+                           can_import=current_user.role in {r.value for r in BASELINE_IMPORTERS}), status
+
+
+@bp.get("/analytics/baselines")
+@roles_required(*OVERSIGHT)
+def baselines_page():
+    return _baselines_page()
+
+
+@bp.post("/analytics/baselines")
+@roles_required(*BASELINE_IMPORTERS)
+def import_baselines():
+    upload = request.files.get("baselines")
+    if upload is None or not upload.filename:
+        return _baselines_page(["请选择要导入的销售基线文件（CSV 或 xlsx）"], None, 422)
+    try:
+        with unit_of_work():
+            result = baselines.import_baselines(upload.read(), upload.filename, current_user)
+    except baselines.BadBaselineFile as error:
+        return _baselines_page(error.problems, upload.filename, 422)
+    flash(f"已导入 {result.rows:,} 行销售基线（{result.merchants:,} 家商户，{result.first_day} 至 {result.last_day}），"
+          f"其中替换已有 {result.replaced:,} 行；因果面板已重新生成（{result.panel_units:,} 个商户单元）", "success")
+    return redirect(url_for("analytics.baselines_page")), 303
+
+
+@bp.get("/analytics/baselines/template.csv")
+@roles_required(*OVERSIGHT)
+def baselines_template():
+    return Response(("\ufeff" + baselines.TEMPLATE_CSV).encode("utf-8"), mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": "attachment; filename=sales-baseline-template.csv"})

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, Column, Date, DateTime, ForeignKey, String, Table, Text, Time, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from sqlalchemy import BigInteger
+from sqlalchemy import BigInteger, false
 
 from voucher.core.db import created_at, db, fen, intpk
 
@@ -160,6 +160,9 @@ class Campaign(db.Model):
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: eligible districts (区县/功能板块); empty means all
     districts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: tagged as information consumption: its executed money feeds ICDI-EC indicator S11 (see
+    #: voucher/index/feed.py; campaigns under measure 17, 信息消费, count without the tag)
+    is_information_consumption: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: vouchers are usable from the first to the last local day, inclusive
     valid_from: Mapped[date] = mapped_column(Date)
     valid_until: Mapped[date] = mapped_column(Date)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
+from voucher.analytics import rollup
 from voucher.analytics.daily import snapshot_day
 from voucher.api import auth
 from voucher.campaigns.models import Campaign, CampaignStatus, Release, ReleaseStatus
@@ -88,6 +89,11 @@ def build_settlement(now: datetime) -> dict[str, Any]:
             "held_merchants": sorted(result.held)}
 
 
+def refresh_leverage(now: datetime) -> dict[str, Any]:
+    """Pre-aggregate the leverage figures up to yesterday and rebuild the causal panel."""
+    return rollup.refresh_leverage()
+
+
 #: (name, label, schedule, function): the product's jobs, registered on first use. Add a job here;
 #: its name is stored in job_runs, so keep names stable. The nightly order matters: the risk scan
 #: flags a day before settlement builds it.
@@ -97,6 +103,7 @@ JOBS = [
     ("daily_stats", "每日统计快照", daily(0, 45), daily_stats),
     ("risk_scan", "风险扫描", daily(1, 30), risk_scan),
     ("build_settlement", "生成结算批次", daily(2, 0), build_settlement),
+    ("refresh_leverage", "杠杆率预聚合与因果面板", daily(2, 30), refresh_leverage),
     ("prune_nonces", "清理过期请求随机数", every(60), prune_nonces),
     ("prune_job_runs", "清理历史运行记录", daily(4, 0), prune_job_runs),
 ]

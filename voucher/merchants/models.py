@@ -88,6 +88,8 @@ class Redemption(db.Model):
             postgresql_where=text("reversed_at IS NULL"),
         ),
         Index("ix_redemptions_store_created", "store_id", "created_at"),
+        # The leverage page reads the days after its pre-aggregation live (voucher/analytics/rollup.py).
+        Index("ix_redemptions_created_at", "created_at"),
         # A retry carries the same key from the same store; another store's key is another request.
         UniqueConstraint("store_id", "idempotency_key"),
         CheckConstraint("cashier_id IS NOT NULL OR terminal_id IS NOT NULL", name="has_actor"),

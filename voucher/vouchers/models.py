@@ -49,6 +49,8 @@ class Voucher(db.Model):
         # slot k, and two claims racing for the same slot cannot both commit.
         UniqueConstraint("release_id", "citizen_id", "claim_slot"),
         Index("ix_vouchers_release_status", "release_id", "status"),
+        # The leverage page reads the claims after its pre-aggregation live (voucher/analytics/rollup.py).
+        Index("ix_vouchers_claimed_at", "claimed_at"),
         # Claims take the lowest free voucher of a round. Without this index PostgreSQL walks the
         # primary key past every voucher already claimed, so each claim got slower as the round filled.
         Index(

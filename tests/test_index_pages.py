@@ -1,0 +1,206 @@
+"""ICDI-EC pages and the catalogue's versioning: the illustrative data, ranking, profile, indicator,
+sensitivity, what-if, export, imports through the page, the feed, and maker-checker on the catalogue."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import func, select
+
+from tests.factories import PASSWORD, make_campaign, make_world
+from tests.test_access import login
+from voucher.accounts.services import create_user
+from voucher.cli import SEED_DIR
+from voucher.core.permissions import Role
+from voucher.index import catalogue, demo, method, services
+from voucher.index.models import CatalogueVersion, IndexComputation, IndexValue
+
+
+@pytest.fixture
+def world(db):
+    world = make_world()
+    assert demo.load_demo(SEED_DIR / "index_demo.csv") == 27 * 3 * 23
+    db.session.commit()
+    return world
+
+
+def test_the_illustrative_data_is_calibrated_to_the_report(db, world):
+    data = services.load()
+    assert len(data.panel.cities) == 27 and data.panel.years == [2018, 2019, 2020]
+    assert "连云港" in data.panel.cities and "北京" in data.panel.cities
+    result = services.compute(data, method.Settings())
+    assert result.average[0] == pytest.approx(0.500, abs=5e-4)
+    assert result.average[2] == pytest.approx(0.568, abs=5e-4)
+    assert result.average_annual_growth == pytest.approx(0.066, abs=1e-3)
+    codes = data.catalogue.codes
+    means = {code: result.values[2, :, codes.index(code)].mean() for code in ("D1", "D2", "D3", "S2", "S3", "E1", "E5")}
+    assert means == pytest.approx({"D1": 47416, "D2": 11430, "D3": 18041, "S2": 15665, "S3": 19260, "E1": 90.5,
+                                   "E5": 100}, abs=0.01)
+    assert demo.NOTE in (SEED_DIR / "index_demo.csv").read_text(encoding="utf-8")
+
+
+def test_ranking_page(client, world):
+    login(client, "finance")
+    page = client.get("/index").get_data(as_text=True)
+    assert "2020 年排名" in page and "示意数据" in page and "连云港" in page
+    assert "阈值法（报告方法）" in page and "指标目录第 1 版" in page
+    assert "0.500" in page and "0.568" in page and "+6.6%" in page
+    other = client.get("/index?year=2019&normalisation=minmax&aggregation=geometric").get_data(as_text=True)
+    assert "2019 年排名" in other and "最小-最大法" in other and "当前为替代方法" in other
+
+
+def test_missing_values_on_the_page_offer_the_imputations_and_flag_them(client, world, db):
+    db.session.execute(IndexValue.__table__.delete().where(IndexValue.city == "徐州", IndexValue.year == 2020,
+                                                           IndexValue.code == "E7"))
+    db.session.commit()
+    login(client, "maker")
+    refused = client.get("/index").get_data(as_text=True)
+    assert "徐州 2020 年 E7" in refused and "以同年中位数插补后计算" in refused
+    imputed = client.get("/index?missing=median").get_data(as_text=True)
+    assert "插补：E7" in imputed
+    profile = client.get("/index/cities/徐州?missing=median").get_data(as_text=True)
+    assert "插补（以同年各城市中位数插补）" in profile
+    book = load_workbook(io.BytesIO(client.get("/index/export.xlsx?missing=median&draws=20").data))
+    assert "以同年各城市中位数插补" in [row[1] for row in book["说明"].iter_rows(values_only=True)]
+    (flagged,) = [r for r in book["排名"].iter_rows(values_only=True) if r[0] == 2020 and r[2] == "徐州"]
+    assert flagged[8] == "E7"
+    values = book["指标数值"]
+    header = [c.value for c in values[1]]
+    (row,) = [r for r in values.iter_rows(min_row=2) if r[0].value == 2020 and r[1].value == "徐州"]
+    assert row[header.index("E7")].fill.fgColor.rgb.endswith("FFF2CC")
+    assert row[header.index("E6")].fill.fgColor.rgb in (None, "00000000")
+
+
+def test_city_profile_indicator_sensitivity_and_what_if_pages(client, world):
+    login(client, "auditor")
+    profile = client.get("/index/cities/连云港")
+    assert profile.status_code == 200
+    text = profile.get_data(as_text=True)
+    assert text.count("<svg") >= 3 and "短板" in text and "可提高" in text and "信息消费引导水平" in text
+    assert client.get("/index/cities/不存在的城市").status_code == 404
+
+    indicator = client.get("/index/indicators?code=S11&year=2019").get_data(as_text=True)
+    assert "信息消费项目专项资金额度" in indicator and "阈值 A" in indicator
+
+    sensitivity = client.get("/index/sensitivity?draws=50").get_data(as_text=True)
+    assert "90% 区间" in sensitivity and "去掉一个指标" in sensitivity and "Z 分数法 × 加权算术平均" in sensitivity
+
+    data = services.load()
+    result = services.compute(data, method.Settings())
+    t, c = 2, data.panel.cities.index("连云港")
+    before = result.rank[t, c]
+    what_if = client.get("/index/what-if?S11=2000000000").get_data(as_text=True)
+    assert "情景模拟：连云港" in what_if and f"第 {before} → 第" in what_if
+    after = services.compute(services.Data(data.version, data.catalogue,
+                                           data.panel.with_value("连云港", 2020, data.catalogue.codes.index("S11"), 2e9),
+                                           data.sources, data.all_values), method.Settings())
+    assert f"第 {before} → 第 {after.rank[t, c]} 名" in what_if
+
+
+def test_export_has_every_part(client, world):
+    login(client, "approver")
+    response = client.get("/index/export.xlsx?draws=20")
+    assert response.status_code == 200
+    book = load_workbook(io.BytesIO(response.data))
+    assert book.sheetnames == ["说明", "排名", "二级指标得分", "指标数值", "标准化值", "数据来源", "短板", "敏感性2020",
+                               "活动数据推送"]
+    assert "示意数据" in book["说明"]["A1"].value
+    assert book["排名"]["C2"].value == "北京" and book["排名"].max_row > 81
+
+
+def test_import_through_the_page(client, world, db):
+    login(client, "finance")
+    assert client.post("/index/data/import", data={"values": (io.BytesIO(b"x"), "a.csv")}).status_code == 403
+    login(client, "maker")
+    before = db.session.scalar(select(func.count(IndexValue.id)))
+    bad = b"city,year,indicator,value\n\xe8\xbf\x9e\xe4\xba\x91\xe6\xb8\xaf,2021,S4,130\n"
+    response = client.post("/index/data/import", data={"values": (io.BytesIO(bad), "bad.csv")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 422
+    assert "未导入" in response.get_data(as_text=True) and "第 2 行 S4" in response.get_data(as_text=True)
+    assert db.session.scalar(select(func.count(IndexValue.id))) == before
+    good = "city,year,indicator,value\n连云港,2021,S4,90\n".encode()
+    response = client.post("/index/data/import", data={"values": (io.BytesIO(good), "good.csv")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 303
+    assert db.session.scalar(select(func.count(IndexValue.id))) == before + 1
+    assert "导入记录" in client.get("/index/data").get_data(as_text=True)
+
+
+def test_feed_and_tags_through_the_page(client, world, db):
+    campaign, _ = make_campaign(world, name="智能终端换新券")
+    login(client, "maker")
+    assert client.post(f"/index/feed/tag/{campaign.id}", data={"tagged": "1"}).status_code == 303
+    db.session.expire_all()
+    assert campaign.is_information_consumption is True
+    assert client.post("/index/feed/publish", data={"year": "2020"}).status_code == 303
+    page = client.get("/index/data").get_data(as_text=True)
+    # the demo's official 2020 S11 of 连云港 overrides the fed value; both are shown
+    assert "已覆盖推送值" in page and "智能终端换新券" in page
+    login(client, "auditor")
+    assert client.post("/index/feed/publish", data={"year": "2020"}).status_code == 403
+
+
+def test_record_a_computation_from_the_page(client, world, db):
+    login(client, "maker")
+    response = client.post("/index/computations?normalisation=minmax&std=population")
+    assert response.status_code == 303
+    row = db.session.scalar(select(IndexComputation))
+    assert row.settings["normalisation"] == "minmax" and row.settings["std"] == "population"
+    assert row.catalogue_version.version == 1 and row.results["2020"]["rows"][0]["city"]
+
+
+def test_catalogue_versions_need_another_approver(client, world, db):
+    create_user("admin2", PASSWORD, Role.ADMIN)
+    db.session.commit()
+    login(client, "maker")
+    assert client.post("/index/catalogue/draft").status_code == 403
+    login(client, "admin")
+    assert client.post("/index/catalogue/draft").status_code == 303
+    draft = db.session.scalar(select(CatalogueVersion).where(CatalogueVersion.version == 2))
+    form = {"weight_demand": "20", "weight_supply": "50", "weight_environment": "30", "note": "需求权重提高到 20%",
+            "submit": "1"}
+    for i in draft.indicators:
+        form.update({f"name_{i.code}": i.name, f"unit_{i.code}": i.unit, f"second_{i.code}": i.second_level,
+                     f"rel_{i.code}": "2" if i.code == "S11" else "1",
+                     f"kind_{i.code}": "numeric" if i.code == "S7" else i.kind})
+    assert client.post(f"/index/catalogue/{draft.id}/edit", data=form).status_code == 303
+    db.session.expire_all()
+    assert draft.status == "pending_approval"
+    weights = {i.code: i.weight for i in draft.indicators}
+    assert weights["D1"] == pytest.approx(0.2 / 3) and weights["S11"] == pytest.approx(0.5 * 2 / 14)
+    assert weights["S1"] == pytest.approx(0.5 / 14)
+    assert {i.code: i.kind for i in draft.indicators}["S7"] == "numeric"  # 政务数据上云覆盖率 as numeric, say
+
+    # the maker of the draft cannot approve it
+    response = client.post(f"/index/catalogue/{draft.id}/decide", data={"decision": "approve"}, follow_redirects=True)
+    assert "不能审批自己提交的事项" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert catalogue.active_version().version == 1
+
+    login(client, "approver")
+    assert client.post(f"/index/catalogue/{draft.id}/decide", data={"decision": "reject"},
+                       follow_redirects=True).status_code == 200
+    db.session.expire_all()
+    assert draft.status == "pending_approval"  # a rejection needs a reason
+    login(client, "admin2")
+    client.post(f"/index/catalogue/{draft.id}/decide", data={"decision": "approve"})
+    db.session.expire_all()
+    assert catalogue.active_version().version == 2
+    assert db.session.scalar(select(CatalogueVersion).where(CatalogueVersion.version == 1)).status == "retired"
+
+    page = client.get("/index").get_data(as_text=True)
+    assert "指标目录第 2 版" in page
+    result = services.compute(services.load(), method.Settings())
+    assert result.catalogue.first_weights().tolist() == pytest.approx([0.2, 0.5, 0.3])
+
+
+def test_pages_without_a_catalogue_or_data_explain_what_to_do(client, db):
+    make_world()
+    login(client, "admin")
+    assert "flask db upgrade" in client.get("/index").get_data(as_text=True)
+    catalogue.install_default_catalogue()
+    db.session.commit()
+    assert "尚无指标数据" in client.get("/index").get_data(as_text=True)
+    assert client.get("/index/export.xlsx").status_code == 422

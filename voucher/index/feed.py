@@ -1,0 +1,157 @@
+"""The campaign side's figures for the index: what this system knows about the home city's year.
+
+- S11 信息消费项目专项资金额度: money executed by the campaigns tagged as information consumption (the
+  tag on the campaign, or any campaign under measure 17, 信息消费), read from the ledger: subsidy paid
+  in redemptions net of reversals, and grants paid, dated in the year (postings into the spent and
+  settled accounts; a settlement moves spent to settled and nets to zero).
+- voucher-driven consumption in the information-consumption merchant category: the order amounts of
+  the year's unreversed redemptions at merchants of that category, from any campaign. No indicator of
+  the catalogue measures it; it is published beside S11 as context.
+
+Publishing stores S11 as the home city's campaign-fed value with its provenance (which campaigns, how
+much each, when computed). An official S11 imported later overrides it in every computation; both
+stay visible. Amounts stay integer fen here; the index value is in yuan, as the catalogue's unit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import func, or_, select
+
+from voucher.campaigns.models import Campaign, Measure
+from voucher.core import audit
+from voucher.core.clock import local_day_end_utc, local_day_start_utc, utcnow
+from voucher.core.db import db
+from voucher.core.errors import NotFound
+from voucher.index.models import IndexValue, ValueSource
+from voucher.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
+from voucher.merchants.models import Merchant, Redemption
+
+FEED_CODE = "S11"
+INFORMATION_CATEGORY = "信息消费"
+INFORMATION_MEASURE = 17
+
+
+@dataclass
+class CampaignMoney:
+    campaign_id: int
+    name: str
+    executed_fen: int
+
+
+@dataclass
+class FeedFigures:
+    city: str
+    year: int
+    campaigns: list[CampaignMoney] = field(default_factory=list)
+    driven_fen: int = 0
+    redemptions: int = 0
+
+    @property
+    def executed_fen(self) -> int:
+        return sum(c.executed_fen for c in self.campaigns)
+
+
+def _year_bounds(year: int):
+    return local_day_start_utc(date(year, 1, 1)), local_day_end_utc(date(year, 12, 31))
+
+
+def tagged_campaigns() -> list[Campaign]:
+    return list(db.session.scalars(
+        select(Campaign).join(Measure, Measure.id == Campaign.measure_id)
+        .where(or_(Campaign.is_information_consumption.is_(True), Measure.number == INFORMATION_MEASURE))
+        .order_by(Campaign.id)
+    ))
+
+
+def figures(city: str, year: int) -> FeedFigures:
+    start, end = _year_bounds(year)
+    result = FeedFigures(city, year)
+    campaigns = tagged_campaigns()
+    if campaigns:
+        executed = dict(db.session.execute(
+            select(LedgerAccount.campaign_id, func.sum(Posting.amount_fen))
+            .join(Posting, Posting.account_id == LedgerAccount.id)
+            .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+            .where(LedgerAccount.campaign_id.in_([c.id for c in campaigns]),
+                   LedgerAccount.kind.in_((AccountKind.SPENT.value, AccountKind.SETTLED.value)),
+                   JournalEntry.created_at >= start, JournalEntry.created_at <= end)
+            .group_by(LedgerAccount.campaign_id)
+        ).all())
+        result.campaigns = [CampaignMoney(c.id, c.name, int(executed.get(c.id) or 0)) for c in campaigns]
+    driven, count = db.session.execute(
+        select(func.coalesce(func.sum(Redemption.order_amount_fen), 0), func.count(Redemption.id))
+        .join(Merchant, Merchant.id == Redemption.merchant_id)
+        .where(Merchant.category == INFORMATION_CATEGORY, Redemption.reversed_at.is_(None),
+               Redemption.created_at >= start, Redemption.created_at <= end)
+    ).one()
+    result.driven_fen, result.redemptions = int(driven), int(count)
+    return result
+
+
+def publish(city: str, year: int, actor=None) -> IndexValue:
+    """Store (or refresh) the campaign-fed S11 of `city` and `year`, with its provenance."""
+    found = figures(city, year)
+    provenance = {
+        "computed_at": utcnow().isoformat(timespec="seconds"),
+        "rule": "标记为信息消费的活动及措施十七下活动：年度内核销补贴（扣除撤销）与补贴申报拨付，取自账本",
+        "campaigns": [{"id": c.campaign_id, "name": c.name, "executed_fen": c.executed_fen} for c in found.campaigns],
+        "executed_fen": found.executed_fen,
+        "driven_consumption_fen": found.driven_fen,
+        "driven_category": INFORMATION_CATEGORY,
+        "redemptions": found.redemptions,
+    }
+    row = db.session.scalar(select(IndexValue).where(
+        IndexValue.city == city, IndexValue.year == year, IndexValue.code == FEED_CODE,
+        IndexValue.source == ValueSource.CAMPAIGN_FEED.value))
+    before = None if row is None else {"value": row.value}
+    if row is None:
+        row = IndexValue(city=city, year=year, code=FEED_CODE, source=ValueSource.CAMPAIGN_FEED.value, value=0.0)
+        db.session.add(row)
+    row.value = found.executed_fen / 100  # the catalogue's unit is yuan
+    row.provenance = provenance
+    row.updated_by_id = getattr(actor, "id", None)
+    row.updated_at = utcnow()
+    db.session.flush()  # the audit entry names its id
+    audit.record("index.feed.publish", row, actor=actor, actor_label=None if actor else "system", before=before,
+                 after={"city": city, "year": year, "value": row.value, "campaigns": len(found.campaigns)})
+    return row
+
+
+@dataclass
+class FeedView:
+    city: str
+    year: int
+    fed: IndexValue | None
+    official: IndexValue | None
+
+    @property
+    def used(self) -> str | None:
+        if self.official is not None:
+            return ValueSource.OFFICIAL.value
+        return None if self.fed is None else ValueSource.CAMPAIGN_FEED.value
+
+
+def feed_views(city: str) -> list[FeedView]:
+    """Every year with a campaign-fed or official S11 for `city`: both values, and which one counts."""
+    rows = db.session.scalars(select(IndexValue).where(IndexValue.city == city, IndexValue.code == FEED_CODE))
+    by_year: dict[int, FeedView] = {}
+    for row in rows:
+        view = by_year.setdefault(row.year, FeedView(city, row.year, None, None))
+        if row.source == ValueSource.OFFICIAL.value:
+            view.official = row
+        else:
+            view.fed = row
+    return [by_year[y] for y in sorted(by_year)]
+
+
+def set_tag(campaign_id: int, tagged: bool, actor) -> Campaign:
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound("找不到该活动")
+    before = campaign.is_information_consumption
+    campaign.is_information_consumption = tagged
+    audit.record("campaign.tag_information_consumption", campaign, actor=actor,
+                 before={"is_information_consumption": before}, after={"is_information_consumption": tagged})
+    return campaign
