@@ -1,9 +1,16 @@
 """Production WSGI server settings: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
-Threads suit this app: a request spends much of its time waiting on PostgreSQL. Access logs are off
-because URLs and clients are not needed to run the service and logs must carry no personal data.
+Threads suit this app: a request spends much of its time waiting on PostgreSQL. gunicorn's access log
+is off: the app writes its own access line (JSON, with the route's rule instead of the raw path and
+query string, which may carry personal data), and gunicorn's own lines use the same JSON formatter.
+Prometheus samples from every worker go to PROMETHEUS_MULTIPROC_DIR (one is made if unset).
 """
 import os
+import re
+import shutil
+import tempfile
+
+from voucher.ops.logs import gunicorn_logconfig
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # One process per core and a few threads each: measured here (benchmarks/), more processes than
@@ -18,5 +25,33 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
+logconfig_dict = gunicorn_logconfig(os.environ.get("LOG_FORMAT", "json"), loglevel)
 # Behind a reverse proxy on the same host: trust its X-Forwarded-* headers only.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# Prometheus multi-process mode: set before any worker imports prometheus_client. A directory of our
+# own (made here, emptied at start, removed at exit) unless the operator names one.
+_made_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _made_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="voucher-metrics-")
+
+
+def on_starting(server):
+    # Samples left by an earlier run would be added to this one's. Only prometheus_client's own files
+    # go (counter_<pid>.db, gauge_livesum_<pid>.db...): the variable might name a directory with more.
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if re.fullmatch(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db", name):
+            os.remove(os.path.join(directory, name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _made_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

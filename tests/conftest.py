@@ -59,6 +59,9 @@ def make_app(database_url: str, **overrides):
         "SERVER_NAME": "localhost",
         # Hashing stays real (the tests check it), just cheap: thousands of users are made per run.
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+        # Every test client comes from 127.0.0.1 and signs in many times a minute; the rate limits
+        # have tests of their own (tests/ops), which switch them on.
+        "RATELIMIT_ENABLED": False,
     }
     config.update(overrides)
     return create_app(config)

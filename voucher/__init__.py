@@ -1,10 +1,10 @@
 """消费券与补贴活动管理系统.
 
-create_app() runs in a fixed order: config -> extensions -> blueprints -> error handlers -> CLI -> scheduled jobs.
+create_app() runs in a fixed order: config -> logging and the per-request hooks (voucher/ops) -> extensions ->
+blueprints -> error handlers -> CLI -> scheduled jobs.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from flask import Flask
@@ -23,8 +23,13 @@ def create_app(overrides: dict | None = None) -> Flask:
     )
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.update(config_module.load(app.instance_path, overrides))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from voucher import ops
+    from voucher.ops.logs import configure_logging
+
+    # JSON lines in production (LOG_FORMAT); then the proxy fix and the per-request hook (request id,
+    # access log, metrics, security headers), registered before any extension's hook.
+    configure_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+    ops.init_app(app)
 
     _init_extensions(app)
     _bound_integer_urls(app)
@@ -83,6 +88,7 @@ def _register_blueprints(app: Flask) -> None:
     from voucher.api.views import bp as api_bp
     from voucher.extensions import csrf
     from voucher.health import bp as health_bp
+    from voucher.ops.metrics import bp as metrics_bp
     from voucher.jobs.views import bp as jobs_bp
     from voucher.analytics.views import bp as analytics_bp
     from voucher.campaigns.grant_views import bp as grants_bp
@@ -104,3 +110,4 @@ def _register_blueprints(app: Flask) -> None:
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(metrics_bp)

@@ -15,9 +15,11 @@ SEED_DIR = PROJECT_ROOT / "seed"
 def register_cli(app: Flask) -> None:
     from voucher.analytics.cli import register as register_leverage
     from voucher.index.cli import register as register_index
+    from voucher.ops.cli import register as register_backup
     from voucher.settlement.cli import register as register_settlement
 
     register_settlement(app)
+    register_backup(app)
     register_leverage(app)
     register_index(app)
 

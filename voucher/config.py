@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from voucher.ops.settings import parse_networks, rate_limits_from_env
+
 # Development-only defaults. create_app() refuses to start in production while any is in use.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key"
 DEV_QR_KEYS = "dev1:dev-only-insecure-qr-signing-key"
@@ -53,7 +55,9 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
         # No ping on every checkout (a round trip per request): a connection found dropped invalidates
         # the whole pool, so a database restart costs each process one failed request.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False},
+        # In production an SQL error's message leaves out the bound values (phone hashes, codes), so
+        # no personal data reaches the logs through a traceback.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False, "hide_parameters": environment == "production"},
         "QR_SIGNING_KEYS": keys,
         "QR_ACTIVE_KEY_ID": env.get("QR_ACTIVE_KEY_ID", next(iter(keys))),
         "IDENTITY_HASH_KEY": env.get("IDENTITY_HASH_KEY", DEV_IDENTITY_HASH_KEY).encode(),
@@ -62,6 +66,9 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": environment == "production",
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": environment == "production",
         "WTF_CSRF_TIME_LIMIT": None,
         "PASSWORD_HASH_METHOD": "scrypt",
         # A cashier may undo a mistaken redemption for this long, at the same store.
@@ -73,6 +80,16 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # Run the scheduled jobs' clock in this process. Any number of processes may: each schedule
         # slot still runs once (voucher/jobs). Off by default, and in tests.
         "SCHEDULER_ENABLED": env.get("SCHEDULER_ENABLED", "0") == "1",
+        # Production plumbing (voucher/ops). X-Forwarded-* is trusted from this many proxies in front.
+        "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES", "0")),
+        "LOG_FORMAT": env.get("LOG_FORMAT", "json" if environment == "production" else "text"),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+        "ACCESS_LOG": env.get("ACCESS_LOG", "1") == "1",
+        "METRICS_ENABLED": env.get("METRICS_ENABLED", "1") == "1",
+        "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
+        "METRICS_ALLOWED_NETWORKS": parse_networks(env.get("METRICS_ALLOWED_NETWORKS", "127.0.0.1/32,::1/128")),
+        "HSTS_MAX_AGE": int(env.get("HSTS_MAX_AGE", "31536000")),
+        **rate_limits_from_env(env),
     }
     if overrides:
         config.update(overrides)
@@ -80,6 +97,8 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         raise ConfigError("QR_ACTIVE_KEY_ID 不在 QR_SIGNING_KEYS 中")
     if config["ENV_NAME"] == "production":
         _refuse_dev_defaults(config, qr_keys_text)
+    if config["LOG_FORMAT"] not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT 应为 json 或 text，而不是 {config['LOG_FORMAT']!r}")
     return config
 
 
@@ -98,6 +117,8 @@ def _refuse_dev_defaults(config: dict, qr_keys_text: str) -> None:
         insecure.append("PARTNER_MASTER_KEY")
     if config["OTP_DEV_DISPLAY"]:
         insecure.append("OTP_DEV_DISPLAY")
+    if config["METRICS_TOKEN"] and len(config["METRICS_TOKEN"]) < 16:
+        insecure.append("METRICS_TOKEN")
     if insecure:
         raise ConfigError(
             f"生产环境不能使用开发默认值或过短的密钥（至少 16 个字符）：{', '.join(insecure)}。请通过环境变量设置。"

@@ -5,7 +5,7 @@ import json
 from contextlib import contextmanager
 from typing import Iterator
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError
 
@@ -68,6 +68,17 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(405)
     def method_not_allowed(error):
         return page(405, "method_not_allowed", "不支持该请求方式")
+
+    @app.errorhandler(429)
+    def too_many_requests(error):
+        # A rate limit (voucher/ops/limits.py) refused the request; its own message says which.
+        from voucher.ops.limits import RETRY_MESSAGE, RateLimited
+
+        limited = isinstance(error, RateLimited)
+        response = make_response(*page(429, "rate_limited", error.description if limited else RETRY_MESSAGE))
+        if limited and error.retry_after:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
 
     @app.errorhandler(500)
     def server_error(error):

@@ -10,6 +10,7 @@ from voucher.accounts.forms import ActionForm, LoginForm
 from voucher.core.errors import DomainError
 from voucher.core.permissions import Role
 from voucher.core.db import db
+from voucher.ops import limits
 
 bp = Blueprint("accounts", __name__)
 
@@ -32,6 +33,7 @@ def home():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limits.login
 def login():
     form = LoginForm()
     if form.validate_on_submit():

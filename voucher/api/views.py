@@ -14,6 +14,7 @@ from voucher.core.db import db
 from voucher.core.errors import InvalidInput, NotFound
 from voucher.merchants.models import Redemption
 from voucher.merchants.redemption import redeem, reverse
+from voucher.ops import limits
 from voucher.vouchers import citizens, services as vouchers
 from voucher.web import unit_of_work
 
@@ -75,8 +76,11 @@ def _positive_int(body: dict, key: str, label: str) -> int:
                             "order_amount_fen": {"type": "integer", "minimum": 1}}},
     responses={201: ("redeemed", REDEMPTION), 200: ("a retry: the first answer", REDEMPTION),
                401: ("bad token", None), 409: ("already redeemed, expired, idempotency conflict...", None),
-               422: ("invalid code or amount, threshold not met", None)},
+               422: ("invalid code or amount, threshold not met", None),
+               429: ("too many requests from this address or terminal", None)},
 )
+@limits.redemption_ip
+@limits.redemption_terminal
 def create_redemption():
     terminal = auth.current_terminal()
     body = _json_body()
@@ -111,8 +115,11 @@ def get_redemption(redemption_id: int):
     "post", "/redemptions/{redemption_id}/reversal", summary="撤销核销（原门店，时限内）", security="storeTerminal",
     request={"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string", "maxLength": 200}}},
     responses={200: ("reversed", REDEMPTION), 403: ("another store's redemption", None),
-               409: ("already reversed, or the window has closed", None)},
+               409: ("already reversed, or the window has closed", None),
+               429: ("too many requests from this address or terminal", None)},
 )
+@limits.redemption_ip
+@limits.redemption_terminal
 def reverse_redemption(redemption_id: int):
     terminal = auth.current_terminal()
     body = _json_body()
@@ -141,8 +148,11 @@ CLAIM_RESULT = {
                                         "properties": {"phone": {"type": "string", "description":
                                                                  "verified by the partner; stored only as a keyed hash"}}}}},
     responses={201: ("won: one voucher", CLAIM_RESULT), 401: ("bad signature, stale timestamp, reused nonce", None),
-               409: ("sold_out, claim_limit_reached, release_not_open", None), 422: ("bad input", None)},
+               409: ("sold_out, claim_limit_reached, release_not_open", None), 422: ("bad input", None),
+               429: ("too many requests from this address or partner", None)},
 )
+@limits.channel_claim_ip
+@limits.channel_claim_partner
 def channel_claim():
     partner = auth.current_partner()
     body = _json_body()

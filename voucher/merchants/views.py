@@ -15,6 +15,7 @@ from voucher.core.permissions import Role, roles_required
 from voucher.merchants.forms import RedeemForm, ReverseForm
 from voucher.merchants.models import Redemption
 from voucher.merchants.redemption import redeem, reverse
+from voucher.ops import limits
 from voucher.web import unit_of_work
 
 bp = Blueprint("merchants", __name__)
@@ -38,6 +39,7 @@ def _fresh_form() -> RedeemForm:
 
 
 @bp.route("/counter", methods=["GET", "POST"])
+@limits.counter_page
 @roles_required(Role.CASHIER)
 def counter():
     form = RedeemForm()

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from voucher.accounts.forms import ActionForm
 from voucher.core.db import db
 from voucher.core.errors import DomainError
+from voucher.ops import limits
 from voucher.vouchers import citizens, codes, qr, services
 from voucher.vouchers.forms import CodeForm, PhoneForm
 from voucher.campaigns import lottery
@@ -48,6 +49,7 @@ def home():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limits.citizen_login
 def login():
     """Two steps on one page: the phone number, then the one-time code sent to it."""
     phone_form = PhoneForm(prefix="p")
@@ -91,6 +93,7 @@ def logout():
 
 
 @bp.post("/releases/<int:release_id>/claim")
+@limits.claim_page
 @citizen_required
 def claim(release_id: int):
     if not ActionForm().validate_on_submit():
@@ -106,6 +109,7 @@ def claim(release_id: int):
 
 
 @bp.post("/releases/<int:release_id>/enter")
+@limits.claim_page
 @citizen_required
 def enter_lottery(release_id: int):
     if not ActionForm().validate_on_submit():

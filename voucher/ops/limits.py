@@ -1,0 +1,193 @@
+"""Rate limits on the endpoints worth attacking: sign-in, claims and redemption.
+
+Each guarded view carries a decorator from this module. Its POSTs are counted per client address
+(after ProxyFix) and, on the JSON API, also per caller: per channel partner (its key id) and per store
+terminal (a digest of its token, so nobody without the token can spend a terminal's allowance). The
+numbers come from RATELIMIT_* settings in the `limits` notation ("5 per minute;30 per hour"; see
+voucher/ops/settings.py for the defaults), read when the app is created, so a test app can lower them.
+
+The counting is done by `limits` (the engine under Flask-Limiter) with fixed windows. Flask-Limiter
+itself is not used: its per-request resolution of which limits apply cost about 0.15 ms of CPU per
+request here (measured on the redemption API), more than the whole budget for logs, metrics and limits
+together; checking a known limit directly costs a few microseconds.
+
+Counters live in this process by default (with N gunicorn workers a client gets up to N times a limit);
+with RATELIMIT_STORAGE_URI=redis://... every process and every app server share them. Should Redis stop
+answering, counting falls back to this process for RETRY_STORAGE_AFTER seconds and a warning is logged:
+a broken limiter never takes the service down.
+
+A refusal is 429 with Retry-After: a Chinese page, or on the API the usual error shape with the code
+`rate_limited` (voucher/web.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from functools import wraps
+from typing import Callable
+
+from flask import Flask, current_app, request
+from limits import parse_many
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from werkzeug.exceptions import TooManyRequests
+
+from voucher.ops.settings import RATE_LIMITS
+
+logger = logging.getLogger(__name__)
+
+RETRY_MESSAGE = "请求过于频繁，请稍后再试"
+RETRY_STORAGE_AFTER = 30.0
+
+
+class LocalStorage(Storage):
+    """Fixed-window counters in this process (the default). limits' own MemoryStorage starts a new
+    timer thread every 10 ms while requests come in, each scanning every key to expire old windows;
+    here an expired window is replaced when its key is next counted, and the rest are swept inline
+    once a minute."""
+
+    STORAGE_SCHEME = ["voucher-local"]
+    SWEEP_EVERY = 60.0
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options) -> None:
+        self._windows: dict[str, list] = {}  # key -> [window end (epoch seconds), count]
+        self._lock = threading.Lock()
+        self._next_sweep = time.time() + self.SWEEP_EVERY
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return ValueError
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        with self._lock:
+            if now >= self._next_sweep:
+                self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
+                self._next_sweep = now + self.SWEEP_EVERY
+            window = self._windows.get(key)
+            if window is None or window[0] <= now:
+                window = self._windows[key] = [now + expiry, 0]
+            window[1] += amount
+            return window[1]
+
+    def get(self, key: str) -> int:
+        window = self._windows.get(key)
+        return window[1] if window is not None and window[0] > time.time() else 0
+
+    def get_expiry(self, key: str) -> float:
+        window = self._windows.get(key)
+        return window[0] if window is not None else time.time()
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int:
+        with self._lock:
+            count = len(self._windows)
+            self._windows = {}
+        return count
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._windows.pop(key, None)
+
+
+class RateLimited(TooManyRequests):
+    def __init__(self, message: str, retry_after: int | None) -> None:
+        super().__init__(description=message)
+        self.retry_after = retry_after
+
+
+class RateLimits:
+    """The app's counters: app.extensions["rate_limits"]."""
+
+    def __init__(self, config: dict) -> None:
+        self.enabled = config["RATELIMIT_ENABLED"]
+        self.prefix = config["RATELIMIT_KEY_PREFIX"]
+        self.items = {name: tuple(parse_many(config[name])) for name in RATE_LIMITS}
+        uri = config["RATELIMIT_STORAGE_URI"]
+        self.shared = uri != "local://"
+        storage = (storage_from_string(uri, wrap_exceptions=True, **config["RATELIMIT_STORAGE_OPTIONS"])
+                   if self.shared else LocalStorage())
+        self.primary = FixedWindowRateLimiter(storage)
+        self.fallback = FixedWindowRateLimiter(LocalStorage()) if self.shared else self.primary
+        self._primary_down_until = 0.0
+
+    def _strategy(self) -> FixedWindowRateLimiter:
+        if self._primary_down_until and time.monotonic() < self._primary_down_until:
+            return self.fallback
+        return self.primary
+
+    def check(self, setting: str, scope: str, key: str, message: str) -> None:
+        """Count one request against every window of `setting`; raise RateLimited if any is full."""
+        strategy = self._strategy()
+        prefix = self.prefix
+        for item in self.items[setting]:
+            try:
+                allowed = strategy.hit(item, prefix, scope, key)
+            except Exception:  # noqa: BLE001 - the shared storage failed; count locally meanwhile
+                logger.warning("rate limit storage unreachable; counting in this process for %d s",
+                               RETRY_STORAGE_AFTER)
+                self._primary_down_until = time.monotonic() + RETRY_STORAGE_AFTER
+                strategy = self.fallback
+                allowed = strategy.hit(item, prefix, scope, key)
+            if not allowed:
+                raise RateLimited(message, self._retry_after(strategy, item, prefix, scope, key))
+
+    @staticmethod
+    def _retry_after(strategy, item, *identifiers) -> int | None:
+        try:
+            return max(1, int(strategy.get_window_stats(item, *identifiers).reset_time - time.time()) + 1)
+        except Exception:  # noqa: BLE001 - only a hint for the client
+            return None
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["rate_limits"] = RateLimits(app.config)
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def partner_key() -> str:
+    return request.headers.get("X-Partner-Key", "")[:64] or "none"
+
+
+def terminal_key() -> str:
+    # The token's digest (as stored for the terminal), shortened: a key per terminal, no secret in it.
+    token = request.headers.get("Authorization", "")[7:].strip()
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+def limited(setting: str, message: str, key: Callable[[], str] = client_address) -> Callable:
+    """Count the view's POSTs under `setting`, keyed by `key()`; GETs (showing the form) are free."""
+
+    def decorator(view: Callable) -> Callable:
+        scope = f"{view.__module__}.{view.__name__}:{setting}"
+
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if request.method == "POST":
+                counters = current_app.extensions["rate_limits"]
+                if counters.enabled:
+                    counters.check(setting, scope, key(), message)
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+# One decorator per guarded action. On the API the address limit and the caller's limit both apply.
+login = limited("RATELIMIT_LOGIN", "登录尝试过于频繁，请一分钟后再试")
+citizen_login = limited("RATELIMIT_CITIZEN_LOGIN", "验证请求过于频繁，请稍后再试")
+claim_page = limited("RATELIMIT_CLAIM", "领取请求过于频繁，请稍后再试")
+counter_page = limited("RATELIMIT_COUNTER", "核销请求过于频繁，请稍后再试")
+channel_claim_ip = limited("RATELIMIT_CHANNEL_CLAIM_IP", "该地址的领券请求过于频繁，请稍后再试")
+channel_claim_partner = limited("RATELIMIT_CHANNEL_CLAIM_PARTNER", "该渠道的领券请求过于频繁，请稍后再试", key=partner_key)
+redemption_ip = limited("RATELIMIT_REDEMPTION_IP", "该地址的核销请求过于频繁，请稍后再试")
+redemption_terminal = limited("RATELIMIT_REDEMPTION_TERMINAL", "该终端的核销请求过于频繁，请稍后再试", key=terminal_key)
