@@ -1,0 +1,115 @@
+"""The main screens pass axe-core's WCAG 2.x A and AA rules: labels, contrast, names of buttons and links,
+language, headings, target size (axe-core is vendored in tests/browser/vendor, MPL-2.0)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.browser.conftest import PHONE, claim_demo_voucher, redeem_demo_voucher, sign_in
+from voucher.campaigns.models import Campaign
+
+# What a page looks like does not depend on the database: these run on SQLite only (see conftest.py).
+SQLITE_ONLY = True
+AXE = (Path(__file__).parent / "vendor" / "axe.min.js").read_text(encoding="utf-8")
+TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+RUN = """async (tags) => {
+  const results = await axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']});
+  return {passes: results.passes.length, violations: results.violations.map(v => `${v.id} (${v.impact}): ${v.help}\\n` +
+    v.nodes.slice(0, 5).map(n => `    ${n.target.join(' ')}: ${n.failureSummary.replace(/\\n/g, ' ')}`).join('\\n'))};
+}"""
+
+
+def _campaign_path(db, name_part: str) -> str:
+    campaign_id = db.session.scalar(select(Campaign.id).where(Campaign.name.contains(name_part)))
+    db.session.rollback()
+    return f"/campaigns/{campaign_id}"
+
+
+def _citizen(page, phone: str = "13812345678") -> None:
+    page.goto("/c/login")
+    page.get_by_label("手机号码").fill(phone)
+    page.get_by_role("button", name="获取验证码").click()
+    page.get_by_label("短信验证码").fill(page.locator(".dev-code").inner_text())
+    page.get_by_role("button", name="验证并继续").click()
+    page.wait_for_url("**/c/")
+
+
+def _counter_after_a_scan(page, db) -> None:
+    token = claim_demo_voucher(db)
+    sign_in(page, "cashier")
+    page.goto("/counter")
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    page.keyboard.type("150")
+    page.keyboard.press("Enter")
+    page.locator("section.result.ok").wait_for()
+
+
+def _counter_refusal(page, db) -> None:
+    sign_in(page, "cashier")
+    page.goto("/counter")
+    page.keyboard.type("ABCD-EFGH-JKM")
+    page.keyboard.press("Enter")
+    page.keyboard.type("150")
+    page.keyboard.press("Enter")
+    page.locator("section.result.fail").wait_for()
+
+
+def _otp_step(page, db) -> None:
+    page.goto("/c/login")
+    page.get_by_label("手机号码").fill("13812345678")
+    page.get_by_role("button", name="获取验证码").click()
+    page.locator(".dev-code").wait_for()
+
+
+def _my_vouchers(page, db) -> None:
+    _citizen(page)
+    page.locator("section.voucher-offer", has_text="演示第一期").filter(has_text="第一轮") \
+        .get_by_role("button", name="立即领取").click()
+    page.wait_for_url("**/c/vouchers")
+
+
+def _staff(username: str, path):
+    def open_screen(page, db) -> None:
+        sign_in(page, username)
+        page.goto(path(db) if callable(path) else path)
+
+    return open_screen
+
+
+SCREENS = {
+    "home": lambda page, db: page.goto("/"),
+    "login": lambda page, db: page.goto("/login"),
+    "dashboard": _staff("finance", "/dashboard"),
+    "campaign-form": _staff("maker", "/campaigns/new"),
+    "campaign-detail": _staff("maker", lambda db: _campaign_path(db, "演示第一期")),
+    "campaign-detail-pending": _staff("approver", lambda db: _campaign_path(db, "待审批")),
+    "approvals": _staff("approver", "/approvals"),
+    "counter": _counter_after_a_scan,
+    "counter-refusal": _counter_refusal,
+    "citizen-home": lambda page, db: _citizen(page),
+    "citizen-one-time-code": _otp_step,
+    "my-vouchers": _my_vouchers,
+    "budget-report": _staff("finance", "/reports/budget"),
+    "leverage": _staff("finance", "/analytics/leverage"),
+}
+PHONE_SCREENS = {"counter", "counter-refusal", "citizen-home", "citizen-one-time-code", "my-vouchers"}
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_screen_passes_axe(screen, demo, new_page, shots):
+    redeem_demo_voucher(demo)  # figures on the dashboards, a row at the counter
+    options = dict(viewport=PHONE, is_mobile=True, has_touch=True) if screen in PHONE_SCREENS else {}
+    page = new_page(**options)
+    SCREENS[screen](page, demo)
+    page.wait_for_load_state()
+    assert page.title()
+    # Evaluated through the DevTools protocol, not a <script> tag: the Content Security Policy allows no inline script.
+    page.evaluate(AXE + "\n;0")
+    found = page.evaluate(RUN, TAGS)
+    shots(page, "screen")
+    assert found["passes"]  # axe did run its rules
+    violations = found["violations"]
+    assert not violations, f"{screen} ({page.url}):\n" + "\n".join(violations)

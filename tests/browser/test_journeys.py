@@ -1,0 +1,207 @@
+"""The README's journeys in a real browser: configure and approve a campaign, claim on a phone, redeem at
+the counter with a USB scanner (keyboard only) and reverse, download the budget report."""
+from __future__ import annotations
+
+import io
+import re
+from datetime import timedelta
+
+import zxingcpp
+from openpyxl import load_workbook
+from PIL import Image
+from sqlalchemy import select
+
+from tests.browser.conftest import (
+    PHONE, claim_demo_voucher, nav, playwright_api, redeem_demo_voucher, sign_in, sign_out,
+)
+from voucher.core.clock import local_today
+
+expect = playwright_api().expect
+
+
+def test_maker_configures_and_approver_approves_a_campaign(demo, new_page, shots):
+    page = new_page()
+    sign_in(page, "maker")
+    nav(page, "新建活动")
+    page.get_by_label("政策措施").select_option(label="1. " + _short_title(demo, 1))
+    page.get_by_label("活动名称").fill("市区餐饮零售消费券（浏览器测试）")
+    page.get_by_label("活动工具").select_option("voucher")
+    page.get_by_label("资金来源类型").first.select_option("municipal_finance")
+    page.get_by_label("出资单位").first.fill("市财政")
+    page.get_by_label("金额（元）").first.fill("10000000")
+    page.get_by_label("资金状态").first.select_option("in_hand")
+    page.get_by_label("出资比例").first.fill("1")
+    page.get_by_label("券面额", exact=False).fill("20")
+    page.get_by_label("使用门槛", exact=False).fill("100")
+    for choice in ("餐饮", "零售", "海州区", "连云区"):
+        page.get_by_label(choice, exact=True).check()
+    page.get_by_label("有效期开始").fill(local_today().isoformat())
+    page.get_by_label("有效期结束").fill((local_today() + timedelta(days=30)).isoformat())
+    shots(page, "campaign-form")
+    page.get_by_role("button", name="保存为草稿").click()
+
+    expect(page.get_by_role("heading", level=1)).to_contain_text("草稿")
+    page.get_by_role("button", name="提交审批").click()
+    expect(page.get_by_role("status")).to_contain_text("已提交审批")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("待审批")
+    shots(page, "submitted")
+    campaign_url = page.url
+    # The maker cannot approve: no button, and the approvals page answers 403.
+    expect(page.get_by_role("button", name="审批通过")).to_have_count(0)
+    assert page.goto("/approvals").status == 403
+    page.go_back()
+    sign_out(page)
+
+    sign_in(page, "approver")
+    nav(page, "待审批")
+    row = page.get_by_role("row").filter(has_text="市区餐饮零售消费券（浏览器测试）")
+    expect(row).to_contain_text("10,000,000.00")
+    shots(page, "approvals")
+    row.get_by_role("button", name="审批通过").click()
+    expect(page.get_by_role("status")).to_contain_text("活动已审批通过，预算已入账")
+    assert page.url == campaign_url
+    expect(page.get_by_role("heading", level=1)).to_contain_text("进行中")
+    budget = page.locator("section", has=page.get_by_role("heading", name="预算执行"))
+    expect(budget).to_contain_text("10,000,000.00 元")
+    shots(page, "approved")
+    sign_out(page)
+
+    # The maker adds a round and opens it: its vouchers are minted and the citizen page offers them.
+    sign_in(page, "maker")
+    page.goto(campaign_url)
+    page.get_by_label("场次名称").fill("第一轮")
+    page.get_by_label("发放数量（张）").fill("50")
+    page.get_by_label("每人限领（张）").fill("1")
+    page.get_by_label("开放时间（北京时间）").fill(f"{local_today().isoformat()}T00:00")
+    page.get_by_role("button", name="创建场次").click()
+    page.get_by_role("button", name="开放领取").click()
+    expect(page.get_by_role("row").filter(has_text="第一轮")).to_contain_text("领取中")
+    expect(budget).to_contain_text("1,000.00 元")  # 50 x 20 yuan reserved
+    shots(page, "round-open")
+    page.goto("/c/")
+    expect(page.locator("section", has_text="市区餐饮零售消费券（浏览器测试）")).to_contain_text("剩余 50 / 50 张")
+
+
+def test_citizen_claims_a_voucher_on_a_phone_and_the_qr_renders(demo, new_page, shots):
+    page = new_page(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+    page.goto("/c/")
+    shots(page, "offers")
+    page.get_by_role("link", name="手机号验证后领取").tap()
+    page.get_by_label("手机号码").fill("13812345678")
+    page.get_by_role("button", name="获取验证码").tap()
+    code = page.locator(".dev-code").inner_text()
+    assert re.fullmatch(r"\d{6}", code)
+    page.get_by_label("短信验证码").fill(code)
+    shots(page, "one-time-code")
+    page.get_by_role("button", name="验证并继续").tap()
+    expect(page.get_by_role("status")).to_contain_text("验证成功")
+
+    offer = page.locator("section.voucher-offer", has_text="演示第一期").filter(has_text="第一轮")
+    offer.get_by_role("button", name="立即领取").tap()
+    expect(page).to_have_url(re.compile(r"/c/vouchers$"))
+    expect(page.get_by_role("status")).to_contain_text("领取成功")
+    card = page.locator("section.voucher-card", has_text="演示第一期")
+    qr = card.get_by_role("img", name=re.compile("消费券二维码"))
+    expect(qr).to_be_visible()
+    qr.evaluate("img => img.decode()")  # waits until the image has loaded (or rejects)
+    assert qr.evaluate("img => img.complete && img.naturalWidth") > 0
+    shots(page, "my-vouchers")
+
+    # The QR on the screen scans to this voucher's signed token.
+    shown_code = card.locator(".code strong").inner_text()
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr.screenshot())))
+    assert [d.text.split(".")[0] for d in decoded] == ["LYGV1"]
+    assert decoded[0].text.split(".")[2] == shown_code.replace("-", "")
+
+
+def test_cashier_redeems_with_a_usb_scanner_and_reverses(demo, new_page, shots):
+    token = claim_demo_voucher(demo)
+    page = new_page()
+    sign_in(page, "cashier")
+    nav(page, "收银核销")
+    code_box, amount_box = page.get_by_label("券码（扫码或输入）"), page.get_by_label("订单金额（元）")
+    expect(code_box).to_be_focused()
+    shots(page, "counter")
+
+    # A USB scanner is a keyboard: it types the QR's text and presses Enter. Nothing is clicked.
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    expect(amount_box).to_be_focused()
+    page.keyboard.type("150")
+    page.keyboard.press("Enter")
+    result = page.locator("section.result")
+    expect(result).to_contain_text("核销成功")
+    expect(result).to_contain_text("优惠 ¥20.00")
+    expect(result).to_contain_text("顾客实付 ¥130.00")
+    expect(code_box).to_be_focused()  # ready for the next scan
+    expect(code_box).to_have_value("")
+    shots(page, "redeemed")
+
+    # The same voucher again is refused with its reason.
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    page.keyboard.type("150")
+    page.keyboard.press("Enter")
+    expect(result).to_contain_text("未核销")
+    expect(result).to_contain_text("已核销")
+    shots(page, "refused-again")
+
+    # Reverse it, still by keyboard: Tab to the row's 撤销 button and press Enter.
+    undo = page.get_by_role("row").filter(has_text="150.00").get_by_role("button", name="撤销")
+    for _ in range(12):
+        if undo.evaluate("button => button === document.activeElement"):
+            break
+        page.keyboard.press("Tab")
+    expect(undo).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_contain_text("已撤销核销")
+    expect(page.get_by_role("row").filter(has_text="150.00")).to_contain_text("已撤销")
+    shots(page, "reversed")
+
+    # Usable again: a second scan redeems it.
+    expect(code_box).to_be_focused()
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    page.keyboard.type("120")
+    page.keyboard.press("Enter")
+    expect(result).to_contain_text("核销成功")
+    expect(result).to_contain_text("顾客实付 ¥100.00")
+
+
+def test_finance_downloads_the_budget_report(demo, new_page, shots, tmp_path):
+    redeem_demo_voucher(demo)  # so the demo campaign has money spent, not only funded and reserved
+    page = new_page()
+    sign_in(page, "finance")
+    nav(page, "预算执行")
+    expect(page.get_by_role("heading", level=1)).to_have_text("预算执行情况")
+    on_screen = page.locator("table").nth(1).get_by_role("row").filter(has_text="演示第一期")
+    expect(on_screen).to_contain_text("10,000,000.00")
+    shots(page, "budget")
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name=re.compile("下载 Excel")).click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".xlsx")
+    saved = shots.next_path(download.suggested_filename)  # kept with the screenshots
+    download.save_as(saved)
+
+    book = load_workbook(saved)
+    assert book.sheetnames == ["按措施", "按活动", "按资金来源", "按出资方", "按区县"]
+    sheet = book["按活动"]
+    header = [cell.value for cell in sheet[2]]
+    (row,) = [r for r in sheet.iter_rows(min_row=3, values_only=True) if "演示第一期" in str(r[0])]
+    figures = dict(zip(header, row))
+    assert figures["已到位"] == 10_000_000
+    assert figures["已核销待结算"] == 20
+    assert sheet.cell(row=3, column=2).number_format == "#,##0.00"
+    # The workbook shows what the page shows, to the fen.
+    page_cells = on_screen.locator("td").all_inner_texts()
+    assert [f"{figures[h]:,.2f}" for h in header[1:]] == page_cells[1:]
+
+
+def _short_title(db, number: int) -> str:
+    from voucher.campaigns.models import Measure
+
+    title = db.session.scalar(select(Measure.short_title).where(Measure.number == number))
+    db.session.rollback()
+    return title

@@ -1,0 +1,63 @@
+"""The counter and the citizen's pages on a 360 px wide phone: nothing scrolls sideways, and every button
+and input is a touch target of at least 44 x 44 CSS px."""
+from __future__ import annotations
+
+from tests.browser.conftest import PHONE, redeem_demo_voucher, sign_in
+
+# What a page looks like does not depend on the database: these run on SQLite only (see conftest.py).
+SQLITE_ONLY = True
+MIN_TARGET = 44
+
+MEASURE = """() => {
+  const small = [];
+  for (const el of document.querySelectorAll('button, input:not([type=hidden]), select, textarea, a.btn')) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) continue;  // not displayed
+    if (box.width < %(min)d || box.height < %(min)d) {
+      small.push(`${el.outerHTML.slice(0, 90)}: ${Math.round(box.width)} x ${Math.round(box.height)}`);
+    }
+  }
+  return {width: document.documentElement.scrollWidth, small};
+}""" % {"min": MIN_TARGET}
+
+
+def check(page, shots, name: str) -> None:
+    shots(page, name)
+    found = page.evaluate(MEASURE)
+    assert found["width"] <= PHONE["width"], f"{name}: the page is {found['width']} px wide"
+    assert not found["small"], f"{name}: touch targets under {MIN_TARGET} px:\n" + "\n".join(found["small"])
+
+
+def test_citizen_pages_fit_a_360px_phone(demo, new_page, shots):
+    page = new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    page.goto("/c/")
+    check(page, shots, "offers")
+    page.get_by_role("link", name="手机号验证后领取").tap()
+    page.wait_for_url("**/c/login")
+    check(page, shots, "phone")
+    page.get_by_label("手机号码").fill("13812345678")
+    page.get_by_role("button", name="获取验证码").tap()
+    page.locator(".dev-code").wait_for()
+    check(page, shots, "one-time-code")
+    page.get_by_label("短信验证码").fill(page.locator(".dev-code").inner_text())
+    page.get_by_role("button", name="验证并继续").tap()
+    page.wait_for_url("**/c/")
+    check(page, shots, "offers-signed-in")
+    page.locator("section.voucher-offer", has_text="演示第一期").filter(has_text="第一轮") \
+        .get_by_role("button", name="立即领取").tap()
+    page.wait_for_url("**/c/vouchers")
+    page.locator("img.qr").evaluate("img => img.decode()")
+    check(page, shots, "my-vouchers")
+
+
+def test_counter_fits_a_360px_phone(demo, new_page, shots):
+    redeem_demo_voucher(demo)  # a row with its reversal form
+    page = new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    sign_in(page, "cashier")
+    page.goto("/counter")
+    check(page, shots, "counter")
+    page.get_by_label("券码（扫码或输入）").fill("ABCD-EFGH-JKM")
+    page.get_by_label("订单金额（元）").fill("150")
+    page.get_by_role("button", name="确认核销").tap()
+    page.locator("section.result").wait_for()
+    check(page, shots, "counter-refused")
