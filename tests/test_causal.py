@@ -54,6 +54,8 @@ def test_the_interval_is_wider_when_one_merchant_appears_in_many_campaigns():
                             np.arange(4 * len(group)))
     assert repeated.value == pytest.approx(naive.value)
     assert repeated.std_error > 1.9 * naive.std_error
+    # the counts are merchants, not merchant-campaign units
+    assert (repeated.treated, repeated.comparable) == (200, 200) and (naive.treated, naive.comparable) == (800, 800)
 
 
 # The panel from the database ------------------------------------------------------------------------
@@ -118,6 +120,7 @@ def test_the_panel_holds_the_right_merchants_and_recovers_the_planted_leverage(d
     assert (result.treated, result.comparable, result.campaigns) == (3, 3, 1)
     both = panel.estimate().estimate
     assert both.value == pytest.approx(PLANTED) and both.campaigns == 2
+    assert (both.treated, both.comparable) == (4, 3)  # the comparables stand in both panels: counted once
 
 
 def test_report_and_page_show_the_causal_figure_beside_the_gross_one(app, client, db, panel_world):

@@ -271,3 +271,36 @@ def test_feed_cli(app, db, cat):
     result = app.test_cli_runner().invoke(args=["index", "feed", "--year", str(local_today().year)])
     assert result.exit_code == 0, result.output
     assert "S11（活动数据）：20.00 元" in result.output and "1 个信息消费活动" in result.output
+
+
+def test_whoever_edited_a_catalogue_draft_cannot_approve_it_and_only_one_version_is_in_force(db):
+    from sqlalchemy.exc import IntegrityError
+
+    from tests.factories import PASSWORD
+    from voucher.accounts.services import create_user
+    from voucher.core.errors import InvalidTransition, MakerCheckerViolation
+    from voucher.core.permissions import Role
+    from voucher.index.models import CatalogueVersion
+
+    world = make_world()
+    editor = create_user("admin2", PASSWORD, Role.ADMIN)
+    catalogue.install_default_catalogue()
+    db.session.commit()
+    draft = catalogue.draft_from(catalogue.active_version(), world.admin)
+    catalogue.update_draft(draft, {"demand": 20, "supply": 50, "environment": 30}, [], "需求权重提高", editor)
+    catalogue.submit(draft, world.admin)
+    with pytest.raises(MakerCheckerViolation):
+        catalogue.approve(draft, editor)  # edited the weights, then let someone else submit
+    catalogue.reject(draft, "再议", world.approver)
+    with pytest.raises(InvalidTransition):
+        catalogue.draft_from(catalogue.active_version(), world.admin)  # the rejected one is still open
+    catalogue.submit(draft, world.admin)
+    catalogue.approve(draft, world.approver)
+    db.session.commit()
+    assert catalogue.active_version().id == draft.id
+
+    version_1 = db.session.scalar(select(CatalogueVersion).where(CatalogueVersion.version == 1))
+    version_1.status = "active"  # what two approvals racing would do
+    with pytest.raises(IntegrityError):
+        db.session.flush()
+    db.session.rollback()

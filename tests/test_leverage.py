@@ -127,6 +127,12 @@ def test_the_leverage_page_labels_gross_and_causal_and_exports(client, db, data)
     assert "小型" in size and "杠杆率与下限按实际支付计算" in size
     bad = client.get("/analytics/leverage?from=2026-13-01&campaign=x")
     assert bad.status_code == 422 and "开始日期格式应为 YYYY-MM-DD" in bad.get_data(as_text=True)
+    for query, message in (("until=9999-12-31", "结束日期超出范围（2000–2099 年）"),
+                           ("from=0001-01-01", "开始日期超出范围（2000–2099 年）"),
+                           ("from=2026-02-01&until=2026-01-01", "开始日期不能晚于结束日期"),
+                           ("campaign=%C2%B2", "活动编号应为正整数")):
+        refused = client.get(f"/analytics/leverage?{query}")
+        assert refused.status_code == 422 and message in refused.get_data(as_text=True), query
     book = openpyxl.load_workbook(io.BytesIO(client.get(f"/analytics/leverage.xlsx?campaign={campaign.id}").data))
     assert book.sheetnames[:2] == ["总览", "按措施"]
     assert [c.value for c in book["总览"][3]][1:6] == [5, 100, 3, 60, 480]
@@ -179,7 +185,7 @@ def test_the_rollup_gives_the_same_figures_as_the_live_rows(db, data):
 
     summary = rollup.refresh(through=today - timedelta(days=1))
     db.session.commit()
-    assert summary.built_through == today - timedelta(days=1) and summary.facts == 2 and summary.merchants == 1
+    assert summary.built_through == today - timedelta(days=1) and summary.facts == 2 and summary.merchant_days == 1
     assert [_everything(s) for s in selections] == live
 
     # Everything rolled up, then a reversal of a rolled-up redemption: the next refresh rebuilds its day.

@@ -37,6 +37,16 @@ def test_the_sixth_login_within_a_minute_is_refused_in_chinese(make_ops_app, db)
     assert other.status_code == 302  # another address has its own allowance
 
 
+def test_successful_sign_ins_from_one_office_address_are_not_counted(make_ops_app, db):
+    client = make_ops_app(RATELIMIT_LOGIN="3 per minute").test_client()
+    make_world()
+    for _ in range(6):  # six colleagues behind the bureau's one address
+        assert client.post("/login", data={"username": "finance", "password": PASSWORD}).status_code == 302
+        client.post("/logout")
+    wrong = [client.post("/login", data={"username": "finance", "password": "x"}).status_code for _ in range(4)]
+    assert wrong[:3] != [429] * 3 and wrong[3] == 429  # three wrong passwords spend the allowance
+
+
 def test_partner_claims_are_limited_per_partner_and_per_address(make_ops_app, db):
     client = make_ops_app(RATELIMIT_CHANNEL_CLAIM_PARTNER="2 per minute",
                           RATELIMIT_CHANNEL_CLAIM_IP="3 per minute").test_client()
@@ -55,6 +65,21 @@ def test_partner_claims_are_limited_per_partner_and_per_address(make_ops_app, db
     assert claim("pk_b", 4, "192.0.2.1").status_code == 201  # another partner is not held back
     assert claim("pk_b", 5, "192.0.2.1").status_code == 201
     assert_api_refusal(claim("pk_b", 6, "192.0.2.1"))  # the address's fourth (third of pk_b's is fine)
+
+
+def test_unsigned_requests_cannot_spend_a_partners_allowance(make_ops_app, db):
+    client = make_ops_app(RATELIMIT_CHANNEL_CLAIM_PARTNER="2 per minute").test_client()
+    world = make_world()
+    _, release = make_campaign(world, quantity=10)
+    db.session.add(Partner(name="甲渠道", key_id="pk_a"))
+    db.session.commit()
+    for n in range(5):  # the key id is no secret: anyone can send it, unsigned
+        forged = client.post("/api/v1/channel/claims", json={"release_id": release.id},
+                             headers={"X-Partner-Key": "pk_a"}, environ_base={"REMOTE_ADDR": f"203.0.113.{n}"})
+        assert forged.status_code == 401
+    signed = signed_claim(client, {"release_id": release.id, "citizen": {"phone": "13900000001"}}, key_id="pk_a",
+                          remote="192.0.2.1")
+    assert signed.status_code == 201
 
 
 def test_terminal_redemptions_are_limited_per_terminal(make_ops_app, app, db):

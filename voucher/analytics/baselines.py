@@ -19,6 +19,7 @@ from voucher.accounts.models import User
 from voucher.analytics.models import MerchantDailySales
 from voucher.core import audit
 from voucher.core.errors import DomainError
+from voucher.core.forms import parse_id
 from voucher.core.db import db
 from voucher.merchants.models import Merchant
 from voucher.reconciliation.parsing import parse_date, read_table
@@ -140,6 +141,10 @@ def import_baselines(content: bytes, file_name: str, actor: User | None) -> Base
     if problems:
         raise BadBaselineFile(problems)
 
+    from voucher.analytics import panel
+    from voucher.analytics.rollup import lock_state
+
+    lock_state(panel.NAME)  # one import or panel rebuild at a time: none sees another's half-written rows
     result = BaselineImport(rows=len(parsed), merchants=len({r["merchant_id"] for r in parsed}),
                             first_day=min(r["day"] for r in parsed), last_day=max(r["day"] for r in parsed))
     for start in range(0, len(parsed), 1000):
@@ -149,8 +154,6 @@ def import_baselines(content: bytes, file_name: str, actor: User | None) -> Base
             delete(MerchantDailySales).where(tuple_(MerchantDailySales.merchant_id, MerchantDailySales.day).in_(keys))
         ).rowcount or 0
         db.session.execute(insert(MerchantDailySales), chunk)
-    from voucher.analytics import panel
-
     result.panel_units = panel.build()
     entry = audit.row("baselines.import", None, actor=actor, after={
         "file": file_name[:120], "rows": result.rows, "replaced": result.replaced, "merchants": result.merchants,
@@ -167,7 +170,7 @@ def _merchants(codes: set[str]) -> dict[str, int]:
         chunk = listed[start:start + 1000]
         for merchant_id, uscc in db.session.execute(select(Merchant.id, Merchant.uscc).where(Merchant.uscc.in_(chunk))):
             known[uscc.upper()] = merchant_id
-        numbers = [int(c) for c in chunk if c.isdigit() and len(c) <= 9]
+        numbers = [n for n in map(parse_id, chunk) if n is not None]
         for (merchant_id,) in db.session.execute(select(Merchant.id).where(Merchant.id.in_(numbers))):
             known.setdefault(str(merchant_id), merchant_id)
     return known

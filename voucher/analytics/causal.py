@@ -39,11 +39,16 @@ class CausalEstimate:
         return None if self.value is None else (self.value, self.low, self.high)
 
 
-def estimate(group: np.ndarray, change: np.ndarray, dose: np.ndarray, cluster: np.ndarray) -> CausalEstimate:
-    """The slope of change on dose with one intercept per group, and its 95% interval."""
+def estimate(group: np.ndarray, change: np.ndarray, dose: np.ndarray, cluster: np.ndarray,
+             is_treated: np.ndarray | None = None) -> CausalEstimate:
+    """The slope of change on dose with one intercept per group, and its 95% interval. `is_treated`
+    marks the redeeming units (default: a dose other than zero); the counts are distinct clusters
+    (merchants), not units, since one merchant can sit in several campaigns' panels."""
     group, cluster = np.asarray(group), np.asarray(cluster)
     change, dose = np.asarray(change, dtype=float), np.asarray(dose, dtype=float)
-    treated, comparable = int((dose != 0).sum()), int((dose == 0).sum())
+    is_treated = dose != 0 if is_treated is None else np.asarray(is_treated, dtype=bool)
+    treated = len(np.unique(cluster[is_treated]))
+    comparable = len(np.unique(cluster[~is_treated]))
     groups, g_index = np.unique(group, return_inverse=True)
     counts = dict(treated=treated, comparable=comparable, campaigns=len(groups))
     if treated < MIN_TREATED or comparable < MIN_COMPARABLE:

@@ -13,13 +13,15 @@ from flask import Flask
 from voucher.analytics import baselines, panel, rollup
 from voucher.analytics.leverage import REPORT_KEYS, LeverageFilter, headline, report
 from voucher.core.db import db
+from voucher.core.errors import InvalidInput
+from voucher.core.forms import parse_day
 
 
 def _day(text: str | None, label: str) -> date | None:
     try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        click.echo(f"{label}格式应为 YYYY-MM-DD", err=True)
+        return parse_day(text or "", label)
+    except InvalidInput as error:
+        click.echo(error.message, err=True)
         sys.exit(2)
 
 
@@ -52,7 +54,7 @@ def register(app: Flask) -> None:
         result = rollup.refresh_leverage(full=full)
         db.session.commit()
         click.echo(f"汇总至 {result['built_through']}：{result['facts']:,} 行汇总，"
-                   f"{result['merchants']:,} 个活动商户；因果面板 {result['panel_units']:,} 个商户单元")
+                   f"{result['merchant_days']:,} 个（日，活动）商户集合；因果面板 {result['panel_units']:,} 个商户单元")
 
     @leverage_group.command("import-baselines")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False))

@@ -19,7 +19,7 @@ from voucher.analytics import rollup
 from voucher.analytics.models import LeverageFact
 from voucher.campaigns.models import Campaign, Measure, Release, VoucherProduct
 from voucher.core.clock import local_day_start_utc
-from voucher.core.db import db
+from voucher.core.db import db, local_day_text
 from voucher.core.money import format_yuan
 from voucher.merchants.models import Merchant, Redemption, Store
 from voucher.vouchers.models import Voucher
@@ -200,13 +200,6 @@ def _merchant_count(f: LeverageFilter, split: _Split) -> int:
     return len(np.union1d(ids, np.asarray(live, dtype=np.int64)))
 
 
-def _day(column):
-    """The local (UTC+8) calendar day of a naive UTC timestamp as text, on both databases."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return func.to_char(column + func.make_interval(0, 0, 0, 0, 8), "YYYY-MM-DD")
-    return func.strftime("%Y-%m-%d", column, "+8 hours")
-
-
 def breakdown(dimension: str, f: LeverageFilter = LeverageFilter()) -> list[tuple[str, Figures]]:
     """Figures per value of one dimension, in a stable order (merchant counts: headline only)."""
     if dimension not in DIMENSIONS:
@@ -274,7 +267,7 @@ def _fact_key(dimension: str):
     if dimension == "day":
         if db.session.get_bind().dialect.name == "postgresql":
             return func.to_char(LeverageFact.day, "YYYY-MM-DD"), []
-        return func.strftime("%Y-%m-%d", LeverageFact.day), []
+        return LeverageFact.day, []  # SQLite keeps a date as 'YYYY-MM-DD' text
     column = {"category": LeverageFact.category, "district": LeverageFact.district, "size": LeverageFact.size_class}
     return column[dimension], []
 
@@ -307,7 +300,7 @@ def _keys(dimension: str):
         label = Campaign.name + literal(" · ") + Release.name
         return label, label, [via_release]
     if dimension == "day":
-        return _day(Redemption.created_at), _day(Voucher.claimed_at), []
+        return local_day_text(Redemption.created_at), local_day_text(Voucher.claimed_at), []
     if dimension == "category":
         return Merchant.category, None, [via_merchant]
     if dimension == "district":

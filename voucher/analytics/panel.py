@@ -20,10 +20,10 @@ from sqlalchemy import and_, case, delete, func, insert, select, text
 
 from voucher.analytics import causal
 from voucher.analytics.models import CausalPanelUnit, MerchantDailySales, RollupState
-from voucher.analytics.rollup import local_day
+from voucher.analytics.rollup import lock_state
 from voucher.campaigns.models import Campaign, CampaignStatus
 from voucher.core.clock import local_day_start_utc, local_today, utcnow
-from voucher.core.db import db
+from voucher.core.db import db, local_day
 from voucher.merchants.models import Merchant, Redemption, Store
 
 NAME = "causal_panel"
@@ -53,6 +53,7 @@ def build(today: date | None = None) -> int:
     """Rebuild every campaign's units; returns how many."""
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(text("SET LOCAL work_mem = '256MB'"))  # hash the windows' rows in memory
+    state = lock_state(NAME)
     db.session.execute(delete(CausalPanelUnit))
     campaigns = db.session.scalars(
         select(Campaign).where(Campaign.status != CampaignStatus.DRAFT.value,
@@ -67,9 +68,7 @@ def build(today: date | None = None) -> int:
             if rows:
                 db.session.execute(insert(CausalPanelUnit), rows)
             units += len(rows)
-    state = db.session.get(RollupState, NAME) or RollupState(name=NAME)
     state.built_through, state.built_at = (today or local_today()) - timedelta(days=1), utcnow()
-    db.session.add(state)
     db.session.flush()
     return units
 
@@ -153,7 +152,7 @@ def estimate(campaign_id: int | None = None, date_from: date | None = None,
     state = db.session.get(RollupState, NAME)
     query = (select(CausalPanelUnit.campaign_id, CausalPanelUnit.merchant_id, CausalPanelUnit.pre_days,
                     CausalPanelUnit.pre_sales_fen, CausalPanelUnit.pre_subsidy_fen, CausalPanelUnit.during_days,
-                    CausalPanelUnit.during_sales_fen, CausalPanelUnit.during_subsidy_fen)
+                    CausalPanelUnit.during_sales_fen, CausalPanelUnit.during_subsidy_fen, CausalPanelUnit.treated)
              .join(Campaign, Campaign.id == CausalPanelUnit.campaign_id)
              .where(CausalPanelUnit.pre_days >= MIN_PRE_DAYS, CausalPanelUnit.during_days >= MIN_DURING_DAYS))
     if campaign_id is not None:
@@ -162,14 +161,14 @@ def estimate(campaign_id: int | None = None, date_from: date | None = None,
         query = query.where(Campaign.valid_until >= date_from)
     if date_until is not None:
         query = query.where(Campaign.valid_from <= date_until)
-    rows = np.asarray(db.session.execute(query).all(), dtype=float).reshape(-1, 8)
+    rows = np.asarray(db.session.execute(query).all(), dtype=float).reshape(-1, 9)
     built_at = state.built_at if state else None
     if len(rows) == 0:
         reason = ("尚未导入商户日销售基线，或基线未覆盖所选活动的活动前 8 周与活动期" if state else
                   "因果面板尚未生成（每日凌晨自动生成，或运行 flask leverage refresh）")
         return PanelEstimate(causal.CausalEstimate(None, None, None, None, 0, 0, 0, reason), built_at, [])
-    campaign, merchant = rows[:, 0], rows[:, 1]
+    campaign, merchant, treated = rows[:, 0], rows[:, 1], rows[:, 8].astype(bool)
     change = rows[:, 6] / rows[:, 5] - rows[:, 3] / rows[:, 2]
     dose = rows[:, 7] / rows[:, 5] - rows[:, 4] / rows[:, 2]
-    return PanelEstimate(causal.estimate(campaign, change, dose, merchant), built_at,
+    return PanelEstimate(causal.estimate(campaign, change, dose, merchant, treated), built_at,
                          sorted({int(c) for c in campaign}))

@@ -3,8 +3,9 @@ the city's millions of redemptions (issue: leverage page under 1 s at city scale
 
 `refresh()` (nightly job, `flask leverage refresh`, and after a city-scale load) writes every complete
 day up to yesterday into `leverage_facts`; the page adds the days after that live from the source rows
-(indexed by time), so its figures are always current and equal to a full scan. A redemption reversed
-after a day was aggregated makes the next refresh rebuild from that day.
+(indexed by time), so new activity shows at once. A redemption reversed after its day was aggregated
+stays counted until the next refresh, which rebuilds from that day: between two runs the page can
+differ from a full scan by the reversals made since the last one (`--full` rebuilds everything).
 
 A fact carries the merchant's category and size class and the store's district as they were when it
 was built; a merchant that changes category moves in the breakdowns only from a rebuild (`--full`).
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
-from sqlalchemy import Date, cast, delete, func, insert, literal, literal_column, null, select, text
+from sqlalchemy import delete, func, insert, literal, null, select, text
 
 from voucher.analytics.models import LeverageFact, LeverageMerchantDay, RollupState
 from voucher.campaigns.models import VoucherProduct
-from voucher.core.clock import local_day_start_utc, local_today, utcnow
-from voucher.core.db import db
+from voucher.core.clock import local_day_start_utc, local_today, to_local, utcnow
+from voucher.core.db import db, local_day
+from voucher.core.upsert import insert_ignore
 from voucher.merchants.models import Merchant, Redemption, Store
 from voucher.vouchers.models import Voucher
 
@@ -34,7 +36,21 @@ class RefreshSummary:
     rebuilt_from: date | None
     built_through: date | None
     facts: int
-    merchants: int
+    #: (day, campaign) bitmaps of redeeming merchants
+    merchant_days: int
+
+
+#: a reversal stamped just before a refresh began may commit after the refresh read its day: the next
+#: refresh looks this far back for reversals (see _rebuild_from)
+REVERSAL_MARGIN = timedelta(minutes=5)
+
+
+def lock_state(name: str) -> RollupState:
+    """A pre-aggregation's state row, locked until the commit: one rebuild at a time (the nightly job,
+    the command, a baseline import, a city-scale load), so two never delete and insert the same rows."""
+    db.session.execute(insert_ignore(RollupState).values(name=name, built_through=None, built_at=utcnow()))
+    return db.session.scalars(select(RollupState).where(RollupState.name == name).with_for_update()
+                              .execution_options(populate_existing=True)).one()
 
 
 def built_through() -> date | None:
@@ -42,23 +58,16 @@ def built_through() -> date | None:
     return db.session.scalar(select(RollupState.built_through).where(RollupState.name == NAME))
 
 
-def local_day(column):
-    """The local (UTC+8) calendar day of a naive UTC timestamp, as a date on both databases."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        # a literal, not a bound parameter: PostgreSQL matches the GROUP BY to the select list by text
-        return cast(column + literal_column("interval '8 hours'"), Date)
-    return func.date(column, "+8 hours")
-
-
 def refresh(through: date | None = None, full: bool = False) -> RefreshSummary:
     """Bring the facts up to `through` (default: yesterday, the last complete local day)."""
     from voucher.analytics.leverage import FORCED_ORDER
 
     through = through or local_today() - timedelta(days=1)
-    state = db.session.get(RollupState, NAME)
-    start = None if full or state is None or state.built_through is None else _rebuild_from(state)
+    started = utcnow()
+    state = lock_state(NAME)
+    start = None if full or state.built_through is None else _rebuild_from(state)
     if start is not None and start > through:
-        return RefreshSummary(None, state.built_through if state else None, 0, 0)
+        return RefreshSummary(None, state.built_through, 0, 0)
 
     begin = local_day_start_utc(start) if start else None
     end = local_day_start_utc(through + timedelta(days=1))
@@ -104,14 +113,11 @@ def refresh(through: date | None = None, full: bool = False) -> RefreshSummary:
         pairs = pairs.where(Redemption.created_at >= begin)
     _write_bitmaps(db.session.execute(pairs).all())
 
-    if state is None:
-        state = RollupState(name=NAME)
-        db.session.add(state)
-    state.built_through, state.built_at = through, utcnow()
+    state.built_through, state.built_at = through, started - REVERSAL_MARGIN
     db.session.flush()
     written = select(func.count(LeverageFact.id))
     facts = db.session.scalar(written.where(LeverageFact.day >= start) if start else written)
-    return RefreshSummary(start, through, facts, len(merchant_ids(None, None, None)))
+    return RefreshSummary(start, through, facts, db.session.scalar(select(func.count(LeverageMerchantDay.id))))
 
 
 def _rebuild_from(state: RollupState) -> date:
@@ -122,7 +128,7 @@ def _rebuild_from(state: RollupState) -> date:
         .where(Redemption.reversed_at >= state.built_at, Redemption.created_at < local_day_start_utc(start))
     )
     if earliest is not None:
-        start = min(start, (earliest + timedelta(hours=8)).date())
+        start = min(start, to_local(earliest).date())
     return start
 
 
@@ -166,4 +172,4 @@ def refresh_leverage(full: bool = False) -> dict:
     units = panel.build()
     return {"built_through": summary.built_through.isoformat() if summary.built_through else None,
             "rebuilt_from": summary.rebuilt_from.isoformat() if summary.rebuilt_from else None,
-            "facts": summary.facts, "merchants": summary.merchants, "panel_units": units}
+            "facts": summary.facts, "merchant_days": summary.merchant_days, "panel_units": units}

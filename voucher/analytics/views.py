@@ -12,6 +12,8 @@ from voucher.analytics.services import campaign_figures
 from voucher.merchants.models import SIZE_CLASS_LABELS
 from voucher.campaigns.models import Campaign, CampaignStatus
 from voucher.core.db import db
+from voucher.core.errors import InvalidInput
+from voucher.core.forms import parse_day, parse_id
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
 from voucher.web import unit_of_work
 
@@ -32,18 +34,21 @@ def _leverage_filter() -> tuple[LeverageFilter, list[str]]:
     problems: list[str] = []
 
     def day(name: str, label: str) -> date | None:
-        text = (request.args.get(name) or "").strip()
         try:
-            return date.fromisoformat(text) if text else None
-        except ValueError:
-            problems.append(f"{label}格式应为 YYYY-MM-DD")
+            return parse_day(request.args.get(name, ""), label)
+        except InvalidInput as error:
+            problems.append(error.message)
             return None
 
     campaign_text = (request.args.get("campaign") or "").strip()
-    campaign_id = int(campaign_text) if campaign_text.isdigit() and len(campaign_text) <= 9 else None
+    campaign_id = parse_id(campaign_text)
     if campaign_text and campaign_id is None:
         problems.append("活动编号应为正整数")
-    return LeverageFilter(campaign_id, day("from", "开始日期"), day("until", "结束日期")), problems
+    selection = LeverageFilter(campaign_id, day("from", "开始日期"), day("until", "结束日期"))
+    if selection.date_from and selection.date_until and selection.date_from > selection.date_until:
+        problems.append("开始日期不能晚于结束日期")
+        selection = LeverageFilter(campaign_id)
+    return selection, problems
 
 
 @bp.get("/analytics/leverage")

@@ -152,9 +152,9 @@ CLAIM_RESULT = {
                429: ("too many requests from this address or partner", None)},
 )
 @limits.channel_claim_ip
-@limits.channel_claim_partner
 def channel_claim():
     partner = auth.current_partner()
+    limits.channel_claim_partner(str(partner.id))
     body = _json_body()
     release_id = _positive_int(body, "release_id", "场次编号")
     citizen_body = body.get("citizen")

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Annotated
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, Connection, DateTime, MetaData
+from sqlalchemy import BigInteger, Connection, Date, DateTime, MetaData, cast, func, literal_column
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 from voucher.core.clock import utcnow
@@ -71,3 +71,19 @@ def configure_sqlite_durability() -> None:
     def _on_begin(connection):  # pragma: no cover - trivial
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def local_day(column):
+    """SQL for the local (Asia/Shanghai, UTC+8, no daylight saving) calendar day of a naive UTC
+    timestamp column: a date on PostgreSQL, 'YYYY-MM-DD' text on SQLite (how SQLite keeps a Date)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        # a literal, not a bound parameter: PostgreSQL matches a GROUP BY to the select list by its text
+        return cast(column + literal_column("interval '8 hours'"), Date)
+    return func.date(column, "+8 hours")
+
+
+def local_day_text(column):
+    """The same day as 'YYYY-MM-DD' text on both databases (a label, a key that sorts by date)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return func.to_char(local_day(column), "YYYY-MM-DD")
+    return local_day(column)

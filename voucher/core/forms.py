@@ -2,12 +2,37 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 
 from wtforms import StringField
 from wtforms.validators import ValidationError
 
-from voucher.core.errors import InvalidAmount
+from voucher.core.errors import InvalidAmount, InvalidInput
 from voucher.core.money import parse_yuan
+
+_ID = re.compile(r"[0-9]{1,9}")
+#: the years a report's date range can mean; outside them date arithmetic (a day after 9999-12-31) fails
+REPORT_YEARS = range(2000, 2100)
+
+
+def parse_day(text: str, label: str) -> date | None:
+    """An ISO day (YYYY-MM-DD) for a report filter, or None for an empty text; InvalidInput otherwise."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"{label}格式应为 YYYY-MM-DD") from None
+    if day.year not in REPORT_YEARS:
+        raise InvalidInput(f"{label}超出范围（{REPORT_YEARS.start}–{REPORT_YEARS.stop - 1} 年）")
+    return day
+
+
+def parse_id(text: str | None) -> int | None:
+    """A positive whole number of at most 9 ASCII digits (a record's id, a year, a count), else None.
+    Not str.isdigit(): it admits digits such as "²" that int() then refuses."""
+    return int(text) if text and _ID.fullmatch(text) else None
 
 
 def _field_name(field) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from voucher.core import audit
+from voucher.core.audit import AuditEntry
 from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
@@ -123,8 +124,8 @@ class IndicatorEdit:
 def draft_from(base: CatalogueVersion, actor) -> CatalogueVersion:
     """A new draft version copying `base`."""
     if db.session.scalar(select(CatalogueVersion.id).where(CatalogueVersion.status.in_(
-            (VersionStatus.DRAFT.value, VersionStatus.PENDING_APPROVAL.value)))) is not None:
-        raise InvalidTransition("已有一个草稿或待审批的指标目录版本，请先处理它")
+            (VersionStatus.DRAFT.value, VersionStatus.PENDING_APPROVAL.value, VersionStatus.REJECTED.value)))) is not None:
+        raise InvalidTransition("已有一个草稿、被退回或待审批的指标目录版本，请先处理它")
     number = (db.session.scalar(select(func.max(CatalogueVersion.version))) or 0) + 1
     draft = CatalogueVersion(version=number, status=VersionStatus.DRAFT.value, created_by_id=actor.id,
                              note=f"基于第 {base.version} 版修改")
@@ -199,13 +200,21 @@ def submit(version: CatalogueVersion, actor) -> None:
 
 
 def approve(version: CatalogueVersion, actor) -> None:
-    if actor.id in (version.created_by_id, version.submitted_by_id):
+    # Whoever drafted, edited or submitted the version cannot approve it: the edits are in the audit log.
+    editors = set(db.session.scalars(select(AuditEntry.actor_id).where(
+        AuditEntry.action == "index.catalogue.edit", AuditEntry.object_type == CatalogueVersion.__tablename__,
+        AuditEntry.object_id == version.id)))
+    if actor.id in editors | {version.created_by_id, version.submitted_by_id}:
         raise MakerCheckerViolation()
-    _move(version, VersionStatus.ACTIVE)
+    if version.status_enum is not VersionStatus.PENDING_APPROVAL:
+        _move(version, VersionStatus.ACTIVE)  # refused with its reason
+    # Retire the version in force first: the unique index admits one active version at a time.
     current = db.session.scalar(select(CatalogueVersion).where(
-        CatalogueVersion.status == VersionStatus.ACTIVE.value, CatalogueVersion.id != version.id))
+        CatalogueVersion.status == VersionStatus.ACTIVE.value, CatalogueVersion.id != version.id).with_for_update())
     if current is not None:
         _move(current, VersionStatus.RETIRED)
+        db.session.flush()
+    _move(version, VersionStatus.ACTIVE)
     version.approved_by_id, version.approved_at = actor.id, utcnow()
     audit.record("index.catalogue.approve", version, actor=actor,
                  after={"version": version.version, "retired": current.version if current else None})

@@ -109,7 +109,9 @@ def publish(city: str, year: int, actor=None) -> IndexValue:
     if row is None:
         row = IndexValue(city=city, year=year, code=FEED_CODE, source=ValueSource.CAMPAIGN_FEED.value, value=0.0)
         db.session.add(row)
-    row.value = found.executed_fen / 100  # the catalogue's unit is yuan
+    # The catalogue's unit is yuan. A year can net below zero (a redemption of 31 December reversed on
+    # 1 January): nothing was executed that year, so zero, not a value the index refuses.
+    row.value = max(found.executed_fen, 0) / 100
     row.provenance = provenance
     row.updated_by_id = getattr(actor, "id", None)
     row.updated_at = utcnow()

@@ -9,6 +9,8 @@ unless an imputation is chosen).
 """
 from __future__ import annotations
 
+import math
+
 import csv
 import io
 import re
@@ -79,7 +81,8 @@ def parse_number(text: str) -> float | None:
     raw = text.translate(_FULL_WIDTH).strip().replace(" ", "")
     if not _NUMBER.match(raw):
         return None
-    return float(raw.replace(",", ""))
+    value = float(raw.replace(",", ""))
+    return value if math.isfinite(value) else None  # "9" x 400 parses to inf
 
 
 def _header_key(cell: str) -> str | None:

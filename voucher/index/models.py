@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, DateTime, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import created_at, db, intpk
@@ -44,6 +44,9 @@ class CatalogueVersion(db.Model):
         CheckConstraint("status IN ('draft', 'pending_approval', 'active', 'retired', 'rejected')",
                         name="status_known"),
         CheckConstraint("version > 0", name="version_positive"),
+        # Exactly one version is in force: two approvals at once cannot both make theirs active.
+        Index("uq_index_catalogue_versions_one_active", "status", unique=True,
+              sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
     )
 
     id: Mapped[intpk]

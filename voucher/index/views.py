@@ -3,16 +3,16 @@ catalogue versions; xlsx export of everything. Every page states the settings an
 used; the settings come from the query string, defaulting to the report's method."""
 from __future__ import annotations
 
-from datetime import date
-
 import numpy as np
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
 from voucher.campaigns.models import Campaign
+from voucher.core.clock import local_today
 from voucher.core.db import db
 from voucher.core.errors import DomainError
+from voucher.core.forms import parse_id
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
 from voucher.index import analysis, catalogue, charts, feed, importing, method, services, xlsx
 from voucher.index.demo import FILE_NAME as DEMO_FILE
@@ -33,7 +33,7 @@ def _settings() -> tuple[method.Settings, str | None]:
         settings = method.Settings(
             normalisation=args.get("normalisation", "threshold"), aggregation=args.get("aggregation", "arithmetic"),
             std=args.get("std", "sample"), cap=args.get("cap", "1") != "0",
-            base_year=int(base) if base.isdigit() else None, missing=args.get("missing", "refuse"),
+            base_year=parse_id(base), missing=args.get("missing", "refuse"),
         )
         return settings, None
     except method.MethodError as error:
@@ -73,8 +73,8 @@ def _year(result: method.Result | None) -> int | None:
     if result is None:
         return None
     text = request.args.get("year", "")
-    if text.isdigit() and int(text) in result.years:
-        return int(text)
+    if parse_id(text) in result.years:
+        return parse_id(text)
     return result.years[-1]
 
 
@@ -196,7 +196,8 @@ def indicators():
 def _draws() -> tuple[int, float]:
     draws = request.args.get("draws", "")
     concentration = request.args.get("concentration", "")
-    n = int(draws) if draws.isdigit() and 10 <= int(draws) <= MAX_DRAWS else analysis.DEFAULT_DRAWS
+    n = parse_id(draws) or 0
+    n = n if 10 <= n <= MAX_DRAWS else analysis.DEFAULT_DRAWS
     try:
         alpha = float(concentration) if concentration else analysis.DEFAULT_CONCENTRATION
     except ValueError:
@@ -278,7 +279,7 @@ def export():
     s = analysis.sensitivity(data.panel, data.catalogue, settings, [year], draws=draws, concentration=concentration)
     body = xlsx.as_xlsx(data, result, s, feed.feed_views(services.home_city()), services.home_city(), _is_demo())
     return Response(body, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": f"attachment; filename=icdi-ec-{date.today():%Y%m%d}.xlsx"})
+                    headers={"Content-Disposition": f"attachment; filename=icdi-ec-{local_today():%Y%m%d}.xlsx"})
 
 
 # Data, feed, computations -----------------------------------------------------------------------------
@@ -292,7 +293,7 @@ def _data_page(problems: list[str] | None = None, file_name: str | None = None, 
         "index/data.html", version=version, batches=batches, problems=problems, problem_file=file_name,
         feed_views=feed.feed_views(home), campaigns=feed.tagged_campaigns(), all_campaigns=_campaigns(),
         computations=services.computations(), home=home, demo=_is_demo(), editors=[r.value for r in EDITORS],
-        information_measure=feed.INFORMATION_MEASURE, this_year=date.today().year,
+        information_measure=feed.INFORMATION_MEASURE, this_year=local_today().year,
         describe=lambda settings: method.Settings.from_dict(settings).describe(),
     ), status
 
@@ -351,11 +352,11 @@ def template(fmt: str):
 @roles_required(*EDITORS)
 def publish_feed():
     text = request.form.get("year", "")
-    if not (text.isdigit() and 1990 <= int(text) <= 2100):
+    if not 1990 <= (parse_id(text) or 0) <= 2100:
         flash("年份应为 1990-2100 之间的整数", "error")
         return redirect(url_for("index.data_page")), 303
     with unit_of_work():
-        row = feed.publish(services.home_city(), int(text), current_user)
+        row = feed.publish(services.home_city(), parse_id(text), current_user)
     flash(f"已推送 {row.city} {row.year} 年 S11：{row.value:,.2f} 元（来自 {len(row.provenance['campaigns'])} 个信息消费活动）",
           "success")
     return redirect(url_for("index.data_page")), 303

@@ -1,8 +1,9 @@
 """Rate limits on the endpoints worth attacking: sign-in, claims and redemption.
 
 Each guarded view carries a decorator from this module. Its POSTs are counted per client address
-(after ProxyFix) and, on the JSON API, also per caller: per channel partner (its key id) and per store
-terminal (a digest of its token, so nobody without the token can spend a terminal's allowance). The
+(after ProxyFix) and, on the JSON API, also per caller: per channel partner (counted in the view once
+its signature has checked out, so nobody can spend a partner's allowance with its key id alone) and
+per store terminal (a digest of its token, so nobody without the token can spend a terminal's allowance). The
 numbers come from RATELIMIT_* settings in the `limits` notation ("5 per minute;30 per hour"; see
 voucher/ops/settings.py for the defaults), read when the app is created, so a test app can lower them.
 
@@ -137,6 +138,17 @@ class RateLimits:
             if not allowed:
                 raise RateLimited(message, self._retry_after(strategy, item, prefix, scope, key))
 
+    def refuse_if_full(self, setting: str, scope: str, key: str, message: str) -> None:
+        """Raise RateLimited if any window of `setting` is full, without counting this request."""
+        strategy = self._strategy()
+        for item in self.items[setting]:
+            try:
+                full = not strategy.test(item, self.prefix, scope, key)
+            except Exception:  # noqa: BLE001 - the shared storage failed: check() will fall back
+                return
+            if full:
+                raise RateLimited(message, self._retry_after(strategy, item, self.prefix, scope, key))
+
     @staticmethod
     def _retry_after(strategy, item, *identifiers) -> int | None:
         try:
@@ -151,10 +163,6 @@ def init_app(app: Flask) -> None:
 
 def client_address() -> str:
     return request.remote_addr or "unknown"
-
-
-def partner_key() -> str:
-    return request.headers.get("X-Partner-Key", "")[:64] or "none"
 
 
 def terminal_key() -> str:
@@ -182,12 +190,47 @@ def limited(setting: str, message: str, key: Callable[[], str] = client_address)
     return decorator
 
 
+def limited_failures(setting: str, message: str) -> Callable:
+    """Count only the view's refused POSTs (an answer of 400 or more) per client address, and refuse
+    while the allowance is spent: colleagues behind one office address sign in as often as they need,
+    while guessing passwords from one address is still cut off."""
+
+    def decorator(view: Callable) -> Callable:
+        scope = f"{view.__module__}.{view.__name__}:{setting}"
+
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            counters = current_app.extensions["rate_limits"]
+            counting = request.method == "POST" and counters.enabled
+            if counting:
+                counters.refuse_if_full(setting, scope, client_address(), message)
+            answer = view(*args, **kwargs)
+            status = answer[1] if isinstance(answer, tuple) else getattr(answer, "status_code", 200)
+            if counting and status >= 400:
+                try:
+                    counters.check(setting, scope, client_address(), message)
+                except RateLimited:
+                    pass  # this refusal has been answered; the next attempt meets the full window
+            return answer
+
+        return wrapper
+
+    return decorator
+
+
 # One decorator per guarded action. On the API the address limit and the caller's limit both apply.
-login = limited("RATELIMIT_LOGIN", "登录尝试过于频繁，请一分钟后再试")
+login = limited_failures("RATELIMIT_LOGIN", "登录尝试过于频繁，请一分钟后再试")
 citizen_login = limited("RATELIMIT_CITIZEN_LOGIN", "验证请求过于频繁，请稍后再试")
 claim_page = limited("RATELIMIT_CLAIM", "领取请求过于频繁，请稍后再试")
 counter_page = limited("RATELIMIT_COUNTER", "核销请求过于频繁，请稍后再试")
 channel_claim_ip = limited("RATELIMIT_CHANNEL_CLAIM_IP", "该地址的领券请求过于频繁，请稍后再试")
-channel_claim_partner = limited("RATELIMIT_CHANNEL_CLAIM_PARTNER", "该渠道的领券请求过于频繁，请稍后再试", key=partner_key)
 redemption_ip = limited("RATELIMIT_REDEMPTION_IP", "该地址的核销请求过于频繁，请稍后再试")
 redemption_terminal = limited("RATELIMIT_REDEMPTION_TERMINAL", "该终端的核销请求过于频繁，请稍后再试", key=terminal_key)
+
+
+def channel_claim_partner(partner_id: str) -> None:
+    """Count an authenticated partner's claim (called by the view after the signature checked out)."""
+    counters = current_app.extensions["rate_limits"]
+    if counters.enabled:
+        counters.check("RATELIMIT_CHANNEL_CLAIM_PARTNER", "api.channel_claim:RATELIMIT_CHANNEL_CLAIM_PARTNER", partner_id,
+                       "该渠道的领券请求过于频繁，请稍后再试")

@@ -5,6 +5,7 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import current_user
 
 from voucher.core.errors import DomainError
+from voucher.core.forms import parse_id
 from voucher.core.permissions import Role, roles_required
 from voucher.reconciliation import mapping as mappings
 from voucher.reconciliation import services as reconciliation
@@ -65,8 +66,8 @@ def statement(statement_id: int):
 
 
 def _back(statement_id: str | None):
-    if statement_id and statement_id.isdigit() and len(statement_id) < 10:
-        return redirect(url_for("reconciliation.statement", statement_id=int(statement_id))), 303
+    if parse_id(statement_id) is not None:
+        return redirect(url_for("reconciliation.statement", statement_id=parse_id(statement_id))), 303
     return redirect(url_for("reconciliation.index")), 303
 
 

@@ -14,6 +14,7 @@ from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_day_end_utc, local_day_start_utc, to_local
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput
+from voucher.core.forms import parse_id
 
 PAGE_SIZE = 200
 EXPORT_LIMIT = 100_000
@@ -39,11 +40,11 @@ class AuditFilter:
                 raise InvalidInput(f"{label}格式应为 YYYY-MM-DD") from None
 
         object_id_text = (args.get("object_id") or "").strip()
-        if object_id_text and not (object_id_text.isdigit() and len(object_id_text) <= 9):
+        if object_id_text and parse_id(object_id_text) is None:
             raise InvalidInput("对象编号应为正整数")
         result = cls(
             actor=(args.get("actor") or "").strip()[:80], object_type=(args.get("object_type") or "").strip()[:40],
-            object_id=int(object_id_text) if object_id_text else None,
+            object_id=parse_id(object_id_text),
             date_from=day("date_from", "开始日期"), date_until=day("date_until", "结束日期"),
         )
         if result.date_from and result.date_until and result.date_from > result.date_until:
