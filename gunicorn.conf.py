@@ -5,10 +5,13 @@ is off: the app writes its own access line (JSON, with the route's rule instead 
 query string, which may carry personal data), and gunicorn's own lines use the same JSON formatter.
 Prometheus samples from every worker go to PROMETHEUS_MULTIPROC_DIR (one is made if unset).
 """
+import logging
 import os
 import re
 import shutil
 import tempfile
+
+from gunicorn.glogging import Logger
 
 from voucher.ops.logs import gunicorn_logconfig
 
@@ -26,6 +29,20 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
 logconfig_dict = gunicorn_logconfig(os.environ.get("LOG_FORMAT", "json"), loglevel)
+
+
+class QuietAccessLogger(Logger):
+    """gunicorn's logger, minus the work for an access line nobody writes: given a log configuration,
+    gunicorn builds every request's log atoms even though gunicorn.access is switched off (about 2% of
+    a worker's CPU on the redemption API)."""
+
+    def access(self, resp, req, environ, request_time):
+        if self.access_log.isEnabledFor(logging.INFO):
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = QuietAccessLogger
+
 # Behind a reverse proxy on the same host: trust its X-Forwarded-* headers only.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 

@@ -23,6 +23,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     )
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     app.config.update(config_module.load(app.instance_path, overrides))
+    from voucher.web import CookieSessions
+
+    app.session_interface = CookieSessions()  # the API's cookie-less requests skip the cookie signer
     from voucher import ops
     from voucher.ops.logs import configure_logging
 

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from flask import Flask, jsonify, make_response, render_template, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError
 
@@ -26,6 +27,17 @@ def unit_of_work() -> Iterator[None]:
     except BaseException:
         db.session.rollback()
         raise
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except that a request without a session cookie (every API
+    call: terminals and partners send tokens and signatures, never cookies) gets its empty session
+    without a signing serializer being built for it first, as Flask does on every request."""
+
+    def open_session(self, app: Flask, request) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def _wants_json() -> bool:

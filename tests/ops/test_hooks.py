@@ -218,3 +218,48 @@ def test_gunicorn_writes_its_own_lines_as_json(monkeypatch):
     finally:
         logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
         logging.getLogger().handlers[:] = saved[3]
+
+
+def test_gunicorn_builds_no_access_line_while_its_access_logger_is_off(monkeypatch):
+    """gunicorn.conf.py's logger class skips gunicorn's per-request access atoms while gunicorn.access
+    is switched off (as the log configuration has it), and writes the line once it is switched on."""
+    import logging
+    import runpy
+
+    from gunicorn.glogging import Logger
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent-not-made-by-this-test")
+    settings = runpy.run_path(str(PROJECT_ROOT / "gunicorn.conf.py"))
+    assert settings["logconfig_dict"]["loggers"]["gunicorn.access"]["level"] == "CRITICAL"
+    built: list[str] = []
+    monkeypatch.setattr(Logger, "access", lambda self, resp, req, environ, request_time: built.append(req))
+    logger = settings["logger_class"].__new__(settings["logger_class"])  # no logging setup of its own
+    logger.access_log = logging.getLogger("tests.gunicorn.access")
+    logger.access_log.setLevel(logging.CRITICAL)  # a logger of this test's own
+    logger.access(None, "first", {}, 0.01)
+    assert built == []
+    logger.access_log.setLevel(logging.INFO)
+    logger.access(None, "second", {}, 0.01)
+    assert built == ["second"]
+
+
+def test_a_request_without_a_session_cookie_gets_an_empty_session_and_a_signed_one_still_loads(app):
+    """The session interface skips its serializer only when there is no session cookie to read."""
+    from flask import request, session
+
+    from voucher.web import CookieSessions
+
+    assert isinstance(app.session_interface, CookieSessions)
+    with app.test_request_context("/api/v1/redemptions", method="POST"):
+        opened = app.session_interface.open_session(app, request)
+        assert opened is not None and dict(opened) == {} and not opened.modified
+    client = app.test_client()
+    with client.session_transaction() as signed:
+        signed["probe"] = "kept"
+    with client:
+        client.get("/healthz")
+        assert session.get("probe") == "kept"
+    client.set_cookie(app.config.get("SESSION_COOKIE_NAME", "session"), "forged.value.here")
+    with client:
+        client.get("/healthz")
+        assert "probe" not in session
