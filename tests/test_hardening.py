@@ -127,3 +127,23 @@ def test_no_claims_after_the_campaign_ended(db):
     _, release = make_campaign(world, quantity=2, valid_until=local_today() + timedelta(days=3))
     with pytest.raises(ReleaseNotOpen, match="已过有效期"):
         claim(release.id, make_citizen(), now=utcnow() + timedelta(days=5))
+
+
+def test_flask_users_create_makes_a_staff_account_without_the_password_on_the_command_line(app, db):
+    from sqlalchemy import select
+
+    from voucher.accounts.models import User
+
+    runner = app.test_cli_runner()
+    made = runner.invoke(args=["users", "create", "first_admin", "--role", "admin", "--name", "系统管理员"],
+                         env={"NEW_USER_PASSWORD": "a-long-enough-secret"})
+    assert made.exit_code == 0 and "已创建用户 first_admin（系统管理员）" in made.output
+    user = db.session.scalar(select(User).where(User.username == "first_admin"))
+    assert user.role == "admin" and user.check_password("a-long-enough-secret")
+    assert "a-long-enough-secret" not in user.password_hash
+    prompted = runner.invoke(args=["users", "create", "auditor2", "--role", "auditor"], input="short\nshort\n")
+    assert prompted.exit_code == 2 and "密码至少需要 8 位" in prompted.output
+    again = runner.invoke(args=["users", "create", "first_admin", "--role", "admin"], env={"NEW_USER_PASSWORD": "x" * 12})
+    assert again.exit_code == 2 and "用户名 first_admin 已存在" in again.output
+    cashier = runner.invoke(args=["users", "create", "c1", "--role", "cashier"], env={"NEW_USER_PASSWORD": "x" * 12})
+    assert cashier.exit_code == 2  # a cashier belongs to a store: added on the merchant's pages
