@@ -18,14 +18,13 @@ from sqlalchemy import delete, insert, select, tuple_
 from voucher.accounts.models import User
 from voucher.analytics.models import MerchantDailySales
 from voucher.core import audit
-from voucher.core.errors import DomainError
+from voucher.core.errors import RefusedFile
 from voucher.core.forms import parse_id
 from voucher.core.db import db
 from voucher.merchants.models import Merchant
 from voucher.reconciliation.parsing import parse_date, read_table
 
 MAX_ROWS = 200_000
-MAX_PROBLEMS = 100
 #: accepted headers, after trimming and dropping full-width brackets: the first is the template's
 HEADERS = {
     "merchant": ("统一社会信用代码", "商户编号", "商户ID", "merchant"),
@@ -37,15 +36,9 @@ _AMOUNT = re.compile(r"^\d+(?:\.\d{1,2})?$")
 _FULL_WIDTH = str.maketrans("０１２３４５６７８９．，－", "0123456789.,-")
 
 
-class BadBaselineFile(DomainError):
-    status = 422
+class BadBaselineFile(RefusedFile):
     code = "baseline_file_invalid"
-
-    def __init__(self, problems: list[str]) -> None:
-        shown = problems[:MAX_PROBLEMS]
-        more = len(problems) - len(shown)
-        super().__init__("；".join(shown) + (f"；另有 {more} 处问题未列出" if more > 0 else ""))
-        self.problems = shown + ([f"另有 {more} 处问题未列出"] if more > 0 else [])
+    SHOWN = 100
 
 
 @dataclass

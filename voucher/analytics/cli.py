@@ -67,7 +67,7 @@ def register(app: Flask) -> None:
             result = baselines.import_baselines(path.read_bytes(), path.name, None)
         except baselines.BadBaselineFile as error:
             db.session.rollback()
-            click.echo(f"未导入：发现 {len(error.problems)} 处问题", err=True)
+            click.echo(f"未导入：发现 {error.total} 处问题", err=True)
             for problem in error.problems:
                 click.echo(f"  {problem}", err=True)
             sys.exit(2)

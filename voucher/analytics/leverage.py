@@ -245,6 +245,7 @@ def _live_breakdown(dimension: str, f: LeverageFilter, row) -> None:
 
 
 _MEASURE_LABEL = literal("措施") + cast(Measure.number, String) + literal("：") + Measure.short_title
+_ROUND_LABEL = Campaign.name + literal(" · ") + Release.name
 
 
 def _fact_key(dimension: str):
@@ -263,7 +264,7 @@ def _fact_key(dimension: str):
     if dimension == "campaign":
         return Campaign.name, [via_campaign]
     if dimension == "round":
-        return Campaign.name + literal(" · ") + Release.name, [via_release]
+        return _ROUND_LABEL, [via_release]
     if dimension == "day":
         if db.session.get_bind().dialect.name == "postgresql":
             return func.to_char(LeverageFact.day, "YYYY-MM-DD"), []
@@ -297,8 +298,7 @@ def _keys(dimension: str):
     if dimension == "campaign":
         return Campaign.name, Campaign.name, [via_campaign]
     if dimension == "round":
-        label = Campaign.name + literal(" · ") + Release.name
-        return label, label, [via_release]
+        return _ROUND_LABEL, _ROUND_LABEL, [via_release]
     if dimension == "day":
         return local_day_text(Redemption.created_at), local_day_text(Voucher.claimed_at), []
     if dimension == "category":

@@ -17,6 +17,24 @@ class InvalidInput(DomainError):
     default_message = "输入有误"
 
 
+class RefusedFile(InvalidInput):
+    """An imported file refused whole (nothing was written). `problems` lists what is wrong, one
+    Chinese message each, most naming the row ("第 5 行：..."): at most SHOWN of them, then a line
+    counting the rest; `total` counts them all. A subclass gives its code and its summary."""
+
+    code = "file_refused"
+    SHOWN = 200
+
+    def __init__(self, problems: list[str], message: str | None = None):
+        self.total = len(problems)
+        hidden = self.total - self.SHOWN
+        self.problems = problems[:self.SHOWN] + ([f"另有 {hidden} 处问题未列出"] if hidden > 0 else [])
+        super().__init__(message or self.summary())
+
+    def summary(self) -> str:
+        return f"文件有 {self.total} 处问题，未导入任何数据：" + "；".join(self.problems[:5])
+
+
 class InvalidAmount(InvalidInput):
     code = "invalid_amount"
     default_message = "金额格式不正确"

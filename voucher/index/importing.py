@@ -23,13 +23,12 @@ from sqlalchemy import select
 from voucher.core import audit
 from voucher.core.clock import utcnow
 from voucher.core.db import db
-from voucher.core.errors import InvalidInput
+from voucher.core.errors import RefusedFile
 from voucher.index import method
 from voucher.index.models import IndexImportBatch, IndexValue, ValueSource
 from voucher.reconciliation.parsing import read_table
 
 MAX_CELLS = 200_000
-MAX_PROBLEMS = 200
 
 HEADERS = {
     "city": ("city", "城市", "城市名称"),
@@ -44,14 +43,8 @@ _YEAR = re.compile(r"^[0-9]{4}$")
 _NUMBER = re.compile(r"^-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$|^-?\.\d+$")
 
 
-class ImportRefused(InvalidInput):
+class ImportRefused(RefusedFile):
     code = "index_import_refused"
-
-    def __init__(self, problems: list[str], total: int | None = None):
-        self.problems = problems[:MAX_PROBLEMS]
-        self.total = total if total is not None else len(problems)
-        more = f"（另有 {self.total - len(self.problems)} 处未列出）" if self.total > len(self.problems) else ""
-        super().__init__(f"文件有 {self.total} 处问题，未导入任何数据{more}：" + "；".join(self.problems[:5]))
 
 
 @dataclass

@@ -320,8 +320,7 @@ def import_values():
             version = catalogue.require_active()
             summary = importing.import_file(upload.read(), upload.filename, catalogue.as_method(version), current_user)
     except importing.ImportRefused as error:
-        return _data_page(error.problems + ([f"另有 {error.total - len(error.problems)} 处问题未列出"]
-                                            if error.total > len(error.problems) else []), upload.filename, 422)
+        return _data_page(error.problems, upload.filename, 422)
     except DomainError as error:
         flash(error.message, "error")
         return redirect(url_for("index.data_page")), 303

@@ -1,19 +1,17 @@
 """The reconciliation's domain errors (Chinese messages, mapped to pages by voucher.web)."""
 from __future__ import annotations
 
-from voucher.core.errors import DomainError, InvalidInput
+from voucher.core.errors import DomainError, RefusedFile
 
 
-class MalformedStatement(InvalidInput):
-    """The file cannot be imported as it is. `problems` lists every problem found, one Chinese
-    message each, most naming the row ("第 5 行：..."); nothing was written."""
+class MalformedStatement(RefusedFile):
+    """The statement file cannot be imported as it is; nothing was written."""
 
     code = "malformed_statement"
     default_message = "对账单文件有误，未导入任何流水"
 
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__(f"对账单文件有误，未导入任何流水（{len(problems)} 处问题）")
+    def summary(self) -> str:
+        return f"对账单文件有误，未导入任何流水（{self.total} 处问题）"
 
 
 class StatementAlreadyImported(DomainError):

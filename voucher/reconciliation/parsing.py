@@ -20,7 +20,6 @@ from voucher.reconciliation.mapping import FIELD_BY_KEY, FIELDS, normalize_heade
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_LINES = 20_000
-MAX_PROBLEMS = 200  # shown; the rest are counted
 HEADER_SEARCH_ROWS = 20  # banks put an account name and a period above the header
 MAX_LENGTHS = {"serial": 64, "reference": 200, "payee_name": 120, "payee_account": 64}
 

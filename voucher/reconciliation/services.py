@@ -41,7 +41,7 @@ from voucher.reconciliation.models import (
     BatchResolution,
     MatchStatus,
 )
-from voucher.reconciliation.parsing import MAX_PROBLEMS, ParsedLine, parse
+from voucher.reconciliation.parsing import ParsedLine, parse
 from voucher.settlement import batches as settlement
 from voucher.settlement.models import BatchStatus, SettlementBatch
 
@@ -65,12 +65,6 @@ def _chunks(items: list, size: int = 500):
         yield items[start : start + size]
 
 
-def _refuse(problems: list[str]) -> MalformedStatement:
-    if len(problems) > MAX_PROBLEMS:
-        problems = problems[:MAX_PROBLEMS] + [f"另有 {len(problems) - MAX_PROBLEMS} 处问题未列出"]
-    return MalformedStatement(problems)
-
-
 def import_statement(content: bytes, file_name: str, mapping_name: str | None, actor: User | None,
                      now: datetime | None = None) -> ImportResult:
     now = now or utcnow()
@@ -84,11 +78,11 @@ def import_statement(content: bytes, file_name: str, mapping_name: str | None, a
     name, columns = mappings.load(mapping_name)
     parsed = parse(content, file_name, columns)
     if parsed.problems:
-        raise _refuse(parsed.problems)
+        raise MalformedStatement(parsed.problems)
 
     new_lines, skipped, problems = _split_known(parsed.lines)
     if problems:
-        raise _refuse(problems)
+        raise MalformedStatement(problems)
     if not new_lines:
         raise StatementAlreadyImported(
             f"文件中的 {skipped} 条流水均已在此前的对账单中导入，未做任何更改"
