@@ -9,13 +9,29 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from datetime import datetime
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from voucher import create_app
+from voucher.core.clock import LOCAL_TZ, travel_to
 from voucher.core.db import db as _db
 
+# The moment every test starts at, unless it asks for another with @pytest.mark.clock(...): by default an
+# ordinary Wednesday morning, China time, far from any day, month or year end. No test reads the machine's
+# clock, so the suite gives the same answers at any time of day. VOUCHER_TEST_NOW (ISO 8601 with an offset)
+# starts every test at another moment instead: .ci/run uses it to run the suite at day, month and year ends,
+# with the machine's own clock moved elsewhere by libfaketime.
+ORDINARY_NOW = datetime.fromisoformat("2027-03-17T10:00:00+08:00")
+TEST_NOW = datetime.fromisoformat(os.environ["VOUCHER_TEST_NOW"]) if os.environ.get("VOUCHER_TEST_NOW") else ORDINARY_NOW
+if TEST_NOW.tzinfo is None:
+    raise ValueError("VOUCHER_TEST_NOW needs an offset, e.g. 2026-12-31T23:59:00+08:00")
+#: For modules whose data need an ordinary moment whatever VOUCHER_TEST_NOW says (yesterday's
+#: redemptions settleable, their reversal window long past): `pytestmark = pin_ordinary_time`.
+pin_ordinary_time = pytest.mark.clock(ORDINARY_NOW)
+#: The local (China) date of TEST_NOW, for modules that build their data around "today".
+TEST_TODAY = TEST_NOW.astimezone(LOCAL_TZ).date()
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 KEEP_TABLES = {"measures", "measure_money_lines", "measure_targets", "alembic_version"}
 
@@ -23,6 +39,15 @@ KEEP_TABLES = {"measures", "measure_money_lines", "measure_targets", "alembic_ve
 def _postgres_admin_url() -> str:
     url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG)
     return re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
+
+
+@pytest.fixture(autouse=True)
+def clock(request):
+    """Move the app's clock to TEST_NOW (or the test's @pytest.mark.clock moment) for the test; it ticks on."""
+    marker = request.node.get_closest_marker("clock")
+    moment = marker.args[0] if marker else TEST_NOW
+    with travel_to(moment):
+        yield moment
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pandas as pd
 
+from tests.conftest import pin_ordinary_time
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.budget import close_campaign
@@ -16,6 +17,10 @@ from voucher.ledger.services import campaign_balances
 from voucher.merchants.redemption import redeem, reverse
 from voucher.reports.budget import budget_execution
 from voucher.settlement import batches as settlement
+
+# Yesterday's redemptions must be settleable (their reversal window long past), so these tests
+# run at an ordinary moment whatever VOUCHER_TEST_NOW says; tests/test_clock_boundaries.py covers the edges.
+pytestmark = pin_ordinary_time
 
 
 def _scenario(db):

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import TEST_TODAY
 from tests.factories import PASSWORD, make_world
 from voucher.campaigns.models import Campaign, Measure
 from voucher.core.clock import local_today
@@ -44,7 +45,7 @@ def cinema_form(db, **overrides) -> dict:
     return {k: v for k, v in data.items() if v is not None}
 
 
-TODAY = local_today()
+TODAY = TEST_TODAY  # the suite's clock, not the machine's (see tests/conftest.py)
 
 BAD_INPUT = [
     pytest.param(

@@ -196,7 +196,7 @@ def test_a_failing_job_rolls_back_is_recorded_and_retried_after_the_backoff(db, 
     # The test app's migrations ran alembic's fileConfig, which disables loggers that existed before.
     monkeypatch.setattr(logging.getLogger(runner.__name__), "disabled", False)
     only_jobs(("flaky", "会失败一次", daily(0, 0), flaky))
-    now = utcnow()
+    now = local(2027, 3, 17, 9, 0)  # the retry two minutes later must fall in the same daily slot
     [outcome] = runner.tick(now)
     assert outcome.status == "failed" and outcome.error == "RuntimeError: bank file not ready"
     [run] = runs_of("flaky")
@@ -225,7 +225,9 @@ def test_retries_back_off_and_stop_after_the_last_attempt(db, only_jobs):
         raise ValueError("always")
 
     only_jobs(("broken", "总是失败", daily(0, 0), broken))
-    now = utcnow()
+    # Half an hour after the slot, so that the retries (1 + 5 + 30 minutes) and the two quiet hours
+    # after them stay inside the same daily slot, whatever the machine's time of day.
+    now = local(2027, 3, 17, 0, 30)
     runner.tick(now)
     waits = []
     for _ in range(5):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import pin_ordinary_time
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
 from voucher.accounts.services import create_user
 from voucher.campaigns import services as campaigns
@@ -22,6 +23,10 @@ from voucher.merchants.models import Merchant, RiskFlag, Store
 from voucher.merchants.redemption import redeem, reverse
 from voucher.settlement import batches as settlement
 from voucher.settlement.models import SettlementBatch, SettlementItem
+
+# Yesterday's redemptions must be settleable (their reversal window long past), so these tests
+# run at an ordinary moment whatever VOUCHER_TEST_NOW says; tests/test_clock_boundaries.py covers the edges.
+pytestmark = pin_ordinary_time
 
 
 @pytest.fixture

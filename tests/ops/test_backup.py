@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import create_engine, select, text
 
-from tests.conftest import _postgres_admin_url, make_app
+from tests.conftest import _postgres_admin_url, make_app, pin_ordinary_time
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.models import Release
@@ -22,6 +22,10 @@ from voucher.ledger.verify import verify_ledger
 from voucher.merchants.redemption import redeem, reverse
 from voucher.ops.backup import summary
 from voucher.settlement import batches as settlement
+
+# Yesterday's redemptions must be settleable (their reversal window long past), so these tests
+# run at an ordinary moment whatever VOUCHER_TEST_NOW says; tests/test_clock_boundaries.py covers the edges.
+pytestmark = pin_ordinary_time
 
 
 def build_activity() -> None:
