@@ -3,30 +3,53 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from flask import Flask, jsonify, make_response, render_template, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from voucher.core.clock import to_local
-from voucher.core.db import db
-from voucher.core.errors import DomainError
+from voucher.core.db import db, is_conflict
+from voucher.core.errors import ConcurrentChange, DomainError
 from voucher.core.money import format_yuan
 from voucher.core.permissions import ROLE_LABELS, Role
 from voucher.vouchers.codes import display as display_code
 
 
+T = TypeVar("T")
+
+
 @contextmanager
 def unit_of_work() -> Iterator[None]:
-    """One commit per request's change; any error rolls everything back, so nothing is half-done."""
+    """One commit per request's change; any error rolls everything back, so nothing is half-done.
+
+    Two transactions colliding (is_conflict) end as ConcurrentChange, a 409 with a message, never a 500."""
     try:
         yield
         db.session.commit()
+    except DBAPIError as error:
+        db.session.rollback()
+        if is_conflict(error):
+            raise ConcurrentChange() from error
+        raise
     except BaseException:
         db.session.rollback()
         raise
+
+
+def in_transaction(work: Callable[[], T]) -> T:
+    """Run `work` as one unit of work; if it collides with another transaction, run it once more on
+    fresh data (the service then usually finds the other one's result: "already done"), and answer
+    ConcurrentChange if it collides again."""
+    try:
+        with unit_of_work():
+            return work()
+    except ConcurrentChange:
+        db.session.expire_all()
+    with unit_of_work():
+        return work()
 
 
 class CookieSessions(SecureCookieSessionInterface):
@@ -60,6 +83,14 @@ def register_error_handlers(app: Flask) -> None:
         # Input the forms let through but the database cannot hold (a number out of range): the
         # caller's mistake, answered as one, never a 500.
         return page(422, "invalid_input", "输入的数值超出允许范围")
+
+    @app.errorhandler(DBAPIError)
+    def database_error(error: DBAPIError):
+        # A collision outside any unit of work (a read that waited on a lock and lost): answered as
+        # one. Any other database error is a bug, answered as a 500 and logged by Flask.
+        if is_conflict(error):
+            return page(ConcurrentChange.status, ConcurrentChange.code, ConcurrentChange.default_message)
+        raise error
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):

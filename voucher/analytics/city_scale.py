@@ -36,7 +36,7 @@ from voucher.accounts.models import User
 from voucher.accounts.services import create_user
 from voucher.analytics import bulk, rollup
 from voucher.analytics import city_scale_data as gen
-from voucher.analytics.models import MerchantDailySales, SyntheticTruth
+from voucher.analytics.models import SyntheticTruth
 from voucher.campaigns.models import (
     Campaign,
     CampaignStatus,
@@ -54,7 +54,7 @@ from voucher.core.errors import DomainError
 from voucher.core.permissions import Role
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry
-from voucher.merchants.models import Merchant, Redemption, Store, StoreTerminal
+from voucher.merchants.models import Merchant
 from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
 
 TRUTH = "city_scale"

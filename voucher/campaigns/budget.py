@@ -1,10 +1,9 @@
 """Budget changes after approval, closing a campaign (its unused money goes back), funder statements."""
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from voucher.accounts.models import User
 from voucher.campaigns.models import (
@@ -16,7 +15,7 @@ from voucher.campaigns.models import (
     Release,
     ReleaseStatus,
 )
-from voucher.campaigns.services import lock_campaign, move
+from voucher.campaigns.services import lock_campaign, lock_campaigns, move
 from voucher.core import audit
 from voucher.core.clock import utcnow
 from voucher.core.db import db
@@ -79,12 +78,21 @@ def request_change(
 
 
 def decide_change(change_id: int, actor: User, *, approve: bool, note: str = "") -> BudgetChange:
+    """Approve or reject a requested change. Every campaign it touches is locked first (ascending ids,
+    docs/concurrency.md), and only then are the request and the funding sources read: a top-up or
+    another move approved at the same moment waits instead of being overwritten."""
     change = db.session.get(BudgetChange, change_id)
     if change is None:
         raise NotFound("找不到该预算调整申请")
     if change.requested_by_id == actor.id:
         raise MakerCheckerViolation()
-    campaign = lock_campaign(change.campaign_id)
+    target_campaign_id = None
+    if change.target_funding_source_id is not None:
+        target_campaign_id = db.session.scalar(
+            select(FundingSource.campaign_id).where(FundingSource.id == change.target_funding_source_id)
+        )
+    locked = lock_campaigns([change.campaign_id] + ([target_campaign_id] if target_campaign_id else []))
+    campaign = locked[change.campaign_id]
     change = db.session.scalar(
         select(BudgetChange).where(BudgetChange.id == change_id).with_for_update().execution_options(populate_existing=True)
     )
@@ -100,15 +108,13 @@ def decide_change(change_id: int, actor: User, *, approve: bool, note: str = "")
         if campaign.status_enum not in _FUNDED:
             raise InvalidTransition("活动已不在进行中或暂停状态，不能调整预算")
         if change.kind_enum is BudgetChangeKind.TOP_UP:
-            _fund(change.funding_source, change.amount_fen, change, actor)
+            _fund(change.funding_source_id, change.amount_fen, change, actor)
         else:
-            _defund(change.funding_source, change.amount_fen, change, actor)
+            _defund(change.funding_source_id, change.amount_fen, change, actor)
             if change.kind_enum is BudgetChangeKind.MOVE:
-                target = change.target_funding_source
-                lock_campaign(target.campaign_id)
-                if target.campaign.status_enum not in _FUNDED:
+                if locked[target_campaign_id].status_enum not in _FUNDED:
                     raise InvalidTransition("接收调剂资金的活动已不在进行中或暂停状态")
-                _fund(target, change.amount_fen, change, actor)
+                _fund(change.target_funding_source_id, change.amount_fen, change, actor)
     audit.record(
         "budget_change.approve" if approve else "budget_change.reject", change, actor=actor,
         before={"status": "pending"}, after={"status": change.status, "note": change.decision_note},
@@ -116,11 +122,20 @@ def decide_change(change_id: int, actor: User, *, approve: bool, note: str = "")
     return change
 
 
+def _locked_source(source_id: int) -> FundingSource:
+    """A funding source read fresh under its campaign's lock (never an earlier, stale copy)."""
+    return db.session.scalar(
+        select(FundingSource).where(FundingSource.id == source_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 def _accounts_of(source: FundingSource) -> dict[AccountKind, int]:
     return next(s.ids for s in ledger.source_accounts(source.campaign_id) if s.source_id == source.id)
 
 
-def _fund(source: FundingSource, amount: int, change: BudgetChange, actor: User) -> None:
+def _fund(source_id: int, amount: int, change: BudgetChange, actor: User) -> None:
+    source = _locked_source(source_id)
     accounts = _accounts_of(source)
     source.amount_fen += amount
     ledger.post(
@@ -130,8 +145,9 @@ def _fund(source: FundingSource, amount: int, change: BudgetChange, actor: User)
     )
 
 
-def _defund(source: FundingSource, amount: int, change: BudgetChange, actor: User) -> None:
+def _defund(source_id: int, amount: int, change: BudgetChange, actor: User) -> None:
     """Only available money can leave: what is reserved for vouchers or spent stays where it is."""
+    source = _locked_source(source_id)
     accounts = _accounts_of(source)
     available = ledger.balances({accounts[AccountKind.AVAILABLE]}).get(accounts[AccountKind.AVAILABLE], 0)
     if amount > available:
@@ -161,26 +177,18 @@ def close_campaign(campaign_id: int, actor: User, reason: str) -> Campaign:
     sources = ledger.source_accounts(campaign.id)
 
     if campaign.product is not None:
-        counts = Counter(
-            dict(
-                db.session.execute(
-                    select(Voucher.status, func.count(Voucher.id))
-                    .where(Voucher.campaign_id == campaign.id,
-                           Voucher.status.in_([VoucherStatus.AVAILABLE.value, VoucherStatus.CLAIMED.value]))
-                    .group_by(Voucher.status)
-                ).all()
-            )
-        )
         for status, new_status in ((VoucherStatus.AVAILABLE, VoucherStatus.WITHDRAWN),
                                    (VoucherStatus.CLAIMED, VoucherStatus.EXPIRED)):
-            count = counts.get(status.value, 0)
-            if not count:
-                continue
-            db.session.execute(
+            # The money moved is counted from the rows this update changed, not from a count read
+            # before it: a redemption that committed meanwhile took its voucher out of the update.
+            count = db.session.execute(
                 update(Voucher)
                 .where(Voucher.campaign_id == campaign.id, Voucher.status == status.value)
                 .values(status=new_status.value)
-            )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not count:
+                continue
             ledger.post(
                 (EntryKind.WITHDRAWAL if status is VoucherStatus.AVAILABLE else EntryKind.EXPIRY).value, campaign.id,
                 ledger.voucher_lines(sources, AccountKind.RESERVED, AccountKind.AVAILABLE,
@@ -203,7 +211,7 @@ def close_campaign(campaign_id: int, actor: User, reason: str) -> Campaign:
                 [(source.ids[AccountKind.AVAILABLE], -amount), (source.ids[AccountKind.FUNDING], amount)],
                 memo="活动结束，未使用资金退回出资方", ref=("funding_source", source.source_id), actor_id=actor.id,
             )
-            db.session.get(FundingSource, source.source_id).returned_fen += amount
+            _locked_source(source.source_id).returned_fen += amount
             returned[source.source_id] = amount
     audit.record(
         "campaign.close", campaign, actor=actor, before={"status": before},

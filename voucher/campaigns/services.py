@@ -268,13 +268,29 @@ def move(campaign: Campaign, target: CampaignStatus) -> None:
 
 
 def lock_campaign(campaign_id: int) -> Campaign:
-    """Load a campaign holding its row lock: budget moves on one campaign happen one at a time."""
-    campaign = db.session.scalar(
-        select(Campaign).where(Campaign.id == campaign_id).with_for_update().execution_options(populate_existing=True)
-    )
-    if campaign is None:
-        raise NotFound("找不到该活动")
-    return campaign
+    """Load a campaign holding its row lock: budget moves on one campaign happen one at a time.
+
+    The first lock of the system's order (docs/concurrency.md). FOR NO KEY UPDATE, not FOR UPDATE:
+    a redemption or claim in flight inserts rows that refer to the campaign, and PostgreSQL's foreign
+    key check takes a KEY SHARE lock on it, which FOR UPDATE would block (a deadlock, since that
+    redemption already holds its voucher's lock, which closing the campaign needs).
+    """
+    return lock_campaigns([campaign_id])[campaign_id]
+
+
+def lock_campaigns(campaign_ids: list[int]) -> dict[int, Campaign]:
+    """Lock several campaigns, always in ascending id order, whatever order the caller names them in:
+    two budget moves in opposite directions then queue instead of deadlocking."""
+    locked = {}
+    for campaign_id in sorted(set(campaign_ids)):
+        campaign = db.session.scalar(
+            select(Campaign).where(Campaign.id == campaign_id).with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        if campaign is None:
+            raise NotFound("找不到该活动")
+        locked[campaign_id] = campaign
+    return locked
 
 
 def lock_release(release_id: int) -> tuple[Campaign, Release]:

@@ -24,7 +24,7 @@ from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
 from voucher.merchants.models import Merchant
-from voucher.web import unit_of_work
+from voucher.web import in_transaction, unit_of_work
 
 bp = Blueprint("campaigns", __name__)
 
@@ -217,8 +217,7 @@ def _act(campaign_id: int, action, success: str, *, form=None, form_name: str = 
         flash(next(iter(m for ms in form.errors.values() for m in ms), "输入有误"), "error")
         return _render_detail(campaign, status=422, **{form_name: form})
     try:
-        with unit_of_work():
-            action(campaign, form)
+        in_transaction(lambda: action(campaign, form))
     except DomainError as error:
         flash(error.message, "error")
         return _render_detail(_campaign_or_404(campaign_id), status=error.status, **{form_name: form})

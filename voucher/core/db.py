@@ -5,7 +5,8 @@ from datetime import datetime
 from typing import Annotated
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, Connection, Date, DateTime, MetaData, cast, func, literal_column
+from sqlalchemy import BigInteger, Connection, Date, DateTime, MetaData, cast, func, literal_column, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, mapped_column
 
 from voucher.core.clock import utcnow
@@ -29,6 +30,30 @@ db = SQLAlchemy(model_class=Base)
 intpk = Annotated[int, mapped_column(primary_key=True)]
 fen = Annotated[int, mapped_column(BigInteger)]
 created_at = Annotated[datetime, mapped_column(DateTime, default=utcnow)]
+
+
+# PostgreSQL's answers when two transactions collide: a deadlock, a serialization failure, a lock
+# not available, a unique key taken by the other one. Each means "someone else did it first".
+_CONFLICT_SQLSTATES = {"40P01", "40001", "55P03", "23505"}
+_SQLITE_CONFLICTS = ("database is locked", "UNIQUE constraint failed")
+
+
+def is_conflict(error: BaseException) -> bool:
+    """Whether a database error is two transactions colliding (worth one retry, then a 409), not a bug."""
+    if not isinstance(error, DBAPIError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate in _CONFLICT_SQLSTATES
+    return any(text in str(error.orig) for text in _SQLITE_CONFLICTS)
+
+
+def serialize(name: str) -> None:
+    """Hold a named lock until the transaction ends, so that runs of one job (a settlement build, a
+    month-end close) queue instead of colliding. PostgreSQL: a transaction-level advisory lock. SQLite
+    needs none: BEGIN IMMEDIATE already lets one writer in at a time."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
 
 
 def connection() -> Connection:

@@ -58,6 +58,14 @@ class InvalidTransition(DomainError):
     default_message = "当前状态下不能执行此操作"
 
 
+class ConcurrentChange(InvalidTransition):
+    """Another person's change to the same records won (a deadlock, a serialization failure or a
+    unique key taken at the same moment), after one retry: nothing of this request was saved."""
+
+    code = "concurrent_change"
+    default_message = "有其他人同时在处理同一记录，本次操作未生效，请刷新页面查看最新状态后再试"
+
+
 class MakerCheckerViolation(DomainError):
     code = "maker_cannot_approve"
     status = 403

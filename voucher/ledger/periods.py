@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from voucher.accounts.models import User
 from voucher.core import audit
 from voucher.core.clock import local_day_start_utc, local_today, to_local, utcnow
-from voucher.core.db import db, intpk
+from voucher.core.db import db, intpk, serialize
 from voucher.core.errors import DomainError, InvalidInput, InvalidTransition
 from voucher.ledger.verify import verify_ledger
 
@@ -57,6 +57,7 @@ def close_period(period: str, actor: User, now: datetime | None = None) -> Close
         raise InvalidInput("会计期间格式应为 YYYY-MM") from None
     if first >= to_local(now).date().replace(day=1):
         raise InvalidTransition(f"{period} 尚未结束，不能结账")
+    serialize("ledger.close_period")  # two officers closing at once: the second finds it closed
     if db.session.scalar(select(ClosedPeriod.id).where(ClosedPeriod.period == period)):
         raise InvalidTransition(f"{period} 已结账")
     problems = verify_ledger()

@@ -8,7 +8,7 @@ from voucher.core.clock import local_today
 from voucher.core.errors import DomainError
 from voucher.core.permissions import Role, roles_required
 from voucher.ledger import periods
-from voucher.web import unit_of_work
+from voucher.web import in_transaction
 
 bp = Blueprint("periods", __name__, url_prefix="/finance/periods")
 
@@ -29,8 +29,7 @@ def index():
 def close():
     period = (request.form.get("period") or "").strip()
     try:
-        with unit_of_work():
-            periods.close_period(period, current_user)
+        in_transaction(lambda: periods.close_period(period, current_user))
     except DomainError as error:
         flash(error.message, "error")
         return redirect(url_for("periods.index")), 303

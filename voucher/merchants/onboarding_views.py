@@ -14,7 +14,7 @@ from voucher.core.permissions import OVERSIGHT, Role, roles_required
 from voucher.merchants import onboarding, risk
 from voucher.merchants.forms import CashierForm, MerchantApplicationForm, TerminalForm
 from voucher.merchants.models import MERCHANT_STATUS_LABELS, Merchant, RiskFlag, Store, StoreTerminal
-from voucher.web import unit_of_work
+from voucher.web import in_transaction, unit_of_work
 
 bp = Blueprint("onboarding", __name__)
 
@@ -32,8 +32,8 @@ def apply():
             manager_password=form.manager_password.data, manager_display_name=form.manager_display_name.data or "",
         )
         try:
-            with unit_of_work():
-                merchant = onboarding.apply(data)
+            # Four identical applications posted at once: one is recorded, the others are told it exists.
+            merchant = in_transaction(lambda: onboarding.apply(data))
         except DomainError as error:
             flash(error.message, "error")
             return render_template("merchants/apply.html", form=form), error.status

@@ -327,12 +327,15 @@ def reverse(
     postings, and the voucher is usable again."""
     now = now or utcnow()
     counter = _counter_of(cashier, terminal)
+    campaign_id = db.session.scalar(select(Redemption.campaign_id).where(Redemption.id == redemption_id))
+    if campaign_id is None:
+        raise NotFound("找不到该核销记录")
+    # The system's lock order (docs/concurrency.md): the campaign, then the redemption, then its voucher.
+    campaign = lock_campaign(campaign_id)
     redemption = db.session.scalar(
         select(Redemption).where(Redemption.id == redemption_id).with_for_update()
         .execution_options(populate_existing=True)
     )
-    if redemption is None:
-        raise NotFound("找不到该核销记录")
     if redemption.store_id != counter.store_id:
         raise Forbidden("只能由原核销门店撤销")
     if redemption.reversed_at is not None:
@@ -344,7 +347,6 @@ def reverse(
         raise InvalidTransition("该笔核销已进入结算批次，不能撤销")
     if now - redemption.created_at > window:
         raise ReversalWindowClosed(f"已超过 {current_app.config['REVERSAL_WINDOW_MINUTES']} 分钟撤销时限，不能撤销")
-    campaign = lock_campaign(redemption.campaign_id)
     if campaign.status_enum is CampaignStatus.CLOSED:
         # Its unused money has gone back to the funders; a revived voucher could never be used.
         raise InvalidTransition("活动已结束，不能撤销核销")

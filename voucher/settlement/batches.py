@@ -17,7 +17,7 @@ from sqlalchemy import exists, func, select
 from voucher.accounts.models import User
 from voucher.core import audit
 from voucher.core.clock import local_day_end_utc, to_local, utcnow
-from voucher.core.db import db
+from voucher.core.db import db, serialize
 from voucher.core.errors import InvalidInput, InvalidTransition, NotFound
 from voucher.core.upsert import insert_ignore
 from voucher.ledger import services as ledger
@@ -77,6 +77,9 @@ def build_batches(business_date: date, actor: User | None = None, now: datetime 
         raise InvalidInput(
             f"{business_date:%Y-%m-%d} 的核销尚在撤销时限内或当日未结束，最早可结算到 {latest_buildable_day(now):%Y-%m-%d}"
         )
+    # Every build takes every unsettled redemption up to its day's end, so two builds at once (two
+    # officers, or one and the nightly job) would insert the same items: they queue instead.
+    serialize("settlement.build")
     cutoff = local_day_end_utc(business_date)
     held_merchants = set(open_flags_by_merchant())
     result = BuildResult(business_date)

@@ -12,7 +12,7 @@ from voucher.core.permissions import Role, roles_required
 from voucher.settlement import batches as settlement
 from voucher.settlement import payout_file
 from voucher.settlement.models import BatchStatus
-from voucher.web import unit_of_work
+from voucher.web import in_transaction, unit_of_work
 
 bp = Blueprint("settlement", __name__, url_prefix="/finance/settlement")
 
@@ -57,8 +57,7 @@ def index():
 def build():
     try:
         day = _day(request.form.get("business_date")) or settlement.latest_buildable_day()
-        with unit_of_work():
-            result = settlement.build_batches(day, current_user)
+        result = in_transaction(lambda: settlement.build_batches(day, current_user))
     except DomainError as error:
         flash(error.message, "error")
         return redirect(url_for("settlement.index")), 303
@@ -95,8 +94,7 @@ def payout(fmt: str):
 @roles_required(*FINANCE)
 def confirm_paid(batch_id: int):
     try:
-        with unit_of_work():
-            batch = settlement.confirm_paid(batch_id, current_user, now=utcnow())
+        batch = in_transaction(lambda: settlement.confirm_paid(batch_id, current_user, now=utcnow()))
     except DomainError as error:
         flash(error.message, "error")
         return redirect(request.referrer or url_for("settlement.index")), 303
