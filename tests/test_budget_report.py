@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pandas as pd
+from sqlalchemy import select
 
 from tests.conftest import pin_ordinary_time
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
@@ -15,6 +16,7 @@ from voucher.core.clock import local_day_start_utc, local_today
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
 from voucher.merchants.redemption import redeem, reverse
+from voucher.campaigns.overview import policy_overview
 from voucher.reports.budget import budget_execution
 from voucher.settlement import batches as settlement
 
@@ -102,3 +104,34 @@ def test_finance_downloads_the_report_with_one_sheet_per_view(client, db):
     client.post("/logout")
     client.post("/login", data={"username": "cashier", "password": PASSWORD})
     assert client.get("/reports/budget.xlsx").status_code == 403
+
+
+def test_planned_money_counts_only_approved_campaigns(db):
+    """Issue 14, defect 9: drafts, rejected and pending campaigns inflated 计划（已落实）(measure 1 showed
+    1,015,500,000.00 on 预算执行)."""
+    world, _ = _scenario(db)
+    approved_plan = budget_execution(local_today()).total.planned_in_hand
+    for status_after in ("draft", "pending", "rejected"):
+        data = campaigns.CampaignInput(
+            measure_id=_measure_one(db).id, name=f"十亿草案（{status_after}）", face_value_fen=20_00, threshold_fen=100_00,
+            categories=["餐饮"], districts=["海州区"], valid_from=local_today(), valid_until=local_today() + timedelta(days=30),
+            sources=[campaigns.SourceInput("municipal_finance", "市财政", 1_000_000_000_00)],
+        )
+        proposal = campaigns.create_campaign(data, world.maker)
+        if status_after != "draft":
+            campaigns.submit_for_approval(proposal, world.maker)
+        if status_after == "rejected":
+            campaigns.reject(proposal.id, world.approver, "超出措施计划")
+    db.session.commit()
+
+    report = budget_execution(local_today())
+    assert report.total.planned_in_hand == approved_plan
+    assert all("十亿草案" not in row.label for row in report.by_campaign)
+    measure_one = next(line for line in policy_overview().lines if line.measure.number == 1)
+    assert measure_one.campaigns == 2  # the two approved ones of the scenario
+
+
+def _measure_one(db):
+    from voucher.campaigns.models import Measure
+
+    return db.session.scalar(select(Measure).where(Measure.number == 1))

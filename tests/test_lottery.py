@@ -204,3 +204,181 @@ def test_citizen_enters_through_the_page(client, db, app):
     assert "每人限报一次" in response.get_data(as_text=True)
     db.session.rollback()
     assert db.session.scalar(select(func.count(LotteryEntry.id))) == 1
+
+
+# The campaign-wide per-person limit (每人限领) and lottery rounds. The rule: a pending entry does not
+# count towards the limit (a first-come claim is not refused because of it), entering is refused to a
+# citizen who already holds the limit, and the draw passes over an entrant who holds it by then, giving
+# the voucher to the next entrant in the drawn order.
+
+def limited_campaign(db, world, *, first_come: int = 5):
+    """A campaign with 每人限领 1 across all its rounds, and an open first-come round."""
+    campaign, first_round = make_campaign(world, quantity=first_come)
+    campaign.per_person_limit = 1
+    db.session.commit()
+    return campaign, first_round
+
+
+def named_lottery_round(db, world, campaign, name: str, quantity: int = 1) -> Release:
+    release = releases.create_release(
+        campaign, name=name, quantity=quantity, per_person_limit=1, opens_at=utcnow() - timedelta(minutes=1),
+        actor=world.maker, mode="lottery",
+    )
+    releases.open_release(release.id, world.maker)
+    db.session.commit()
+    return release
+
+
+def drawn_order(seed: str, entry_numbers) -> list[int]:
+    """The published ranking, written independently of the product."""
+    return sorted(entry_numbers, key=lambda n: (hashlib.sha256(f"{seed}:{n}".encode()).hexdigest(), n))
+
+
+def held_by(citizen_id: int, campaign_id: int) -> int:
+    """Vouchers of the campaign the citizen holds, whatever their state (what the limit counts)."""
+    from voucher.core.db import db as session_db
+
+    return session_db.session.scalar(select(func.count(Voucher.id)).where(
+        Voucher.citizen_id == citizen_id, Voucher.campaign_id == campaign_id))
+
+
+def test_a_pending_entry_does_not_block_a_first_come_claim_but_entering_at_the_limit_is_refused(db):
+    world = make_world()
+    campaign, first_round = limited_campaign(db, world)
+    draw_a = named_lottery_round(db, world, campaign, "摇号一")
+    draw_b = named_lottery_round(db, world, campaign, "摇号二")
+    citizen = make_citizen("p")
+    lottery.enter(draw_a.id, citizen)
+    db.session.commit()
+    # The entry is only a chance: the citizen may still claim first-come while waiting for the draw.
+    claim(first_round.id, citizen)
+    db.session.commit()
+    assert held_by(citizen.id, campaign.id) == 1
+    # Holding the limit, they can neither enter another lottery round nor claim again.
+    with pytest.raises(ClaimLimitReached, match="本活动每人限领"):
+        lottery.enter(draw_b.id, citizen)
+    db.session.rollback()
+    with pytest.raises(ClaimLimitReached, match="本活动每人限领"):
+        claim(first_round.id, citizen)
+    db.session.rollback()
+    assert held_by(citizen.id, campaign.id) == 1
+
+
+def test_draw_passes_over_an_entrant_who_claimed_first_come_meanwhile(client, db):
+    from voucher.core.audit import AuditEntry
+
+    world = make_world()
+    campaign, first_round = limited_campaign(db, world)
+    release = lottery_round(db, world, campaign, quantity=1)
+    release_id, seed = release.id, release.seed
+    citizens = [make_citizen(tag) for tag in "xyz"]
+    numbers = {lottery.enter(release_id, c).id: c.id for c in citizens}
+    db.session.commit()
+    order = drawn_order(seed, list(numbers))
+    first, second = order[0], order[1]
+    # The entrant the seed ranks first takes a first-come voucher before the draw.
+    claim(first_round.id, db.session.get(type(citizens[0]), numbers[first]))
+    db.session.commit()
+    reserved_before = balances(campaign.id)[AccountKind.RESERVED]
+
+    chosen = lottery.draw(release_id, world.approver)
+    db.session.commit()
+
+    # The prize went to the next entrant in the drawn order; the first keeps only their first-come voucher.
+    assert chosen == [second]
+    assert held_by(numbers[first], campaign.id) == 1
+    assert db.session.scalar(select(Voucher.citizen_id).where(Voucher.release_id == release_id)) == numbers[second]
+    entries = {e.id: e for e in db.session.scalars(select(LotteryEntry).where(LotteryEntry.release_id == release_id))}
+    assert entries[first].won is False and entries[second].won is True
+    assert not entries[order[2]].won
+    # The entry passed over is on record with its reason, and the published rule reproduces the result.
+    passed = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "lottery.pass_over")).all()
+    assert [(a.object_type, a.object_id, a.after["reason"]) for a in passed] == [("lottery_entries", first, "已达活动每人限领")]
+    assert lottery.winners(seed, list(numbers), 1, {first}) == chosen
+    assert my_winners(seed, [n for n in numbers if n != first], 1) == set(chosen)
+    # Every voucher of the round was given out: no money came back.
+    assert balances(campaign.id)[AccountKind.RESERVED] == reserved_before
+    assert verify_ledger() == []
+    for citizen_id in numbers.values():
+        assert held_by(citizen_id, campaign.id) <= 1
+
+
+def test_winning_two_lottery_rounds_gives_one_voucher_under_a_limit_of_one(db):
+    world = make_world()
+    campaign, _ = limited_campaign(db, world)
+    first = named_lottery_round(db, world, campaign, "摇号一", quantity=1)
+    second = named_lottery_round(db, world, campaign, "摇号二", quantity=2)
+    first_id, second_id = first.id, second.id
+    a, b = make_citizen("a"), make_citizen("b")
+    # Both enter both rounds: a pending entry does not count, so the second entry is accepted.
+    for release_id in (first_id, second_id):
+        lottery.enter(release_id, a)
+        lottery.enter(release_id, b)
+    db.session.commit()
+
+    [won_first] = lottery.draw(first_id, world.approver)
+    db.session.commit()
+    winner = db.session.get(LotteryEntry, won_first).citizen_id
+    loser = b.id if winner == a.id else a.id
+    before = balances(campaign.id)
+
+    # Two vouchers, two entrants: the earlier winner is passed over, the other wins, one voucher goes back.
+    chosen = lottery.draw(second_id, world.approver)
+    db.session.commit()
+    assert len(chosen) == 1
+    assert db.session.get(LotteryEntry, chosen[0]).citizen_id == loser
+    assert held_by(winner, campaign.id) == 1
+    assert held_by(loser, campaign.id) == 1
+    vouchers = db.session.scalars(select(Voucher).where(Voucher.release_id == second_id)).all()
+    assert sorted(v.status for v in vouchers) == ["claimed", "withdrawn"]
+    after = balances(campaign.id)
+    assert after[AccountKind.RESERVED] == before[AccountKind.RESERVED] - FACE
+    assert after[AccountKind.AVAILABLE] == before[AccountKind.AVAILABLE] + FACE
+    assert verify_ledger() == []
+
+
+def test_a_claim_racing_the_draw_never_exceeds_the_limit(app, db):
+    """PostgreSQL: the same citizen claims first-come while the draw runs; whichever commits first, the
+    other sees it (both take the citizen's row lock), so the citizen ends with exactly one voucher."""
+    import time
+
+    from tests.test_concurrency import run_concurrently
+    from voucher.accounts.models import User
+    from voucher.core.db import db as _db
+    from voucher.vouchers.models import Citizen
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: nothing to race")
+    world = make_world()
+    campaign, first_round = limited_campaign(db, world, first_come=50)
+    first_round_id, approver_id = first_round.id, world.approver.id
+    orders = []
+    DELAYS = [(0, 0), (0, 0.01), (0.005, 0), (0.01, 0), (0.02, 0), (0.03, 0), (0.002, 0), (0.015, 0)]  # claim, draw
+    for attempt in range(len(DELAYS)):
+        release = named_lottery_round(db, world, campaign, f"摇号{attempt + 1}")
+        release_id, seed = release.id, release.seed
+        numbers = {lottery.enter(release_id, make_citizen(f"{attempt}{tag}")).id: None for tag in "pq"}
+        db.session.commit()
+        entries = {e.id: e.citizen_id for e in db.session.scalars(
+            select(LotteryEntry).where(LotteryEntry.release_id == release_id))}
+        assert set(entries) == set(numbers)
+        target = entries[drawn_order(seed, list(entries))[0]]  # the entrant the draw reaches first
+        other = next(c for c in entries.values() if c != target)
+
+        def work(i, release_id=release_id, target=target, delays=DELAYS[attempt]):
+            time.sleep(delays[i])  # vary who takes the citizen's lock first
+            if i == 0:
+                return claim(first_round_id, _db.session.get(Citizen, target)).id
+            return lottery.draw(release_id, _db.session.get(User, approver_id))
+
+        claimed, drawn = run_concurrently(app, 2, work)
+        db.session.rollback()
+        assert isinstance(drawn, list) and len(drawn) == 1, (claimed, drawn)
+        assert claimed == "claim_limit_reached" or isinstance(claimed, int), (claimed, drawn)
+        assert held_by(target, campaign.id) == 1, (attempt, claimed, drawn)
+        lottery_holder = db.session.scalar(select(Voucher.citizen_id).where(Voucher.release_id == release_id))
+        # Either the claim came first and the prize went to the other entrant, or the draw came first.
+        assert lottery_holder == (other if isinstance(claimed, int) else target), (claimed, drawn)
+        orders.append("claim" if isinstance(claimed, int) else "draw")
+    assert verify_ledger() == []
+    print("who came first:", orders)

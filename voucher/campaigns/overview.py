@@ -60,7 +60,8 @@ def policy_overview(unit: str | None = None, district: str | None = None) -> Ove
     units = sorted({u for m in measures for u in m.responsible_units})
     if unit:
         measures = [m for m in measures if unit in m.responsible_units]
-    campaigns = db.session.scalars(select(Campaign).where(Campaign.status != "draft")).all()
+    # Approved campaigns only (running, paused or closed): a pending one has committed nothing yet.
+    campaigns = db.session.scalars(select(Campaign).where(Campaign.approved_at.is_not(None))).all()
     if district:
         campaigns = [c for c in campaigns if not c.districts or district in c.districts]
     balances = campaign_balances([c.id for c in campaigns])

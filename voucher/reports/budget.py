@@ -68,7 +68,9 @@ def budget_execution(as_of: date) -> BudgetReport:
     sources = db.session.execute(
         select(FundingSource, Campaign.name, Measure.number, Measure.short_title)
         .join(Campaign, Campaign.id == FundingSource.campaign_id).join(Measure, Measure.id == Campaign.measure_id)
-        .where(Campaign.created_at < cutoff)
+        # Planned money is money committed: campaigns approved by then (running, paused or closed since).
+        # Drafts, rejected and pending campaigns are proposals, not plans (they inflated measure 1 to 10亿).
+        .where(Campaign.approved_at.is_not(None), Campaign.approved_at < cutoff)
         .order_by(Measure.number, Campaign.id, FundingSource.id)
     ).all()
 
