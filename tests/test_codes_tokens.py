@@ -1,14 +1,20 @@
-"""Voucher codes (check character) and signed QR tokens (HMAC, key ring)."""
+"""Voucher codes (check character) and signed QR tokens (HMAC, key ring), as really typed and scanned at
+the counter (full-width, stray whitespace), and the counter page never reusing a previous amount."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import re
 import string
 
 import pytest
+from sqlalchemy import func, select
 
+from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
 from voucher.core.errors import InvalidToken
+from voucher.ledger.models import Posting
+from voucher.merchants.models import Redemption
 from voucher.vouchers import codes, tokens
 
 # Codes --------------------------------------------------------------------------------------------
@@ -219,3 +225,195 @@ def test_looks_like_token():
     assert tokens.looks_like_token(" " + token.lower())
     assert not tokens.looks_like_token(codes.new_code())
     assert not tokens.looks_like_token("LYGV2.k1.x.y")
+
+
+# What a scanner or a cashier really types ---------------------------------------------------------
+# A Chinese IME left on types full-width letters, digits and dashes; copies from a chat or a document
+# bring ideographic, no-break and zero-width spaces and line breaks. All are folded away before the
+# check character or the signature is tested; a wrong character or an altered token is still refused.
+
+def fullwidth(text: str) -> str:
+    """Text as a Chinese IME in full-width mode types it: ＡＢＣＤ－ＥＦＧＨ, with ideographic spaces."""
+    return "".join("\u3000" if ch == " " else chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch for ch in text)
+
+
+def test_fullwidth_helper():
+    assert fullwidth("ABCD-EFGH-JKM") == "ＡＢＣＤ－ＥＦＧＨ－ＪＫＭ"
+    assert fullwidth("a b.9") == "ａ\u3000ｂ．９"
+
+
+def test_normalise_folds_fullwidth_spaces_invisibles_and_dashes():
+    code = codes.new_code()
+    grouped = codes.display(code)
+    assert codes.normalise(fullwidth(grouped)) == code
+    assert codes.normalise(fullwidth(grouped.lower())) == code
+    assert codes.normalise(fullwidth(code[:4] + " " + code[4:8] + " " + code[8:])) == code
+    assert codes.normalise("\u3000" + code[:4] + "\u3000\u3000" + code[4:] + "\u3000") == code
+    assert codes.normalise("\ufeff" + code[:2] + "\u200b" + code[2:6] + "\u2060\u200c\u200d\u00ad" + code[6:]) == code
+    assert codes.normalise(code[:4] + "\u00a0" + code[4:8] + "\n" + code[8:] + "\r\n\t") == code
+    for dash in "－—–‐‑‒―−﹣﹘":
+        assert codes.normalise(code[:4] + dash + code[4:8] + dash * 2 + code[8:]) == code, hex(ord(dash))
+
+
+def test_normalise_folds_only_dash_like_characters():
+    code = codes.new_code()
+    # The kana prolonged sound mark looks like a dash but is a letter; wave dashes are not dashes either.
+    for not_a_dash in "ー〜～_/":
+        assert not codes.is_well_formed(codes.normalise(code[:4] + not_a_dash + code[4:])), hex(ord(not_a_dash))
+
+
+def test_clean_keeps_case_for_tokens():
+    token = tokens.sign(codes.new_code(), RING, "k1")
+    assert codes.clean(token) == token
+    assert codes.clean(fullwidth(token)) == token
+    assert codes.clean(token[:20] + " \u3000\u200b\n" + token[20:]) == token
+    assert codes.clean(token.replace(".", "。")) == token  # the IME's full stop
+    assert codes.clean("a-Ｂ\tc") == "a-Bc"
+
+
+def test_a_wrong_character_typed_in_fullwidth_is_still_caught():
+    code = codes.new_code()
+    typo = code[:3] + ("2" if code[3] != "2" else "3") + code[4:]
+    assert not codes.is_well_formed(codes.normalise(fullwidth(codes.display(typo))))
+
+
+# ... through the counter page and the real redemption path (on both databases).
+
+@pytest.fixture
+def counter(client, db, app):
+    """A 满100减20 voucher claimed by a citizen, its QR token, and `post` to the counter page as the cashier."""
+    world = make_world()
+    _, release = make_campaign(world, quantity=5)
+    voucher = claim_one(release, make_citizen())
+    token = tokens.sign(voucher.code, app.config["QR_SIGNING_KEYS"], app.config["QR_ACTIVE_KEY_ID"])
+    client.post("/login", data={"username": "cashier", "password": PASSWORD})
+
+    def post(code: str, amount: str):
+        return client.post("/counter", data={"code": code, "order_amount": amount, "idempotency_key": ""})
+
+    return voucher, token, post
+
+
+def _redeemed(response) -> bool:
+    page = response.get_data(as_text=True)
+    return response.status_code == 200 and "核销成功" in page and "优惠 ¥20.00" in page
+
+
+def _refused_with(response, message: str) -> bool:
+    page = response.get_data(as_text=True)
+    return response.status_code == 422 and "未核销" in page and message in page
+
+
+def _ledger_untouched(db) -> tuple[int, int]:
+    return db.session.scalar(select(func.count(Posting.id))), db.session.scalar(select(func.count(Redemption.id)))
+
+
+TYPED_CODES = {
+    "fullwidth-grouped": lambda c: fullwidth(codes.display(c)),
+    "fullwidth-lower": lambda c: fullwidth(codes.display(c).lower()),
+    "ideographic-spaces": lambda c: "\u3000" + c[:4] + "\u3000" + c[4:8] + "\u3000" + c[8:] + "\u3000",
+    "fullwidth-with-ideographic-spaces": lambda c: fullwidth(c[:4] + " " + c[4:8] + " " + c[8:]),
+    "zero-width": lambda c: "\ufeff" + c[:3] + "\u200b" + c[3:7] + "\u200b\u2060" + c[7:],
+    "dash-variants": lambda c: c[:4] + "—" + c[4:8] + "–" + c[8:],
+    "line-breaks-and-tabs": lambda c: c[:4] + "\t" + c[4:8] + "\r\n" + c[8:] + "\n",
+}
+
+
+@pytest.mark.parametrize("typed", list(TYPED_CODES.values()), ids=list(TYPED_CODES))
+def test_a_code_as_really_typed_redeems(counter, db, typed):
+    voucher, _, post = counter
+    assert _redeemed(post(typed(voucher.code), "150"))
+
+
+TYPED_TOKENS = {
+    "inner-space": lambda t: t[:25] + " " + t[25:],
+    "inner-line-break": lambda t: t[:30] + "\n" + t[30:],
+    "crlf-in-signature": lambda t: t[:-8] + "\r\n" + t[-8:],
+    "ideographic-space": lambda t: t[:12] + "\u3000" + t[12:],
+    "zero-width": lambda t: "\ufeff" + t[:18] + "\u200b" + t[18:],
+    "fullwidth": fullwidth,
+    "ime-full-stops": lambda t: t.replace(".", "。"),
+}
+
+
+@pytest.mark.parametrize("scanned", list(TYPED_TOKENS.values()), ids=list(TYPED_TOKENS))
+def test_a_token_with_stray_whitespace_or_fullwidth_characters_redeems(counter, db, scanned):
+    _, token, post = counter
+    assert _redeemed(post(scanned(token), "150"))
+
+
+def test_an_altered_token_is_still_refused_as_a_forgery(counter, db, app):
+    voucher, token, post = counter
+    before = _ledger_untouched(db)
+    prefix, kid, code, signature = token.split(".")
+    flipped = signature[:5] + ("A" if signature[5] != "A" else "B") + signature[6:]
+    other = code[:-1] + ("2" if code[-1] != "2" else "3")
+    # A letter's case in the signature is significant: swapping it is an alteration, not a typing slip.
+    swapped_case = next(i for i, ch in enumerate(signature) if ch.isalpha())
+    case_swapped = signature[:swapped_case] + signature[swapped_case].swapcase() + signature[swapped_case + 1:]
+    for altered in (
+        f"{prefix}.{kid}.{code}.{flipped}",
+        f"{prefix}.{kid}.{code}.{flipped[:10]} {flipped[10:]}",  # altered and with a space
+        fullwidth(f"{prefix}.{kid}.{code}.{flipped}"),  # altered and typed full-width
+        f"{prefix}.{kid}.{other}.{signature}",
+        f"{prefix}.{kid}.{code}.{case_swapped}",
+        tokens.sign(voucher.code, {kid: b"not-the-real-key"}, kid).replace(".", " .\u3000", 1),
+    ):
+        assert _refused_with(post(altered, "150"), "签名校验失败"), altered
+    assert _ledger_untouched(db) == before
+
+
+def test_a_wrong_check_character_is_still_refused_however_typed(counter, db):
+    voucher, _, post = counter
+    before = _ledger_untouched(db)
+    code = voucher.code
+    typo = code[:5] + ("2" if code[5] != "2" else "3") + code[6:]
+    for typed in (typo, fullwidth(codes.display(typo)), "\u3000" + typo[:4] + "\u200b" + typo[4:] + "\n",
+                  code[:4] + "ー" + code[4:]):
+        assert _refused_with(post(typed, "150"), "校验位不符"), typed
+    assert _ledger_untouched(db) == before
+
+
+# The counter page never hands the previous customer's amount to the next scan -------------------
+
+def _amount_input(page: str) -> str:
+    (tag,) = re.findall(r'<input[^>]*name="order_amount"[^>]*>', page)
+    return tag
+
+
+def _focus(page: str) -> tuple[str, bool, bool]:
+    """(the form's data-focus, whether the code box has autofocus, whether the amount box has it)."""
+    form_focus = re.search(r'id="redeem-form" data-focus="([^"]*)"', page).group(1)
+    (code_tag,) = re.findall(r'<input[^>]*name="code"[^>]*>', page)
+    return form_focus, "autofocus" in code_tag, "autofocus" in _amount_input(page)
+
+
+REFUSALS = {
+    # (code, amount, message): a mistyped code at 8,000 yuan, a threshold miss, an amount that does not parse
+    "wrong-check-character": (lambda v, t: v.code[:-1] + ("2" if v.code[-1] != "2" else "3"), "8000", "校验位不符"),
+    "below-threshold": (lambda v, t: t, "99", "未达到使用门槛"),
+    "forged-token": (lambda v, t: t[:-1] + ("A" if t[-1] != "A" else "B"), "150", "签名校验失败"),
+    "bad-amount": (lambda v, t: t, "12.345", "订单金额格式不正确"),
+}
+
+
+@pytest.mark.parametrize("refusal", list(REFUSALS.values()), ids=list(REFUSALS))
+def test_a_refused_redemption_does_not_put_the_amount_back(counter, db, refusal):
+    voucher, token, post = counter
+    code_of, amount, message = refusal
+    response = post(code_of(voucher, token), amount)
+    page = response.get_data(as_text=True)
+    assert "未核销" in page and message in page
+    tag = _amount_input(page)
+    assert 'value=""' in tag, tag
+    assert f'value="{amount}"' not in page
+    # The cursor waits in the code box for the next scan, whatever was refused.
+    assert _focus(page) == ("code", True, False)
+
+
+def test_after_a_success_the_amount_box_is_empty_and_the_code_box_waits(counter, db):
+    _, token, post = counter
+    page = post(token, "8000").get_data(as_text=True)
+    assert "核销成功" in page
+    assert 'value=""' in _amount_input(page) and 'value="8000"' not in page
+    assert _focus(page) == ("code", True, False)

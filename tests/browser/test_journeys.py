@@ -168,6 +168,91 @@ def test_cashier_redeems_with_a_usb_scanner_and_reverses(demo, new_page, shots):
     expect(result).to_contain_text("顾客实付 ¥100.00")
 
 
+def test_counter_clears_the_amount_after_a_refusal_so_the_next_scan_cannot_reuse_it(demo, new_page, shots):
+    """Defect 10: the amount box kept the refused customer's amount, and the next scan's Enter redeemed
+    the next voucher at once with it. After every answer the amount box is empty and the cursor waits in
+    the code box; Enter on an empty amount box sends nothing."""
+    token = claim_demo_voucher(demo)
+    code = token.split(".")[2]
+    page = new_page()
+    sign_in(page, "cashier")
+    nav(page, "收银核销")
+    code_box, amount_box = page.get_by_label("券码（扫码或输入）"), page.get_by_label("订单金额（元）")
+    result = page.locator("section.result")
+    posts = []
+    page.on("request", lambda request: request.method == "POST" and posts.append(request.url))
+
+    # A mistyped code for an 8,000-yuan order is refused.
+    expect(code_box).to_be_focused()
+    page.keyboard.type(code[:-1] + ("2" if code[-1] != "2" else "3"))
+    page.keyboard.press("Enter")
+    page.keyboard.type("8000")
+    page.keyboard.press("Enter")
+    expect(result).to_contain_text("校验位不符")
+    expect(amount_box).to_have_value("")
+    expect(code_box).to_be_focused()
+    shots(page, "refused-amount-cleared")
+
+    # The next customer's scan replaces the refused code and moves to the empty amount box; the
+    # scanner's Enter (or a second one) on that empty box sends nothing.
+    posts.clear()
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    expect(amount_box).to_be_focused()
+    expect(amount_box).to_have_value("")
+    expect(code_box).to_have_value(token)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(500)  # time for a request to start, had one been sent
+    assert posts == []
+    expect(result).to_contain_text("校验位不符")  # still the old answer: nothing was submitted
+    expect(amount_box).to_be_focused()
+
+    # 99 yuan misses the 满100 threshold: refused too, and again the amount is gone and the code box waits.
+    page.keyboard.type("99")
+    page.keyboard.press("Enter")
+    expect(result).to_contain_text("未达到使用门槛")
+    expect(amount_box).to_have_value("")
+    expect(code_box).to_be_focused()
+    shots(page, "threshold-refused-amount-cleared")
+
+    # Scanning again and pressing Enter twice still does not redeem at some earlier amount.
+    posts.clear()
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(500)
+    assert posts == []
+    expect(amount_box).to_have_value("")
+
+    # The cashier types this customer's amount: redeemed at it, and the page is ready for the next one.
+    page.keyboard.type("150")
+    page.keyboard.press("Enter")
+    expect(result).to_contain_text("核销成功")
+    expect(result).to_contain_text("订单 ¥150.00")
+    expect(amount_box).to_have_value("")
+    expect(code_box).to_be_focused()
+    assert len(posts) == 1
+
+
+def test_counter_takes_a_code_typed_in_fullwidth_with_the_ime_on(demo, new_page, shots):
+    """Defect 10 (b): a Chinese IME left on types ＡＢＣＤ－ＥＦＧＨ－ＪＫＭ with ideographic spaces."""
+    token = claim_demo_voucher(demo)
+    code = token.split(".")[2]
+    typed = "".join(chr(ord(ch) + 0xFEE0) for ch in f"{code[:4]}-{code[4:8]}-{code[8:]}").replace("－", "－\u3000", 1)
+    page = new_page()
+    sign_in(page, "cashier")
+    nav(page, "收银核销")
+    page.keyboard.type(typed)
+    page.keyboard.press("Enter")
+    page.keyboard.type("１５０")  # the amount box folds full-width digits too
+    page.keyboard.press("Enter")
+    result = page.locator("section.result")
+    expect(result).to_contain_text("核销成功")
+    expect(result).to_contain_text("顾客实付 ¥130.00")
+    shots(page, "fullwidth-redeemed")
+
+
 def test_finance_downloads_the_budget_report(demo, new_page, shots, tmp_path):
     redeem_demo_voucher(demo)  # so the demo campaign has money spent, not only funded and reserved
     page = new_page()

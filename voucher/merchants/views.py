@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from voucher.core.clock import utcnow
 from voucher.core.db import db
-from voucher.core.errors import DomainError, ThresholdNotMet
+from voucher.core.errors import DomainError
 from voucher.core.permissions import Role, roles_required
 from voucher.merchants.forms import RedeemForm, ReverseForm
 from voucher.merchants.models import Redemption
@@ -45,7 +45,6 @@ def counter():
     form = RedeemForm()
     result = error = None
     status = 200
-    focus = "code"  # where the next keystroke (the next scan) goes
     if form.is_submitted():
         if form.validate_on_submit():
             try:
@@ -56,22 +55,20 @@ def counter():
                     )
             except DomainError as exc:
                 error, status = exc.message, exc.status
-                if isinstance(exc, ThresholdNotMet):
-                    focus = "order_amount"
         else:
             error = next(iter(m for messages in form.errors.values() for m in messages), "输入有误")
             status = 422
-            if "order_amount" in form.errors and "code" not in form.errors:
-                focus = "order_amount"
     if result is not None:
         next_form = _fresh_form()
     else:
-        # Keep what was typed so the cashier corrects only the wrong part, with a fresh request key.
+        # After a refusal the next scan belongs to the next customer: the amount is never kept (a
+        # scanner's Enter would submit it with the next voucher), the code box takes the focus.
         next_form = form if form.is_submitted() else _fresh_form()
+        next_form.order_amount.data = None
         next_form.idempotency_key.data = uuid.uuid4().hex
     return (
         render_template(
-            "merchants/counter.html", form=next_form, result=result, error=error, focus=focus,
+            "merchants/counter.html", form=next_form, result=result, error=error,
             store=current_user.store, recent=_recent_at_store(current_user.store_id), reverse_form=ReverseForm(),
             reversible_after=utcnow() - timedelta(minutes=current_app.config["REVERSAL_WINDOW_MINUTES"]),
         ),

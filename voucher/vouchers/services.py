@@ -103,6 +103,13 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, act
     in_round, in_campaign = conn.execute(
         _HELD, {"release_id": release_id, "campaign_id": round_.campaign_id, "citizen_id": citizen.id}
     ).one()
+    # The campaign-wide limit counts vouchers held (from any round, first-come or won at a draw), not
+    # pending lottery entries. An entry is only a chance, and most entrants lose: a citizen who entered
+    # a lottery must not be shut out of a first-come round while waiting for a draw they will probably
+    # not win, nor have to guess which to try. The limit still holds whenever a voucher is handed out:
+    # the draw takes this same citizen lock and passes over an entrant who holds the limit by then (the
+    # voucher goes to the next in the drawn order; campaigns/lottery.py draw), so nobody ends up past it
+    # and no voucher is lost.
     if round_.campaign_limit is not None and in_campaign >= round_.campaign_limit:
         raise ClaimLimitReached(f"本活动每人限领 {round_.campaign_limit} 张，您已领取 {in_campaign} 张")
     if in_round >= round_.per_person_limit:
@@ -132,7 +139,10 @@ def qr_token(voucher: Voucher) -> str:
 
 def code_from_input(text: str) -> str:
     """Turn what the scanner or the cashier typed into a voucher code, refusing forgeries before any lookup."""
-    raw = (text or "").strip()
+    # Full-width characters (a Chinese IME left on), ideographic or zero-width spaces, line breaks and
+    # dash variants are folded away first, so neither the check character nor the signature is
+    # tested against them; a genuinely altered token or mistyped code is still refused below.
+    raw = codes.clean(text)
     if not raw:
         raise InvalidToken("请扫描二维码或输入券码")
     if tokens.looks_like_token(raw):
