@@ -208,6 +208,7 @@ def redeem(
     ledger.post(
         EntryKind.REDEMPTION.value, voucher.campaign_id, lines,
         memo=f"核销 {code}", ref=("redemption", redemption_id), actor_id=getattr(cashier, "id", None),
+        at=now,  # the entry in the same month as its redemption (a current-month date costs no query)
     )
     # The answer's record, built from what was written: not tracked by the session, no reload.
     return RedemptionResult(Redemption(id=redemption_id, **values), code)
@@ -371,7 +372,7 @@ def reverse(
             raise BudgetExhausted("活动可用预算不足，不能恢复该券的预留金额") from None
     ledger.post(
         EntryKind.REVERSAL.value, redemption.campaign_id, lines, memo=f"撤销核销 {voucher.code}",
-        ref=("redemption", redemption.id), actor_id=getattr(cashier, "id", None),
+        ref=("redemption", redemption.id), actor_id=getattr(cashier, "id", None), at=now,
     )
     voucher.status = VoucherStatus.CLAIMED.value
     voucher.redeemed_at = None
