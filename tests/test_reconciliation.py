@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import ORDINARY_NOW, pin_ordinary_time
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
 from voucher.accounts.services import create_user
 from voucher.campaigns import services as campaigns
 from voucher.core.audit import AuditEntry
-from voucher.core.clock import local_day_start_utc, local_today
+from voucher.core.clock import local_day_start_utc
 from voucher.core.errors import InvalidInput, InvalidTransition
 from voucher.core.permissions import Role
 from voucher.ledger.models import AccountKind
@@ -30,7 +31,10 @@ from voucher.settlement import batches as settlement
 from voucher.settlement.models import SettlementBatch
 
 HEADERS = ["交易日期", "流水号", "附言", "收款户名", "收款账号", "金额"]
-TODAY = local_today()
+# Yesterday's batches must be buildable (their reversal window long past): an ordinary moment, whatever
+# VOUCHER_TEST_NOW says; tests/test_clock_boundaries.py covers the edges.
+pytestmark = pin_ordinary_time
+TODAY = ORDINARY_NOW.date()  # the suite's clock, not the machine's (see tests/conftest.py)
 
 
 @pytest.fixture
@@ -482,3 +486,388 @@ def test_the_cli_imports_a_statement_and_refuses_a_malformed_one(app, db, batche
     assert db.session.scalar(select(func.count(BankStatement.id))) == 1
     entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "reconciliation.import"))
     assert entry.actor_label == "system" and entry.after["matched"] == 1
+
+
+# Batch references past 999,999 and typed in full width -------------------------------------------------------
+
+
+def _full_width(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def test_batch_references_of_any_length_are_read_and_told_apart_from_digits_after_them():
+    from voucher.reconciliation.parsing import find_batch_references
+
+    assert find_batch_references("消费券结算JS20261202000123") == (["JS20261202000123"], [])
+    assert find_batch_references("JS202612021000000 退款") == (["JS202612021000000"], [])
+    assert find_batch_references("结算JS2026120212345678，共 3 笔") == (["JS2026120212345678"], [])
+    # A zero-padded id has exactly 6 digits: what follows is something else.
+    assert find_batch_references("JS202612020001231000.00") == (["JS20261202000123"], [])
+    # An id has at most 10 digits: a longer run after a non-zero id cannot be split.
+    assert find_batch_references("JS2026120210000006222020000") == ([], ["JS2026120210000006222020000"])
+    assert find_batch_references(_full_width("JS20261202000123") + "\u3000付款") == (["JS20261202000123"], [])
+    assert find_batch_references("ｊｓ20261202000123") == (["JS20261202000123"], [])
+    assert find_batch_references("ABCJS20261202000123 JS2026120200012") == ([], [])
+    assert find_batch_references("JS20261202000123/JS20261202000123、JS202612021000001") == (
+        ["JS20261202000123", "JS202612021000001"], [])
+
+
+def test_a_batch_past_id_999999_matches_by_its_seven_digit_reference(db, batches):
+    world, campaign, b = batches
+    # The reference reference_for gives batch 1,000,000: seven id digits.
+    seven = f"JS{b['C'].business_date:%Y%m%d}{1_000_000:06d}"
+    assert len(seven) == 17
+    b["C"].reference = seven
+    db.session.commit()
+    day = TODAY.isoformat()
+    rows = [
+        [day, "W1", f"{seven} 消费券结算", "海州小超市", "6222020000000001", "12.00"],
+        [day, "W3", f"消费券结算{b['A'].reference}8", "港城老味道餐饮有限公司", "", "24.00"],
+        [day, "W4", "JS2026120210000006222020000001234", "", "", "1.00"],
+    ]
+    result = reconciliation.import_statement(statement_csv(rows), "bank.csv", None, world.finance)
+    lines = {line.serial: line for line in result.statement.lines}
+    assert (lines["W1"].match_status, lines["W1"].batch_id, lines["W1"].batch_reference) == (
+        "matched", b["C"].id, seven)
+    # A zero-padded reference with a digit written after it is still told apart.
+    assert (lines["W3"].match_status, lines["W3"].batch_id) == ("matched", b["A"].id)
+    assert lines["W4"].note == "附言中的批次号 JS2026120210000006222020000001234 后紧接其他数字，无法确定批次号"
+
+
+def test_a_reference_typed_in_full_width_matches(db, batches):
+    world, campaign, b = batches
+    day = TODAY.isoformat()
+    rows = [[day, "W2", "消费券结算\u3000" + _full_width(b["D"].reference), "海州小超市", "6222020000000001", "8.00"],
+            [day, "W5", _full_width(b["C"].reference.lower()), "海州小超市", "6222020000000001", "12.00"]]
+    result = reconciliation.import_statement(statement_csv(rows), "bank.csv", None, world.finance)
+    lines = {line.serial: line for line in result.statement.lines}
+    assert (lines["W2"].match_status, lines["W2"].batch_id, lines["W2"].batch_reference) == (
+        "matched", b["D"].id, b["D"].reference)
+    assert lines["W2"].reference_text.startswith("消费券结算\u3000ＪＳ")  # stored as the bank wrote it
+    assert (lines["W5"].match_status, lines["W5"].batch_id) == ("matched", b["C"].id)
+
+
+# Real bank exports ------------------------------------------------------------------------------------------
+
+ICBC_HEADERS = ["凭证号", "本方账号", "对方账号", "交易时间", "借/贷", "借方发生额", "贷方发生额", "对方行号", "摘要",
+                "用途", "对方单位名称", "余额", "个性化信息"]
+OWN = "1302010109000012345"
+
+
+def _csv(rows: list[list[str]], encoding: str = "gbk") -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerows(rows)
+    return out.getvalue().encode(encoding)
+
+
+def icbc_statement(b) -> bytes:
+    """An ICBC-style export: GBK, a preamble above the header, 借方/贷方 columns, the remittance note in 用途,
+    account numbers as ="…", a payout (A), a return of B (a credit naming B), an interest line without a
+    voucher number, a blank row, a 合计 row and a 笔数 footer."""
+    when = f"{TODAY.isoformat()} 10:15:30"
+    return _csv([
+        ["中国工商银行企业网上银行  账户明细"],
+        [f"账号：{OWN}", "", "户名：港城市商务局消费券资金专户"],
+        [f"起止日期：{(TODAY - timedelta(days=1)).isoformat()} 至 {TODAY.isoformat()}", "", "币种：人民币"],
+        [],
+        ICBC_HEADERS,
+        ["0417001", OWN, '="6222020000001234"', when, "借", "24.00", "", "102100099996", "转账支取",
+         f"消费券结算{b['A'].reference}", "港城老味道餐饮有限公司", "99,976.00", ""],
+        ["0417002", OWN, '="6222020000001234"', when, "贷", "", "16.00", "102100099996", "退汇",
+         f"退回 {b['B'].reference} 户名不符", "港城老味道餐饮有限公司", "99,992.00", ""],
+        ["", OWN, "", f"{TODAY.isoformat()}-23.59.59.000000", "贷", "", "0.36", "", "结息", "", "", "99,992.36", ""],
+        [],
+        ["合计", "", "", "", "", "24.00", "16.36", "", "", "", "", "", ""],
+        ["总笔数：3", "借方笔数：1", "贷方笔数：2"],
+    ])
+
+
+def test_an_icbc_export_with_preamble_debits_credits_interest_and_footer_imports(db, batches):
+    world, campaign, b = batches
+    content = icbc_statement(b)
+    with pytest.raises(UnicodeDecodeError):
+        content.decode("utf-8")
+
+    result = reconciliation.import_statement(content, "icbc.csv", "工商银行", world.finance)
+    db.session.commit()
+    statement = result.statement
+    assert result.counts == {"matched": 1, "amount_mismatch": 0, "unmatched_line": 2}
+    assert result.non_payout == 2 and statement.line_count == 3
+    lines = {line.row_number: line for line in statement.lines}
+    payout, credit, interest = lines[6], lines[7], lines[8]
+    assert (payout.batch_id, payout.amount_fen, payout.serial) == (b["A"].id, 24_00, "0417001")
+    assert payout.payee_account == "6222020000001234" and payout.payee_name == "港城老味道餐饮有限公司"
+    assert payout.reference_text == f"转账支取 / 消费券结算{b['A'].reference}"
+    # A credit naming a batch is money coming back, not a payout: B stays unpaid.
+    assert credit.match_status == "unmatched_line" and credit.batch_id is None
+    assert credit.note == f"贷方（收入），不是付款；附言中的批次号 {b['B'].reference} 可能是退汇或退票，请核实"
+    assert interest.match_status == "unmatched_line" and interest.amount_fen == 36
+    assert interest.note.startswith("贷方（收入）：结息（利息），不是付给商户的款项")
+    assert interest.serial.startswith("无流水号-")  # the bank gave none; a stable key instead
+    assert [batch.id for batch, _ in reconciliation.unmatched_batches()] == [b["B"].id, b["C"].id, b["D"].id]
+    # Summary and footer rows are skipped and listed, not refused.
+    assert result.skipped_row_count == 3
+    assert result.skipped_rows == ["第 9 行：空行", "第 10 行：汇总或页脚行（合计 24.00 16.36），未导入",
+                                   "第 11 行：汇总或页脚行（总笔数：3 借方笔数：1 贷方笔数：2），未导入"]
+    assert statement.mapping["skipped_rows"] == result.skipped_rows and statement.mapping["header_row"] == 5
+    assert statement.mapping["layout"] == "debit_credit" and statement.mapping["headers"]["debit"] == "借方发生额"
+    assert statement.total_fen == 24_00 and statement.mapping["credit_total_fen"] == 16_36
+    assert statement.mapping_name == "工商银行"
+
+    # The same lines again (an overlapping statement, re-saved in UTF-8): nothing new, the interest line too.
+    with pytest.raises(StatementAlreadyImported, match="3 条流水均已在此前的对账单中导入"):
+        reconciliation.import_statement(content.decode("gbk").encode("utf-8"), "icbc-again.csv", "工商银行",
+                                        world.finance)
+    db.session.rollback()
+
+
+def test_the_default_mapping_reads_a_bank_export_by_its_preset(db, batches):
+    world, campaign, b = batches
+    result = reconciliation.import_statement(icbc_statement(b), "icbc.csv", None, world.finance)
+    assert result.mapping_name == "工商银行" and result.asked_mapping == "默认"
+    assert result.counts == {"matched": 1, "amount_mismatch": 0, "unmatched_line": 2}
+    db.session.rollback()
+    # A file that fits neither the template nor a preset is still refused, naming what is missing.
+    content = statement_csv([[TODAY.isoformat(), "N1", b["C"].reference, "", "", "12.00"]],
+                            headers=["记账日", "交易编号", "用途说明", "户名", "账号", "发生额"])
+    with pytest.raises(MalformedStatement) as refused:
+        reconciliation.import_statement(content, "odd.csv", None, world.finance)
+    assert any("缺少列：交易日期" in p for p in refused.value.problems)
+    assert any("不符合任何银行预设映射" in p for p in refused.value.problems)
+
+
+def test_a_credit_line_is_never_a_payout_in_any_layout(db, batches):
+    world, campaign, b = batches
+    day = TODAY.isoformat()
+    # One amount column and a 借/贷 flag (中国银行): the credit names C with C's exact amount.
+    flagged = _csv([
+        ["交易日期", "交易流水号", "借贷标识", "交易金额", "交易附言", "对方户名"],
+        [day, "F1", "贷", "12.00", f"退汇 {b['C'].reference}", "海州小超市"],
+        [day, "F2", "借", "8.00", f"消费券结算 {b['D'].reference}", "海州小超市"],
+        [day, "F3", "X", "1.00", f"{b['A'].reference}", "港城老味道餐饮有限公司"],
+    ])
+    result = reconciliation.import_statement(flagged, "boc.csv", "中国银行", world.finance)
+    lines = {line.serial: line for line in result.statement.lines}
+    assert result.counts == {"matched": 1, "amount_mismatch": 0, "unmatched_line": 2}
+    assert lines["F1"].batch_id is None and "可能是退汇或退票" in lines["F1"].note
+    assert lines["F2"].batch_id == b["D"].id
+    assert lines["F3"].batch_id is None and lines["F3"].note == "借贷标识「X」无法识别，未作为付款匹配"
+    db.session.rollback()
+
+    # A signed amount (中国银行 without a flag column): negative is a payout, positive a credit.
+    signed = _csv([
+        ["交易日期", "交易流水号", "交易金额", "交易附言"],
+        [day, "G1", "12.00", b["C"].reference],
+        [day, "G2", "-8.00", b["D"].reference],
+    ])
+    result = reconciliation.import_statement(signed, "boc.csv", "中国银行", world.finance)
+    lines = {line.serial: line for line in result.statement.lines}
+    assert lines["G1"].batch_id is None and lines["G1"].note.startswith("贷方（收入）")
+    assert (lines["G2"].batch_id, lines["G2"].amount_fen) == (b["D"].id, 8_00)
+    db.session.rollback()
+
+    # The template's one amount column reads every line as a payout: a file that shows directions the
+    # mapping ignores is refused rather than taking its credits for payouts.
+    from voucher.reconciliation.parsing import parse
+
+    content = statement_csv([[day, "H1", b["C"].reference, "", "", "12.00", "收入"]], headers=HEADERS + ["贷方金额"])
+    no_direction = mappings.Mapping("农商行", {**mappings.DEFAULT_MAPPING, "direction": []})
+    parsed = parse(content, "bank.csv", no_direction)
+    assert parsed.lines == [] and "文件中有「贷方金额」列" in parsed.problems[0] and "会把收入当作付款" in parsed.problems[0]
+    # The default reads a 借贷标识 column where a file has one.
+    content = statement_csv([[day, "H1", b["C"].reference, "", "", "12.00", "收入"]], headers=HEADERS + ["收支标志"])
+    parsed = parse(content, "bank.csv", mappings.default())
+    assert parsed.problems == [] and parsed.layout == "amount_flag"
+    assert [(line.payout, line.note) for line in parsed.lines] == [
+        (False, f"贷方（收入），不是付款；附言中的批次号 {b['C'].reference} 可能是退汇或退票，请核实")]
+
+
+def _boc(b) -> bytes:
+    """中国银行: bilingual headers, 交易类型 来账/往账, the amount signed."""
+    gloss = {"交易日期": "Transaction Date", "交易时间": "Transaction time", "交易类型": "Transaction Type",
+             "交易金额": "Trade Amount", "交易后余额": "After-transaction balance",
+             "交易流水号": "Transaction reference number", "收款人名称": "Payee's Name",
+             "收款人账号": "Payee's Account Number", "摘要": "Reference", "用途": "Purpose", "交易附言": "Remark",
+             "备注": "Remarks"}
+    day = TODAY.strftime("%Y%m%d")
+    return _csv([
+        ["中国银行 交易明细"],
+        [f"账号：{OWN}"],
+        [f"{k}[ {v} ]" for k, v in gloss.items()],
+        [day, "101530", "往账", "-12.00", "99,988.00", "BOC0001", "海州小超市", "6222020000000001", "转账", "货款",
+         f"消费券结算{b['C'].reference}", ""],
+        [day, "235959", "来账", "0.52", "99,988.52", "BOC0002", "港城市商务局", OWN, "结息", "", "", ""],
+        ["合计笔数：2"],
+    ], encoding="utf-8-sig")
+
+
+def _ccb(b) -> bytes:
+    """建设银行, as xlsx: 借方发生额（支取）/贷方发生额（收入）, the note in 备注, typed cells."""
+    headers = ["交易时间", "借方发生额（支取）", "贷方发生额（收入）", "余额", "币种", "对方户名", "对方账号", "对方开户机构",
+               "记账日期", "摘要", "备注", "账户明细编号-交易流水号", "企业流水号", "凭证种类", "凭证号"]
+    when = datetime(TODAY.year, TODAY.month, TODAY.day, 10, 15, 30)
+    frame = pd.DataFrame([
+        ["中国建设银行单位客户账户明细", *[None] * 14],
+        [f"账号：{OWN}", None, "账户名称：港城市商务局", *[None] * 12],
+        headers,
+        [when, 12.0, None, 99988, "人民币", "海州小超市", 6222020000000001, "建行海州支行", TODAY.strftime("%Y%m%d"),
+         "转账", f"消费券结算 {b['C'].reference}", f"{OWN}-00001", None, None, None],
+        [when, None, 1000, 100988, "人民币", "港城市财政局", 6222000000000009, "建行港城分行", TODAY.strftime("%Y%m%d"),
+         "转存", "拨付消费券资金", f"{OWN}-00002", None, None, None],
+        [None] * 15,
+        ["本页小计", 12, 1000, *[None] * 12],
+    ])
+    buffer = io.BytesIO()
+    frame.to_excel(buffer, index=False, header=False)
+    return buffer.getvalue()
+
+
+def _abc(b) -> bytes:
+    """农业银行: 收入金额/支出金额, the note in 附言, a page break repeating the header."""
+    headers = ["交易日期", "交易时间", "收入金额", "支出金额", "本次余额", "手续费总额", "交易方式", "交易行名", "交易流水号",
+               "对方省市", "对方账号", "对方户名", "摘要", "附言"]
+    day = TODAY.isoformat()
+    return _csv([
+        ["中国农业银行 账户明细查询"], [f"账号：{OWN}"], ["查询日期：" + day],
+        headers,
+        [day, "10:15:30", "", "12.00", "99988.00", "0.00", "网银", "农行海州支行", "ABC0001", "江苏连云港",
+         "6222020000000001", "海州小超市", "转账", f"消费券结算{b['C'].reference}"],
+        ["本页小计", "", "0.00", "12.00"],
+        headers,
+        [day, "16:00:00", "", "5.00", "99983.00", "", "", "农行海州支行", "ABC0002", "", "", "", "收费", "网银年费"],
+        ["合计", "", "0.00", "17.00"],
+    ])
+
+
+def _bocom(b) -> bytes:
+    """交通银行: 借方金额/贷方金额, the note in 附言."""
+    day = TODAY.strftime("%Y/%m/%d")
+    return _csv([
+        ["交通银行对公账户交易明细"], [f"账号：{OWN}", "", f"起始日期：{day}", f"终止日期：{day}"], [],
+        ["交易日期", "交易时间", "流水号", "摘要", "借方金额", "贷方金额", "余额", "对方账号", "对方户名", "对方开户行", "附言"],
+        [day, "10:15:30", "BC0001", "网银转账", "12.00", "", "99,988.00", "6222020000000001", "海州小超市",
+         "交行海州支行", f"消费券结算 {b['C'].reference}"],
+        [day, "12:00:00", "BC0002", "转账", "", "300.00", "100,288.00", "6222000000000009", "某某公司", "", "往来款"],
+        ["借方合计：12.00", "", "", "", "12.00", "300.00"],
+    ])
+
+
+def _icbc(b) -> bytes:
+    day = TODAY.isoformat()
+    return _csv([
+        ["账户明细"], [f"账号：{OWN}"],
+        ICBC_HEADERS,
+        ["0001", OWN, "6222020000000001", f"{day} 10:15:30", "借", "12.00", "", "", "转账支取",
+         f"消费券结算{b['C'].reference}", "海州小超市", "99,988.00", ""],
+        ["0002", OWN, "", f"{day} 18:00:00", "贷", "", "2.00", "", "结息", "", "", "99,990.00", ""],
+        ["合计", "", "", "", "", "12.00", "2.00"],
+    ])
+
+
+PRESET_SAMPLES = {"工商银行": ("icbc.csv", _icbc), "建设银行": ("ccb.xlsx", _ccb), "中国银行": ("boc.csv", _boc),
+                  "农业银行": ("abc.csv", _abc), "交通银行": ("bocom.csv", _bocom)}
+
+
+@pytest.mark.parametrize("bank", list(PRESET_SAMPLES))
+def test_each_bank_preset_reads_a_sample_of_its_export(db, batches, bank):
+    world, campaign, b = batches
+    assert sorted(PRESET_SAMPLES) == sorted(mappings.PRESETS)
+    file_name, build = PRESET_SAMPLES[bank]
+    result = reconciliation.import_statement(build(b), file_name, bank, world.finance)
+    statement = result.statement
+    assert statement.mapping_name == bank
+    assert result.counts == {"matched": 1, "amount_mismatch": 0, "unmatched_line": 1}, [
+        (line.serial, line.note) for line in statement.lines]
+    [payout] = [line for line in statement.lines if line.match_status == "matched"]
+    [other] = [line for line in statement.lines if line.match_status != "matched"]
+    assert (payout.batch_id, payout.amount_fen, payout.value_date) == (b["C"].id, 12_00, TODAY)
+    assert payout.payee_name == "海州小超市"
+    assert other.batch_id is None and other.note and "不是" in other.note
+    assert result.skipped_row_count >= 1 and all("未导入" in s or "空行" in s or "表头" in s for s in result.skipped_rows)
+    db.session.rollback()
+    # Under the default, the bank's own export is recognised as that bank's.
+    from voucher.reconciliation.parsing import parse
+
+    assert parse(build(b), file_name, mappings.default(), mappings.presets()).mapping_name == bank
+
+
+def test_summary_rows_page_breaks_and_fees_are_explained_not_refused(db, batches):
+    world, campaign, b = batches
+    result = reconciliation.import_statement(_abc(b), "abc.csv", "农业银行", world.finance)
+    assert result.skipped_rows == ["第 6 行：汇总或页脚行（本页小计 0.00 12.00），未导入",
+                                   "第 7 行：重复的表头行（分页导出）",
+                                   "第 9 行：汇总或页脚行（合计 0.00 17.00），未导入"]
+    fee = next(line for line in result.statement.lines if line.serial == "ABC0002")
+    assert fee.note == "年费，不是付给商户的款项" and fee.match_status == "unmatched_line"
+    assert result.statement.total_fen == 17_00  # money that left the account: the payout and the fee
+    db.session.rollback()
+    # A real problem in a bank's file is still refused, with its row.
+    bad = _abc(b).decode("gbk").replace(",5.00,", ",5.0.0,")
+    with pytest.raises(MalformedStatement) as refused:
+        reconciliation.import_statement(bad.encode("gbk"), "abc.csv", "农业银行", world.finance)
+    assert refused.value.problems == ["第 8 行：金额「5.0.0」不是有效金额"]
+
+
+def test_statement_dates_are_read_as_bank_exports_write_them():
+    from voucher.reconciliation.parsing import parse_value_date
+
+    for text in ("2026-11-24", "2026-11-24 10:15:30", "2026-11-24-10.15.30.123456", "20261124 101530",
+                 "2026/11/24", "2026年11月24日 10时", "２０２６－１１－２４"):
+        assert parse_value_date(text).isoformat() == "2026-11-24", text
+    for text in ("11/24", "2026-13-01", "合计", "总笔数：3", "202611241"):
+        assert parse_value_date(text) is None, text
+
+
+def test_presets_and_directional_mappings_on_the_pages_and_the_cli(app, client, db, batches, tmp_path):
+    world, campaign, b = batches
+    _login(client, "finance")
+    index = client.get("/finance/reconciliation").get_data(as_text=True)
+    for bank in mappings.PRESETS:
+        assert f'<option value="{bank}">{bank}</option>' in index
+    listing = client.get("/finance/reconciliation/mappings").get_data(as_text=True)
+    assert "银行预设映射" in listing and "借方发生额（支取）" in listing
+
+    page = _upload(client, icbc_statement(b), name="icbc.csv", follow_redirects=True)
+    text = page.get_data(as_text=True)
+    assert "已导入对账单 #1：3 条流水，已匹配 1，金额不符 0，银行流水未匹配 2" in text
+    assert "其中 2 条收入、结息等非付款流水" in text and "未导入 3 行合计、页脚、空行等非流水行" in text
+    assert "已按「工商银行」预设映射读取" in text
+    assert "未导入的非流水行" in text and "第 10 行：汇总或页脚行（合计 24.00 16.36），未导入" in text
+    assert "贷方（收入）：结息（利息）" in text
+
+    # A preset's name is not free for a saved mapping; a saved mapping can have debit/credit columns.
+    taken = client.post("/finance/reconciliation/mappings", data={
+        "name": "工商银行", "value_date": "日期", "serial": "编号", "reference": "附言", "amount": "金额"})
+    assert taken.status_code == 422 and "内置的银行预设映射" in taken.get_data(as_text=True)
+    form = {"name": "村镇银行", "value_date": "记账日", "serial": "交易编号", "reference": "摘要", "purpose": "附言",
+            "debit": "支出", "credit": "收入", "amount": ""}
+    no_debit = client.post("/finance/reconciliation/mappings", data={**form, "debit": ""})
+    assert "请填写「金额」对应的表头" in no_debit.get_data(as_text=True)
+    assert "已保存" in client.post("/finance/reconciliation/mappings", data=form,
+                                  follow_redirects=True).get_data(as_text=True)
+    day = TODAY.isoformat()
+    village = _csv([["某村镇银行对账单"], ["记账日", "交易编号", "摘要", "附言", "支出", "收入"],
+                    [day, "V1", "转账", f"消费券结算{b['D'].reference}", "8.00", ""],
+                    [day, "V2", "转账", f"退回{b['C'].reference}", "", "12.00"]])
+    page = _upload(client, village, name="village.csv", mapping="村镇银行", follow_redirects=True)
+    assert "已匹配 1，金额不符 0，银行流水未匹配 1" in page.get_data(as_text=True)
+
+    runner = app.test_cli_runner()
+    path = tmp_path / "ccb.xlsx"
+    path.write_bytes(_ccb(b))
+    done = runner.invoke(args=["settlement", "import-statement", str(path), "--mapping", "建设银行"])
+    assert done.exit_code == 0, done.output
+    assert "已匹配 1，金额不符 0，银行流水未匹配 1" in done.output
+    assert db.session.scalar(select(BankStatement.mapping_name).where(BankStatement.file_name == "ccb.xlsx")) == "建设银行"
+
+
+def test_a_tab_separated_export_with_a_title_line_is_read():
+    from voucher.reconciliation.parsing import parse
+
+    text = ("交通银行对公账户交易明细\n"
+            "交易日期\t流水号\t摘要\t借方金额\t贷方金额\t附言\n"
+            "2026-12-02\tX1\t转账\t12.00\t\t消费券结算 JS20261201000003\n")
+    parsed = parse(text.encode("gbk"), "bocom.txt", next(m for m in mappings.presets() if m.name == "交通银行"))
+    assert parsed.problems == [] and parsed.header_row == 2
+    assert [(line.serial, line.batch_references, line.amount_fen) for line in parsed.lines] == [
+        ("X1", ["JS20261201000003"], 12_00)]

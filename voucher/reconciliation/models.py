@@ -22,8 +22,9 @@ class MatchStatus(str, enum.Enum):
 
 
 class StatementMapping(db.Model):
-    """A saved column mapping: for each statement field, the header names the bank uses for it.
-    The built-in default lives in code (reconciliation.mapping.DEFAULT_MAPPING), not in this table."""
+    """A saved column mapping: for each statement field, the header names the bank uses for it
+    (and "amount_sign" when negative amounts are the payouts). The built-in default and the bank presets
+    live in code (reconciliation.mapping.DEFAULT_MAPPING, reconciliation.presets), not in this table."""
 
     __tablename__ = "statement_mappings"
 
@@ -58,12 +59,16 @@ class BankStatement(db.Model):
     line_count: Mapped[int] = mapped_column(Integer)
     #: lines skipped because an earlier statement already holds the same serial with the same content
     skipped_count: Mapped[int] = mapped_column(Integer, default=0)
-    #: sum of the stored lines
+    #: sum of the stored debit lines, the money that left the account (every line, for the one-amount
+    #: template); credits are kept apart in mapping["credit_total_fen"]
     total_fen: Mapped[fen]
     first_value_date: Mapped[date | None] = mapped_column(Date)
     last_value_date: Mapped[date | None] = mapped_column(Date)
     mapping_name: Mapped[str] = mapped_column(String(40))
-    #: the mapping as used ({field: header actually found}), kept so the import can be explained later
+    #: the import as read, kept so it can be explained later: {"headers": {field: header found},
+    #: "file_type", "encoding", "layout" (debit_credit | amount_flag | signed_amount | amount), "header_row",
+    #: "skipped_rows": ["第 12 行：汇总或页脚行（合计…），未导入", ...], "skipped_row_count",
+    #: "non_payout_count", "credit_total_fen"} (statements imported before the presets hold the first three)
     mapping: Mapped[dict[str, Any]] = mapped_column(JSON)
 
     imported_by = relationship("User")

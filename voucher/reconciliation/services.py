@@ -7,7 +7,11 @@ Rules:
   serial, date, amount and remark) and refuses the file if a known serial comes back different. A file
   holding nothing new is refused too, so re-importing a statement (even re-saved, with other bytes)
   changes nothing.
-- A line matches the exported or paid batch whose reference its remark carries: equal amounts give
+- Rows of the file that are not statement lines (合计, 笔数, page footers, blank rows) are skipped and
+  listed with the reason. Lines that are not payouts (credits, interest, fees) are stored as unmatched
+  lines with a note saying why: the account pays merchants by debits, so a credit line is never matched
+  to a batch, whatever its remark says (a credit naming a batch is likely a returned payment).
+- A payout line matches the exported or paid batch whose reference its remark carries: equal amounts give
   "matched", different ones "amount_mismatch". A batch is matched by one line only; a second line for
   it (a double payment?) stays unmatched with a note, as does a line for an unknown or not yet
   exported batch.
@@ -53,7 +57,19 @@ SENT = (BatchStatus.EXPORTED.value, BatchStatus.PAID.value)
 class ImportResult:
     statement: BankStatement
     counts: dict[str, int]
+    #: lines already stored by an earlier statement
     skipped: int
+    #: rows of the file that are no statement lines, with the reason ("第 12 行：汇总或页脚行（合计…）")
+    skipped_rows: list[str] = field(default_factory=list)
+    skipped_row_count: int = 0
+    #: stored lines that are no payouts (credits, unknown directions), each with its note
+    non_payout: int = 0
+    #: the mapping asked for, and the one used (a bank preset the file fits, for the default)
+    asked_mapping: str | None = None
+
+    @property
+    def mapping_name(self) -> str:
+        return self.statement.mapping_name
 
 
 def _sha256(content: bytes) -> str:
@@ -75,8 +91,12 @@ def import_statement(content: bytes, file_name: str, mapping_name: str | None, a
         raise StatementAlreadyImported(
             f"该文件已于 {earlier.imported_at:%Y-%m-%d %H:%M}（UTC）导入为对账单 #{earlier.id}，未做任何更改"
         )
-    name, columns = mappings.load(mapping_name)
-    parsed = parse(content, file_name, columns)
+    mapping = mappings.load(mapping_name)
+    # The default is the system's template; a bank's own export that does not fit it is read by the
+    # bank's preset if one fits (the import says which).
+    alternatives = mappings.presets() if mapping.kind == "builtin" else []
+    parsed = parse(content, file_name, mapping, alternatives)
+    name = parsed.mapping_name or mapping.name
     if parsed.problems:
         raise MalformedStatement(parsed.problems)
 
@@ -88,12 +108,20 @@ def import_statement(content: bytes, file_name: str, mapping_name: str | None, a
             f"文件中的 {skipped} 条流水均已在此前的对账单中导入，未做任何更改"
         )
 
+    non_payout = [p for p in new_lines if not p.payout]
     statement = BankStatement(
         file_name=file_name, sha256=digest, imported_at=now, imported_by_id=getattr(actor, "id", None),
-        line_count=len(new_lines), skipped_count=skipped, total_fen=sum(p.amount_fen for p in new_lines),
+        line_count=len(new_lines), skipped_count=skipped,
+        # money that left the account: the debits (every line, for the one-amount template)
+        total_fen=sum(p.amount_fen for p in new_lines if p.direction == "debit"),
         first_value_date=min(p.value_date for p in new_lines), last_value_date=max(p.value_date for p in new_lines),
-        mapping_name=name, mapping={"headers": parsed.headers, "file_type": parsed.file_type,
-                                    "encoding": parsed.encoding},
+        mapping_name=name, mapping={
+            "headers": parsed.headers, "file_type": parsed.file_type, "encoding": parsed.encoding,
+            "layout": parsed.layout, "header_row": parsed.header_row,
+            "skipped_rows": parsed.skipped_rows, "skipped_row_count": parsed.skipped_row_count,
+            "non_payout_count": len(non_payout),
+            "credit_total_fen": sum(p.amount_fen for p in new_lines if p.direction == "credit"),
+        },
     )
     db.session.add(statement)
     for line in _match(new_lines):
@@ -103,11 +131,13 @@ def import_statement(content: bytes, file_name: str, mapping_name: str | None, a
     except IntegrityError:
         raise StatementAlreadyImported("该对账单或其中的流水刚刚已被导入，未做任何更改") from None
     counts = Counter(line.match_status for line in statement.lines)
-    result = ImportResult(statement, {s.value: counts.get(s.value, 0) for s in MatchStatus}, skipped)
+    result = ImportResult(statement, {s.value: counts.get(s.value, 0) for s in MatchStatus}, skipped,
+                          parsed.skipped_rows, parsed.skipped_row_count, len(non_payout), mapping.name)
     audit.record(
         "reconciliation.import", statement, actor=actor, actor_label=None if actor else "system",
         after={"file_name": file_name, "sha256": digest, "lines": len(new_lines), "skipped": skipped,
-               "total_fen": statement.total_fen, "mapping": name, **result.counts},
+               "total_fen": statement.total_fen, "mapping": name, **result.counts,
+               "skipped_rows": parsed.skipped_row_count, "non_payout": len(non_payout)},
     )
     return result
 
@@ -135,7 +165,7 @@ def _split_known(lines: list[ParsedLine]) -> tuple[list[ParsedLine], int, list[s
 
 
 def _match(lines: list[ParsedLine]) -> list[BankStatementLine]:
-    references = sorted({r for p in lines for r in p.batch_references})
+    references = sorted({r for p in lines if p.payout for r in p.batch_references})
     batches: dict[str, SettlementBatch] = {}
     for chunk in _chunks(references):
         # Locked: two imports at once cannot both match one batch.
@@ -151,8 +181,12 @@ def _match(lines: list[ParsedLine]) -> list[BankStatementLine]:
     out = []
     for p in lines:
         status, batch, note = MatchStatus.UNMATCHED_LINE, None, None
-        if not p.batch_references:
-            note = "附言中没有结算批次号"
+        if not p.payout:
+            note = p.note  # a credit, or a direction the mapping does not know: never a payout
+        elif not p.batch_references and p.unclear_references:
+            note = f"附言中的批次号 {'、'.join(p.unclear_references)} 后紧接其他数字，无法确定批次号"
+        elif not p.batch_references:
+            note = p.note or "附言中没有结算批次号"
         elif len(p.batch_references) > 1:
             note = f"附言中有多个批次号：{'、'.join(p.batch_references)}"
         else:
@@ -172,7 +206,8 @@ def _match(lines: list[ParsedLine]) -> list[BankStatementLine]:
             row_number=p.row_number, serial=p.serial, value_date=p.value_date, reference_text=p.reference_text,
             batch_reference=p.batch_references[0] if len(p.batch_references) == 1 else None,
             payee_name=p.payee_name, payee_account=p.payee_account, amount_fen=p.amount_fen,
-            match_status=status.value, batch_id=batch.id if batch else None, batch=batch, note=note,
+            match_status=status.value, batch_id=batch.id if batch else None, batch=batch,
+            note=note if note is None or len(note) <= 200 else note[:199] + "…",
         ))
     return out
 

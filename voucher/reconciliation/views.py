@@ -22,6 +22,7 @@ READERS = (Role.FINANCE, Role.ADMIN, Role.AUDITOR)
 def _index(problems: list[str] | None = None, file_name: str | None = None, status: int = 200):
     return render_template(
         "reconciliation/index.html", summaries=reconciliation.statements(), mapping_names=mappings.names(),
+        preset_names=list(mappings.PRESETS), default_name=mappings.DEFAULT_NAME,
         waiting=len([1 for _, resolution in reconciliation.unmatched_batches() if resolution is None]),
         problems=problems, problem_file=file_name, statuses=list(MatchStatus),
     ), status
@@ -53,8 +54,14 @@ def import_statement():
     message = (f"已导入对账单 #{result.statement.id}：{result.statement.line_count} 条流水，"
                f"已匹配 {counts['matched']}，金额不符 {counts['amount_mismatch']}，"
                f"银行流水未匹配 {counts['unmatched_line']}")
+    if result.non_payout:
+        message += f"（其中 {result.non_payout} 条收入、结息等非付款流水，已注明原因）"
     if result.skipped:
         message += f"；跳过 {result.skipped} 条此前已导入的流水"
+    if result.skipped_row_count:
+        message += f"；未导入 {result.skipped_row_count} 行合计、页脚、空行等非流水行（详见对账单页）"
+    if result.mapping_name != (result.asked_mapping or mappings.DEFAULT_NAME):
+        message += f"；文件不符合「{result.asked_mapping}」模板，已按「{result.mapping_name}」预设映射读取"
     flash(message, "success")
     return redirect(url_for("reconciliation.statement", statement_id=result.statement.id)), 303
 
@@ -129,6 +136,7 @@ def _mappings_page(form: dict[str, str] | None = None, status: int = 200):
     return render_template(
         "reconciliation/mappings.html", fields=mappings.FIELDS, default=mappings.DEFAULT_MAPPING,
         default_name=mappings.DEFAULT_NAME, saved=mappings.saved(), form=form or {},
+        presets=mappings.presets(), amount_signs=mappings.AMOUNT_SIGNS,
     ), status
 
 
@@ -143,12 +151,13 @@ def mapping_list():
 def save_mapping():
     name = request.form.get("name", "")
     headers = {f.key: request.form.get(f.key, "") for f in mappings.FIELDS}
+    amount_sign = request.form.get("amount_sign") or None
     try:
         with unit_of_work():
-            row = mappings.save(name, headers, current_user)
+            row = mappings.save(name, headers, current_user, amount_sign)
             saved_name = row.name
     except DomainError as error:
         flash(error.message, "error")
-        return _mappings_page({"name": name, **headers}, 422)
+        return _mappings_page({"name": name, "amount_sign": amount_sign or "", **headers}, 422)
     flash(f"列映射「{saved_name}」已保存", "success")
     return redirect(url_for("reconciliation.mapping_list")), 303
