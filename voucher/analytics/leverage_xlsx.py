@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import io
-from decimal import Decimal
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
 from voucher.analytics import leverage, panel
 from voucher.analytics.leverage import Figures, LeverageFilter
+from voucher.core.money import to_yuan
 
 COLUMNS = ("领取张数", "发放面值（元）", "核销笔数", "补贴支付（元）", "带动消费（元）", "门槛下限消费（元）",
            "杠杆率（按发放）", "杠杆率（按支付）", "机制下限", "超出下限", "核销率")
@@ -19,9 +19,9 @@ def _values(f: Figures) -> list:
         return None if value is None else round(value, 4)
 
     return [f.vouchers_claimed if f.attributable_issue else None,
-            Decimal(f.issued_fen) / 100 if f.attributable_issue else None,
-            f.vouchers_redeemed, Decimal(f.subsidy_paid_fen) / 100, Decimal(f.driven_fen) / 100,
-            Decimal(f.floor_driven_fen) / 100, ratio(f.leverage_on_issued), ratio(f.leverage_on_paid),
+            to_yuan(f.issued_fen) if f.attributable_issue else None,
+            f.vouchers_redeemed, to_yuan(f.subsidy_paid_fen), to_yuan(f.driven_fen),
+            to_yuan(f.floor_driven_fen), ratio(f.leverage_on_issued), ratio(f.leverage_on_paid),
             ratio(f.floor), ratio(f.excess), ratio(f.redemption_rate)]
 
 

@@ -35,6 +35,11 @@ def format_yuan(fen_value: int | None, *, grouping: bool = True) -> str:
     return f"{sign}{whole_text}.{cents:02d}"
 
 
+def to_yuan(fen_value: int) -> Decimal:
+    """Fen as an exact Decimal of yuan, for a number cell in an export (never a float)."""
+    return Decimal(int(fen_value)) / 100
+
+
 def split_by_shares(amount: int, shares: list[int]) -> list[int]:
     """Split fen across co-funders in proportion to integer shares, losing and creating no fen.
 

@@ -9,6 +9,7 @@ import numpy as np
 from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
 
+from voucher.core.money import format_yuan, to_yuan
 from voucher.index import analysis, method
 from voucher.index.models import ValueSource
 from voucher.index.services import Data
@@ -128,8 +129,8 @@ def as_xlsx(data: Data, result: method.Result, sensitivity: dict[int, analysis.S
         fed.append([view.city, view.year, "官方数据" if view.used == "official" else "活动数据推送",
                     view.fed.value if view.fed else None, view.official.value if view.official else None,
                     p.get("computed_at"),
-                    "；".join(f"{c['name']} {c['executed_fen'] / 100:.2f}" for c in p.get("campaigns", [])),
-                    p.get("driven_consumption_fen", 0) / 100 if p else None])
+                    "；".join(f"{c['name']} {format_yuan(c['executed_fen'], grouping=False)}" for c in p.get("campaigns", [])),
+                    to_yuan(p.get("driven_consumption_fen", 0)) if p else None])
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()

@@ -12,6 +12,7 @@ from voucher.reconciliation import services as reconciliation
 from voucher.reconciliation.errors import MalformedStatement
 from voucher.reconciliation.models import MatchStatus
 from voucher.web import unit_of_work
+from voucher.core.money import format_yuan
 
 bp = Blueprint("reconciliation", __name__, url_prefix="/finance/reconciliation")
 
@@ -115,7 +116,7 @@ def confirm_paid(line_id: int):
     except DomainError as error:
         flash(error.message, "error")
         return _back(request.form.get("statement_id"))
-    flash(f"已确认批次 {reference} 支付 {amount / 100:,.2f} 元", "success")
+    flash(f"已确认批次 {reference} 支付 {format_yuan(amount)} 元", "success")
     return _back(request.form.get("statement_id"))
 
 

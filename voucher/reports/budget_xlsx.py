@@ -5,19 +5,15 @@ division, so a spreadsheet can add them up and shows the same figures as the pag
 from __future__ import annotations
 
 import io
-from decimal import Decimal
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from voucher.core.money import to_yuan
 from voucher.reports.budget import COLUMNS, BudgetReport, Figures, Row
 
 SHEETS = (("按措施", "by_measure", "措施"), ("按活动", "by_campaign", "活动"), ("按资金来源", "by_source", "活动 · 资金来源"),
           ("按出资方", "by_funder", "出资方"), ("按区县", "by_district", "区县（券核销所在门店）"))
-
-
-def _yuan(fen: int) -> Decimal:
-    return Decimal(fen) / 100
 
 
 def as_xlsx(report: BudgetReport) -> bytes:
@@ -31,11 +27,11 @@ def as_xlsx(report: BudgetReport) -> bytes:
             cell.font = Font(bold=True)
         rows: list[Row] = getattr(report, attribute)
         for row in rows:
-            sheet.append([row.label, *(_yuan(getattr(row.figures, key)) for key in COLUMNS)])
+            sheet.append([row.label, *(to_yuan(getattr(row.figures, key)) for key in COLUMNS)])
         total = Figures()
         for row in rows:
             total.add(row.figures)
-        sheet.append(["合计", *(_yuan(getattr(total, key)) for key in COLUMNS)])
+        sheet.append(["合计", *(to_yuan(getattr(total, key)) for key in COLUMNS)])
         for line in sheet.iter_rows(min_row=3, min_col=2):
             for cell in line:
                 cell.number_format = "#,##0.00"

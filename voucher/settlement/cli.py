@@ -10,6 +10,7 @@ from flask import Flask
 
 from voucher.core.db import db
 from voucher.core.errors import DomainError
+from voucher.core.money import format_yuan
 
 
 def _day(text: str | None) -> date | None:
@@ -39,7 +40,7 @@ def register(app: Flask) -> None:
             db.session.rollback()
             click.echo(error.message, err=True)
             sys.exit(1)
-        click.echo(f"{target.isoformat()}：新建 {len(result.batches)} 个批次，合计 {result.total_fen / 100:,.2f} 元；"
+        click.echo(f"{target.isoformat()}：新建 {len(result.batches)} 个批次，合计 {format_yuan(result.total_fen)} 元；"
                    f"暂缓 {len(result.held)} 家商户")
 
     @settlement_group.command("export")
@@ -81,6 +82,6 @@ def register(app: Flask) -> None:
         counts = result.counts
         waiting = len([1 for _, r in reconciliation.unmatched_batches(result.statement.last_value_date) if r is None])
         click.echo(f"已导入对账单 #{result.statement.id}：{result.statement.line_count} 条流水，"
-                   f"合计 {result.statement.total_fen / 100:,.2f} 元；已匹配 {counts['matched']}，"
+                   f"合计 {format_yuan(result.statement.total_fen)} 元；已匹配 {counts['matched']}，"
                    f"金额不符 {counts['amount_mismatch']}，银行流水未匹配 {counts['unmatched_line']}，"
                    f"跳过此前已导入 {result.skipped}；结算批次未到账（待处理）{waiting}")

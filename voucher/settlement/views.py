@@ -13,6 +13,7 @@ from voucher.settlement import batches as settlement
 from voucher.settlement import payout_file
 from voucher.settlement.models import BatchStatus
 from voucher.web import in_transaction, unit_of_work
+from voucher.core.money import format_yuan
 
 bp = Blueprint("settlement", __name__, url_prefix="/finance/settlement")
 
@@ -61,7 +62,7 @@ def build():
     except DomainError as error:
         flash(error.message, "error")
         return redirect(url_for("settlement.index")), 303
-    message = f"{day:%Y-%m-%d}：新建 {len(result.batches)} 个结算批次，合计 {result.total_fen / 100:,.2f} 元"
+    message = f"{day:%Y-%m-%d}：新建 {len(result.batches)} 个结算批次，合计 {format_yuan(result.total_fen)} 元"
     if result.held:
         message += f"；{len(result.held)} 家商户因风险核查暂缓结算"
     flash(message, "success")
@@ -98,5 +99,5 @@ def confirm_paid(batch_id: int):
     except DomainError as error:
         flash(error.message, "error")
         return redirect(request.referrer or url_for("settlement.index")), 303
-    flash(f"已确认批次 {batch.reference} 支付 {batch.amount_fen / 100:,.2f} 元", "success")
+    flash(f"已确认批次 {batch.reference} 支付 {format_yuan(batch.amount_fen)} 元", "success")
     return redirect(request.referrer or url_for("settlement.index"))
