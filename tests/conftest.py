@@ -144,5 +144,19 @@ def empty_tables(db) -> None:
 
 
 @pytest.fixture
+def only_jobs(monkeypatch):
+    """Replace the scheduled jobs' registry with the given (name, label, schedule, run) jobs for one test."""
+    from voucher.jobs import registry
+
+    def install(*jobs: tuple) -> None:
+        monkeypatch.setattr(registry, "_JOBS", {})
+        monkeypatch.setattr(registry, "_loaded", True)
+        for job in jobs:
+            registry.register(*job)
+
+    return install
+
+
+@pytest.fixture
 def client(app, db):
     return app.test_client()

@@ -61,19 +61,6 @@ def assert_utc_date_is_still(moment: datetime, day: date) -> None:
 
 
 @pytest.fixture
-def only_jobs(monkeypatch):
-    """Replace the job registry with the given jobs for one test (as in tests/test_jobs.py)."""
-
-    def install(*jobs: tuple) -> None:
-        monkeypatch.setattr(registry, "_JOBS", {})
-        monkeypatch.setattr(registry, "_loaded", True)
-        for job in jobs:
-            registry.register(*job)
-
-    return install
-
-
-@pytest.fixture
 def window(app, monkeypatch):
     """Set REVERSAL_WINDOW_MINUTES for one test (the app is shared by the session)."""
     return lambda minutes: monkeypatch.setitem(app.config, "REVERSAL_WINDOW_MINUTES", minutes)

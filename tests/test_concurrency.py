@@ -20,19 +20,26 @@ from voucher.vouchers.models import Citizen, Voucher
 from voucher.vouchers.services import claim
 
 
-def run_concurrently(app, count: int, work) -> list:
-    """Run work(i) in `count` threads at once; return each outcome (a result, or the error's code)."""
+def _commit_after(work):
+    result = work()
+    _db.session.commit()
+    return result
+
+
+def run_at_once(app, works: list, transaction=_commit_after) -> list:
+    """Run each work() in its own thread and transaction (`transaction(work)` commits it), all released
+    together by a barrier; each outcome is the work's result, a domain error's code, or "unexpected: ..."
+    (what a person would have got as a 500)."""
     # End the test's own transaction first: on SQLite every transaction holds the write lock.
     _db.session.commit()
-    barrier = threading.Barrier(count)
-    outcomes: list = [None] * count
+    barrier = threading.Barrier(len(works))
+    outcomes: list = [None] * len(works)
 
     def worker(i: int) -> None:
         with app.app_context():
             barrier.wait()
             try:
-                outcomes[i] = work(i)
-                _db.session.commit()
+                outcomes[i] = transaction(works[i])
             except DomainError as error:
                 _db.session.rollback()
                 outcomes[i] = error.code
@@ -42,12 +49,17 @@ def run_concurrently(app, count: int, work) -> list:
             finally:
                 _db.session.remove()
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(works))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
     return outcomes
+
+
+def run_concurrently(app, count: int, work) -> list:
+    """Run work(i) in `count` threads at once; return each outcome (see run_at_once)."""
+    return run_at_once(app, [lambda i=i: work(i) for i in range(count)])
 
 
 def test_one_voucher_many_counters(app, db):

@@ -38,19 +38,6 @@ def at_local(day: date, hour: int, minute: int) -> datetime:
     return datetime.combine(day, time(hour, minute), tzinfo=LOCAL_TZ).astimezone(timezone.utc).replace(tzinfo=None)
 
 
-@pytest.fixture
-def only_jobs(monkeypatch):
-    """Replace the registry with the given jobs for one test."""
-
-    def install(*jobs: tuple) -> None:
-        monkeypatch.setattr(registry, "_JOBS", {})
-        monkeypatch.setattr(registry, "_loaded", True)
-        for job in jobs:
-            registry.register(*job)
-
-    return install
-
-
 def marker_count(action: str) -> int:
     return _db.session.scalar(select(func.count(AuditEntry.id)).where(AuditEntry.action == action))
 

@@ -6,17 +6,16 @@ tests/test_concurrency.py). PostgreSQL is where these races happened; SQLite ser
 """
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 from sqlalchemy import func, select
 
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
+from tests.test_concurrency import run_at_once
 from voucher.accounts.models import User
 from voucher.campaigns.budget import close_campaign, decide_change, request_change
 from voucher.campaigns.models import Campaign, FundingSource
 from voucher.core.db import db as _db
-from voucher.core.errors import DomainError
 from voucher.ledger import periods
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
@@ -28,31 +27,8 @@ from voucher.web import in_transaction
 
 
 def race(app, works: list) -> list:
-    """Run each work() in its own thread and transaction, all released at once; each outcome is the
-    work's result, a domain error's code, or "unexpected: ..." (a 500 to a person)."""
-    _db.session.commit()
-    barrier = threading.Barrier(len(works))
-    outcomes: list = [None] * len(works)
-
-    def worker(i: int) -> None:
-        with app.app_context():
-            barrier.wait()
-            try:
-                outcomes[i] = in_transaction(works[i])
-            except DomainError as error:
-                outcomes[i] = error.code
-            except Exception as error:  # noqa: BLE001 - recorded so the test shows it
-                _db.session.rollback()
-                outcomes[i] = f"unexpected: {error!r}"
-            finally:
-                _db.session.remove()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(works))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return outcomes
+    """Each work() in its own thread, as a request runs it (web.in_transaction: one retry on a collision)."""
+    return run_at_once(app, works, in_transaction)
 
 
 def unexpected(outcomes: list) -> list:

@@ -182,48 +182,43 @@ def test_counter_clears_the_amount_after_a_refusal_so_the_next_scan_cannot_reuse
     posts = []
     page.on("request", lambda request: request.method == "POST" and posts.append(request.url))
 
+    def refused_and_cleared(typed_code: str | None, amount: str, refusal: str, shot: str) -> None:
+        """Type (or keep) a code and an amount and Enter: refused, the amount gone, the code box waiting."""
+        if typed_code is not None:
+            page.keyboard.type(typed_code)
+            page.keyboard.press("Enter")
+        page.keyboard.type(amount)
+        page.keyboard.press("Enter")
+        expect(result).to_contain_text(refusal)
+        expect(amount_box).to_have_value("")
+        expect(code_box).to_be_focused()
+        shots(page, shot)
+
+    def scan_and_enter_twice_sends_nothing() -> None:
+        """The next customer's scan replaces the refused code and moves to the empty amount box; the
+        scanner's Enter (or a second one) on that empty box sends nothing."""
+        posts.clear()
+        page.keyboard.type(token)
+        page.keyboard.press("Enter")
+        expect(amount_box).to_be_focused()
+        expect(code_box).to_have_value(token)
+        page.keyboard.press("Enter")
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(500)  # time for a request to start, had one been sent
+        assert posts == []
+        expect(amount_box).to_have_value("")
+        expect(amount_box).to_be_focused()
+
     # A mistyped code for an 8,000-yuan order is refused.
     expect(code_box).to_be_focused()
-    page.keyboard.type(code[:-1] + ("2" if code[-1] != "2" else "3"))
-    page.keyboard.press("Enter")
-    page.keyboard.type("8000")
-    page.keyboard.press("Enter")
-    expect(result).to_contain_text("校验位不符")
-    expect(amount_box).to_have_value("")
-    expect(code_box).to_be_focused()
-    shots(page, "refused-amount-cleared")
-
-    # The next customer's scan replaces the refused code and moves to the empty amount box; the
-    # scanner's Enter (or a second one) on that empty box sends nothing.
-    posts.clear()
-    page.keyboard.type(token)
-    page.keyboard.press("Enter")
-    expect(amount_box).to_be_focused()
-    expect(amount_box).to_have_value("")
-    expect(code_box).to_have_value(token)
-    page.keyboard.press("Enter")
-    page.keyboard.press("Enter")
-    page.wait_for_timeout(500)  # time for a request to start, had one been sent
-    assert posts == []
+    refused_and_cleared(code[:-1] + ("2" if code[-1] != "2" else "3"), "8000", "校验位不符", "refused-amount-cleared")
+    scan_and_enter_twice_sends_nothing()
     expect(result).to_contain_text("校验位不符")  # still the old answer: nothing was submitted
-    expect(amount_box).to_be_focused()
 
     # 99 yuan misses the 满100 threshold: refused too, and again the amount is gone and the code box waits.
-    page.keyboard.type("99")
-    page.keyboard.press("Enter")
-    expect(result).to_contain_text("未达到使用门槛")
-    expect(amount_box).to_have_value("")
-    expect(code_box).to_be_focused()
-    shots(page, "threshold-refused-amount-cleared")
-
+    refused_and_cleared(None, "99", "未达到使用门槛", "threshold-refused-amount-cleared")
     # Scanning again and pressing Enter twice still does not redeem at some earlier amount.
-    posts.clear()
-    page.keyboard.type(token)
-    page.keyboard.press("Enter")
-    page.keyboard.press("Enter")
-    page.wait_for_timeout(500)
-    assert posts == []
-    expect(amount_box).to_have_value("")
+    scan_and_enter_twice_sends_nothing()
 
     # The cashier types this customer's amount: redeemed at it, and the page is ready for the next one.
     page.keyboard.type("150")

@@ -576,22 +576,15 @@ def parse(content: bytes, file_name: str, mapping: Mapping | dict[str, list[str]
                 amount_fen, why = parse_amount(get["amount"])
                 if why:
                     problems.append(why)
-        elif layout == "signed_amount":
+        elif layout in ("signed_amount", "amount_flag"):
             value, why = parse_money(get["amount"]) if get["amount"] else (None, f"{FIELD_BY_KEY['amount'].label}为空")
             if why:
                 problems.append(why)
             elif value == 0:
                 skip(row, f"金额为 0（{_excerpt(cells)}），未导入")
                 continue
-            else:
+            elif layout == "signed_amount":
                 direction, amount_fen = ("debit" if value < 0 else "credit"), abs(value)
-        elif layout == "amount_flag":
-            value, why = parse_money(get["amount"]) if get["amount"] else (None, f"{FIELD_BY_KEY['amount'].label}为空")
-            if why:
-                problems.append(why)
-            elif value == 0:
-                skip(row, f"金额为 0（{_excerpt(cells)}），未导入")
-                continue
             else:
                 amount_fen = abs(value)
                 flag = _flag(get["direction"])

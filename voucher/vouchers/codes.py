@@ -45,7 +45,10 @@ def clean(typed: str) -> str:
     "ＡＢＣ１２３" becomes "ABC123"), every kind of whitespace and invisible character removed, dashes
     folded to "-" and the ideographic full stop to ".". Case is kept: a token's signature is
     case-sensitive. Used for short codes and signed tokens alike, before any check."""
-    folded = unicodedata.normalize("NFKC", typed or "")
+    typed = typed or ""
+    if typed.isascii() and typed.isprintable():
+        return typed.replace(" ", "")  # what a scanner sends: nothing to fold, no per-character pass
+    folded = unicodedata.normalize("NFKC", typed)
     kept = []
     for ch in folded:
         if ch.isspace() or unicodedata.category(ch) in _DROPPED_CATEGORIES:
