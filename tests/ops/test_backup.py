@@ -1,6 +1,6 @@
 """Backup and restore: build some activity, back it up, restore into a fresh database, and find the
 ledger clean and every figure the same. SQLite through `flask backup sqlite`; PostgreSQL through
-pg_dump -Fc / pg_restore, as the README's deployment guide says."""
+pg_dump -Fc / pg_restore, as docs/operations.md says."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""Backups. PostgreSQL is backed up with its own tools (pg_dump -Fc, pg_restore: see the README);
+"""Backups. PostgreSQL is backed up with its own tools (pg_dump -Fc, pg_restore: see docs/operations.md);
 the embedded SQLite database with SQLite's online backup API, which copies a consistent snapshot while
 the app keeps serving. `summary()` gives the figures to compare before and after a restore.
 """
@@ -21,7 +21,7 @@ class BackupError(RuntimeError):
 def sqlite_path(database_uri: str) -> Path:
     url = make_url(database_uri)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        raise BackupError("此命令只适用于 SQLite 数据库文件；PostgreSQL 请用 pg_dump -Fc（见 README 部署指南）")
+        raise BackupError("此命令只适用于 SQLite 数据库文件；PostgreSQL 请用 pg_dump -Fc（见 docs/operations.md 部署指南）")
     return Path(url.database)
 
 
