@@ -13,6 +13,7 @@ from voucher.campaigns import services as campaigns
 from voucher.campaigns.models import Campaign, Measure, Release
 from voucher.core.clock import local_today, utcnow
 from voucher.core.db import db
+from voucher.core.money import format_yuan
 from voucher.core.permissions import Role
 from voucher.merchants.models import Merchant, Store
 from voucher.vouchers.models import Citizen, Voucher
@@ -36,10 +37,13 @@ class World:
 
 
 def _merchant(name: str, uscc: str, category: str, district: str) -> Merchant:
-    merchant = Merchant(name=name, uscc=uscc, category=category, status="approved")
+    # Complete settlement details, as an approved merchant has: the payout file needs them.
+    merchant = Merchant(name=name, uscc=uscc, category=category, status="approved", bank_account_name=name,
+                        bank_name="港城银行")
     merchant.stores.append(Store(name=name + "门店", district=district))
     db.session.add(merchant)
     db.session.flush()  # ids for the users below
+    merchant.bank_account_no = f"62220200{merchant.id:08d}"
     return merchant
 
 
@@ -83,10 +87,12 @@ def make_campaign(
     valid_until: date | None = None,
     sources: list[campaigns.SourceInput] | None = None,
     measure_number: int = 1,
+    plan_override_reason: str | None = None,
     **fields,
 ) -> tuple[Campaign, Release | None]:
     """An approved campaign (measure 1 by default: 餐饮/零售 in 海州区 and 连云区) with one open round
-    (none for a grant campaign). `fields` overrides any CampaignInput field."""
+    (none for a grant campaign). `fields` overrides any CampaignInput field. A campaign beyond its
+    measure's plan, or under a measure with none, needs `plan_override_reason` (campaigns/plan_check.py)."""
     measure = db.session.scalar(select(Measure).where(Measure.number == measure_number))
     data = campaigns.CampaignInput(
         measure_id=measure.id, name="市区餐饮零售消费券", face_value_fen=face_value_fen,
@@ -98,7 +104,7 @@ def make_campaign(
         setattr(data, key, value)
     campaign = campaigns.create_campaign(data, world.maker)
     campaigns.submit_for_approval(campaign, world.maker)
-    campaigns.approve(campaign.id, world.approver)
+    campaigns.approve(campaign.id, world.approver, plan_override_reason=plan_override_reason)
     release = None
     if campaign.product is not None:
         release = releases.create_release(
@@ -123,3 +129,27 @@ def claim_one(release: Release, citizen: Citizen) -> Voucher:
     voucher = claim(release.id, citizen)
     db.session.commit()
     return voucher
+
+
+def bank_statement(batches, day: date | None = None, serial_prefix: str = "T") -> bytes:
+    """The bank's statement of paying `batches` in full, in the system's template (UTF-8 CSV)."""
+    day = day or local_today()
+    lines = ["交易日期,流水号,附言,收款户名,收款账号,金额"]
+    for batch in batches:
+        lines.append(f"{day.isoformat()},{serial_prefix}{batch.id:08d},消费券结算 {batch.reference},"
+                     f"{batch.merchant.bank_account_name},{batch.merchant.bank_account_no},{format_yuan(batch.amount_fen, grouping=False)}")
+    return ("\ufeff" + "\n".join(lines) + "\n").encode("utf-8")
+
+
+def pay_through_bank(batches, finance: User) -> None:
+    """What finance does to pay batches: a payout file, the bank's statement of it, and the confirmation
+    of the matched lines. The caller commits."""
+    from voucher.reconciliation import payments
+    from voucher.reconciliation import services as reconciliation
+    from voucher.settlement import payout_files
+
+    batches = list(batches)
+    payout_files.create(finance)
+    reconciliation.import_statement(bank_statement(batches), f"statement-{batches[0].id}.csv", None, finance)
+    for batch in batches:
+        payments.confirm_paid(batch.id, finance)

@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy import select
 
 from tests.conftest import pin_ordinary_time
-from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
+from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world, pay_through_bank
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.budget import close_campaign
 from voucher.core.clock import local_day_start_utc, local_today
@@ -40,8 +40,8 @@ def _scenario(db):
     done = [redeem(v.code, 150_00, world.cashier, now=noon).redemption for v in vouchers[:3]]
     reverse(done[2].id, reason="退单", cashier=world.cashier, now=noon + timedelta(minutes=5))
     db.session.commit()
-    for batch in settlement.build_batches(local_today() - timedelta(days=1), world.finance).batches:
-        settlement.confirm_paid(batch.id, world.finance)
+    pay_through_bank(settlement.build_batches(local_today() - timedelta(days=1), world.finance).batches,
+                     world.finance)
     close_campaign(campaign.id, world.approver, "活动到期")
     make_campaign(world, quantity=1, sources=[
         campaigns.SourceInput("municipal_finance", "市财政", 100_00),

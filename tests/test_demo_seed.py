@@ -20,7 +20,7 @@ from voucher.ledger.verify import verify_ledger
 from voucher.merchants.models import Merchant
 from voucher.vouchers.models import Voucher
 
-DEMO_ACCOUNTS = ("maker", "approver", "finance", "auditor", "admin", "manager", "cashier", "cashier_market",
+DEMO_ACCOUNTS = ("maker", "approver", "finance", "finance2", "auditor", "admin", "manager", "cashier", "cashier_market",
                  "cashier_cinema", "cashier_appliance", "cashier_scenic", "cashier_car", "cashier_donghai")
 
 

@@ -215,7 +215,8 @@ def test_feed_publishes_s11_with_provenance_and_yields_to_an_official_figure(db,
     tagged, release = make_campaign(world, name="5G 手机换新券", categories=["信息消费"], quantity=5)
     feed.set_tag(tagged.id, True, world.maker)  # measure 1, tagged by hand
     info_measure, release17 = make_campaign(world, name="宽带提速补贴券", measure_number=17,
-                                            categories=["信息消费"], quantity=5)
+                                            categories=["信息消费"], quantity=5,
+                                            plan_override_reason="措施17未列资金，按财政批复安排")
     _plain, plain_release = make_campaign(world, name="餐饮券", quantity=5)
     first = redeem(claim_one(release, make_citizen("a")).code, 300_00, cashier).redemption  # 20 yuan subsidy
     undone = redeem(claim_one(release, make_citizen("b")).code, 500_00, cashier).redemption
@@ -265,7 +266,8 @@ def test_feed_publishes_s11_with_provenance_and_yields_to_an_official_figure(db,
 def test_feed_cli(app, db, cat):
     world = make_world()
     _digital, cashier = merchant_with_cashier(db, "港城数码通讯店", "信息消费", "海州区", 8, "cashier_digital2")
-    _c, release = make_campaign(world, name="宽带提速补贴券", measure_number=17, categories=["信息消费"], quantity=2)
+    _c, release = make_campaign(world, name="宽带提速补贴券", measure_number=17, categories=["信息消费"], quantity=2,
+                                plan_override_reason="措施17未列资金，按财政批复安排")
     redeem(claim_one(release, make_citizen("z")).code, 120_00, cashier)
     db.session.commit()
     result = app.test_cli_runner().invoke(args=["index", "feed", "--year", str(local_today().year)])

@@ -97,6 +97,7 @@ def test_percentage_subsidy_rounds_down_is_capped_and_returns_the_unused_cap(db)
         world, measure_number=6, instrument="purchase_subsidy", name="绿色节能家电补贴", percent_bp=1000,
         face_value_fen=500_00, threshold_fen=0, categories=["家电家居"], districts=[], merchant_ids=[listed.id],
         budget_fen=1_000_000_00, quantity=10, per_person_limit=3,
+        plan_override_reason="政策未定节能家电补贴总额，按财政批复安排",  # measure 6 plans no money
     )
     assert campaign.product.kind == "percentage" and campaign.product.percent_bp == 1000
     citizen = make_citizen()

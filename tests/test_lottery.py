@@ -296,6 +296,10 @@ def test_draw_passes_over_an_entrant_who_claimed_first_come_meanwhile(client, db
     assert [(a.object_type, a.object_id, a.after["reason"]) for a in passed] == [("lottery_entries", first, "已达活动每人限领")]
     assert lottery.winners(seed, list(numbers), 1, {first}) == chosen
     assert my_winners(seed, [n for n in numbers if n != first], 1) == set(chosen)
+    # The public page says so: the rule names the passing over, and lists the number passed over.
+    page = client.get(f"/c/releases/{release_id}/lottery").get_data(as_text=True)
+    assert "名额依次顺延给排在其后的报名者" in page and "前 1 名中签" not in page
+    assert re.search(r'顺延编号（1）</h2>.*?<p class="wrap" id="passed-over">(\d+)</p>', page, re.S).group(1) == str(first)
     # Every voucher of the round was given out: no money came back.
     assert balances(campaign.id)[AccountKind.RESERVED] == reserved_before
     assert verify_ledger() == []

@@ -28,6 +28,7 @@ from voucher.reconciliation.errors import MalformedStatement, StatementAlreadyIm
 from voucher.reconciliation.models import BankStatement, BankStatementLine, BatchResolution, StatementMapping
 from voucher.reconciliation.parsing import parse_amount, parse_date
 from voucher.settlement import batches as settlement
+from voucher.settlement import payout_files
 from voucher.settlement.models import SettlementBatch
 
 HEADERS = ["交易日期", "流水号", "附言", "收款户名", "收款账号", "金额"]
@@ -61,7 +62,7 @@ def batches(db):
     redeem(vouchers[2].code, 150_00, shop_cashier, now=noon + timedelta(minutes=2))
     db.session.commit()
     built = settlement.build_batches(TODAY - timedelta(days=1), world.finance).batches
-    settlement.mark_exported(built)
+    payout_files.create(world.finance)
     db.session.commit()
     by_key = {(b.merchant_id == shop.id and "shop" or "food", b.funding_source.name): b for b in built}
     named = {"A": by_key[("food", "市财政")], "B": by_key[("food", "港城银行")],
@@ -164,7 +165,7 @@ def test_a_statement_with_one_of_each_kind_is_matched_and_each_item_resolved_wit
 
 def test_a_second_line_for_a_batch_and_a_line_for_an_unexported_batch_stay_unmatched(db, batches):
     world, campaign, b = batches
-    b["D"].status, b["D"].exported_at = "pending", None  # as if it had never been exported
+    b["D"].status, b["D"].exported_at, b["D"].payout_file_id = "pending", None, None  # never exported
     db.session.commit()
     day = TODAY.isoformat()
     rows = [

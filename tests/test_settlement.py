@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import pin_ordinary_time
-from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
+from tests.factories import PASSWORD, bank_statement, claim_one, make_campaign, make_citizen, make_world, pay_through_bank
 from voucher.accounts.services import create_user
 from voucher.campaigns import services as campaigns
 from voucher.core.clock import local_day_start_utc, local_today
@@ -21,8 +21,11 @@ from voucher.ledger.services import campaign_balances
 from voucher.ledger.verify import verify_ledger
 from voucher.merchants.models import Merchant, RiskFlag, Store
 from voucher.merchants.redemption import redeem, reverse
+from voucher.reconciliation import payments
+from voucher.reconciliation import services as reconciliation
 from voucher.settlement import batches as settlement
-from voucher.settlement.models import SettlementBatch, SettlementItem
+from voucher.settlement import payout_files
+from voucher.settlement.models import PayoutFile, SettlementBatch, SettlementItem
 
 # Yesterday's redemptions must be settleable (their reversal window long past), so these tests
 # run at an ordinary moment whatever VOUCHER_TEST_NOW says; tests/test_clock_boundaries.py covers the edges.
@@ -86,8 +89,7 @@ def test_a_day_settles_each_redemption_once_per_funder_nets_reversals_and_holds_
 
     # Paying moves spent -> settled per funder; the ledger ties out to the fen.
     before = campaign_balances([campaign.id])[campaign.id]
-    for batch in result.batches:
-        settlement.confirm_paid(batch.id, world.finance)
+    pay_through_bank(result.batches, world.finance)
     db.session.commit()
     after = campaign_balances([campaign.id])[campaign.id]
     assert after[AccountKind.SETTLED] - before[AccountKind.SETTLED] == 40_00
@@ -95,7 +97,7 @@ def test_a_day_settles_each_redemption_once_per_funder_nets_reversals_and_holds_
     assert after[AccountKind.SPENT] == 20_00  # the held shop's redemption, still waiting
     assert verify_ledger() == []
     with pytest.raises(InvalidTransition, match="已确认支付"):
-        settlement.confirm_paid(result.batches[0].id, world.finance)
+        payments.confirm_paid(result.batches[0].id, world.finance)
 
 
 def test_a_released_merchant_is_paid_in_the_next_batch(db, day):
@@ -135,7 +137,7 @@ def _login(client, username):
     assert client.post("/login", data={"username": username, "password": PASSWORD}).status_code == 302
 
 
-def test_finance_builds_downloads_the_payout_file_and_confirms_on_the_page(client, db, day):
+def test_finance_builds_creates_a_numbered_payout_file_and_confirms_against_the_bank(client, db, day):
     world, campaign, flagged, kept, undone, held = day
     _login(client, "finance")
     yesterday = (local_today() - timedelta(days=1)).isoformat()
@@ -144,28 +146,47 @@ def test_finance_builds_downloads_the_payout_file_and_confirms_on_the_page(clien
     text = page.get_data(as_text=True)
     assert page.status_code == 200 and "新建 2 个结算批次，合计 40.00 元" in text
     assert "1 家商户因风险核查暂缓结算" in text and "海州小超市" in text  # the held list
+    assert "待导出：<strong>2</strong> 个批次，合计 <strong>40.00</strong> 元" in text
+    assert "确认已支付</button>" not in text  # nothing was sent to the bank: nothing to confirm
 
-    xlsx = client.get(f"/finance/settlement/payout.xlsx?date={yesterday}")
-    assert xlsx.status_code == 200 and "attachment" in xlsx.headers["Content-Disposition"]
+    created = client.post("/finance/settlement/payout-files", data={"business_date": yesterday},
+                          follow_redirects=True)
+    file = db.session.scalar(select(PayoutFile))
+    assert f"已生成付款文件 {file.number}：2 个批次，合计 40.00 元" in created.get_data(as_text=True)
+    assert file.number.startswith(f"FK{local_today():%Y%m%d}-")
+
+    xlsx = client.get(f"/finance/settlement/payout-files/{file.id}.xlsx")
+    assert xlsx.status_code == 200 and f"filename={file.number}.xlsx" in xlsx.headers["Content-Disposition"]
     sheet = pd.read_excel(io.BytesIO(xlsx.data), sheet_name="结算付款", dtype=str)
-    assert list(sheet.columns[:4]) == ["批次号", "业务日期", "商户名称", "统一社会信用代码"]
-    rows = sheet[sheet["批次号"] != "合计"]
-    assert sorted(rows["金额（元）"]) == ["16.00", "24.00"]
-    assert set(rows["统一社会信用代码"]) == {world.merchant.uscc}
-    assert set(rows["银行账号"]) == {"6222020000001234"}  # text, not a rounded number
-    assert sheet[sheet["批次号"] == "合计"]["金额（元）"].item() == "40.00"
+    assert list(sheet.columns[:6]) == ["批次号", "收款户名", "收款银行", "收款账号", "金额（元）", "附言"]
+    assert sorted(sheet["金额（元）"]) == ["16", "24"] and len(sheet) == 2  # no 合计 row among payees
+    assert set(sheet["收款账号"]) == {"6222020000001234"}
+    assert set(sheet["附言"]) == {f"消费券结算 {b.reference}" for b in db.session.scalars(select(SettlementBatch))}
 
-    raw = client.get(f"/finance/settlement/payout.csv?date={yesterday}")
+    raw = client.get(f"/finance/settlement/payout-files/{file.id}.csv")
     assert raw.data.startswith("\ufeff".encode())  # Excel opens it as UTF-8
     lines = list(csv.reader(io.StringIO(raw.data.decode("utf-8-sig"))))
-    assert lines[0][0] == "批次号" and lines[-1][0] == "合计" and lines[-1][10] == "40.00"
+    assert lines[0][0] == "批次号" and sorted(row[4] for row in lines[1:]) == ["16.00", "24.00"]
     assert {b.status for b in db.session.scalars(select(SettlementBatch))} == {"exported"}
 
-    batch = db.session.scalars(select(SettlementBatch)).first()
-    confirmed = client.post(f"/finance/settlement/{batch.id}/paid", follow_redirects=True)
-    assert f"已确认批次 {batch.reference} 支付" in confirmed.get_data(as_text=True)
+    # No statement yet: confirming is refused and says what to do; nothing moves.
+    batch = db.session.scalars(select(SettlementBatch).order_by(SettlementBatch.id)).first()
+    refused = client.post(f"/finance/settlement/{batch.id}/paid", follow_redirects=True).get_data(as_text=True)
+    assert "尚无匹配的银行流水，不能确认支付" in refused
+    assert db.session.get(SettlementBatch, batch.id).status == "exported"
+
+    # The bank's statement arrives; the page offers bulk confirmation of the matched batches.
+    reconciliation.import_statement(bank_statement(db.session.scalars(select(SettlementBatch)).all()),
+                                    "bank.csv", None, world.finance)
+    db.session.commit()
+    listing = client.get("/finance/settlement").get_data(as_text=True)
+    assert "批量确认已匹配批次（2 个）" in listing and "data-confirm=" in listing
+    confirmed = client.post("/finance/settlement/confirm-matched", data={"next": "/finance/settlement"},
+                            follow_redirects=True)
+    assert "已确认 2 个批次支付，合计 40.00 元" in confirmed.get_data(as_text=True)
     again = client.post(f"/finance/settlement/{batch.id}/paid", follow_redirects=True)
     assert "已确认支付" in again.get_data(as_text=True)
+    assert {b.paid_evidence for b in db.session.scalars(select(SettlementBatch))} == {"bank_line"}
     assert verify_ledger() == []
 
 
@@ -174,22 +195,38 @@ def test_bad_input_on_the_settlement_pages_is_refused_in_chinese(client, db, day
     response = client.post("/finance/settlement/build", data={"business_date": "2026-13-45"}, follow_redirects=True)
     assert "日期格式应为 YYYY-MM-DD" in response.get_data(as_text=True)
     assert client.get("/finance/settlement?status=bogus").status_code == 200
-    assert client.get("/finance/settlement/payout.pdf").status_code == 404
+    assert client.get("/finance/settlement/payout-files/1.pdf").status_code == 404
+    assert client.get("/finance/settlement/payout-files/999999.csv").status_code == 404
     assert client.post("/finance/settlement/999999/paid", follow_redirects=True).status_code == 200
+    nothing = client.post("/finance/settlement/payout-files", follow_redirects=True).get_data(as_text=True)
+    assert "没有待支付的结算批次" in nothing
+    # An off-site "next" is never followed.
+    away = client.post("/finance/settlement/999999/paid", data={"next": "//evil.example/finance/"})
+    assert away.headers["Location"].endswith("/finance/settlement")
     assert db.session.scalar(select(func.count(SettlementBatch.id))) == 0
+    assert db.session.scalar(select(func.count(PayoutFile.id))) == 0
 
 
 def test_only_finance_moves_money_and_the_auditor_only_reads(client, db, day):
-    for username, page, build, payout in (("auditor", 200, 403, 403), ("cashier", 403, 403, 403),
-                                          ("maker", 403, 403, 403), ("admin", 200, 302, 200)):
+    world, *_ = day
+    settlement.build_batches(local_today() - timedelta(days=1), world.finance)
+    file = payout_files.create(world.finance)
+    db.session.commit()
+    for username, page, build, download, create in (
+            ("auditor", 200, 403, 200, 403), ("cashier", 403, 403, 403, 403), ("maker", 403, 403, 403, 403),
+            ("admin", 200, 302, 200, 302)):
         _login(client, username)
         assert client.get("/finance/settlement").status_code == page, username
-        assert client.get("/finance/settlement/payout.csv").status_code == payout, username
+        assert client.get(f"/finance/settlement/payout-files/{file.id}.csv").status_code == download, username
         status = client.post("/finance/settlement/build", data={}).status_code
         assert status == build or (build == 302 and status == 303), username
+        status = client.post("/finance/settlement/payout-files", data={}).status_code
+        assert status == create or (create == 302 and status == 303), username
+    # The old download that changed state by a GET is gone.
+    assert client.get("/finance/settlement/payout.csv").status_code == 404
 
 
-def test_cli_builds_and_exports(app, db, day, tmp_path):
+def test_cli_builds_exports_and_writes_a_file_again(app, db, day, tmp_path):
     runner = app.test_cli_runner()
     yesterday = (local_today() - timedelta(days=1)).isoformat()
     built = runner.invoke(args=["settlement", "build", "--date", yesterday])
@@ -197,8 +234,14 @@ def test_cli_builds_and_exports(app, db, day, tmp_path):
     assert runner.invoke(args=["settlement", "build", "--date", local_today().isoformat()]).exit_code == 1
     out = tmp_path / "payout.xlsx"
     exported = runner.invoke(args=["settlement", "export", "--output", str(out)])
-    assert exported.exit_code == 0 and "已写出 2 个批次" in exported.output
-    assert len(pd.read_excel(out, dtype=str)) == 3  # two batches and the total row
+    assert exported.exit_code == 0 and "2 个批次，合计 40.00 元" in exported.output, exported.output
+    assert len(pd.read_excel(out, dtype=str)) == 2
+    number = db.session.scalar(select(PayoutFile.number))
+    nothing = runner.invoke(args=["settlement", "export", "--output", str(tmp_path / "again.xlsx")])
+    assert nothing.exit_code == 1 and "没有待支付的结算批次" in nothing.output
+    copy = tmp_path / "copy.xlsx"
+    assert runner.invoke(args=["settlement", "payout-file", number, "--output", str(copy)]).exit_code == 0
+    assert copy.read_bytes() == out.read_bytes()
 
 
 def test_the_nightly_job_builds_the_previous_day_after_the_risk_scan(db, day):

@@ -28,7 +28,9 @@ def load_demo(path: Path) -> list[tuple[str, str, str]]:
 
     by_uscc: dict[str, Merchant] = {}
     for item in data["merchants"]:
-        merchant = Merchant(name=item["name"], uscc=item["uscc"], category=item["category"], status="approved")
+        merchant = Merchant(name=item["name"], uscc=item["uscc"], category=item["category"], status="approved",
+                            bank_account_name=item.get("bank_account_name"), bank_name=item.get("bank_name"),
+                            bank_account_no=item.get("bank_account_no"))
         for store in item["stores"]:
             merchant.stores.append(Store(name=store["name"], district=store["district"], address=store.get("address", "")))
         db.session.add(merchant)
@@ -83,7 +85,7 @@ def _load_campaign(spec: dict, users: dict[str, User], by_uscc: dict[str, Mercha
     campaigns.submit_for_approval(campaign, users["maker"])
     if spec.get("status") == "pending_approval":
         return
-    campaigns.approve(campaign.id, users["approver"])
+    campaigns.approve(campaign.id, users["approver"], plan_override_reason=spec.get("plan_override_reason"))
     for item in spec.get("rounds", []):
         release = releases.create_release(
             campaign, name=item["name"], quantity=item["quantity"], per_person_limit=item["per_person_limit"],

@@ -56,9 +56,22 @@ def test_maker_configures_and_approver_approves_a_campaign(demo, new_page, shots
     nav(page, "待审批")
     row = page.get_by_role("row").filter(has_text="市区餐饮零售消费券（浏览器测试）")
     expect(row).to_contain_text("10,000,000.00")
+    # The demo's campaigns already hold 15,000,000 of measure 1's planned 10,000,000: this one goes past it, so
+    # there is no one-click approval; the campaign page shows the figures and asks for a reason.
+    expect(row).to_contain_text("超出 15,000,000.00")
+    expect(row.get_by_role("button", name="审批通过")).to_have_count(0)
     shots(page, "approvals")
-    row.get_by_role("button", name="审批通过").click()
+    row.get_by_role("link", name="超出计划：填写理由后审批").click()
+    check = page.locator("section", has=page.get_by_role("heading", name="措施计划资金核对"))
+    expect(check).to_contain_text("批准后措施 1 的活动资金将超出计划")
+    page.get_by_role("button", name="超计划批准").click()  # without a reason: refused, nothing changes
+    expect(page.get_by_role("alert")).to_contain_text("请填写超计划批准理由后再批准")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("待审批")
+    page.get_by_label("超计划批准理由").fill("市财政局追加预算批复（浏览器测试）")
+    shots(page, "plan-override")
+    page.get_by_role("button", name="超计划批准").click()
     expect(page.get_by_role("status")).to_contain_text("活动已审批通过，预算已入账")
+    expect(page.get_by_text("市财政局追加预算批复（浏览器测试）")).to_be_visible()
     assert page.url == campaign_url
     expect(page.get_by_role("heading", level=1)).to_contain_text("进行中")
     budget = page.locator("section", has=page.get_by_role("heading", name="预算执行"))
@@ -285,3 +298,53 @@ def _short_title(db, number: int) -> str:
     title = db.session.scalar(select(Measure.short_title).where(Measure.number == number))
     db.session.rollback()
     return title
+
+
+def test_finance_pays_a_merchant_once_through_a_payout_file_and_the_bank_statement(demo, new_page, shots, tmp_path):
+    """Build, a numbered payout file (asked to confirm first), the bank's statement, bulk confirmation."""
+    from datetime import timedelta as _td
+
+    from tests.factories import bank_statement
+    from voucher.core.clock import set_clock, utcnow
+    from voucher.settlement.models import PayoutFile, SettlementBatch
+
+    redeem_demo_voucher(demo)
+    set_clock(utcnow() + _td(days=1, hours=1))  # (the clock fixture puts it back) the redemption's day is over and past reversal
+    page = new_page()
+    sign_in(page, "finance")
+    nav(page, "商户结算")
+    page.get_by_role("button", name="生成结算批次").click()
+    expect(page.get_by_role("status")).to_contain_text("新建 1 个结算批次")
+
+    # Asked first; "cancel" sends nothing.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="生成付款文件").click()
+    page.wait_for_timeout(300)
+    assert demo.session.scalar(select(PayoutFile.id)) is None
+    demo.session.rollback()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="生成付款文件").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("付款文件 FK")
+    shots(page, "payout-file")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="下载 Excel").click()
+    saved = shots.next_path(download_info.value.suggested_filename)
+    download_info.value.save_as(saved)
+    sheet = load_workbook(saved)["结算付款"]
+    assert sheet.cell(2, 5).data_type == "n" and sheet.cell(2, 4).data_type == "s"  # amount a number, account text
+
+    batch = demo.session.scalar(select(SettlementBatch))
+    statement = tmp_path / "bank.csv"
+    statement.write_bytes(bank_statement([batch]))
+    demo.session.rollback()
+    nav(page, "对账")
+    page.get_by_label("对账单文件（CSV 或 xlsx）").set_input_files(str(statement))
+    page.get_by_role("button", name="导入").click()
+    expect(page.get_by_role("status")).to_contain_text("已匹配 1")
+    nav(page, "商户结算")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=re.compile("批量确认已匹配批次")).click()
+    expect(page.get_by_role("status")).to_contain_text("已确认 1 个批次支付")
+    shots(page, "paid")
+    assert demo.session.scalar(select(SettlementBatch.status)) == "paid"
+    demo.session.rollback()

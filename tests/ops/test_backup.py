@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from tests.conftest import _postgres_admin_url, make_app, pin_ordinary_time
-from tests.factories import claim_one, make_campaign, make_citizen, make_world
+from tests.factories import claim_one, make_campaign, make_citizen, make_world, pay_through_bank
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.models import Release
 from voucher.core.clock import local_day_start_utc, local_today
@@ -47,7 +47,7 @@ def build_activity() -> None:
     _db.session.commit()
     result = settlement.build_batches(local_today() - timedelta(days=1), world.finance)
     _db.session.commit()
-    settlement.confirm_paid(result.batches[0].id, world.finance)
+    pay_through_bank(result.batches[:1], world.finance)
     _db.session.commit()
 
 

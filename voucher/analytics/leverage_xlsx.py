@@ -9,6 +9,7 @@ from openpyxl.styles import Font
 from voucher.analytics import leverage, panel
 from voucher.analytics.leverage import Figures, LeverageFilter
 from voucher.core.money import to_yuan
+from voucher.core.spreadsheet import inert
 
 COLUMNS = ("领取张数", "发放面值（元）", "核销笔数", "补贴支付（元）", "带动消费（元）", "门槛下限消费（元）",
            "杠杆率（按发放）", "杠杆率（按支付）", "机制下限", "超出下限", "核销率")
@@ -47,7 +48,7 @@ def as_xlsx(selection: LeverageFilter) -> bytes:
         for cell in part[1]:
             cell.font = Font(bold=True)
         for key, figures in leverage.breakdown(name, selection):
-            part.append([key, *_values(figures)])
+            part.append([inert(key), *_values(figures)])  # campaign and merchant names were typed
         part.column_dimensions["A"].width = 32
     buffer = io.BytesIO()
     book.save(buffer)

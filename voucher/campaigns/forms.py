@@ -93,6 +93,13 @@ class ReleaseForm(FlaskForm):
     mode = SelectField("发放方式", choices=[("first_come", "先到先得"), ("lottery", "摇号（可验证）")], default="first_come")
 
 
+class ApproveForm(FlaskForm):
+    """审批通过: a plain button, or with the reason for approving beyond the measure's plan. The service
+    decides whether a reason is needed and checks it (campaigns/plan_check.py): the rule lives there."""
+
+    plan_override_reason = TextAreaField("超计划批准理由", validators=[Optional()])
+
+
 class ReasonForm(FlaskForm):
     reason = TextAreaField("原因", validators=[DataRequired("请填写原因"), Length(max=1000)])
 

@@ -37,6 +37,25 @@ class Measure(db.Model):
     targets: Mapped[list[MeasureTarget]] = relationship(back_populates="measure", order_by="MeasureTarget.position")
     campaigns: Mapped[list[Campaign]] = relationship(back_populates="measure")
 
+    # The policy's planned money, the one definition the policy overview and the approval check share.
+    # A line of 0 is one whose total the policy leaves open (未定总额): it adds nothing to the plan.
+    @property
+    def planned_in_hand_fen(self) -> int:
+        return sum(line.amount_fen for line in self.money_lines if line.status != "sought")
+
+    @property
+    def planned_sought_fen(self) -> int:
+        return sum(line.amount_fen for line in self.money_lines if line.status == "sought")
+
+    @property
+    def planned_fen(self) -> int:
+        return self.planned_in_hand_fen + self.planned_sought_fen
+
+    @property
+    def open_total_lines(self) -> list[MeasureMoneyLine]:
+        """Lines the policy gives no total for (e.g. 每个主体1-10万元): the plan cannot speak for them."""
+        return [line for line in self.money_lines if not line.amount_fen]
+
 
 class MeasureMoneyLine(db.Model):
     """A sum of money the policy plans for a measure (in hand or still sought, 争取)."""
@@ -185,6 +204,9 @@ class Campaign(db.Model):
     approved_at: Mapped[datetime | None] = mapped_column(DateTime)
     #: why an approver sent it back, shown to the maker
     rejection_reason: Mapped[str | None] = mapped_column(Text)
+    #: why the approver let it take its measure past the policy's planned money (or approved it under a
+    #: measure with none); null when it fitted the plan. Who and when are approved_by and approved_at.
+    plan_override_reason: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[created_at]
 
     measure: Mapped[Measure] = relationship(back_populates="campaigns")

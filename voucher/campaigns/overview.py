@@ -69,11 +69,7 @@ def policy_overview(unit: str | None = None, district: str | None = None) -> Ove
     lines = {m.id: MeasureLine(measure=m) for m in measures}
     for m in measures:
         line = lines[m.id]
-        for money in m.money_lines:
-            if money.status == "sought":
-                line.planned_sought_fen += money.amount_fen
-            else:
-                line.planned_in_hand_fen += money.amount_fen
+        line.planned_in_hand_fen, line.planned_sought_fen = m.planned_in_hand_fen, m.planned_sought_fen
         line.targets = [TargetLine(t, achieved.get(t.id, 0)) for t in m.targets]
     for campaign in campaigns:
         line = lines.get(campaign.measure_id)

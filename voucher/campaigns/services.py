@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import select
 
 from voucher.accounts.models import User
+from voucher.campaigns import plan_check
 from voucher.campaigns.models import (
     CAMPAIGN_TRANSITIONS,
     Campaign,
@@ -21,7 +22,7 @@ from voucher.campaigns.models import (
 )
 from voucher.core import audit
 from voucher.core.clock import local_day_end_utc, local_day_start_utc, utcnow
-from voucher.core.db import db
+from voucher.core.db import db, serialize
 from voucher.core.errors import InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
 from voucher.core.money import format_yuan
 from voucher.ledger import services as ledger
@@ -262,9 +263,13 @@ def snapshot(campaign: Campaign) -> dict:
 
 def move(campaign: Campaign, target: CampaignStatus) -> None:
     """Change status along the allowed-transitions table, or refuse."""
+    check_move(campaign, target)
+    campaign.status = target.value
+
+
+def check_move(campaign: Campaign, target: CampaignStatus) -> None:
     if target not in CAMPAIGN_TRANSITIONS[campaign.status_enum]:
         raise InvalidTransition(f"活动当前为「{campaign.status_enum.label}」，不能变为「{target.label}」")
-    campaign.status = target.value
 
 
 def lock_campaign(campaign_id: int) -> Campaign:
@@ -318,13 +323,24 @@ def _check_not_own_work(campaign: Campaign, actor: User) -> None:
         raise MakerCheckerViolation()
 
 
-def approve(campaign_id: int, actor: User) -> Campaign:
-    """Approve a pending campaign: it becomes active and each in-hand source is funded by posting."""
+def approve(campaign_id: int, actor: User, *, plan_override_reason: str | None = None) -> Campaign:
+    """Approve a pending campaign: it becomes active and each in-hand source is funded by posting.
+
+    A campaign that would take its measure past the policy's planned money (plan_check) is refused
+    unless the approver gives `plan_override_reason`, kept on the campaign and in the audit log."""
     campaign = lock_campaign(campaign_id)
     _check_not_own_work(campaign, actor)
+    check_move(campaign, CampaignStatus.ACTIVE)
+    # Two campaigns of one measure approved at once would each count the other as not yet committed,
+    # and both pass though together they exceed the plan: approvals of one measure queue here, holding
+    # their campaign (docs/concurrency.md), and count what is committed only once they hold it.
+    serialize(f"measure.plan.{campaign.measure_id}")
+    check = plan_check.assess(campaign)
+    reason = plan_check.override_reason(check, plan_override_reason)
     move(campaign, CampaignStatus.ACTIVE)
     campaign.approved_by_id = actor.id
     campaign.approved_at = utcnow()
+    campaign.plan_override_reason = reason
     ledger.open_accounts(campaign)
     amounts = {s.id: s.amount_fen for s in campaign.funding_sources}
     for source in ledger.source_accounts(campaign.id):
@@ -335,7 +351,8 @@ def approve(campaign_id: int, actor: User) -> Campaign:
             memo="资金到位", ref=("funding_source", source.source_id), actor_id=actor.id,
         )
     audit.record(
-        "campaign.approve", campaign, actor=actor, before={"status": "pending_approval"}, after={"status": campaign.status}
+        "campaign.approve", campaign, actor=actor, before={"status": "pending_approval"},
+        after={"status": campaign.status, "plan": check.as_audit(), "plan_override_reason": reason},
     )
     return campaign
 

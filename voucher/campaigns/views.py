@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from voucher.accounts.forms import ActionForm
 from voucher.analytics.services import campaign_figures
-from voucher.campaigns import budget, lottery, releases, services
-from voucher.campaigns.forms import BudgetChangeForm, CampaignForm, ReasonForm, ReleaseForm
+from voucher.campaigns import budget, lottery, plan_check, releases, services
+from voucher.campaigns.forms import ApproveForm, BudgetChangeForm, CampaignForm, ReasonForm, ReleaseForm
 from voucher.campaigns.models import (
     BudgetChange,
     Campaign,
@@ -182,6 +182,9 @@ def _budget_form(campaign: Campaign, formdata=None) -> BudgetChangeForm:
     return form
 
 
+_BEFORE_APPROVAL = (CampaignStatus.DRAFT, CampaignStatus.PENDING_APPROVAL)
+
+
 def _render_detail(campaign: Campaign, *, status: int = 200, **forms):
     figures = campaign_figures([campaign])[0]
     changes = db.session.scalars(
@@ -190,14 +193,18 @@ def _render_detail(campaign: Campaign, *, status: int = 200, **forms):
     applications = db.session.scalars(
         select(GrantApplication).where(GrantApplication.campaign_id == campaign.id).order_by(GrantApplication.id.desc())
     ).all()
+    # Before approval, maker and approver see the campaign against its measure's plan.
+    plan = plan_check.assess(campaign) if campaign.status_enum in _BEFORE_APPROVAL else None
     return (
         render_template(
             "campaigns/detail.html",
             campaign=campaign,
             figures=figures,
+            plan=plan,
             budget_changes=changes,
             applications=applications,
             action_form=ActionForm(),
+            approve_form=forms.get("approve_form") or ApproveForm(formdata=None),
             release_form=forms.get("release_form") or ReleaseForm(formdata=None),
             reason_form=forms.get("reason_form") or ReasonForm(formdata=None),
             budget_form=forms.get("budget_form") or _budget_form(campaign),
@@ -234,7 +241,11 @@ def submit(campaign_id: int):
 @bp.post("/campaigns/<int:campaign_id>/approve")
 @roles_required(Role.BUREAU_APPROVER)
 def approve(campaign_id: int):
-    return _act(campaign_id, lambda c, f: services.approve(c.id, current_user), "活动已审批通过，预算已入账")
+    return _act(
+        campaign_id,
+        lambda c, f: services.approve(c.id, current_user, plan_override_reason=f.plan_override_reason.data),
+        "活动已审批通过，预算已入账", form=ApproveForm(), form_name="approve_form",
+    )
 
 
 @bp.post("/campaigns/<int:campaign_id>/reject")
@@ -341,5 +352,6 @@ def approvals():
     grants = db.session.scalars(
         select(GrantApplication).where(GrantApplication.status == "reviewed").order_by(GrantApplication.id)
     ).all()
-    return render_template("campaigns/approvals.html", campaigns=pending, budget_changes=changes, grants=grants,
-                           action_form=ActionForm())
+    plans = {c.id: plan_check.assess(c) for c in pending}
+    return render_template("campaigns/approvals.html", campaigns=pending, plans=plans, budget_changes=changes,
+                           grants=grants, action_form=ActionForm())

@@ -78,6 +78,15 @@ class BudgetExhausted(DomainError):
     default_message = "可用预算不足"
 
 
+class PlanOverrideRequired(DomainError):
+    """Approving a campaign would take its measure past the money the policy planned for it (or the
+    policy plans none): refused unless the approver gives a reason, which is kept with the campaign."""
+
+    code = "plan_override_required"
+    status = 409
+    default_message = "批准后将超出该措施的计划资金，请填写超计划批准理由"
+
+
 class UnbalancedPosting(DomainError):
     code = "unbalanced_posting"
     status = 500

@@ -16,7 +16,7 @@ Rules:
   it (a double payment?) stays unmatched with a note, as does a line for an unknown or not yet
   exported batch.
 - Matching never touches the ledger. Confirming that a batch was paid stays a person's step
-  (settlement.batches.confirm_paid), offered next to each matched line whose batch is still exported:
+  (reconciliation.payments), offered next to each matched line whose batch is still exported:
   a statement line is evidence for the officer, not an instruction to post.
 - Exported or paid batches that no line pays are "unmatched batches"; they are computed, not stored.
 - Every amount mismatch, unmatched line and unmatched batch is resolved by a finance officer with a
@@ -46,7 +46,6 @@ from voucher.reconciliation.models import (
     MatchStatus,
 )
 from voucher.reconciliation.parsing import ParsedLine, parse
-from voucher.settlement import batches as settlement
 from voucher.settlement.models import BatchStatus, SettlementBatch
 
 MAX_REASON = 200
@@ -340,14 +339,3 @@ def resolve_batch(batch_id: int, reason: str | None, actor: User, now: datetime 
                  after={"batch_id": batch.id, "reference": batch.reference, "amount_fen": batch.amount_fen,
                         "resolution": reason})
     return resolution
-
-
-def confirm_line_paid(line_id: int, actor: User, now: datetime | None = None) -> SettlementBatch:
-    """The officer's confirmation, from a matched line, that its batch is paid: the settlement's own
-    confirm_paid, which posts spent -> settled once."""
-    line = db.session.get(BankStatementLine, line_id)
-    if line is None:
-        raise NotFound("找不到该银行流水")
-    if line.status_enum is not MatchStatus.MATCHED:
-        raise InvalidTransition("只有金额一致的已匹配流水可以据此确认支付")
-    return settlement.confirm_paid(line.batch_id, actor, now=now)

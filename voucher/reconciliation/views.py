@@ -1,18 +1,27 @@
 """Finance pages: import a bank statement, see what matched, resolve what did not, set column mappings."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 
 from voucher.core.errors import DomainError
 from voucher.core.forms import parse_id
+from voucher.core.money import format_yuan
 from voucher.core.permissions import Role, roles_required
 from voucher.reconciliation import mapping as mappings
+from voucher.reconciliation import payments
 from voucher.reconciliation import services as reconciliation
 from voucher.reconciliation.errors import MalformedStatement
 from voucher.reconciliation.models import MatchStatus
-from voucher.web import unit_of_work
-from voucher.core.money import format_yuan
+from voucher.web import in_transaction, unit_of_work
 
 bp = Blueprint("reconciliation", __name__, url_prefix="/finance/reconciliation")
 
@@ -110,14 +119,25 @@ def resolve_batch(batch_id: int):
 @roles_required(*FINANCE)
 def confirm_paid(line_id: int):
     try:
-        with unit_of_work():
-            batch = reconciliation.confirm_line_paid(line_id, current_user)
-            reference, amount = batch.reference, batch.amount_fen
+        batch = in_transaction(lambda: payments.confirm_line_paid(line_id, current_user))
     except DomainError as error:
         flash(error.message, "error")
         return _back(request.form.get("statement_id"))
-    flash(f"已确认批次 {reference} 支付 {format_yuan(amount)} 元", "success")
+    flash(f"已确认批次 {batch.reference} 支付 {format_yuan(batch.amount_fen)} 元", "success")
     return _back(request.form.get("statement_id"))
+
+
+@bp.post("/<int:statement_id>/confirm-matched")
+@roles_required(*FINANCE)
+def confirm_matched(statement_id: int):
+    """Confirm every batch this statement's matched lines pay, in one step."""
+    try:
+        result = in_transaction(lambda: payments.confirm_all_matched(current_user, statement_id))
+    except DomainError as error:
+        flash(error.message, "error")
+        return _back(str(statement_id))
+    flash(f"已确认 {len(result.confirmed)} 个批次支付，合计 {format_yuan(result.total_fen)} 元", "success")
+    return _back(str(statement_id))
 
 
 @bp.get("/template.<fmt>")

@@ -15,6 +15,7 @@ from voucher.core.clock import local_day_end_utc, local_day_start_utc, to_local
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput
 from voucher.core.forms import parse_id
+from voucher.core.spreadsheet import inert_row
 
 PAGE_SIZE = 200
 EXPORT_LIMIT = 100_000
@@ -79,8 +80,10 @@ def _rows(found: list[AuditEntry]) -> list[list]:
     def state(value) -> str:
         return json.dumps(value, ensure_ascii=False, sort_keys=True) if value is not None else ""
 
-    return [[e.id, f"{to_local(e.at):%Y-%m-%d %H:%M:%S}", e.actor_label, e.action, e.object_type,
-             e.object_id if e.object_id is not None else "", state(e.before), state(e.after)] for e in found]
+    # Labels and states carry text people typed (names, reasons): made inert for the spreadsheet.
+    return [inert_row([e.id, f"{to_local(e.at):%Y-%m-%d %H:%M:%S}", e.actor_label, e.action, e.object_type,
+                       e.object_id if e.object_id is not None else "", state(e.before), state(e.after)])
+            for e in found]
 
 
 def as_csv(f: AuditFilter) -> bytes:

@@ -10,6 +10,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 
 from voucher.core.money import to_yuan
+from voucher.core.spreadsheet import inert
 from voucher.reports.budget import COLUMNS, BudgetReport, Figures, Row
 
 SHEETS = (("按措施", "by_measure", "措施"), ("按活动", "by_campaign", "活动"), ("按资金来源", "by_source", "活动 · 资金来源"),
@@ -27,7 +28,7 @@ def as_xlsx(report: BudgetReport) -> bytes:
             cell.font = Font(bold=True)
         rows: list[Row] = getattr(report, attribute)
         for row in rows:
-            sheet.append([row.label, *(to_yuan(getattr(row.figures, key)) for key in COLUMNS)])
+            sheet.append([inert(row.label), *(to_yuan(getattr(row.figures, key)) for key in COLUMNS)])
         total = Figures()
         for row in rows:
             total.add(row.figures)

@@ -1,4 +1,4 @@
-"""Building settlement batches and confirming their payout.
+"""Building settlement batches and recording their payout.
 
 A batch for business day D holds every redemption of a merchant, created before the end of D, that
 is not reversed and not settled yet, split by funder as the ledger split it. Redemptions of a merchant
@@ -21,7 +21,13 @@ from voucher.core.db import db, serialize
 from voucher.core.errors import InvalidInput, InvalidTransition, NotFound
 from voucher.core.upsert import insert_ignore
 from voucher.ledger import services as ledger
-from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
+from voucher.ledger.models import (
+    AccountKind,
+    EntryKind,
+    JournalEntry,
+    LedgerAccount,
+    Posting,
+)
 from voucher.merchants.models import Merchant, Redemption
 from voucher.merchants.risk import open_flags_by_merchant
 from voucher.settlement.models import BatchStatus, SettlementBatch, SettlementItem
@@ -125,25 +131,26 @@ def reference_for(batch: SettlementBatch) -> str:
     return f"JS{batch.business_date:%Y%m%d}{batch.id:06d}"
 
 
-def mark_exported(batches: list[SettlementBatch], now: datetime | None = None) -> None:
-    now = now or utcnow()
-    for batch in batches:
-        if batch.status_enum is BatchStatus.PENDING:
-            batch.status = BatchStatus.EXPORTED.value
-            batch.exported_at = now
-
-
-def confirm_paid(batch_id: int, actor: User, now: datetime | None = None) -> SettlementBatch:
-    """The bank paid the batch: move its amount spent -> settled for its funder, once."""
-    now = now or utcnow()
+def lock_batch(batch_id: int) -> SettlementBatch:
     batch = db.session.scalar(
         select(SettlementBatch).where(SettlementBatch.id == batch_id).with_for_update()
         .execution_options(populate_existing=True)
     )
     if batch is None:
         raise NotFound("找不到该结算批次")
+    return batch
+
+
+def record_paid(batch: SettlementBatch, actor: User, evidence: str, now: datetime | None = None,
+                audit_extra: dict | None = None) -> SettlementBatch:
+    """Move a locked, exported batch's amount spent -> settled for its funder, once. Whether the bank
+    paid it is for the caller to establish (reconciliation.payments: a matched bank line, or an override
+    agreed by two officers); `evidence` records which."""
+    now = now or utcnow()
     if batch.status_enum is BatchStatus.PAID:
         raise InvalidTransition(f"批次 {batch.reference} 已确认支付")
+    if batch.status_enum is not BatchStatus.EXPORTED:
+        raise InvalidTransition(f"批次 {batch.reference} 尚未导出付款文件，不能确认支付")
     sources = [s for s in ledger.source_accounts(batch.campaign_id) if s.source_id == batch.funding_source_id]
     lines = ledger.transfer_lines(sources, AccountKind.SPENT, AccountKind.SETTLED, batch.amount_fen,
                                   parts=[batch.amount_fen])
@@ -156,8 +163,10 @@ def confirm_paid(batch_id: int, actor: User, now: datetime | None = None) -> Set
     batch.status = BatchStatus.PAID.value
     batch.paid_at = now
     batch.confirmed_by_id = actor.id
+    batch.paid_evidence = evidence
     audit.record("settlement.paid", batch, actor=actor, before={"status": before},
-                 after={"status": batch.status, "amount_fen": batch.amount_fen, "reference": batch.reference})
+                 after={"status": batch.status, "amount_fen": batch.amount_fen, "reference": batch.reference,
+                        "evidence": evidence, **(audit_extra or {})})
     return batch
 
 

@@ -44,19 +44,41 @@ def register(app: Flask) -> None:
                    f"暂缓 {len(result.held)} 家商户")
 
     @settlement_group.command("export")
-    @click.option("--date", "day", default=None, help="business day YYYY-MM-DD (default: every unpaid batch)")
+    @click.option("--date", "day", default=None, help="business day YYYY-MM-DD (default: every pending batch)")
     @click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="xlsx")
     @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
     def export(day: str | None, fmt: str, output: Path) -> None:
-        """Write the payout file of the unpaid batches and mark them exported."""
-        from voucher.settlement import batches, payout_file
-        from voucher.settlement.models import BatchStatus
+        """Create a numbered payout file of the pending batches and write it to OUTPUT."""
+        from voucher.settlement import payout_files
 
-        rows = [b for b in batches.batches(_day(day)) if b.status_enum is not BatchStatus.PAID]
-        output.write_bytes(payout_file.as_csv(rows) if fmt == "csv" else payout_file.as_xlsx(rows))
-        batches.mark_exported(rows)
-        db.session.commit()
-        click.echo(f"已写出 {len(rows)} 个批次到 {output}")
+        try:
+            file = payout_files.create(None, _day(day))
+            db.session.commit()
+        except DomainError as error:
+            db.session.rollback()
+            click.echo(error.message, err=True)
+            sys.exit(1)
+        output.write_bytes(file.csv_bytes if fmt == "csv" else file.xlsx_bytes)
+        click.echo(f"付款文件 {file.number}：{file.batch_count} 个批次，合计 {format_yuan(file.total_fen)} 元，已写出到 {output}")
+        for held in file.held_out or []:
+            click.echo(f"  未纳入 {held['reference']}（{held['merchant']}）：{held['reason']}")
+
+    @settlement_group.command("payout-file")
+    @click.argument("number")
+    @click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="xlsx")
+    @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+    def payout_file_copy(number: str, fmt: str, output: Path) -> None:
+        """Write an existing payout file again, byte for byte (changes nothing)."""
+        from sqlalchemy import select
+
+        from voucher.settlement.models import PayoutFile
+
+        file = db.session.scalar(select(PayoutFile).where(PayoutFile.number == number.strip()))
+        if file is None:
+            click.echo(f"找不到付款文件 {number}", err=True)
+            sys.exit(1)
+        output.write_bytes(file.csv_bytes if fmt == "csv" else file.xlsx_bytes)
+        click.echo(f"付款文件 {file.number} 已写出到 {output}")
 
     @settlement_group.command("import-statement")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -85,3 +107,11 @@ def register(app: Flask) -> None:
                    f"合计 {format_yuan(result.statement.total_fen)} 元；已匹配 {counts['matched']}，"
                    f"金额不符 {counts['amount_mismatch']}，银行流水未匹配 {counts['unmatched_line']}，"
                    f"跳过此前已导入 {result.skipped}；结算批次未到账（待处理）{waiting}")
+        if result.mapping_name != result.asked_mapping:
+            click.echo(f"按「{result.mapping_name}」格式读取（文件不符合「{result.asked_mapping}」）")
+        if result.non_payout:
+            click.echo(f"非付款流水（收入、利息、手续费等）{result.non_payout} 条：已导入，不参与匹配")
+        if result.skipped_row_count:
+            click.echo(f"未导入的非流水行 {result.skipped_row_count} 行：")
+            for text in result.skipped_rows:
+                click.echo(f"  {text}")

@@ -1,10 +1,26 @@
-"""Settlement batches: what one funder owes one merchant for the redemptions up to a business day."""
+"""Settlement batches (what one funder owes one merchant for the redemptions up to a business day) and
+the numbered payout files that carry them to the bank.
+
+A batch's life: pending (built) -> exported (in exactly one current payout file) -> paid (a finance
+officer confirmed it against a matching bank line, or two officers agreed an override). A payout file is
+stored as the bytes handed out, so downloading it again gives the same file.
+"""
 from __future__ import annotations
 
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import created_at, db, fen, intpk
@@ -30,6 +46,12 @@ class SettlementBatch(db.Model):
         CheckConstraint("amount_fen > 0", name="amount_positive"),
         CheckConstraint("status IN ('pending', 'exported', 'paid')", name="status_known"),
         CheckConstraint("(status = 'paid') = (paid_at IS NOT NULL)", name="paid_has_time"),
+        # a pending batch is in no payout file; batches exported before payout files existed have none
+        CheckConstraint("status <> 'pending' OR payout_file_id IS NULL", name="pending_not_in_file"),
+        CheckConstraint("paid_evidence IS NULL OR paid_evidence IN ('bank_line', 'override')",
+                        name="paid_evidence_known"),
+        CheckConstraint("(override_reason IS NULL) = (override_requested_by_id IS NULL)",
+                        name="override_has_requester"),
     )
 
     id: Mapped[intpk]
@@ -46,10 +68,22 @@ class SettlementBatch(db.Model):
     exported_at: Mapped[datetime | None] = mapped_column(DateTime)
     paid_at: Mapped[datetime | None] = mapped_column(DateTime)
     confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    #: the payout file that currently carries the batch to the bank (a re-issue moves it to a new one)
+    payout_file_id: Mapped[int | None] = mapped_column(ForeignKey("payout_files.id"), index=True)
+    #: what the paid confirmation rested on: "bank_line" (a matched statement line of the same amount)
+    #: or "override" (one officer's reason, agreed by a second)
+    paid_evidence: Mapped[str | None] = mapped_column(String(16))
+    #: a request to confirm without a matching bank line; another finance officer decides it
+    override_reason: Mapped[str | None] = mapped_column(String(200))
+    override_requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    override_requested_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     merchant = relationship("Merchant")
     campaign = relationship("Campaign")
     funding_source = relationship("FundingSource")
+    payout_file = relationship("PayoutFile", foreign_keys=[payout_file_id])
+    confirmed_by = relationship("User", foreign_keys=[confirmed_by_id])
+    override_requested_by = relationship("User", foreign_keys=[override_requested_by_id])
 
     @property
     def status_enum(self) -> BatchStatus:
@@ -71,3 +105,52 @@ class SettlementItem(db.Model):
     redemption_id: Mapped[int] = mapped_column(ForeignKey("redemptions.id"))
     funding_source_id: Mapped[int] = mapped_column(ForeignKey("funding_sources.id"))
     amount_fen: Mapped[fen]
+
+
+class PayoutFile(db.Model):
+    """A numbered payout file, as handed to the bank. Its bytes are kept: a second download is the same
+    file, never a new one that would pay the same batches again."""
+
+    __tablename__ = "payout_files"
+    __table_args__ = (
+        CheckConstraint("batch_count > 0", name="batch_count_positive"),
+        CheckConstraint("total_fen > 0", name="total_positive"),
+    )
+
+    id: Mapped[intpk]
+    #: FK + local date + id, printed in the file and its name
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    created_at: Mapped[created_at]
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    #: the business day the officer filtered on, if any
+    business_date: Mapped[date | None] = mapped_column(Date)
+    batch_count: Mapped[int]
+    total_fen: Mapped[fen]
+    #: set when the file re-issues batches of earlier files: why (the bank refused the file, …)
+    reissue_reason: Mapped[str | None] = mapped_column(String(200))
+    #: merchants left out for missing bank details: [{"merchant": name, "reference": …, "reason": …}]
+    held_out: Mapped[list | None] = mapped_column(JSON)
+    csv_bytes: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    xlsx_bytes: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+    created_by = relationship("User")
+    items: Mapped[list[PayoutFileItem]] = relationship(
+        back_populates="payout_file", order_by="PayoutFileItem.id", foreign_keys="PayoutFileItem.payout_file_id")
+
+
+class PayoutFileItem(db.Model):
+    """A batch as written in a payout file. A batch is in one current file; a re-issue marks its item in
+    the earlier file superseded, so the history of every file stays as it was sent."""
+
+    __tablename__ = "payout_file_items"
+    __table_args__ = (UniqueConstraint("payout_file_id", "batch_id"),)
+
+    id: Mapped[intpk]
+    payout_file_id: Mapped[int] = mapped_column(ForeignKey("payout_files.id"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("settlement_batches.id"), index=True)
+    amount_fen: Mapped[fen]
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("payout_files.id"))
+
+    payout_file: Mapped[PayoutFile] = relationship(back_populates="items", foreign_keys=[payout_file_id])
+    batch = relationship("SettlementBatch")
+    superseded_by = relationship("PayoutFile", foreign_keys=[superseded_by_id])

@@ -1,24 +1,36 @@
-"""Finance pages: build the day's batches, download the payout file, confirm what the bank paid."""
+"""Finance pages: build the day's batches, create and download numbered payout files, confirm payments
+against the bank's statement."""
 from __future__ import annotations
 
 from datetime import date
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 
-from voucher.core.clock import local_today, utcnow
+from voucher.core.clock import utcnow
 from voucher.core.errors import DomainError, InvalidInput
-from voucher.core.permissions import Role, roles_required
-from voucher.settlement import batches as settlement
-from voucher.settlement import payout_file
-from voucher.settlement.models import BatchStatus
-from voucher.web import in_transaction, unit_of_work
 from voucher.core.money import format_yuan
+from voucher.core.permissions import Role, roles_required
+from voucher.reconciliation import payments
+from voucher.settlement import batches as settlement
+from voucher.settlement import payout_files
+from voucher.settlement.models import BatchStatus
+from voucher.web import in_transaction
 
 bp = Blueprint("settlement", __name__, url_prefix="/finance/settlement")
 
 FINANCE = (Role.FINANCE, Role.ADMIN)
 READERS = (Role.FINANCE, Role.ADMIN, Role.AUDITOR)
+MIMETYPES = {"csv": "text/csv; charset=utf-8",
+             "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
 
 def _day(text: str | None) -> date | None:
@@ -37,6 +49,14 @@ def _filters() -> tuple[date | None, str | None]:
     return _day(request.args.get("date")), status
 
 
+def _back():
+    """Back to the finance page the form was on (a local path only, never another site)."""
+    target = request.form.get("next") or ""
+    if not target.startswith("/finance/") or "//" in target or "\\" in target:
+        target = url_for("settlement.index")
+    return redirect(target, 303)
+
+
 @bp.get("")
 @roles_required(*READERS)
 def index():
@@ -49,7 +69,9 @@ def index():
     return render_template(
         "settlement/batches.html", batches=rows, day=day, status=status, statuses=list(BatchStatus),
         buildable=settlement.latest_buildable_day(), held=settlement.held_amounts(),
-        total_fen=sum(b.amount_fen for b in rows),
+        total_fen=sum(b.amount_fen for b in rows), preview=payout_files.preview(day),
+        evidence=payments.evidence_for([b.id for b in rows if b.status_enum is BatchStatus.EXPORTED]),
+        files=payout_files.recent(),
     )
 
 
@@ -69,35 +91,93 @@ def build():
     return redirect(url_for("settlement.index", date=day.isoformat()))
 
 
-@bp.get("/payout.<fmt>")
+@bp.post("/payout-files")
 @roles_required(*FINANCE)
-def payout(fmt: str):
-    """The payout file of the filtered batches that are not paid yet; exporting marks them exported."""
-    if fmt not in ("csv", "xlsx"):
-        return render_template("error.html", status=404, message="只提供 CSV 与 xlsx 两种格式"), 404
+def create_payout_file():
+    """A new numbered payout file of the pending batches; the page then offers its download."""
     try:
-        day, _ = _filters()
+        day = _day(request.form.get("business_date"))
+        file = in_transaction(lambda: payout_files.create(current_user, day))
     except DomainError as error:
         flash(error.message, "error")
-        return redirect(url_for("settlement.index")), 303
-    rows = [b for b in settlement.batches(day) if b.status_enum is not BatchStatus.PAID]
-    body = payout_file.as_csv(rows) if fmt == "csv" else payout_file.as_xlsx(rows)
-    with unit_of_work():
-        settlement.mark_exported(rows)
-    stamp = (day or local_today()).strftime("%Y%m%d")
-    mimetype = "text/csv; charset=utf-8" if fmt == "csv" else (
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-    return Response(body, mimetype=mimetype,
-                    headers={"Content-Disposition": f"attachment; filename=payout-{stamp}.{fmt}"})
+        return _back()
+    message = f"已生成付款文件 {file.number}：{file.batch_count} 个批次，合计 {format_yuan(file.total_fen)} 元"
+    if file.held_out:
+        message += f"；{len(file.held_out)} 个批次因商户结算信息不完整未纳入"
+    flash(message, "success")
+    return redirect(url_for("settlement.payout_file", file_id=file.id), 303)
+
+
+@bp.get("/payout-files/<int:file_id>")
+@roles_required(*READERS)
+def payout_file(file_id: int):
+    file = payout_files.get(file_id)
+    ids = [item.batch_id for item in file.items]
+    return render_template("settlement/payout_file.html", file=file, evidence=payments.evidence_for(ids))
+
+
+@bp.get("/payout-files/<int:file_id>.<fmt>")
+@roles_required(*READERS)
+def download(file_id: int, fmt: str):
+    """The file as it was created: the same bytes every time, and nothing changes."""
+    if fmt not in MIMETYPES:
+        return render_template("error.html", status=404, message="只提供 CSV 与 xlsx 两种格式"), 404
+    file = payout_files.get(file_id)
+    body = file.csv_bytes if fmt == "csv" else file.xlsx_bytes
+    return Response(body, mimetype=MIMETYPES[fmt],
+                    headers={"Content-Disposition": f"attachment; filename={file.number}.{fmt}"})
+
+
+@bp.post("/payout-files/reissue")
+@roles_required(*FINANCE)
+def reissue():
+    try:
+        ids = [int(v) for v in request.form.getlist("batch_id")]
+    except ValueError:
+        flash("所选批次无效", "error")
+        return _back()
+    try:
+        file = in_transaction(lambda: payout_files.reissue(
+            ids, request.form.get("reason"), current_user, payments.bank_claimed(ids)))
+    except DomainError as error:
+        flash(error.message, "error")
+        return _back()
+    flash(f"已重新导出 {file.batch_count} 个批次到付款文件 {file.number}（原文件中的这些批次已作废）", "success")
+    return redirect(url_for("settlement.payout_file", file_id=file.id), 303)
 
 
 @bp.post("/<int:batch_id>/paid")
 @roles_required(*FINANCE)
 def confirm_paid(batch_id: int):
     try:
-        batch = in_transaction(lambda: settlement.confirm_paid(batch_id, current_user, now=utcnow()))
+        batch = in_transaction(lambda: payments.confirm_paid(batch_id, current_user, now=utcnow()))
     except DomainError as error:
         flash(error.message, "error")
-        return redirect(request.referrer or url_for("settlement.index")), 303
+        return _back()
     flash(f"已确认批次 {batch.reference} 支付 {format_yuan(batch.amount_fen)} 元", "success")
-    return redirect(request.referrer or url_for("settlement.index"))
+    return _back()
+
+
+@bp.post("/<int:batch_id>/override")
+@roles_required(*FINANCE)
+def request_override(batch_id: int):
+    try:
+        batch = in_transaction(lambda: payments.request_override(batch_id, request.form.get("reason"),
+                                                                 current_user))
+    except DomainError as error:
+        flash(error.message, "error")
+        return _back()
+    flash(f"已申请批次 {batch.reference} 例外确认，待另一位财务人员复核", "success")
+    return _back()
+
+
+@bp.post("/confirm-matched")
+@roles_required(*FINANCE)
+def confirm_matched():
+    try:
+        result = in_transaction(lambda: payments.confirm_all_matched(current_user, now=utcnow()))
+    except DomainError as error:
+        flash(error.message, "error")
+        return _back()
+    flash(f"已确认 {len(result.confirmed)} 个批次支付，合计 {format_yuan(result.total_fen)} 元", "success")
+    return _back()

@@ -6,6 +6,7 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy import bindparam, func, select, update
 
+from voucher.campaigns.lottery import ranked as lottery_ranked
 from voucher.campaigns.models import Campaign, CampaignStatus, LotteryEntry, Release, ReleaseMode, ReleaseStatus
 from voucher.campaigns.services import voucher_validity
 from voucher.core import audit
@@ -168,6 +169,24 @@ def lottery_entries_of(citizen_id: int, release_ids: list[int]) -> dict[int, int
         .where(LotteryEntry.citizen_id == citizen_id, LotteryEntry.release_id.in_(release_ids))
     )
     return dict(rows.all())
+
+
+def lottery_passed_over(seed: str, entries: list[int], winners: list[int]) -> list[int]:
+    """The entries the draw passed over (their citizen already held the campaign's per-person limit):
+    those the seed ranks ahead of the last winner that did not win. Derived from what the public page
+    shows, so anyone can check it: the rule "in ranked order, skip who holds the limit" is all there is."""
+    if not winners:
+        return []
+    won = set(winners)
+    passed: list[int] = []
+    for number in lottery_ranked(seed, entries):
+        if len(won) == 0:
+            break
+        if number in won:
+            won.discard(number)
+        else:
+            passed.append(number)
+    return passed
 
 
 def lottery_entry_numbers(release_id: int, *, won: bool | None = None) -> list[int]:

@@ -132,7 +132,9 @@ def lottery_page(release_id: int):
         abort(404)
     entries = services.lottery_entry_numbers(release_id)
     winners = services.lottery_entry_numbers(release_id, won=True) if release.drawn_at else []
-    return render_template("vouchers/lottery.html", release=release, entries=entries, winners=winners)
+    passed_over = services.lottery_passed_over(release.seed, entries, winners) if release.drawn_at else []
+    return render_template("vouchers/lottery.html", release=release, entries=entries, winners=winners,
+                           passed_over=passed_over)
 
 
 @bp.get("/vouchers")
