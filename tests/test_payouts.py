@@ -226,7 +226,7 @@ def test_an_amount_mismatch_is_no_evidence_of_payment(client, db, world_with_bat
     before = campaign_balances([campaign.id])[campaign.id][AccountKind.SETTLED]
     _login(client, "finance")
     refused = client.post(f"/finance/settlement/{food.id}/paid", follow_redirects=True).get_data(as_text=True)
-    assert "金额 39.97 元与批次金额不符，不能确认支付" in refused
+    assert "金额 39.97 元与批次金额 40.00 元不符，不能确认支付：请与银行核实差额" in refused
     line_id = result.statement.lines[0].id
     via_line = client.post(f"/finance/reconciliation/lines/{line_id}/confirm-paid", follow_redirects=True)
     assert "只有金额一致的已匹配流水可以据此确认支付" in via_line.get_data(as_text=True)

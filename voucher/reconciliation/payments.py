@@ -75,9 +75,12 @@ def confirm_paid(batch_id: int, actor: User, now: datetime | None = None) -> Set
     if line is not None and line.status_enum is MatchStatus.MATCHED:
         return settlement.record_paid(batch, actor, "bank_line", now, {"serial": line.serial})
     if batch.override_requested_by_id is None:
-        why = (f"银行流水 {line.serial} 金额 {format_yuan(line.amount_fen)} 元与批次金额不符" if line is not None
-               else "尚无匹配的银行流水")
-        raise InvalidTransition(f"批次 {batch.reference} {why}，不能确认支付：请导入银行对账单核对，"
+        if line is not None:
+            raise InvalidTransition(
+                f"批次 {batch.reference} 银行流水 {line.serial} 金额 {format_yuan(line.amount_fen)} 元与批次金额 "
+                f"{format_yuan(batch.amount_fen)} 元不符，不能确认支付：请与银行核实差额；如确已足额支付，"
+                f"可填写原因申请例外确认，由另一位财务人员复核")
+        raise InvalidTransition(f"批次 {batch.reference} 尚无匹配的银行流水，不能确认支付：请导入银行对账单核对，"
                                 f"或填写原因申请例外确认，由另一位财务人员复核")
     if batch.override_requested_by_id == actor.id:
         raise InvalidTransition(f"批次 {batch.reference} 的例外确认由您本人申请，须由另一位财务人员复核确认")
@@ -132,7 +135,7 @@ def confirm_all_matched(actor: User, statement_id: int | None = None, now: datet
         if batch.status_enum is BatchStatus.EXPORTED:  # another officer may have confirmed it meanwhile
             result.confirmed.append(confirm_paid(batch.id, actor, now))
     if not result.confirmed:
-        raise InvalidTransition("没有可确认的批次：已匹配且金额一致的批次都已确认支付")
+        raise InvalidTransition("没有可确认的批次：没有已导出待确认、且有金额一致银行流水的批次")
     return result
 
 
