@@ -72,6 +72,7 @@ def run(database_url: str, seed: int, scale: float, label: str, repeat: int = 3)
         "DATABASE_URL": database_url, "VOUCHER_ENV": "production",
         "SECRET_KEY": secrets.token_hex(24), "IDENTITY_HASH_KEY": secrets.token_hex(24),
         "QR_SIGNING_KEYS": f"b1:{secrets.token_hex(24)}", "PARTNER_MASTER_KEY": secrets.token_hex(24),
+        "AUDIT_MAC_KEYS": f"a1:{secrets.token_hex(24)}",
     })
     from voucher import create_app
     from voucher.analytics.city_scale import load_city_scale

@@ -409,6 +409,7 @@ def main() -> None:
         "VOUCHER_ENV": "production",
         "SECRET_KEY": secrets.token_hex(24), "IDENTITY_HASH_KEY": secrets.token_hex(24),
         "QR_SIGNING_KEYS": f"b1:{secrets.token_hex(24)}", "PARTNER_MASTER_KEY": secrets.token_hex(24),
+        "AUDIT_MAC_KEYS": f"a1:{secrets.token_hex(24)}",
         # One partner and one address send every claim, 32 terminals redeem as fast as they can: far
         # above the production limits, which stay switched on (their cost is part of the figures).
         **{name: "10000000 per minute" for name in (

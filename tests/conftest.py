@@ -133,12 +133,20 @@ def empty_tables(db) -> None:
     else:
         # users and merchants refer to each other; empty everything with the checks off, outside
         # a transaction (where SQLite honours the pragma), then switch them back on.
+        # The audit tables refuse DELETE by trigger (PostgreSQL's TRUNCATE goes around row triggers):
+        # the triggers are set aside while the tables are emptied and put back as they were.
         raw = db.engine.raw_connection()
         try:
-            raw.driver_connection.execute("PRAGMA foreign_keys=OFF")
+            driver = raw.driver_connection
+            triggers = driver.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+            for name, _ in triggers:
+                driver.execute(f"DROP TRIGGER {name}")
+            driver.execute("PRAGMA foreign_keys=OFF")
             for table in tables:
-                raw.driver_connection.execute(f"DELETE FROM {table.name}")
-            raw.driver_connection.execute("PRAGMA foreign_keys=ON")
+                driver.execute(f"DELETE FROM {table.name}")
+            driver.execute("PRAGMA foreign_keys=ON")
+            for _, sql in triggers:
+                driver.execute(sql)
         finally:
             raw.close()
 

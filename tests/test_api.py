@@ -106,8 +106,9 @@ def test_reversal_returns_money_and_voucher_exactly(client, db, terminal_world):
     redemption_id = post_redeem(client, token, qr, 150_00).get_json()["data"]["id"]
     headers = {"Authorization": f"Bearer {other_token}"}
     assert_error(client.get(f"/api/v1/redemptions/{redemption_id}", headers=headers), 404, "not_found")
+    # Issue 16: another store's redemption is "not found" on reversal too (it was 403, telling that it exists).
     assert_error(client.post(f"/api/v1/redemptions/{redemption_id}/reversal", json={"reason": "误操作"},
-                             headers=headers), 403, "forbidden")
+                             headers=headers), 404, "not_found")
     headers = {"Authorization": f"Bearer {token}"}
     assert_error(client.post(f"/api/v1/redemptions/{redemption_id}/reversal", json={"reason": ""}, headers=headers),
                  422, "invalid_input")

@@ -10,7 +10,8 @@ from voucher.config import ConfigError, load, parse_key_ring
 
 ENV_VARS = (
     "VOUCHER_ENV", "SECRET_KEY", "QR_SIGNING_KEYS", "QR_ACTIVE_KEY_ID", "IDENTITY_HASH_KEY",
-    "OTP_DEV_DISPLAY", "DATABASE_URL", "PARTNER_MASTER_KEY", "REVERSAL_WINDOW_MINUTES",
+    "OTP_DEV_DISPLAY", "DATABASE_URL", "PARTNER_MASTER_KEY", "REVERSAL_WINDOW_MINUTES", "AUDIT_MAC_KEYS",
+    "AUDIT_MAC_ACTIVE_KEY_ID",
 )
 
 
@@ -27,6 +28,7 @@ def _production(monkeypatch):
     monkeypatch.setenv("QR_SIGNING_KEYS", "p1:prod-qr-key-aaaa,p2:prod-qr-key-bbbb")
     monkeypatch.setenv("IDENTITY_HASH_KEY", "prod-identity-key-77")
     monkeypatch.setenv("PARTNER_MASTER_KEY", "prod-partner-master-key-99")
+    monkeypatch.setenv("AUDIT_MAC_KEYS", "a1:prod-audit-mac-key-31")
 
 
 def test_production_without_secrets_names_each_missing_one(clean_env, tmp_path):
@@ -34,12 +36,13 @@ def test_production_without_secrets_names_each_missing_one(clean_env, tmp_path):
     with pytest.raises(ConfigError) as info:
         load(str(tmp_path))
     message = str(info.value)
-    for name in ("SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY", "PARTNER_MASTER_KEY"):
+    for name in ("SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY", "PARTNER_MASTER_KEY", "AUDIT_MAC_KEYS"):
         assert name in message
     assert "OTP_DEV_DISPLAY" not in message  # off by default in production
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY", "PARTNER_MASTER_KEY"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY", "PARTNER_MASTER_KEY",
+                                     "AUDIT_MAC_KEYS"])
 def test_production_with_one_secret_missing_names_only_that_one(clean_env, tmp_path, missing):
     _production(clean_env)
     clean_env.delenv(missing)
@@ -47,7 +50,7 @@ def test_production_with_one_secret_missing_names_only_that_one(clean_env, tmp_p
         load(str(tmp_path))
     message = str(info.value)
     assert missing in message
-    for other in {"SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY", "PARTNER_MASTER_KEY"} - {missing}:
+    for other in {"SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY", "PARTNER_MASTER_KEY", "AUDIT_MAC_KEYS"} - {missing}:
         assert other not in message
 
 

@@ -18,7 +18,6 @@ from voucher.core.errors import ClaimLimitReached, InvalidTransition, ReleaseNot
 from voucher.ledger.verify import verify_ledger
 from voucher.merchants.models import Redemption
 from voucher.merchants.redemption import redeem, reverse
-from voucher.vouchers import tokens
 from voucher.vouchers.models import Voucher
 from voucher.vouchers.services import claim
 
@@ -142,7 +141,7 @@ def test_flask_users_create_makes_a_staff_account_without_the_password_on_the_co
     assert user.role == "admin" and user.check_password("a-long-enough-secret")
     assert "a-long-enough-secret" not in user.password_hash
     prompted = runner.invoke(args=["users", "create", "auditor2", "--role", "auditor"], input="short\nshort\n")
-    assert prompted.exit_code == 2 and "密码至少需要 8 位" in prompted.output
+    assert prompted.exit_code == 2 and "密码至少需要 10 位" in prompted.output
     again = runner.invoke(args=["users", "create", "first_admin", "--role", "admin"], env={"NEW_USER_PASSWORD": "x" * 12})
     assert again.exit_code == 2 and "用户名 first_admin 已存在" in again.output
     cashier = runner.invoke(args=["users", "create", "c1", "--role", "cashier"], env={"NEW_USER_PASSWORD": "x" * 12})

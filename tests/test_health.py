@@ -1,7 +1,6 @@
 """Liveness and readiness probes."""
 from __future__ import annotations
 
-from sqlalchemy import text
 
 
 def test_healthz_and_readyz_on_a_migrated_database(client):

@@ -40,7 +40,7 @@ def login(client, username, password=PASSWORD):
         ({"stores-0-name": ""}, "请至少填写一个门店"),
         ({"stores-0-district": "南京市"}, "区县不正确"),
         ({"bank_account_no": "12ab"}, "结算账号应为 8 到 34 位数字"),
-        ({"manager_password": "short"}, "密码至少需要 8 位"),
+        ({"manager_password": "short"}, "密码至少需要 10 位"),
     ],
 )
 def test_bad_applications_are_refused_and_create_nothing(client, db, overrides, message):

@@ -67,11 +67,10 @@ def _init_extensions(app: Flask) -> None:
 
     # Import every model so metadata (and Alembic's autogenerate) sees all tables.
     from voucher import models  # noqa: F401
-    from voucher.accounts.models import User
+    from voucher.accounts import sessions
 
-    @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        return db.session.get(User, int(user_id))
+    # Staff sessions are checked against the database on every request (and the user loaded with them).
+    sessions.init_app(app)
 
 
 def _bound_integer_urls(app: Flask) -> None:

@@ -42,6 +42,39 @@ def register_cli(app: Flask) -> None:
             sys.exit(1)
         click.echo("账本核对通过：所有分录借贷平衡，余额与过账、券和核销记录一致")
 
+    @app.cli.group("audit")
+    def audit_group() -> None:
+        """审计日志：封存与防篡改核对。"""
+
+    @audit_group.command("seal")
+    def audit_seal() -> None:
+        """Seal the records old enough into the chain (the job does this every few minutes)."""
+        from voucher.core.audit_chain import seal
+
+        link = seal()
+        db.session.commit()
+        if link is None:
+            click.echo("没有需要封存的审计记录")
+        else:
+            click.echo(f"已封存审计记录 #{link.first_entry_id}–#{link.last_entry_id}（{link.entry_count} 条），"
+                       f"链值 {link.chain}")
+
+    @audit_group.command("verify")
+    def audit_verify() -> None:
+        """Check every record's MAC and the chain of seals; exit 1 on any sign of tampering."""
+        from voucher.core.audit_chain import verify
+
+        result = verify()
+        db.session.rollback()
+        for line in result.problems:
+            click.echo(f"异常：{line}", err=True)
+        summary = (f"{result.records} 条审计记录，{result.seals} 个封存段，{result.unsealed} 条尚未封存"
+                   + (f"；最新链值 {result.head}（请在系统外记录，以便日后核对）" if result.head else ""))
+        if not result.ok:
+            click.echo(f"审计日志核对失败：{len(result.problems)} 处异常；{summary}", err=True)
+            sys.exit(1)
+        click.echo(f"审计日志核对通过：{summary}")
+
     @app.cli.group("seed")
     def seed_group() -> None:
         """载入种子数据。"""

@@ -4,12 +4,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from voucher.core.uploads import MAX_REQUEST_BYTES
 from voucher.ops.settings import parse_networks, rate_limits_from_env
 
 # Development-only defaults. create_app() refuses to start in production while any is in use.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key"
 DEV_QR_KEYS = "dev1:dev-only-insecure-qr-signing-key"
 DEV_IDENTITY_HASH_KEY = "dev-only-insecure-identity-hash-key"
+DEV_AUDIT_MAC_KEYS = "dev1:dev-only-insecure-audit-mac-key"
 DEV_PARTNER_MASTER_KEY = "dev-only-insecure-partner-master-key"
 
 
@@ -17,16 +19,16 @@ class ConfigError(RuntimeError):
     pass
 
 
-def parse_key_ring(text: str) -> dict[str, bytes]:
+def parse_key_ring(text: str, name: str = "QR_SIGNING_KEYS") -> dict[str, bytes]:
     """`kid1:secret1,kid2:secret2` -> {kid: secret}. The active key is QR_ACTIVE_KEY_ID (default: the first)."""
     ring: dict[str, bytes] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         kid, sep, secret = item.partition(":")
         if not sep or not kid.strip() or not secret.strip() or "." in kid:
-            raise ConfigError("QR_SIGNING_KEYS 格式应为 kid:secret[,kid:secret]，kid 中不能有点号")
+            raise ConfigError(f"{name} 格式应为 kid:secret[,kid:secret]，kid 中不能有点号")
         ring[kid.strip()] = secret.strip().encode()
     if not ring:
-        raise ConfigError("QR_SIGNING_KEYS 不能为空")
+        raise ConfigError(f"{name} 不能为空")
     return ring
 
 
@@ -37,6 +39,13 @@ def database_url(env: dict[str, str], instance_path: str) -> str:
         if url.startswith(prefix):
             url = "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    text = env.get(name, str(default)).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name} 应为正整数，而不是 {text!r}")
+    return int(text)
 
 
 def load(instance_path: str, overrides: dict | None = None) -> dict:
@@ -61,6 +70,10 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "QR_SIGNING_KEYS": keys,
         "QR_ACTIVE_KEY_ID": env.get("QR_ACTIVE_KEY_ID", next(iter(keys))),
         "IDENTITY_HASH_KEY": env.get("IDENTITY_HASH_KEY", DEV_IDENTITY_HASH_KEY).encode(),
+        # Audit records and their sealed chain carry an HMAC under these keys (voucher/core/audit_chain.py):
+        # whoever can write the database but not read this key cannot forge a record or a seal.
+        "AUDIT_MAC_KEYS": parse_key_ring(env.get("AUDIT_MAC_KEYS", DEV_AUDIT_MAC_KEYS), "AUDIT_MAC_KEYS"),
+        "AUDIT_MAC_ACTIVE_KEY_ID": env.get("AUDIT_MAC_ACTIVE_KEY_ID", "").strip() or None,
         # Shows the citizen's one-time code on the page instead of sending an SMS (no gateway yet).
         "OTP_DEV_DISPLAY": env.get("OTP_DEV_DISPLAY", "1" if environment != "production" else "0") == "1",
         "SESSION_COOKIE_HTTPONLY": True,
@@ -70,7 +83,17 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": environment == "production",
         "WTF_CSRF_TIME_LIMIT": None,
+        # An upload request larger than this is answered 413 (a Chinese page) before its body is parsed;
+        # each importer then bounds the file itself (voucher/core/uploads.py).
+        "MAX_CONTENT_LENGTH": MAX_REQUEST_BYTES,
         "PASSWORD_HASH_METHOD": "scrypt",
+        # Staff sessions (voucher/accounts/sessions.py): ended after this long without a request, and
+        # this long after the sign-in however busy; checked on every request.
+        "STAFF_SESSION_IDLE_MINUTES": _positive_int(env, "STAFF_SESSION_IDLE_MINUTES", 30),
+        "STAFF_SESSION_LIFETIME_HOURS": _positive_int(env, "STAFF_SESSION_LIFETIME_HOURS", 12),
+        # Wrong passwords in a row before a staff account is locked, and for how long.
+        "LOGIN_MAX_FAILURES": _positive_int(env, "LOGIN_MAX_FAILURES", 5),
+        "LOGIN_LOCKOUT_MINUTES": _positive_int(env, "LOGIN_LOCKOUT_MINUTES", 15),
         # A cashier may undo a mistaken redemption for this long, at the same store.
         "REVERSAL_WINDOW_MINUTES": int(env.get("REVERSAL_WINDOW_MINUTES", "30")),
         # Channel partners' signing secrets are derived from this key; requests older than the
@@ -95,6 +118,9 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         config.update(overrides)
     if config["QR_ACTIVE_KEY_ID"] not in config["QR_SIGNING_KEYS"]:
         raise ConfigError("QR_ACTIVE_KEY_ID 不在 QR_SIGNING_KEYS 中")
+    config["AUDIT_MAC_ACTIVE_KEY_ID"] = config["AUDIT_MAC_ACTIVE_KEY_ID"] or next(iter(config["AUDIT_MAC_KEYS"]))
+    if config["AUDIT_MAC_ACTIVE_KEY_ID"] not in config["AUDIT_MAC_KEYS"]:
+        raise ConfigError("AUDIT_MAC_ACTIVE_KEY_ID 不在 AUDIT_MAC_KEYS 中")
     if config["ENV_NAME"] == "production":
         _refuse_dev_defaults(config, qr_keys_text)
     if config["LOG_FORMAT"] not in ("json", "text"):
@@ -115,6 +141,8 @@ def _refuse_dev_defaults(config: dict, qr_keys_text: str) -> None:
         insecure.append("IDENTITY_HASH_KEY")
     if config["PARTNER_MASTER_KEY"] == DEV_PARTNER_MASTER_KEY.encode() or len(config["PARTNER_MASTER_KEY"]) < 16:
         insecure.append("PARTNER_MASTER_KEY")
+    if any(k.startswith(b"dev-only") or len(k) < 16 for k in config["AUDIT_MAC_KEYS"].values()):
+        insecure.append("AUDIT_MAC_KEYS")
     if config["OTP_DEV_DISPLAY"]:
         insecure.append("OTP_DEV_DISPLAY")
     if config["METRICS_TOKEN"] and len(config["METRICS_TOKEN"]) < 16:

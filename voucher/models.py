@@ -1,5 +1,5 @@
 """Every model, imported in one place so the metadata is complete (for Alembic and create_all in tests)."""
-from voucher.accounts.models import User  # noqa: F401
+from voucher.accounts.models import User, UserSession  # noqa: F401
 from voucher.campaigns.models import (  # noqa: F401
     BudgetChange,
     Campaign,
@@ -14,6 +14,7 @@ from voucher.campaigns.models import (  # noqa: F401
     VoucherProduct,
 )
 from voucher.core.audit import AuditEntry  # noqa: F401
+from voucher.core.audit_chain import AuditSeal  # noqa: F401
 from voucher.ledger.models import JournalEntry, LedgerAccount, Posting  # noqa: F401
 from voucher.api.models import Partner, PartnerNonce  # noqa: F401
 from voucher.merchants.models import Merchant, Redemption, RiskFlag, Store, StoreTerminal  # noqa: F401

@@ -110,7 +110,16 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(405)
     def method_not_allowed(error):
-        return page(405, "method_not_allowed", "不支持该请求方式")
+        response = make_response(*page(405, "method_not_allowed", "不支持该请求方式"))
+        # RFC 9110: a 405 names the methods the resource supports (werkzeug's own answer does).
+        if getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(413)
+    def payload_too_large(error):
+        # A body past the request's max_content_length (the API's limit: voucher/api/body.py).
+        return page(413, "payload_too_large", "请求体过大")
 
     @app.errorhandler(429)
     def too_many_requests(error):

@@ -94,6 +94,8 @@ SCREENS = {
     "my-vouchers": _my_vouchers,
     "budget-report": _staff("finance", "/reports/budget"),
     "leverage": _staff("finance", "/analytics/leverage"),
+    "change-password": _staff("finance", "/account/password"),
+    "user-management": _staff("admin", "/admin/users"),
 }
 PHONE_SCREENS = {"counter", "counter-refusal", "citizen-home", "citizen-one-time-code", "my-vouchers"}
 

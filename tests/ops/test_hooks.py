@@ -182,7 +182,8 @@ def test_production_cookies_are_secure(monkeypatch, tmp_path: Path):
 
     for name, value in {"VOUCHER_ENV": "production", "SECRET_KEY": "prod-secret-4f1c0e9a7b",
                         "QR_SIGNING_KEYS": "p1:prod-qr-key-aaaa-bbbb", "IDENTITY_HASH_KEY": "prod-identity-key-77",
-                        "PARTNER_MASTER_KEY": "prod-partner-master-key-99"}.items():
+                        "PARTNER_MASTER_KEY": "prod-partner-master-key-99",
+                        "AUDIT_MAC_KEYS": "a1:prod-audit-mac-key-31"}.items():
         monkeypatch.setenv(name, value)
     config = load(str(tmp_path))
     assert config["SESSION_COOKIE_SECURE"] and config["SESSION_COOKIE_HTTPONLY"]

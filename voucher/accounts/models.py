@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from voucher.core.clock import utcnow
 from voucher.core.db import created_at, db, intpk
 from voucher.core.permissions import Role
 
@@ -36,6 +37,11 @@ class User(UserMixin, db.Model):
     failed_logins: Mapped[int] = mapped_column(default=0)
     #: sign-in refused until then (UTC)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    #: set by an administrator's reset (or `flask users reset-password`): every page sends the user to
+    #: 修改密码 until they have chosen a password of their own
+    is_password_temporary: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: when the password was last set (UTC); null for accounts made before this was kept
+    password_changed_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[created_at]
 
     merchant = relationship("Merchant", foreign_keys=[merchant_id])
@@ -54,9 +60,50 @@ class User(UserMixin, db.Model):
 
         # scrypt by default; the test suite configures a cheaper method to stay fast.
         self.password_hash = generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+        self.password_changed_at = utcnow()
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
 
     def has_role(self, *roles: Role) -> bool:
         return self.role in {r.value for r in roles}
+
+
+#: why a staff session ended (user_sessions.end_reason)
+SESSION_END_REASONS = (
+    "sign_out",  # the user pressed 退出
+    "idle",  # no request for longer than STAFF_SESSION_IDLE_MINUTES
+    "expired",  # older than STAFF_SESSION_LIFETIME_HOURS, however busy
+    "password_changed",  # the user changed the password (their other sessions end)
+    "password_reset",  # an administrator or the command line set a new password
+    "signed_out_everywhere",  # an administrator's 全部下线
+    "deactivated",  # the account was switched off
+)
+
+
+class UserSession(db.Model):
+    """A staff sign-in, kept on the server. The signed session cookie carries only a random token whose
+    SHA-256 digest is stored here; every request looks the token up, so a copy of the cookie stops
+    working as soon as the session ends (sign-out, idle or absolute timeout, password change or reset,
+    deactivation, an administrator's 全部下线)."""
+
+    __tablename__ = "user_sessions"
+    __table_args__ = (
+        CheckConstraint(f"end_reason IS NULL OR end_reason IN {SESSION_END_REASONS!r}", name="end_reason_known"),
+        CheckConstraint("(ended_at IS NULL) = (end_reason IS NULL)", name="ended_with_reason"),
+    )
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    #: SHA-256 (hex) of the token in the cookie; the token itself is never stored
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    #: signed in at (UTC); the absolute lifetime counts from here
+    created_at: Mapped[created_at]
+    #: the last request seen (UTC), written at most once a minute; the idle timeout counts from here
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    #: when the session ended (UTC); null while it is open
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: one of SESSION_END_REASONS
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+
+    user = relationship(User)

@@ -2,15 +2,27 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_required
 
-from voucher.accounts import services
-from voucher.accounts.forms import ActionForm, LoginForm
-from voucher.core.errors import DomainError
-from voucher.core.permissions import Role
+from voucher.accounts import services, sessions
+from voucher.accounts.forms import ActionForm, ChangePasswordForm, LoginForm
+from voucher.core import audit
+from voucher.core.clock import utcnow
 from voucher.core.db import db
+from voucher.core.errors import DomainError
+from voucher.core.permissions import Role, roles_required
 from voucher.ops import limits
+from voucher.web import unit_of_work
 
 bp = Blueprint("accounts", __name__)
 
@@ -23,6 +35,7 @@ HOME_BY_ROLE = {
     Role.CASHIER.value: "merchants.counter",
     Role.MERCHANT_MANAGER.value: "merchants.redemptions",
 }
+USERS_SHOWN = 200
 
 
 @bp.get("/")
@@ -38,14 +51,20 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         try:
-            user = services.authenticate(form.username.data, form.password.data)
+            attempt = services.start_sign_in(form.username.data)
+            db.session.commit()  # the attempt counts before its password is checked (services.py)
+            user = services.finish_sign_in(attempt, form.password.data)
+            token = sessions.start(user, replacing=sessions.current_id())
         except DomainError as error:
-            # A failed sign-in changes only the failure counter and lock, which must persist.
+            # A refused sign-in changes only the failure count and the lock, which must persist.
             db.session.commit()
             flash(error.message, "error")
             return render_template("accounts/login.html", form=form), error.status
+        temporary = user.is_password_temporary
         db.session.commit()
-        login_user(user)
+        sessions.remember(user, token)
+        if temporary:
+            return redirect(url_for("accounts.change_password"))
         target = request.args.get("next", "")
         if not _is_local(target):
             target = url_for("accounts.home")
@@ -63,6 +82,79 @@ def _is_local(target: str) -> bool:
 @login_required
 def logout():
     if ActionForm().validate_on_submit():
-        logout_user()
+        session_id = sessions.current_id()
+        with unit_of_work():
+            if session_id is not None:
+                sessions.end(session_id, "sign_out")
+            audit.record("user.logout", current_user, actor=current_user)
+        sessions.forget()
         flash("已退出登录", "info")
     return redirect(url_for("accounts.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """修改密码, for every signed-in staff user; the only page open to one with a temporary password."""
+    form = ChangePasswordForm()
+    temporary = current_user.is_password_temporary
+    if form.validate_on_submit():
+        username = current_user.username
+        try:
+            attempt = services.start_sign_in(username)
+            db.session.commit()  # a wrong current password counts towards the lock, like a wrong sign-in
+            services.change_password(attempt, form.current_password.data, form.new_password.data,
+                                     keep_session_id=sessions.current_id())
+        except DomainError as error:
+            db.session.commit()  # the count of wrong current passwords persists
+            flash(error.message, "error")
+            return render_template("accounts/change_password.html", form=form, temporary=temporary), error.status
+        db.session.commit()
+        flash("密码已修改；您在其他设备或浏览器上的登录均已退出", "success")
+        return redirect(url_for("accounts.home"))
+    status = 422 if form.is_submitted() else 200
+    return render_template("accounts/change_password.html", form=form, temporary=temporary), status
+
+
+@bp.get("/admin/users")
+@roles_required(Role.ADMIN)
+def users():
+    search = request.args.get("q", "").strip()[:64]
+    found = services.list_users(search, USERS_SHOWN)
+    shown = found[:USERS_SHOWN]
+    return render_template("accounts/users.html", users=shown, more=len(found) > USERS_SHOWN, search=search,
+                           open_sessions=sessions.open_counts([u.id for u in shown]), now=utcnow())
+
+
+@bp.post("/admin/users/<int:user_id>/reset-password")
+@roles_required(Role.ADMIN)
+def reset_password(user_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        with unit_of_work():
+            user, temporary = services.reset_password(user_id, current_user)
+            username, display_name = user.username, user.display_name
+    except DomainError as error:
+        flash(error.message, "error")
+        return redirect(url_for("accounts.users")), 303
+    # Shown in this answer only, never put in the (readable) session cookie as a flashed message.
+    response = make_response(render_template("accounts/temporary_password.html", username=username,
+                                             display_name=display_name, temporary=temporary))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/admin/users/<int:user_id>/sign-out")
+@roles_required(Role.ADMIN)
+def sign_out_everywhere(user_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        with unit_of_work():
+            ended = services.sign_out_everywhere(user_id, current_user)
+    except DomainError as error:
+        flash(error.message, "error")
+        return redirect(url_for("accounts.users")), 303
+    flash(f"已结束该用户的 {ended} 个登录", "success")
+    return redirect(url_for("accounts.users"), 303)

@@ -18,13 +18,16 @@ from sqlalchemy import delete, insert, select, tuple_
 from voucher.accounts.models import User
 from voucher.analytics.models import MerchantDailySales
 from voucher.core import audit
+from voucher.core.db import db
 from voucher.core.errors import RefusedFile
 from voucher.core.forms import parse_id
-from voucher.core.db import db
+from voucher.core.uploads import Limits, UploadRefused, read_table
 from voucher.merchants.models import Merchant
-from voucher.reconciliation.parsing import parse_date, read_table
+from voucher.reconciliation.parsing import parse_date
 
 MAX_ROWS = 200_000
+#: checked while the file is read (voucher/core/uploads.py): three columns wanted, a few more tolerated
+LIMITS = Limits("销售基线文件", max_rows=MAX_ROWS, header_rows=1, max_columns=16, max_cells=1_000_000)
 #: accepted headers, after trimming and dropping full-width brackets: the first is the template's
 HEADERS = {
     "merchant": ("统一社会信用代码", "商户编号", "商户ID", "merchant"),
@@ -87,10 +90,10 @@ def _sales_fen(text: str) -> tuple[int | None, str | None]:
 def import_baselines(content: bytes, file_name: str, actor: User | None) -> BaselineImport:
     """Check the whole file, then write it in one go; raises BadBaselineFile listing every problem."""
     try:
-        frame, _, _ = read_table(content, file_name)
-    except ValueError as error:
+        read = read_table(content, file_name, LIMITS)
+    except UploadRefused as error:
         raise BadBaselineFile([str(error)]) from None
-    table = [[str(v).strip() for v in row] for row in frame.itertuples(index=False)]
+    table = [[v.strip() for v in row] for row in read.rows]
     while table and not any(table[-1]):
         table.pop()
     if not table:
@@ -101,8 +104,6 @@ def import_baselines(content: bytes, file_name: str, actor: User | None) -> Base
     body = table[1:]
     if not body:
         raise BadBaselineFile(["文件只有表头，没有数据行"])
-    if len(body) > MAX_ROWS:
-        raise BadBaselineFile([f"数据行超过 {MAX_ROWS:,} 行，请分批导入"])
 
     codes = {row[columns["merchant"]].upper() for row in body if len(row) > columns["merchant"]}
     known = _merchants(codes)

@@ -13,8 +13,8 @@ from sqlalchemy import Row, bindparam, delete, select
 from voucher.api.models import Partner, PartnerNonce
 from voucher.core.clock import utcnow
 from voucher.core.db import connection, db
-from voucher.core.upsert import cached, insert_ignore
 from voucher.core.errors import DomainError
+from voucher.core.upsert import cached, insert_ignore
 from voucher.merchants.models import StoreTerminal
 from voucher.merchants.redemption import TERMINAL_BY_TOKEN, Terminal
 

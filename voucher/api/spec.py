@@ -1,10 +1,17 @@
-"""The OpenAPI 3 description, built from the endpoints as they are declared in code."""
+"""The OpenAPI 3 description, built from the endpoints as they are declared in code.
+
+The description is a contract, checked by tests/test_api_schemathesis.py: every status an operation can
+answer is declared, and every input the schema allows is one the handler accepts (bounds, lengths and
+patterns here are the ones the handlers check)."""
 from __future__ import annotations
 
 import re
 from typing import Any, Callable
 
 _ENDPOINTS: list[dict[str, Any]] = []
+
+#: ids are PostgreSQL integers; a larger one in a URL does not match the route (voucher/__init__.py)
+MAX_ID = 2**31 - 1
 
 ERROR = {
     "type": "object",
@@ -41,7 +48,17 @@ def documented(
     responses: dict[int, tuple[str, dict | None]],
     parameters: list[dict] | None = None,
 ) -> Callable:
-    """Record an endpoint's contract next to its handler; /api/v1/openapi.json is assembled from these."""
+    """Record an endpoint's contract next to its handler; /api/v1/openapi.json is assembled from these.
+
+    The plumbing's answers are added here, so that no endpoint forgets them: 401 for a secured one, 413
+    and 422 for one that takes a body (voucher/api/views.py: _json_body)."""
+    responses = dict(responses)
+    if security:
+        responses.setdefault(401, ("missing or invalid credentials (unauthenticated)", None))
+    if request is not None:
+        responses.setdefault(413, ("body larger than the API accepts (payload_too_large)", None))
+        responses.setdefault(422, ("body not a JSON object, nested too deep, or a field outside its schema "
+                                   "(invalid_input)", None))
 
     def decorator(view: Callable) -> Callable:
         operation: dict[str, Any] = {
@@ -49,15 +66,13 @@ def documented(
             "summary": summary,
             "security": [{security: []}] if security else [],
             "responses": {
-                str(status): {
-                    "description": description,
-                    "content": {"application/json": {"schema": envelope(schema) if status < 400 else ERROR}},
-                }
-                for status, (description, schema) in responses.items()
+                str(status): _response(status, description, schema)
+                for status, (description, schema) in sorted(responses.items())
             },
         }
         path_parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+            {"name": name, "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
             for name in re.findall(r"{(\w+)}", path)
         ]
         if path_parameters or parameters:
@@ -70,6 +85,18 @@ def documented(
     return decorator
 
 
+def _response(status: int, description: str, schema: dict | None) -> dict:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": envelope(schema) if status < 400 else ERROR}},
+    }
+    if status == 429:
+        response["headers"] = {"Retry-After": {
+            "description": "seconds until the window reopens (when the limiter can tell)", "required": False,
+            "schema": {"type": "integer", "minimum": 1}}}
+    return response
+
+
 def openapi() -> dict:
     paths: dict[str, dict] = {}
     for endpoint in _ENDPOINTS:
@@ -80,7 +107,8 @@ def openapi() -> dict:
             "title": "消费券与补贴活动管理系统 API",
             "version": "1",
             "description": "Every response is {success, data} or {success: false, errors: [{code, message}]}. "
-            "Money is integer fen.",
+            "Money is integer fen. Request bodies are JSON objects of at most 16 KiB and 16 levels of nesting; "
+            "a method a path does not support is answered 405 with an Allow header.",
         },
         "servers": [{"url": "/api/v1"}],
         "paths": paths,

@@ -6,19 +6,23 @@ Each handler parses the request, calls one service, commits once, and answers in
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
+from sqlalchemy import bindparam, select
 
 from voucher.api import auth
-from voucher.api.spec import documented, openapi
+from voucher.api.body import NOT_BLANK, Integer, Text, json_object, limit_body
+from voucher.api.spec import MAX_ID, documented, openapi
 from voucher.core.clock import to_local
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput, NotFound
 from voucher.merchants.models import Redemption
-from voucher.merchants.redemption import redeem, reverse
+from voucher.merchants.redemption import MAX_ORDER_FEN, redeem, reverse
 from voucher.ops import limits
-from voucher.vouchers import citizens, services as vouchers
+from voucher.vouchers import citizens
+from voucher.vouchers import services as vouchers
 from voucher.web import unit_of_work
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp.before_request(limit_body)
 
 REDEMPTION = {
     "type": "object",
@@ -39,13 +43,6 @@ def ok(data, status: int = 200):
     return jsonify(success=True, data=data), status
 
 
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("请求体应为 JSON 对象")
-    return body
-
-
 def _redemption_json(redemption: Redemption, replayed: bool = False, voucher_code: str | None = None) -> dict:
     return {
         "id": redemption.id,
@@ -59,38 +56,48 @@ def _redemption_json(redemption: Redemption, replayed: bool = False, voucher_cod
     }
 
 
-def _positive_int(body: dict, key: str, label: str) -> int:
-    value = body.get(key)
-    if type(value) is not int or not 0 < value < 2**53:  # noqa: E721 - bool is an int subclass, refused too
-        raise InvalidInput(f"{label}（{key}）应为正整数")
-    return value
+# The fields, each declared once: the schema in the description and the check in the handler.
+IDEMPOTENCY_KEY = Text("请求编号", max_length=64, pattern="[!-~]{1,64}",
+                       pattern_message="请提供 Idempotency-Key 请求头：1 到 64 个可见 ASCII 字符，不含空格",
+                       description="printable ASCII without spaces; a retry with the same key returns the first "
+                       "answer and changes nothing")
+CODE = Text("券码", max_length=200, pattern=NOT_BLANK, pattern_message="请提供券码（code）",
+            description="the scanned QR token (LYGV1.…) or the typed 11-character code; one that does not verify "
+            "is answered 422 invalid_token, an unknown one 404 voucher_not_found")
+ORDER_AMOUNT = Integer("订单金额", minimum=1, maximum=MAX_ORDER_FEN, description="the whole order, in fen")
+REASON = Text("撤销原因", max_length=200, pattern=NOT_BLANK, pattern_message="请填写撤销原因")
+RELEASE_ID = Integer("场次编号", minimum=1, maximum=MAX_ID)
+#: a mainland mobile number, as verified by the partner: 11 digits, optionally after +86 or 0086
+PHONE = Text("市民手机号", max_length=15, min_length=11, pattern="(?:\\+86|0086)?1[3-9][0-9]{9}",
+             pattern_message="市民手机号（citizen.phone）应为 11 位手机号码，可带 +86 或 0086 前缀",
+             description="verified by the partner; stored only as a keyed hash")
 
 
 @bp.post("/redemptions")
 @documented(
     "post", "/redemptions", summary="核销一张券（终端）", security="storeTerminal",
-    parameters=[{"name": "Idempotency-Key", "in": "header", "required": True, "schema": {"type": "string", "maxLength": 64},
-                 "description": "a retry with the same key returns the first answer and changes nothing"}],
+    parameters=[{"name": "Idempotency-Key", "in": "header", "required": True, "schema": IDEMPOTENCY_KEY.schema(),
+                 "description": IDEMPOTENCY_KEY.description}],
     request={"type": "object", "required": ["code", "order_amount_fen"],
-             "properties": {"code": {"type": "string", "description": "the scanned QR token or the typed code"},
-                            "order_amount_fen": {"type": "integer", "minimum": 1}}},
+             "properties": {"code": CODE.schema(), "order_amount_fen": ORDER_AMOUNT.schema()}},
     responses={201: ("redeemed", REDEMPTION), 200: ("a retry: the first answer", REDEMPTION),
-               401: ("bad token", None), 409: ("already redeemed, expired, idempotency conflict...", None),
-               422: ("invalid code or amount, threshold not met", None),
-               429: ("too many requests from this address or terminal", None)},
+               403: ("the merchant is not approved or suspended, or the voucher is not usable at this store "
+                     "(forbidden, merchant_not_eligible)", None),
+               404: ("no voucher with this code (voucher_not_found)", None),
+               409: ("already redeemed, not claimed, expired, not yet valid, campaign not active, outside usable "
+                     "hours, idempotency conflict, concurrent change", None),
+               422: ("a field outside its schema or the body refused (invalid_input), a code that does not verify "
+                     "(invalid_token), threshold not met (threshold_not_met)", None),
+               429: ("too many requests from this address or terminal (rate_limited)", None)},
 )
 @limits.redemption_ip
 @limits.redemption_terminal
 def create_redemption():
     terminal = auth.current_terminal()
-    body = _json_body()
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key or len(key) > 64:
-        raise InvalidInput("请提供 Idempotency-Key 请求头（不超过 64 个字符）")
-    code = body.get("code")
-    if not isinstance(code, str) or not code.strip():
-        raise InvalidInput("请提供券码（code）")
-    amount = _positive_int(body, "order_amount_fen", "订单金额")
+    body = json_object()
+    key = IDEMPOTENCY_KEY.check(request.headers.get("Idempotency-Key", ""), "Idempotency-Key")
+    code = CODE.read(body, "code")
+    amount = ORDER_AMOUNT.read(body, "order_amount_fen")
     with unit_of_work():
         result = redeem(code, amount, terminal=terminal, idempotency_key=key)
         # Built before the commit, while the row is in hand: no reload afterwards.
@@ -98,33 +105,47 @@ def create_redemption():
     return ok(data, 200 if result.replayed else 201)
 
 
+def _not_found() -> NotFound:
+    # Another store's redemption is "not found", in the same words as a missing one, whatever the
+    # terminal asks of it: a terminal learns nothing about other shops, not even that a number is taken.
+    return NotFound("找不到该核销记录")
+
+
+_STORE_OF_REDEMPTION = select(Redemption.store_id).where(Redemption.id == bindparam("redemption_id"))
+
+
 @bp.get("/redemptions/<int:redemption_id>")
 @documented("get", "/redemptions/{redemption_id}", summary="查询本店的一笔核销", security="storeTerminal",
-            responses={200: ("the redemption", REDEMPTION), 404: ("not found at this store", None)})
+            responses={200: ("the redemption", REDEMPTION),
+                       404: ("no such redemption at this store: another store's is not found either", None)})
 def get_redemption(redemption_id: int):
     terminal = auth.current_terminal()
     redemption = db.session.get(Redemption, redemption_id)
-    # Another store's redemption is "not found": a terminal learns nothing about other shops.
     if redemption is None or redemption.store_id != terminal.store_id:
-        raise NotFound("找不到该核销记录")
+        raise _not_found()
     return ok(_redemption_json(redemption))
 
 
 @bp.post("/redemptions/<int:redemption_id>/reversal")
 @documented(
     "post", "/redemptions/{redemption_id}/reversal", summary="撤销核销（原门店，时限内）", security="storeTerminal",
-    request={"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string", "maxLength": 200}}},
-    responses={200: ("reversed", REDEMPTION), 403: ("another store's redemption", None),
-               409: ("already reversed, or the window has closed", None),
-               429: ("too many requests from this address or terminal", None)},
+    request={"type": "object", "required": ["reason"], "properties": {"reason": REASON.schema()}},
+    responses={200: ("reversed", REDEMPTION),
+               404: ("no such redemption at this store: another store's is not found either", None),
+               409: ("already reversed, settled, the window has closed, the campaign has ended, the budget cannot "
+                     "take the voucher back, concurrent change", None),
+               429: ("too many requests from this address or terminal (rate_limited)", None)},
 )
 @limits.redemption_ip
 @limits.redemption_terminal
 def reverse_redemption(redemption_id: int):
     terminal = auth.current_terminal()
-    body = _json_body()
+    reason = REASON.read(json_object(), "reason")
+    # Checked here, before the service (which answers 403 to a cashier of another store on the counter page).
+    if db.session.execute(_STORE_OF_REDEMPTION, {"redemption_id": redemption_id}).scalar() != terminal.store_id:
+        raise _not_found()
     with unit_of_work():
-        redemption = reverse(redemption_id, reason=str(body.get("reason") or ""), terminal=terminal)
+        redemption = reverse(redemption_id, reason=reason, terminal=terminal)
     return ok(_redemption_json(redemption))
 
 
@@ -143,26 +164,28 @@ CLAIM_RESULT = {
 @documented(
     "post", "/channel/claims", summary="代已验证身份的市民领券（合作渠道）", security="partnerSignature",
     request={"type": "object", "required": ["release_id", "citizen"],
-             "properties": {"release_id": {"type": "integer"},
+             "properties": {"release_id": RELEASE_ID.schema(),
                             "citizen": {"type": "object", "required": ["phone"],
-                                        "properties": {"phone": {"type": "string", "description":
-                                                                 "verified by the partner; stored only as a keyed hash"}}}}},
-    responses={201: ("won: one voucher", CLAIM_RESULT), 401: ("bad signature, stale timestamp, reused nonce", None),
-               409: ("sold_out, claim_limit_reached, release_not_open", None), 422: ("bad input", None),
-               429: ("too many requests from this address or partner", None)},
+                                        "properties": {"phone": PHONE.schema()}}}},
+    responses={201: ("won: one voucher", CLAIM_RESULT),
+               401: ("bad signature, stale timestamp, reused nonce, unknown partner (unauthenticated)", None),
+               404: ("no such release (not_found)", None),
+               409: ("sold_out, claim_limit_reached, release_not_open, concurrent change", None),
+               429: ("too many requests from this address or partner (rate_limited)", None)},
 )
 @limits.channel_claim_ip
 def channel_claim():
     partner = auth.current_partner()
     limits.channel_claim_partner(str(partner.id))
-    body = _json_body()
-    release_id = _positive_int(body, "release_id", "场次编号")
+    body = json_object()
+    release_id = RELEASE_ID.read(body, "release_id")
     citizen_body = body.get("citizen")
-    if not isinstance(citizen_body, dict) or not isinstance(citizen_body.get("phone"), str):
+    if not isinstance(citizen_body, dict):
         raise InvalidInput("请提供市民身份（citizen.phone）")
+    phone = PHONE.read(citizen_body, "phone")
     vouchers.ensure_not_sold_out(release_id)
     with unit_of_work():
-        citizen = citizens.citizen_for(citizen_body["phone"])
+        citizen = citizens.citizen_for(phone)
         voucher = vouchers.claim(release_id, citizen, actor_label=f"渠道:{partner.name}")
         data = {"result": "won", "voucher": {
             "code": voucher.code, "qr_token": vouchers.qr_token(voucher), "face_value_fen": voucher.face_value_fen,

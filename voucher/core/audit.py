@@ -1,12 +1,21 @@
-"""The audit log: who did what, when, to which object, with its state before and after."""
+"""The audit log: who did what, when, to which object, with its state before and after.
+
+Append-only and tamper-evident (voucher/core/audit_chain.py): each record carries an HMAC of its content
+written with it, database triggers refuse UPDATE and DELETE, and a sealing job chains the records in id
+order so that an edited, deleted, inserted or reordered record shows in `flask audit verify`."""
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from datetime import date, datetime
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from voucher.core.clock import utcnow
 from voucher.core.db import connection, created_at, db, intpk
 
 
@@ -25,6 +34,10 @@ class AuditEntry(db.Model):
     object_id: Mapped[int | None]
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: HMAC-SHA256 of the content (audit_chain.content_mac) under the key `mac_key`; null on records
+    #: written before the chain existed (their content is bound by the first seal instead)
+    mac: Mapped[str | None] = mapped_column(String(64))
+    mac_key: Mapped[str | None] = mapped_column(String(16))
 
 
 def record(action: str, obj: Any, **who_and_what: Any) -> None:
@@ -35,7 +48,35 @@ def record(action: str, obj: Any, **who_and_what: Any) -> None:
 
 
 def write(values: dict[str, Any]) -> None:
-    connection().execute(_INSERT, values)
+    connection().execute(_INSERT, signed(values))
+
+
+#: the columns a record's MAC covers, in this order. Not object_id: the redemption hot path learns it
+#: from the same statement that writes the record; the seal (audit_chain) binds it, with the id.
+MAC_FIELDS = ("at", "actor_id", "actor_label", "action", "object_type", "before", "after")
+
+
+def _canonical(values: dict[str, Any]) -> bytes:
+    content = [values[name].isoformat() if name == "at" else values[name] for name in MAC_FIELDS]
+    return json.dumps(content, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def content_mac(values: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 of a record's content, as written and as read back."""
+    return hmac.new(key, _canonical(values), hashlib.sha256).hexdigest()
+
+
+def signed(values: dict[str, Any]) -> dict[str, Any]:
+    """The values with their MAC under the active key. The states go through JSON first, so the MAC is
+    of what the database keeps (an int key becomes a string, a tuple a list) and verifies when read back."""
+    values = dict(values)
+    for name in ("before", "after"):
+        if values.get(name) is not None:
+            values[name] = json.loads(json.dumps(values[name], ensure_ascii=False))
+    key_id = current_app.config["AUDIT_MAC_ACTIVE_KEY_ID"]
+    values["mac"] = content_mac(values, current_app.config["AUDIT_MAC_KEYS"][key_id])
+    values["mac_key"] = key_id
+    return values
 
 
 def row(
@@ -49,6 +90,8 @@ def row(
 ) -> dict[str, Any]:
     """The column values of an audit entry (for a caller that writes it inside a statement of its own)."""
     return {
+        # set here, not by the column default: the record's MAC covers it
+        "at": utcnow(),
         "actor_id": getattr(actor, "id", None),
         "actor_label": actor_label or getattr(actor, "username", None) or "system",
         "action": action,

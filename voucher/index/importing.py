@@ -9,10 +9,9 @@ unless an imputation is chosen).
 """
 from __future__ import annotations
 
-import math
-
 import csv
 import io
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -24,11 +23,14 @@ from voucher.core import audit
 from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import RefusedFile
+from voucher.core.uploads import Limits, UploadRefused, read_table
 from voucher.index import method
 from voucher.index.models import IndexImportBatch, IndexValue, ValueSource
-from voucher.reconciliation.parsing import read_table
 
 MAX_CELLS = 200_000
+#: checked while the file is read (voucher/core/uploads.py): long form, a value a row; wide form, a city-year
+#: a row with one column per indicator (23) and a note
+LIMITS = Limits("指标数据文件", max_rows=MAX_CELLS, header_rows=1, max_columns=64, max_cells=1_200_000)
 
 HEADERS = {
     "city": ("city", "城市", "城市名称"),
@@ -88,10 +90,11 @@ def _header_key(cell: str) -> str | None:
 
 def parse(content: bytes, file_name: str, catalogue: method.Catalogue) -> Parsed:
     try:
-        frame, file_type, _ = read_table(content, file_name)
-    except ValueError as error:
+        read = read_table(content, file_name, LIMITS)
+    except UploadRefused as error:
         raise ImportRefused([str(error)]) from None
-    rows = [[str(v).strip() for v in row] for row in frame.itertuples(index=False, name=None)]
+    file_type = read.file_type
+    rows = [[v.strip() for v in row] for row in read.rows]
     while rows and not any(rows[-1]):
         rows.pop()
     if not rows:

@@ -13,6 +13,7 @@ from voucher.analytics.daily import snapshot_day
 from voucher.api import auth
 from voucher.campaigns.models import Campaign, CampaignStatus, Release, ReleaseStatus
 from voucher.campaigns.releases import open_release
+from voucher.core import audit_chain
 from voucher.core.clock import to_local
 from voucher.core.db import db
 from voucher.core.errors import DomainError
@@ -30,13 +31,16 @@ RUN_HISTORY = timedelta(days=30)
 
 def open_releases(now: datetime) -> dict[str, Any]:
     """Open the rounds of active campaigns whose opening time has come. Each round opens in a
-    savepoint: one that cannot open (budget exhausted) is reported and the others still open."""
+    savepoint: one that cannot open (budget exhausted) is reported and the others still open.
+    The job is one transaction holding each campaign it opens a round of, so it takes them in the
+    system's order, ascending campaign id (docs/concurrency.md): in opening-time order it deadlocked
+    with a budget move holding two campaigns (found by the randomized money soak)."""
     due = db.session.scalars(
         select(Release.id)
         .join(Campaign, Campaign.id == Release.campaign_id)
         .where(Release.status == ReleaseStatus.SCHEDULED.value, Release.opens_at <= now,
                Campaign.status == CampaignStatus.ACTIVE.value)
-        .order_by(Release.opens_at, Release.id)
+        .order_by(Release.campaign_id, Release.opens_at, Release.id)
     ).all()
     opened: list[int] = []
     failed: dict[str, str] = {}
@@ -89,6 +93,12 @@ def build_settlement(now: datetime) -> dict[str, Any]:
             "held_merchants": sorted(result.held)}
 
 
+def seal_audit(now: datetime) -> dict[str, Any]:
+    """Chain the audit records written more than audit_chain.SEAL_AFTER ago."""
+    link = audit_chain.seal(now)
+    return {"sealed": link.entry_count if link else 0, "last_entry_id": link.last_entry_id if link else None}
+
+
 def refresh_leverage(now: datetime) -> dict[str, Any]:
     """Pre-aggregate the leverage figures up to yesterday and rebuild the causal panel."""
     return rollup.refresh_leverage()
@@ -105,5 +115,6 @@ JOBS = [
     ("build_settlement", "生成结算批次", daily(2, 0), build_settlement),
     ("refresh_leverage", "杠杆率预聚合与因果面板", daily(2, 30), refresh_leverage),
     ("prune_nonces", "清理过期请求随机数", every(60), prune_nonces),
+    ("seal_audit", "封存审计日志", every(5), seal_audit),
     ("prune_job_runs", "清理历史运行记录", daily(4, 0), prune_job_runs),
 ]

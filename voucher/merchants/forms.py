@@ -33,14 +33,20 @@ class MerchantApplicationForm(FlaskForm):
     bank_account_no = StringField("结算账号", validators=[DataRequired("请填写结算账号"), Length(max=40)])
     manager_username = StringField("管理员用户名", validators=[DataRequired("请填写管理员用户名"), Length(max=32)])
     manager_display_name = StringField("管理员称呼", validators=[Optional(), Length(max=64)])
-    manager_password = PasswordField("管理员密码（至少 8 位）", validators=[DataRequired("请设置密码"), Length(max=128)])
+    manager_password = PasswordField("管理员密码（至少 10 位）", validators=[DataRequired("请设置密码"), Length(max=128)])
+
+
+class ApproveMerchantForm(FlaskForm):
+    """The approver may give the manager account another sign-in name (the one asked for is taken)."""
+
+    manager_username = StringField("管理员用户名", validators=[Optional(), Length(max=32)])
 
 
 class CashierForm(FlaskForm):
     store_id = SelectField("门店", coerce=int, validate_choice=False)
     username = StringField("用户名", validators=[DataRequired("请填写用户名"), Length(max=32)])
     display_name = StringField("姓名/称呼", validators=[Optional(), Length(max=64)])
-    password = PasswordField("初始密码（至少 8 位）", validators=[DataRequired("请设置密码"), Length(max=128)])
+    password = PasswordField("初始密码（至少 10 位）", validators=[DataRequired("请设置密码"), Length(max=128)])
 
 
 class TerminalForm(FlaskForm):

@@ -16,7 +16,7 @@ from voucher.merchants import uscc
 from voucher.merchants.models import CATEGORIES, DISTRICTS, Merchant, Store, StoreTerminal
 
 _ACCOUNT_NO = re.compile(r"^[0-9]{8,34}$")
-_USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
+_USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}\Z")  # \Z: "$" would let a trailing newline through
 
 
 @dataclass
@@ -40,8 +40,36 @@ class MerchantApplication:
     manager_display_name: str = ""
 
 
+#: marks a manager account whose sign-in name the bureau has not confirmed yet: "<asked for>#<merchant id>".
+#: Usernames chosen anywhere else match _USERNAME, which has no "#", so a pending name never collides.
+PENDING_MARK = "#"
+
+
+def requested_username(manager: User) -> str | None:
+    """The username a pending manager account asked for, or None once it has its own."""
+    if PENDING_MARK not in manager.username:
+        return None
+    return manager.username.rsplit(PENDING_MARK, 1)[0]
+
+
+def requested_usernames(merchant_ids: list[int]) -> dict[int, str]:
+    """Merchant id -> the username its pending manager account asked for (for the bureau's review)."""
+    if not merchant_ids:
+        return {}
+    managers = db.session.scalars(select(User).where(
+        User.merchant_id.in_(merchant_ids), User.role == Role.MERCHANT_MANAGER.value,
+        User.username.contains(PENDING_MARK),
+    ))
+    return {m.merchant_id: requested_username(m) for m in managers}
+
+
 def apply(data: MerchantApplication) -> Merchant:
-    """Record an application: the merchant and its manager account wait, inactive, for the bureau."""
+    """Record an application: the merchant and its manager account wait, inactive, for the bureau.
+
+    The public answer must not tell whether a staff username exists (issue 16), so the username asked for
+    is not checked against the accounts here, nor held: the manager account is kept under a pending name
+    ("newshop#12"), and the bureau gives it its sign-in name at approval (decide), where a name taken
+    meanwhile is the bureau's to settle. Every well-formed application gets the same answer."""
     code = (data.uscc or "").strip().upper()
     if not data.name.strip():
         raise InvalidInput("请填写商户名称")
@@ -72,7 +100,7 @@ def apply(data: MerchantApplication) -> Merchant:
     db.session.add(merchant)
     db.session.flush()  # the manager account refers to the merchant
     manager = create_user(
-        data.manager_username, data.manager_password, Role.MERCHANT_MANAGER,
+        f"{data.manager_username}{PENDING_MARK}{merchant.id}", data.manager_password, Role.MERCHANT_MANAGER,
         display_name=data.manager_display_name.strip() or f"{merchant.name}管理员", merchant_id=merchant.id,
     )
     manager.is_active_account = False  # until the bureau approves the merchant
@@ -81,7 +109,10 @@ def apply(data: MerchantApplication) -> Merchant:
     return merchant
 
 
-def decide(merchant_id: int, actor: User, *, approve: bool, note: str = "") -> Merchant:
+def decide(merchant_id: int, actor: User, *, approve: bool, note: str = "", manager_username: str = "") -> Merchant:
+    """The bureau's decision. Approving gives the pending manager account its sign-in name: the one the
+    applicant asked for, or `manager_username` when the approver sets another (the one asked for is
+    taken); the approver is told which name is taken, the public never is."""
     merchant = db.session.scalar(select(Merchant).where(Merchant.id == merchant_id).with_for_update())
     if merchant is None:
         raise NotFound("找不到该商户")
@@ -92,15 +123,31 @@ def decide(merchant_id: int, actor: User, *, approve: bool, note: str = "") -> M
     managers = db.session.scalars(select(User).where(User.merchant_id == merchant.id)).all()
     if any(m.id == actor.id for m in managers):
         raise MakerCheckerViolation()
+    named = {}
+    if approve:
+        for manager in managers:
+            asked = requested_username(manager)
+            if asked is not None:
+                named[manager.id] = _confirm_username(manager, (manager_username or "").strip() or asked)
+            manager.is_active_account = True
     merchant.status = "approved" if approve else "rejected"
     merchant.decided_by_id = actor.id
     merchant.decision_note = note.strip() or None
-    if approve:
-        for manager in managers:
-            manager.is_active_account = True
+    after = {"status": merchant.status, "note": merchant.decision_note}
+    if named:
+        after["manager_usernames"] = sorted(named.values())
     audit.record("merchant.approve" if approve else "merchant.reject", merchant, actor=actor,
-                 before={"status": "pending"}, after={"status": merchant.status, "note": merchant.decision_note})
+                 before={"status": "pending"}, after=after)
     return merchant
+
+
+def _confirm_username(manager: User, username: str) -> str:
+    if not _USERNAME.match(username):
+        raise InvalidInput("管理员用户名应为 3 到 32 位字母、数字或 _ . -")
+    if db.session.scalar(select(User.id).where(User.username == username)):
+        raise InvalidInput(f"用户名 {username} 已被占用，请在“管理员用户名”中为该商户另定一个，并告知申请人")
+    manager.username = username
+    return username
 
 
 def _own_store(manager: User, store_id: int) -> Store:

@@ -12,14 +12,16 @@ from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
 from voucher.merchants import onboarding, risk
-from voucher.merchants.forms import CashierForm, MerchantApplicationForm, TerminalForm
+from voucher.merchants.forms import ApproveMerchantForm, CashierForm, MerchantApplicationForm, TerminalForm
 from voucher.merchants.models import MERCHANT_STATUS_LABELS, Merchant, RiskFlag, Store, StoreTerminal
+from voucher.ops import limits
 from voucher.web import in_transaction, unit_of_work
 
 bp = Blueprint("onboarding", __name__)
 
 
 @bp.route("/merchants/apply", methods=["GET", "POST"])
+@limits.merchant_apply
 def apply():
     form = MerchantApplicationForm()
     if form.validate_on_submit():
@@ -49,22 +51,27 @@ def index():
     query = select(Merchant).order_by(Merchant.id.desc())
     if status in MERCHANT_STATUS_LABELS:
         query = query.where(Merchant.status == status)
-    return render_template("merchants/list.html", merchants=db.session.scalars(query).all(), status=status,
-                           labels=MERCHANT_STATUS_LABELS, action_form=ActionForm(), reason_form=ReasonForm(formdata=None))
+    merchants = db.session.scalars(query).all()
+    return render_template("merchants/list.html", merchants=merchants, status=status, labels=MERCHANT_STATUS_LABELS,
+                           action_form=ActionForm(), reason_form=ReasonForm(formdata=None),
+                           asked_names=onboarding.requested_usernames([m.id for m in merchants]))
 
 
 @bp.post("/merchants/<int:merchant_id>/<any(approve, reject):decision>")
 @roles_required(Role.BUREAU_APPROVER)
 def decide(merchant_id: int, decision: str):
     approving = decision == "approve"
-    form = ActionForm() if approving else ReasonForm()
+    form = ApproveMerchantForm() if approving else ReasonForm()
     if not form.validate_on_submit():
-        flash("不予入驻时请填写原因", "error")
+        flash("管理员用户名过长" if approving else "不予入驻时请填写原因", "error")
         return redirect(url_for("onboarding.index", status="pending"))
     try:
         with unit_of_work():
-            merchant = onboarding.decide(merchant_id, current_user, approve=approving,
-                                         note="" if approving else form.reason.data)
+            if approving:
+                merchant = onboarding.decide(merchant_id, current_user, approve=True,
+                                             manager_username=form.manager_username.data or "")
+            else:
+                merchant = onboarding.decide(merchant_id, current_user, approve=False, note=form.reason.data)
     except DomainError as error:
         flash(error.message, "error")
         return redirect(url_for("onboarding.index", status="pending")), 303

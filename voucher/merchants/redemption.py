@@ -202,6 +202,7 @@ def redeem(
         after={"voucher_id": voucher.id, "order_amount_fen": order_amount_fen, "subsidy_fen": subsidy,
                "store_id": counter.store_id},
     )
+    audit_row["at"] = now  # the record's time is the redemption's
     redemption_id = _record(values, audit_row)
     if redemption_id is None:
         return _replay(_earlier(counter.store_id, idempotency_key), voucher.id, order_amount_fen, code)
@@ -220,6 +221,7 @@ def _record(values: dict, audit_row: dict) -> int | None:
     conflict, answered by the caller, never a 500)."""
     conn = connection()
     if conn.dialect.name == "postgresql":
+        audit_row = audit.signed(audit_row)
         params = {f"r_{name}": value for name, value in values.items()}
         params.update({f"a_{name}": value for name, value in audit_row.items() if name != "object_id"})
         for name in ("a_before", "a_after"):
@@ -260,9 +262,8 @@ def _record_in_one_statement(
         )
         names = [name for name in audit_columns if name != "object_id"]
         logged = entries.insert().from_select(
-            [*names, "object_id", "at"],
-            select(*[bindparam(f"a_{name}", type_=entries.c[name].type) for name in names], new.c.id,
-                   bindparam("r_created_at", type_=entries.c.at.type)),
+            [*names, "object_id"],
+            select(*[bindparam(f"a_{name}", type_=entries.c[name].type) for name in names], new.c.id),
         ).cte("logged")
         compiled = select(new.c.id).add_cte(marked, logged).compile(dialect=conn.dialect)
         # the statement's own constants (the voucher's new status) travel as parameters too

@@ -70,6 +70,8 @@ class LocalStorage(Storage):
                 self._next_sweep = now + self.SWEEP_EVERY
             window = self._windows.get(key)
             if window is None or window[0] <= now:
+                if amount < 0:  # giving back a count of a window that has ended: nothing to give back
+                    return 0
                 window = self._windows[key] = [now + expiry, 0]
             window[1] += amount
             return window[1]
@@ -124,8 +126,16 @@ class RateLimits:
 
     def check(self, setting: str, scope: str, key: str, message: str) -> None:
         """Count one request against every window of `setting`; raise RateLimited if any is full."""
+        self.acquire(setting, scope, key, message)
+
+    def acquire(self, setting: str, scope: str, key: str, message: str) -> list:
+        """Count one request against every window of `setting` and raise RateLimited if any is now over
+        its limit. Each window's count is incremented and read back in one step of the storage, so
+        parallel requests each see their own number: no two can both pass as the last one allowed.
+        Returns what was counted, for release()."""
         strategy = self._strategy()
         prefix = self.prefix
+        counted = []
         for item in self.items[setting]:
             try:
                 allowed = strategy.hit(item, prefix, scope, key)
@@ -135,19 +145,19 @@ class RateLimits:
                 self._primary_down_until = time.monotonic() + RETRY_STORAGE_AFTER
                 strategy = self.fallback
                 allowed = strategy.hit(item, prefix, scope, key)
+            counted.append((strategy, item))
             if not allowed:
                 raise RateLimited(message, self._retry_after(strategy, item, prefix, scope, key))
+        return counted
 
-    def refuse_if_full(self, setting: str, scope: str, key: str, message: str) -> None:
-        """Raise RateLimited if any window of `setting` is full, without counting this request."""
-        strategy = self._strategy()
-        for item in self.items[setting]:
+    def release(self, counted: list, scope: str, key: str) -> None:
+        """Give back what acquire() counted (a request that turned out not to count). A window that ended
+        meanwhile may start one lower (Redis) or is left alone (local): at most one extra request."""
+        for strategy, item in counted:
             try:
-                full = not strategy.test(item, self.prefix, scope, key)
-            except Exception:  # noqa: BLE001 - the shared storage failed: check() will fall back
+                strategy.hit(item, self.prefix, scope, key, cost=-1)
+            except Exception:  # noqa: BLE001 - a count not given back only makes the limit stricter
                 return
-            if full:
-                raise RateLimited(message, self._retry_after(strategy, item, self.prefix, scope, key))
 
     @staticmethod
     def _retry_after(strategy, item, *identifiers) -> int | None:
@@ -193,7 +203,11 @@ def limited(setting: str, message: str, key: Callable[[], str] = client_address)
 def limited_failures(setting: str, message: str) -> Callable:
     """Count only the view's refused POSTs (an answer of 400 or more) per client address, and refuse
     while the allowance is spent: colleagues behind one office address sign in as often as they need,
-    while guessing passwords from one address is still cut off."""
+    while guessing passwords from one address is still cut off.
+
+    Every POST is counted before the view runs (incremented, then checked: see acquire()), and the count
+    is given back once the answer is a success. Checking first and counting after the answer would let
+    parallel guesses all pass the check before any of them was counted."""
 
     def decorator(view: Callable) -> Callable:
         scope = f"{view.__module__}.{view.__name__}:{setting}"
@@ -201,16 +215,14 @@ def limited_failures(setting: str, message: str) -> Callable:
         @wraps(view)
         def wrapper(*args, **kwargs):
             counters = current_app.extensions["rate_limits"]
-            counting = request.method == "POST" and counters.enabled
-            if counting:
-                counters.refuse_if_full(setting, scope, client_address(), message)
+            if request.method != "POST" or not counters.enabled:
+                return view(*args, **kwargs)
+            address = client_address()
+            counted = counters.acquire(setting, scope, address, message)
             answer = view(*args, **kwargs)
             status = answer[1] if isinstance(answer, tuple) else getattr(answer, "status_code", 200)
-            if counting and status >= 400:
-                try:
-                    counters.check(setting, scope, client_address(), message)
-                except RateLimited:
-                    pass  # this refusal has been answered; the next attempt meets the full window
+            if status < 400:
+                counters.release(counted, scope, address)
             return answer
 
         return wrapper
@@ -222,6 +234,7 @@ def limited_failures(setting: str, message: str) -> Callable:
 login = limited_failures("RATELIMIT_LOGIN", "登录尝试过于频繁，请一分钟后再试")
 citizen_login = limited("RATELIMIT_CITIZEN_LOGIN", "验证请求过于频繁，请稍后再试")
 claim_page = limited("RATELIMIT_CLAIM", "领取请求过于频繁，请稍后再试")
+merchant_apply = limited("RATELIMIT_MERCHANT_APPLY", "提交入驻申请过于频繁，请稍后再试")
 counter_page = limited("RATELIMIT_COUNTER", "核销请求过于频繁，请稍后再试")
 channel_claim_ip = limited("RATELIMIT_CHANNEL_CLAIM_IP", "该地址的领券请求过于频繁，请稍后再试")
 redemption_ip = limited("RATELIMIT_REDEMPTION_IP", "该地址的核销请求过于频繁，请稍后再试")

@@ -12,6 +12,8 @@ RATE_LIMITS = {
     "RATELIMIT_CITIZEN_LOGIN": "20 per minute",
     # citizen claim and lottery entry, per address
     "RATELIMIT_CLAIM": "30 per minute",
+    # the public merchant application form, per address (every POST, whatever its outcome)
+    "RATELIMIT_MERCHANT_APPLY": "5 per minute;20 per hour",
     # partner claim API, per address and per partner
     "RATELIMIT_CHANNEL_CLAIM_IP": "3000 per minute",
     "RATELIMIT_CHANNEL_CLAIM_PARTNER": "3000 per minute",

@@ -1,8 +1,9 @@
 """Reading a bank statement (CSV or xlsx) into checked lines, or into the list of what is wrong.
 
-Everything is read as text (dtype=str) and converted here: amounts through Decimal into fen, never
-floats; dates in the formats banks write. Every problem of the file is collected, most with its row
-number as a spreadsheet shows it, before anything is written: a file is imported whole or not at all.
+The file is read as text within LIMITS (voucher/core/uploads.py: a file past one is refused before its
+lines are looked at) and converted here: amounts through Decimal into fen, never floats; dates in the
+formats banks write. Every problem of the file is collected, most with its row number as a spreadsheet
+shows it, before anything is written: a file is imported whole or not at all.
 
 What a bank's export holds besides payments is not a problem: the header is found below a preamble
 (account name, number, period), summary and footer rows (合计, 笔数, 本页小计, blank rows...) are skipped
@@ -12,18 +13,14 @@ a credit line is never taken as a payout, whatever its remark says.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import re
 import unicodedata
-import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
-import pandas as pd
-
+from voucher.core.uploads import Limits, UploadRefused, read_table
 from voucher.reconciliation.mapping import (
     FIELD_BY_KEY,
     FIELDS,
@@ -34,7 +31,6 @@ from voucher.reconciliation.mapping import (
 )
 from voucher.reconciliation.presets import PRESETS
 
-MAX_BYTES = 10 * 1024 * 1024
 MAX_LINES = 20_000
 #: rows read at most (statement lines plus preamble, summary and footer rows); a longer file is refused
 MAX_ROWS = MAX_LINES + 5_000
@@ -64,7 +60,6 @@ _NON_PAYOUT_WORDS = (("结息", "结息（利息）"), ("利息", "利息"), ("�
                      ("邮电费", "邮电费"), ("短信", "短信服务费"), ("冲正", "冲正"), ("退汇", "退汇"), ("退票", "退票"))
 _INTEREST = ("结息（利息）", "利息")
 _EXCEL_TEXT = re.compile(r'^="(.*)"$', re.DOTALL)  # ="6222..." keeps an account number whole in Excel
-ENCODINGS_TRIED = "UTF-8（含/不含 BOM）、GB18030/GBK"
 
 
 @dataclass
@@ -202,86 +197,9 @@ def parse_value_date(text: str) -> date | None:
         return None
 # Reading the file into a table of text ------------------------------------------------------------
 
-
-def _decode(content: bytes) -> tuple[str, str]:
-    if content.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return content.decode("utf-16"), "UTF-16"  # Excel's "Unicode text"
-    if b"\x00" in content:
-        raise ValueError("文件不是 CSV 文本或 xlsx 表格（含二进制内容），请上传 CSV 或 xlsx 文件")
-    try:
-        return content.decode("utf-8-sig"), "UTF-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        # GB18030 is a superset of GBK and GB2312: what Chinese banks' exports and Excel on a Chinese
-        # Windows write.
-        return content.decode("gb18030"), "GB18030"
-    except UnicodeDecodeError:
-        raise ValueError(
-            f"无法识别文件编码（已尝试 {ENCODINGS_TRIED}），请将文件另存为 UTF-8 编码的 CSV 或 xlsx"
-        ) from None
-
-
-def _separator(text: str, sniff_lines: int = 1) -> str:
-    """Tab or comma, by the first line; with sniff_lines > 1, by the first lines together when the first
-    has neither (a bank's title line above a tab-separated table)."""
-    first_line = text.split("\n", 1)[0]
-    if sniff_lines > 1 and "\t" not in first_line and "," not in first_line:
-        first_line = "\n".join(text.split("\n", sniff_lines)[:sniff_lines])
-    return "\t" if first_line.count("\t") > first_line.count(",") else ","
-
-
-def _read_csv(content: bytes, max_rows: int | None = None, sniff_lines: int = 1) -> tuple[pd.DataFrame, str]:
-    text, encoding = _decode(content)
-    sep = _separator(text, sniff_lines)
-    try:
-        width = max((len(row) for row in csv.reader(io.StringIO(text), delimiter=sep)), default=0)
-    except csv.Error as error:
-        raise ValueError(f"CSV 格式有误：{error}") from None
-    if width == 0:
-        raise ValueError("文件为空")
-    # Named columns up to the widest row: a bank's preamble rows are shorter than its table.
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, header=None, names=list(range(width)), dtype=str,
-                            keep_default_na=False, skip_blank_lines=False,
-                            nrows=None if max_rows is None else max_rows + 1)
-    except pd.errors.ParserError as error:
-        where = re.search(r"row (\d+)", str(error))
-        if "EOF inside string" in str(error) and where:
-            raise ValueError(f"第 {int(where.group(1)) + 1} 行：引号未闭合，CSV 无法按行读取") from None
-        raise ValueError(f"CSV 格式有误，无法按行读取（{error}）") from None
-    return frame, encoding
-
-
-def _read_xlsx(content: bytes, max_rows: int | None = None) -> pd.DataFrame:
-    try:
-        # nrows: openpyxl stops reading there, so a sheet of a million rows costs no more than the limit
-        return pd.read_excel(io.BytesIO(content), sheet_name=0, header=None, dtype=str, keep_default_na=False,
-                             engine="openpyxl", nrows=None if max_rows is None else max_rows + 1)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError) as error:
-        raise ValueError(f"无法读取 xlsx 文件，文件可能已损坏或不是 Excel 2007 及以上格式（{type(error).__name__}）") from None
-    except Exception:  # noqa: BLE001 - openpyxl raises many kinds on a damaged workbook
-        raise ValueError("无法读取 xlsx 文件，文件可能已损坏或不是 Excel 2007 及以上格式") from None
-
-
-def read_table(content: bytes, file_name: str, max_rows: int | None = None,
-               sniff_lines: int = 1) -> tuple[pd.DataFrame, str, str | None]:
-    """(table of text, "csv" or "xlsx", encoding). Raises ValueError with a Chinese message. With
-    max_rows, at most max_rows + 1 rows are read (so the caller can tell that the file is longer); with
-    sniff_lines, a CSV's separator is judged on that many first lines when the first has none."""
-    if not content:
-        raise ValueError("文件为空")
-    if len(content) > MAX_BYTES:
-        raise ValueError(f"文件过大（超过 {MAX_BYTES // 1024 // 1024} MB），请分段导出")
-    lower = file_name.lower()
-    if lower.endswith(".xls") or content.startswith(b"\xd0\xcf\x11\xe0"):
-        raise ValueError("不支持旧版 Excel（.xls）文件，请在 Excel 中另存为 .xlsx 或 CSV")
-    if content.startswith(b"PK\x03\x04"):
-        return _read_xlsx(content, max_rows).fillna(""), "xlsx", None
-    if lower.endswith(".xlsx"):
-        raise ValueError("文件扩展名为 .xlsx，但内容不是 Excel 表格")
-    frame, encoding = _read_csv(content, max_rows, sniff_lines)
-    return frame.fillna(""), "csv", encoding
+#: what a statement file may hold, checked while it is read (voucher/core/uploads.py): a bank's export has
+#: a few dozen columns and lines of a few hundred characters
+LIMITS = Limits("银行对账单", max_rows=MAX_ROWS, max_columns=64, max_cells=1_000_000)
 
 
 # From the table to checked lines ---------------------------------------------------------------------
@@ -379,13 +297,12 @@ def _direction_ignored(header: _Header, mapping: Mapping, cells: list[str]) -> l
     return [c for c, cell in enumerate(cells) if cell in _DIRECTION_HEADERS and c not in used]
 
 
-def _rank(header: _Header, mapping: Mapping, frame: pd.DataFrame, top: list[list[str]]) -> tuple[int, int, int]:
+def _rank(header: _Header, mapping: Mapping, table: list[list[str]], top: list[list[str]]) -> tuple[int, int, int]:
     """How well a mapping reads the file: the columns it finds, then in how many of the first rows under
     the header its date column holds a date (交易时间 may be a time only), then how many of its columns
     go by the bank's first-choice name (tells two banks' near-identical layouts apart)."""
     column = header.columns["value_date"]
-    rows = frame.iloc[header.index + 1 : header.index + 11]
-    dated = sum(1 for values in rows.itertuples(index=False)
+    dated = sum(1 for values in table[header.index + 1 : header.index + 11]
                 if column < len(values) and parse_value_date(_cell(values[column])) is not None)
     cells = top[header.index]
     canonical = sum(1 for key, c in header.columns.items()
@@ -393,7 +310,7 @@ def _rank(header: _Header, mapping: Mapping, frame: pd.DataFrame, top: list[list
     return header.score, dated, canonical
 
 
-def _choose(frame: pd.DataFrame, top: list[list[str]], mapping: Mapping,
+def _choose(table: list[list[str]], top: list[list[str]], mapping: Mapping,
             alternatives: list[Mapping]) -> tuple[Mapping, _Header | None]:
     """The mapping asked for, unless an alternative (a bank preset, tried for the default) reads the file
     better: it finds the header where the asked one does not, or reads it better (see _rank), or the
@@ -404,12 +321,12 @@ def _choose(frame: pd.DataFrame, top: list[list[str]], mapping: Mapping,
     if header is not None and header.complete:
         misread = alternatives and _direction_ignored(header, mapping, top[header.index])
         if not misread:
-            best = (_rank(header, mapping, frame, top), mapping, header)
+            best = (_rank(header, mapping, table, top), mapping, header)
     for alternative in alternatives:
         found = _find_header(top, alternative)
         if found is None or not found.complete or _layout(found, alternative) not in ("debit_credit", "amount_flag"):
             continue
-        rank = _rank(found, alternative, frame, top)
+        rank = _rank(found, alternative, table, top)
         if best is None or rank > best[0]:
             best = (rank, alternative, found)
     return (best[1], best[2]) if best else (mapping, header)
@@ -456,17 +373,13 @@ def parse(content: bytes, file_name: str, mapping: Mapping | dict[str, list[str]
     if not isinstance(mapping, Mapping):
         mapping = Mapping("", {key: list(mapping.get(key, [])) for key in FIELD_BY_KEY})
     try:
-        frame, file_type, encoding = read_table(content, file_name, max_rows=MAX_ROWS, sniff_lines=HEADER_SEARCH_ROWS)
-    except ValueError as error:
+        read = read_table(content, file_name, LIMITS, sniff_lines=HEADER_SEARCH_ROWS)
+    except UploadRefused as error:
         return ParsedStatement("", None, {}, problems=[str(error)])
-    result = ParsedStatement(file_type, encoding, {}, mapping_name=mapping.name)
-    if len(frame) > MAX_ROWS:
-        result.problems.append(f"文件超过 {MAX_ROWS} 行，请分段导出后分别导入")
-        return result
-
-    top = [[normalize_header(_cell(v)) for v in frame.iloc[i].tolist()]
-           for i in range(min(len(frame), HEADER_SEARCH_ROWS))]
-    mapping, header = _choose(frame, top, mapping, list(alternatives))
+    table = read.rows
+    result = ParsedStatement(read.file_type, read.encoding, {}, mapping_name=mapping.name)
+    top = [[normalize_header(_cell(v)) for v in values] for values in table[:HEADER_SEARCH_ROWS]]
+    mapping, header = _choose(table, top, mapping, list(alternatives))
     result.mapping_name = mapping.name
     if header is None:
         result.problems.append("文件为空")
@@ -489,7 +402,7 @@ def parse(content: bytes, file_name: str, mapping: Mapping | dict[str, list[str]
 
     layout = _layout(header, mapping)
     result.layout, result.header_row = layout, header.index + 1
-    header_cells = [_cell(v) for v in frame.iloc[header.index].tolist()]
+    header_cells = [_cell(v) for v in table[header.index]]
     result.headers = {key: header_cells[col] for key, col in header.columns.items()}
     for key, cols in header.extra.items():
         if cols:
@@ -522,11 +435,10 @@ def parse(content: bytes, file_name: str, mapping: Mapping | dict[str, list[str]
 
     first_row_of_serial: dict[str, int] = {}
     synthetic_seen: dict[str, int] = {}
-    data = frame.iloc[header.index + 1 :]
     trailing_blank = 0
-    for index, values in zip(data.index, data.itertuples(index=False)):
-        cells = [_cell(v) for v in values]
-        row = int(index) + 1  # the header of a plain file is row 1
+    for index in range(header.index + 1, len(table)):
+        cells = [_cell(v) for v in table[index]]
+        row = index + 1  # the header of a plain file is row 1
         if not any(cells):
             skip(row, "空行")
             trailing_blank += 1
