@@ -8,7 +8,7 @@ from sqlalchemy import insert
 from voucher.accounts.models import User
 from voucher.campaigns import lottery
 from voucher.campaigns.models import Campaign, CampaignStatus, Instrument, Release, ReleaseMode, ReleaseStatus
-from voucher.campaigns.services import lock_release
+from voucher.campaigns.services import lock_campaign, lock_release
 from voucher.core import audit
 from voucher.core.clock import local_day_end_utc, utcnow
 from voucher.core.db import db
@@ -30,6 +30,9 @@ def create_release(
     actor: User,
     mode: str = ReleaseMode.FIRST_COME.value,
 ) -> Release:
+    # Under the campaign's lock: a close committing meanwhile would otherwise leave this round
+    # scheduled in a closed campaign (found by the randomized money soak).
+    campaign = lock_campaign(campaign.id)
     if campaign.status_enum not in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED):
         raise InvalidTransition("活动审批通过后才能安排发放场次")
     if campaign.instrument_enum is Instrument.GRANT:

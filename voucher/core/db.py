@@ -1,13 +1,15 @@
 """Declarative base with a constraint naming convention, so migrations name every constraint."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import BigInteger, Connection, Date, DateTime, MetaData, cast, func, literal_column, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
 
 from voucher.core.clock import utcnow
 
@@ -54,6 +56,21 @@ def serialize(name: str) -> None:
     needs none: BEGIN IMMEDIATE already lets one writer in at a time."""
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(select(func.pg_advisory_xact_lock(func.hashtext(name))))
+
+
+@contextmanager
+def consistent_reads() -> Iterator[Session]:
+    """A session whose reads all see one moment, for a check of many statements (ledger verify before
+    a month-end close): otherwise a redemption committing between two statements makes a clean ledger
+    look broken. PostgreSQL: a read-only REPEATABLE READ transaction on a connection of its own.
+    SQLite: the current session, whose BEGIN IMMEDIATE already keeps every other writer out."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        yield db.session
+        return
+    with db.engine.connect() as conn:
+        snapshot = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with Session(bind=snapshot) as session:
+            yield session
 
 
 def connection() -> Connection:

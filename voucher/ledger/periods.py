@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from voucher.accounts.models import User
 from voucher.core import audit
 from voucher.core.clock import local_day_start_utc, local_today, to_local, utcnow
-from voucher.core.db import db, intpk, serialize
+from voucher.core.db import consistent_reads, db, intpk, serialize
 from voucher.core.errors import DomainError, InvalidInput, InvalidTransition
 from voucher.ledger.verify import verify_ledger
 
@@ -60,7 +60,8 @@ def close_period(period: str, actor: User, now: datetime | None = None) -> Close
     serialize("ledger.close_period")  # two officers closing at once: the second finds it closed
     if db.session.scalar(select(ClosedPeriod.id).where(ClosedPeriod.period == period)):
         raise InvalidTransition(f"{period} 已结账")
-    problems = verify_ledger()
+    with consistent_reads() as snapshot:  # redemptions go on while finance closes the month
+        problems = verify_ledger(snapshot)
     if problems:
         raise InvalidTransition(f"账务核对未通过，不能结账：{problems[0]}")
     closed = ClosedPeriod(period=period, closed_at=now, closed_by_id=actor.id)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy.orm import Session
 
 from voucher.campaigns.models import Campaign, FundingSource
 from voucher.core.clock import utcnow
@@ -171,14 +172,15 @@ def require_balance(sources: list[SourceAccounts], kind: AccountKind, lines: lis
             raise AccountWouldGoNegative(f"{kind.label}余额不足")
 
 
-def balances(account_ids: set[int] | None = None) -> dict[int, int]:
+def balances(account_ids: set[int] | None = None, session: Session | None = None) -> dict[int, int]:
     query = select(Posting.account_id, func.sum(Posting.amount_fen)).group_by(Posting.account_id)
     if account_ids is not None:
         query = query.where(Posting.account_id.in_(account_ids))
-    return {account_id: int(total) for account_id, total in db.session.execute(query)}
+    return {account_id: int(total) for account_id, total in (session or db.session).execute(query)}
 
 
-def campaign_balances(campaign_ids: list[int] | None = None) -> dict[int, dict[AccountKind, int]]:
+def campaign_balances(campaign_ids: list[int] | None = None,
+                      session: Session | None = None) -> dict[int, dict[AccountKind, int]]:
     """Balance per campaign and kind, summed over funding sources."""
     query = (
         select(LedgerAccount.campaign_id, LedgerAccount.kind, func.coalesce(func.sum(Posting.amount_fen), 0))
@@ -189,6 +191,6 @@ def campaign_balances(campaign_ids: list[int] | None = None) -> dict[int, dict[A
     if campaign_ids is not None:
         query = query.where(LedgerAccount.campaign_id.in_(campaign_ids))
     out: dict[int, dict[AccountKind, int]] = defaultdict(lambda: {k: 0 for k in AccountKind})
-    for campaign_id, kind, total in db.session.execute(query):
+    for campaign_id, kind, total in (session or db.session).execute(query):
         out[campaign_id][AccountKind(kind)] = int(total)
     return out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from voucher.campaigns.models import Campaign, CampaignStatus, FundingSource, GrantApplication, GrantStatus
 from voucher.core.db import db
@@ -13,11 +14,13 @@ from voucher.settlement.models import BatchStatus, SettlementBatch, SettlementIt
 from voucher.vouchers.models import Voucher, VoucherStatus
 
 
-def verify_ledger() -> list[str]:
-    """Return one Chinese line per broken invariant; an empty list means the ledger is clean."""
+def verify_ledger(session: Session | None = None) -> list[str]:
+    """Return one Chinese line per broken invariant; an empty list means the ledger is clean. Pass a
+    core.db.consistent_reads() session when others may be writing: each check is its own statement."""
     problems: list[str] = []
+    session = session or db.session
 
-    unbalanced = db.session.execute(
+    unbalanced = session.execute(
         select(Posting.entry_id, func.sum(Posting.amount_fen))
         .group_by(Posting.entry_id)
         .having(func.sum(Posting.amount_fen) != 0)
@@ -25,8 +28,8 @@ def verify_ledger() -> list[str]:
     for entry_id, total in unbalanced:
         problems.append(f"分录 #{entry_id} 借贷不平衡：差额 {format_yuan(int(total))} 元")
 
-    accounts = {a.id: a for a in db.session.scalars(select(LedgerAccount))}
-    account_balances = balances()
+    accounts = {a.id: a for a in session.scalars(select(LedgerAccount))}
+    account_balances = balances(session=session)
     for account_id, balance in account_balances.items():
         account = accounts.get(account_id)
         if account is None:
@@ -39,7 +42,7 @@ def verify_ledger() -> list[str]:
 
     # Each funded source holds exactly its approved amount, less what went back at closing.
     funded_statuses = {CampaignStatus.ACTIVE.value, CampaignStatus.PAUSED.value, CampaignStatus.CLOSED.value}
-    for source in db.session.scalars(
+    for source in session.scalars(
         select(FundingSource).join(Campaign).where(Campaign.status.in_(funded_statuses), FundingSource.status == "in_hand")
     ):
         funding_ids = [a.id for a in accounts.values() if a.funding_source_id == source.id and a.kind == "funding"]
@@ -53,27 +56,27 @@ def verify_ledger() -> list[str]:
 
     # The money matches the vouchers: reserved = unspent face value, spent + settled = net redemptions.
     reserved_by_vouchers = dict(
-        db.session.execute(
+        session.execute(
             select(Voucher.campaign_id, func.sum(Voucher.face_value_fen))
             .where(Voucher.status.in_([VoucherStatus.AVAILABLE.value, VoucherStatus.CLAIMED.value]))
             .group_by(Voucher.campaign_id)
         ).all()
     )
     redeemed_by_redemptions = dict(
-        db.session.execute(
+        session.execute(
             select(Redemption.campaign_id, func.sum(Redemption.subsidy_fen))
             .where(Redemption.reversed_at.is_(None))
             .group_by(Redemption.campaign_id)
         ).all()
     )
-    grant_rows = db.session.execute(
+    grant_rows = session.execute(
         select(GrantApplication.campaign_id, GrantApplication.status, func.sum(GrantApplication.approved_fen))
         .where(GrantApplication.status.in_([GrantStatus.APPROVED.value, GrantStatus.PAID.value]))
         .group_by(GrantApplication.campaign_id, GrantApplication.status)
     ).all()
     grants_reserved = {c: int(t) for c, s, t in grant_rows if s == GrantStatus.APPROVED.value}
     grants_paid = {c: int(t) for c, s, t in grant_rows if s == GrantStatus.PAID.value}
-    for campaign_id, by_kind in campaign_balances().items():
+    for campaign_id, by_kind in campaign_balances(session=session).items():
         total = sum(by_kind.values())
         if total != 0:
             problems.append(f"活动 #{campaign_id} 各账户合计 {format_yuan(total)} 元，应为 0（资金来源与去向不相等）")
@@ -93,12 +96,12 @@ def verify_ledger() -> list[str]:
 
     # Settled money is exactly what finance confirmed as paid: paid batches plus paid grants.
     paid_batches = dict(
-        db.session.execute(
+        session.execute(
             select(SettlementBatch.campaign_id, func.sum(SettlementBatch.amount_fen))
             .where(SettlementBatch.status == BatchStatus.PAID.value).group_by(SettlementBatch.campaign_id)
         ).all()
     )
-    for campaign_id, by_kind in campaign_balances().items():
+    for campaign_id, by_kind in campaign_balances(session=session).items():
         expected_settled = int(paid_batches.get(campaign_id) or 0) + grants_paid.get(campaign_id, 0)
         if by_kind[AccountKind.SETTLED] != expected_settled:
             problems.append(
@@ -106,14 +109,14 @@ def verify_ledger() -> list[str]:
                 f"与已确认支付的结算批次及补贴合计 {format_yuan(expected_settled)} 元不符"
             )
     # A redemption is settled at most once, and only while it stands.
-    for (redemption_id,) in db.session.execute(
+    for (redemption_id,) in session.execute(
         select(SettlementItem.redemption_id).join(Redemption, Redemption.id == SettlementItem.redemption_id)
         .where(Redemption.reversed_at.is_not(None))
     ):
         problems.append(f"核销 #{redemption_id} 已撤销却在结算批次中")
 
     # A voucher is redeemed at most once, and its status says so.
-    mismatched = db.session.scalars(
+    mismatched = session.scalars(
         select(Voucher.code)
         .outerjoin(Redemption, (Redemption.voucher_id == Voucher.id) & Redemption.reversed_at.is_(None))
         .where((Voucher.status == VoucherStatus.REDEEMED.value) != Redemption.id.is_not(None))
