@@ -1,10 +1,12 @@
-"""Access control: roles per staff page, sign-in and lockout, password storage, CSRF, merchant isolation."""
+"""Access control: the 403 page, sign-in and lockout, password storage, CSRF, merchant isolation.
+
+Which roles open which route is checked for every route by tests/test_access_matrix.py.
+"""
 from __future__ import annotations
 
 import re
 from urllib.parse import urlsplit
 
-import pytest
 from sqlalchemy import select
 
 from tests.conftest import make_app
@@ -17,34 +19,6 @@ from voucher.merchants import uscc
 from voucher.merchants.models import Merchant, Store
 from voucher.merchants.redemption import redeem
 
-ROLES = ("maker", "approver", "finance", "auditor", "admin", "manager", "cashier")
-OVERSIGHT = {"maker", "approver", "admin", "finance", "auditor"}
-
-# Written out from the @roles_required decorators of the views.
-ALLOWED = {
-    "/dashboard": OVERSIGHT,  # analytics.dashboard: OVERSIGHT
-    "/measures": OVERSIGHT,  # campaigns.measures: OVERSIGHT
-    "/campaigns": OVERSIGHT,  # campaigns.index: OVERSIGHT
-    "/campaigns/new": {"maker"},  # campaigns.new: BUREAU_MAKER
-    "/approvals": {"approver"},  # campaigns.approvals: BUREAU_APPROVER
-    "/counter": {"cashier"},  # merchants.counter: CASHIER
-    "/merchant/redemptions": {"manager"},  # merchants.redemptions: MERCHANT_MANAGER
-    "/finance/settlement": {"finance", "admin", "auditor"},  # settlement.index: FINANCE, ADMIN, AUDITOR
-    "/finance/reconciliation": {"finance", "admin", "auditor"},  # reconciliation.index: FINANCE, ADMIN, AUDITOR
-    "/finance/periods": {"finance", "admin", "auditor"},  # periods.index: FINANCE, ADMIN, AUDITOR
-    "/reports/budget": OVERSIGHT,  # reports.budget: OVERSIGHT
-    "/reports/vouchers": OVERSIGHT,  # reports.vouchers: OVERSIGHT
-    "/analytics/leverage": OVERSIGHT,  # analytics.leverage_page: OVERSIGHT
-    "/analytics/baselines": OVERSIGHT,  # analytics.baselines_page: OVERSIGHT
-    "/reports/audit": {"auditor", "admin", "finance"},  # reports.audit: AUDITOR, ADMIN, FINANCE
-    "/index": OVERSIGHT,  # index.ranking: OVERSIGHT
-    "/index/indicators": OVERSIGHT,  # index.indicators: OVERSIGHT
-    "/index/sensitivity": OVERSIGHT,  # index.sensitivity: OVERSIGHT
-    "/index/what-if": OVERSIGHT,  # index.what_if: OVERSIGHT
-    "/index/data": OVERSIGHT,  # index.data_page: OVERSIGHT
-    "/index/catalogue": OVERSIGHT,  # index.catalogue_page: OVERSIGHT
-}
-
 
 def login(client, username, password=PASSWORD):
     client.post("/logout")
@@ -55,35 +29,7 @@ def _is_login_redirect(response) -> bool:
     return response.status_code == 302 and urlsplit(response.headers["Location"]).path == "/login"
 
 
-# (a) roles per staff page -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("route", sorted(ALLOWED))
-def test_route_access_by_role(client, db, route):
-    make_world()
-    anonymous = client.get(route)
-    assert _is_login_redirect(anonymous), (route, anonymous.status_code, anonymous.headers.get("Location"))
-
-    got = {}
-    for role in ROLES:
-        assert login(client, role).status_code == 302
-        got[role] = client.get(route).status_code
-    expected = {role: 200 if role in ALLOWED[route] else 403 for role in ROLES}
-    assert got == expected
-
-
-def test_allowed_table_matches_the_decorators(app):
-    # The explicit table above must not drift from the code: compare with the decorators' role sets.
-    usernames = {
-        Role.BUREAU_MAKER.value: "maker", Role.BUREAU_APPROVER.value: "approver", Role.FINANCE.value: "finance",
-        Role.AUDITOR.value: "auditor", Role.ADMIN.value: "admin", Role.MERCHANT_MANAGER.value: "manager",
-        Role.CASHIER.value: "cashier",
-    }
-    adapter = app.url_map.bind("localhost")
-    for route, allowed in ALLOWED.items():
-        endpoint, _ = adapter.match(route, method="GET")
-        view = app.view_functions[endpoint]
-        assert {usernames[r] for r in view.required_roles} == allowed, route
+# (a) roles per staff page: every route, every role, in tests/test_access_matrix.py ------------------
 
 
 def test_forbidden_page_is_chinese(client, db):

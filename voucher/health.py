@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from voucher.core.clock import utcnow
 from voucher.core.db import db
+from voucher.core.permissions import public
 
 #: with the scheduler on, some process must have ticked this recently (it ticks every 30 s)
 SCHEDULER_STALE_AFTER = timedelta(minutes=5)
@@ -19,6 +20,7 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@public
 def healthz():
     """The process is up and serving."""
     return jsonify(status="ok")
@@ -30,10 +32,14 @@ def migration_heads() -> set[str]:
 
 
 @bp.get("/readyz")
+@public
 def readyz():
     """Ready for traffic: the database answers and its schema is at the migrations' head; with
     SCHEDULER_ENABLED, some process (any) ticked the scheduler in the last few minutes."""
     checks: dict[str, str] = {}
+    # A request with a staff cookie has read its session already; on SQLite that transaction holds the
+    # write lock (BEGIN IMMEDIATE), and the probe's own connection below would wait it out and fail.
+    db.session.rollback()
     try:
         with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))

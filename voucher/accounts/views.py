@@ -12,7 +12,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import current_user
 
 from voucher.accounts import services, sessions
 from voucher.accounts.forms import ActionForm, ChangePasswordForm, LoginForm
@@ -20,7 +20,7 @@ from voucher.core import audit
 from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import DomainError
-from voucher.core.permissions import Role, roles_required
+from voucher.core.permissions import Role, public, roles_required, signed_in_required
 from voucher.ops import limits
 from voucher.web import unit_of_work
 
@@ -39,6 +39,7 @@ USERS_SHOWN = 200
 
 
 @bp.get("/")
+@public
 def home():
     if not current_user.is_authenticated:
         return render_template("home.html")
@@ -46,6 +47,7 @@ def home():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@public
 @limits.login
 def login():
     form = LoginForm()
@@ -79,7 +81,7 @@ def _is_local(target: str) -> bool:
 
 
 @bp.post("/logout")
-@login_required
+@signed_in_required
 def logout():
     if ActionForm().validate_on_submit():
         session_id = sessions.current_id()
@@ -93,7 +95,7 @@ def logout():
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
-@login_required
+@signed_in_required
 def change_password():
     """修改密码, for every signed-in staff user; the only page open to one with a temporary password."""
     form = ChangePasswordForm()

@@ -8,7 +8,12 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
+from voucher.core.permissions import checks_itself
+
 _ENDPOINTS: list[dict[str, Any]] = []
+
+#: whom each security scheme lets in: recorded on the view as its access (voucher/core/permissions.py)
+CALLERS = {"storeTerminal": "terminal", "partnerSignature": "partner"}
 
 #: ids are PostgreSQL integers; a larger one in a URL does not match the route (voucher/__init__.py)
 MAX_ID = 2**31 - 1
@@ -80,7 +85,7 @@ def documented(
         if request is not None:
             operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": request}}}
         _ENDPOINTS.append({"method": method.lower(), "path": path, "operation": operation})
-        return view
+        return checks_itself(CALLERS[security])(view) if security else view
 
     return decorator
 

@@ -14,6 +14,7 @@ from voucher.api.spec import MAX_ID, documented, openapi
 from voucher.core.clock import to_local
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput, NotFound
+from voucher.core.permissions import public
 from voucher.merchants.models import Redemption
 from voucher.merchants.redemption import MAX_ORDER_FEN, redeem, reverse
 from voucher.ops import limits
@@ -194,5 +195,6 @@ def channel_claim():
 
 
 @bp.get("/openapi.json")
+@public
 def openapi_json():
     return jsonify(openapi())

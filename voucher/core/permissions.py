@@ -1,10 +1,19 @@
-"""Roles, and the decorator every staff page uses to check them on the server."""
+"""Roles, and the decorator every staff page uses to check them on the server.
+
+Every view also carries `view.access`, an Access saying whom it lets in, recorded by the decorator that
+checks (roles_required, signed_in_required, citizen_required, the API's `documented`) or by a marker for
+a view that lets everyone in (`public`) or checks its caller in its body (`checks_itself`).
+tests/test_access_matrix.py requests every route as every kind of caller and compares the answers with
+it; a view with no `access` fails that test.
+"""
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from functools import wraps
 from typing import Callable
 
+import flask_login
 from flask import abort, request
 from flask_login import current_user
 
@@ -37,6 +46,19 @@ BUREAU_STAFF = (Role.BUREAU_MAKER, Role.BUREAU_APPROVER, Role.ADMIN)
 OVERSIGHT = (*BUREAU_STAFF, Role.FINANCE, Role.AUDITOR)
 
 
+@dataclass(frozen=True)
+class Access:
+    """Whom a view lets in; not used by the product, read by the access-matrix test."""
+
+    #: public (anyone), staff (signed in with one of `roles`), citizen (phone-verified), terminal (a store
+    #: terminal's bearer token), partner (a channel partner's signed request), metrics (monitoring)
+    caller: str
+    roles: frozenset[str] = frozenset()
+
+
+PUBLIC = Access("public")
+
+
 def roles_required(*roles: Role) -> Callable:
     """Signed-in users with one of `roles` pass; others get 403, anonymous users the login page."""
     allowed = {r.value for r in roles}
@@ -53,7 +75,30 @@ def roles_required(*roles: Role) -> Callable:
                 abort(403)
             return view(*args, **kwargs)
 
-        wrapper.required_roles = allowed  # type: ignore[attr-defined]  # read by the route-coverage test
+        wrapper.access = Access("staff", frozenset(allowed))  # type: ignore[attr-defined]
         return wrapper
+
+    return decorator
+
+
+def signed_in_required(view: Callable) -> Callable:
+    """Flask-Login's login_required (any signed-in staff user, whatever the role), recorded like roles_required."""
+    wrapper = flask_login.login_required(view)
+    wrapper.access = Access("staff", frozenset(r.value for r in Role))  # type: ignore[attr-defined]
+    return wrapper
+
+
+def public(view: Callable) -> Callable:
+    """Mark a view that lets everyone in, signed in or not: a decision, not an omission."""
+    view.access = PUBLIC  # type: ignore[attr-defined]
+    return view
+
+
+def checks_itself(caller: str) -> Callable:
+    """Mark a view that checks its caller in its body (the API's token or signature, /metrics)."""
+
+    def decorator(view: Callable) -> Callable:
+        view.access = Access(caller)  # type: ignore[attr-defined]
+        return view
 
     return decorator

@@ -1,6 +1,6 @@
 from flask_wtf import FlaskForm
 from wtforms import FieldList, Form, FormField, HiddenField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from voucher.core.forms import YuanField
 from voucher.merchants.models import CATEGORIES, DISTRICTS
@@ -50,5 +50,5 @@ class CashierForm(FlaskForm):
 
 
 class TerminalForm(FlaskForm):
-    store_id = SelectField("门店", coerce=int, validate_choice=False)
+    store_id = SelectField("门店", coerce=int, validate_choice=False, validators=[InputRequired("请选择门店")])
     label = StringField("终端名称", default="收银终端", validators=[DataRequired("请填写终端名称"), Length(max=80)])

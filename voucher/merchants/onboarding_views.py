@@ -10,7 +10,7 @@ from voucher.accounts.models import User
 from voucher.campaigns.forms import ReasonForm
 from voucher.core.db import db
 from voucher.core.errors import DomainError
-from voucher.core.permissions import OVERSIGHT, Role, roles_required
+from voucher.core.permissions import OVERSIGHT, Role, public, roles_required
 from voucher.merchants import onboarding, risk
 from voucher.merchants.forms import ApproveMerchantForm, CashierForm, MerchantApplicationForm, TerminalForm
 from voucher.merchants.models import MERCHANT_STATUS_LABELS, Merchant, RiskFlag, Store, StoreTerminal
@@ -21,6 +21,7 @@ bp = Blueprint("onboarding", __name__)
 
 
 @bp.route("/merchants/apply", methods=["GET", "POST"])
+@public
 @limits.merchant_apply
 def apply():
     form = MerchantApplicationForm()

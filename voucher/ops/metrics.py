@@ -23,6 +23,8 @@ import os
 from flask import Blueprint, Response, abort, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from voucher.core.permissions import checks_itself
+
 REQUESTS = Counter("voucher_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 ERRORS = Counter("voucher_http_request_errors_total", "HTTP requests answered with a 5xx status",
                  ["method", "route", "status"])
@@ -74,6 +76,7 @@ def _allowed() -> bool:
 
 
 @bp.get("/metrics")
+@checks_itself("metrics")  # the network or the token: _allowed()
 def metrics():
     if not _allowed():
         abort(404)

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from voucher.accounts.forms import ActionForm
 from voucher.core.db import db
 from voucher.core.errors import DomainError
+from voucher.core.permissions import Access, public
 from voucher.ops import limits
 from voucher.vouchers import citizens, codes, qr, services
 from voucher.vouchers.forms import CodeForm, PhoneForm
@@ -32,10 +33,12 @@ def citizen_required(view):
             return redirect(url_for("vouchers.login"))
         return view(*args, **kwargs)
 
+    wrapper.access = Access("citizen")  # type: ignore[attr-defined]
     return wrapper
 
 
 @bp.get("/")
+@public
 def home():
     releases = services.open_releases()
     ids = [r.id for r in releases]
@@ -49,6 +52,7 @@ def home():
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@public
 @limits.citizen_login
 def login():
     """Two steps on one page: the phone number, then the one-time code sent to it."""
@@ -86,6 +90,7 @@ def _verify_code(code_form: CodeForm):
 
 
 @bp.post("/logout")
+@public
 def logout():
     if ActionForm().validate_on_submit():
         session.pop("citizen_id", None)
@@ -125,6 +130,7 @@ def enter_lottery(release_id: int):
 
 
 @bp.get("/releases/<int:release_id>/lottery")
+@public
 def lottery_page(release_id: int):
     """Public: the commitment, the entry numbers and, after the draw, the seed and the winners."""
     release = db.session.get(Release, release_id)
