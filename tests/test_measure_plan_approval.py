@@ -119,7 +119,7 @@ def test_with_a_reason_the_approval_goes_through_and_the_reason_is_kept(client, 
     assert refused.status_code == 409 and "请填写超计划批准理由" in refused.get_data(as_text=True)
     too_long = client.post(f"/campaigns/{campaign.id}/approve", data={"plan_override_reason": "理" * 201})
     assert too_long.status_code == 422
-    assert "超计划批准理由不能超过 200 字（现为 201 字）" in too_long.get_data(as_text=True)
+    assert "超计划批准理由不能超过 200 个字（现为 201 个字）" in too_long.get_data(as_text=True)
     assert state_of(db, campaign.id) == ("pending_approval", None, 0)
 
     reason = "  市政府常务会议 2027 年第 5 次\n  决定追加预算  "

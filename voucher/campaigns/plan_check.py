@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from voucher.campaigns.models import Campaign, FundingSource, Measure
 from voucher.core.db import db
-from voucher.core.errors import InvalidInput, PlanOverrideRequired
+from voucher.core.errors import PlanOverrideRequired
+from voucher.core.forms import reason_text
 from voucher.core.money import format_yuan
 
 #: the override reason is kept with the campaign (String(200)) and shown wherever it is approved
@@ -106,9 +107,5 @@ def override_reason(check: PlanCheck, text: str | None) -> str | None:
     A campaign that fits keeps none, even if a reason was typed (nothing was overridden)."""
     if not check.needs_override:
         return None
-    reason = " ".join((text or "").split())  # whitespace alone is no reason; line breaks need no keeping
-    if not reason:
-        raise PlanOverrideRequired(check.refusal())
-    if len(reason) > REASON_MAX_CHARS:
-        raise InvalidInput(f"超计划批准理由不能超过 {REASON_MAX_CHARS} 字（现为 {len(reason)} 字）")
-    return reason
+    return reason_text(text, missing=PlanOverrideRequired(check.refusal()), label="超计划批准理由",
+                       limit=REASON_MAX_CHARS)

@@ -7,7 +7,7 @@ from datetime import date
 from wtforms import StringField
 from wtforms.validators import ValidationError
 
-from voucher.core.errors import InvalidAmount, InvalidInput
+from voucher.core.errors import DomainError, InvalidAmount, InvalidInput
 from voucher.core.money import parse_yuan
 
 _ID = re.compile(r"[0-9]{1,9}")
@@ -27,6 +27,17 @@ def parse_day(text: str, label: str) -> date | None:
     if day.year not in REPORT_YEARS:
         raise InvalidInput(f"{label}超出范围（{REPORT_YEARS.start}–{REPORT_YEARS.stop - 1} 年）")
     return day
+
+
+def reason_text(text: str | None, *, missing: str | DomainError, label: str = "原因", limit: int = 200) -> str:
+    """A person's reason, as it is kept: runs of whitespace (line breaks too) made one space. Refused when
+    nothing is left (`missing` says what to write, or is the error to raise) or longer than `limit`."""
+    reason = " ".join((text or "").split())
+    if not reason:
+        raise missing if isinstance(missing, DomainError) else InvalidInput(missing)
+    if len(reason) > limit:
+        raise InvalidInput(f"{label}不能超过 {limit} 个字（现为 {len(reason)} 个字）")
+    return reason
 
 
 def parse_id(text: str | None) -> int | None:

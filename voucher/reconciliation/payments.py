@@ -20,13 +20,12 @@ from voucher.accounts.models import User
 from voucher.core import audit
 from voucher.core.clock import utcnow
 from voucher.core.db import db
-from voucher.core.errors import InvalidInput, InvalidTransition, NotFound
+from voucher.core.errors import InvalidTransition, NotFound
+from voucher.core.forms import reason_text
 from voucher.core.money import format_yuan
 from voucher.reconciliation.models import BankStatementLine, MatchStatus
 from voucher.settlement import batches as settlement
 from voucher.settlement.models import BatchStatus, SettlementBatch
-
-MAX_REASON = 200
 
 
 @dataclass
@@ -90,11 +89,7 @@ def confirm_paid(batch_id: int, actor: User, now: datetime | None = None) -> Set
 
 def request_override(batch_id: int, reason: str | None, actor: User, now: datetime | None = None) -> SettlementBatch:
     """Ask a second officer to confirm an exported batch that no matched bank line pays."""
-    text = " ".join((reason or "").split())
-    if not text:
-        raise InvalidInput("请填写例外确认的原因（例如：银行回单编号、与银行核实的情况）")
-    if len(text) > MAX_REASON:
-        raise InvalidInput(f"原因不能超过 {MAX_REASON} 个字")
+    text = reason_text(reason, missing="请填写例外确认的原因（例如：银行回单编号、与银行核实的情况）")
     batch = settlement.lock_batch(batch_id)
     if batch.status_enum is not BatchStatus.EXPORTED:
         raise InvalidTransition(f"批次 {batch.reference} 状态为「{batch.status_enum.label}」，无需例外确认")

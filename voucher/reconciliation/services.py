@@ -36,7 +36,8 @@ from voucher.accounts.models import User
 from voucher.core import audit
 from voucher.core.clock import local_day_end_utc, utcnow
 from voucher.core.db import db
-from voucher.core.errors import InvalidInput, InvalidTransition, NotFound
+from voucher.core.errors import InvalidTransition, NotFound
+from voucher.core.forms import reason_text
 from voucher.reconciliation import mapping as mappings
 from voucher.reconciliation.errors import MalformedStatement, StatementAlreadyImported
 from voucher.reconciliation.models import (
@@ -48,7 +49,6 @@ from voucher.reconciliation.models import (
 from voucher.reconciliation.parsing import ParsedLine, parse
 from voucher.settlement.models import BatchStatus, SettlementBatch
 
-MAX_REASON = 200
 SENT = (BatchStatus.EXPORTED.value, BatchStatus.PAID.value)
 
 
@@ -290,18 +290,9 @@ def sections(statement_id: int) -> StatementSections:
 # Resolving ----------------------------------------------------------------------------------------------
 
 
-def _reason(text: str | None) -> str:
-    reason = " ".join((text or "").split())
-    if not reason:
-        raise InvalidInput("请填写处理原因")
-    if len(reason) > MAX_REASON:
-        raise InvalidInput(f"处理原因不能超过 {MAX_REASON} 个字")
-    return reason
-
-
 def resolve_line(line_id: int, reason: str | None, actor: User, now: datetime | None = None) -> BankStatementLine:
     """Close an amount mismatch or an unmatched bank line with the officer's reason."""
-    reason = _reason(reason)
+    reason = reason_text(reason, missing="请填写处理原因", label="处理原因")
     line = db.session.scalar(
         select(BankStatementLine).where(BankStatementLine.id == line_id).with_for_update()
         .execution_options(populate_existing=True)
@@ -321,7 +312,7 @@ def resolve_line(line_id: int, reason: str | None, actor: User, now: datetime | 
 
 def resolve_batch(batch_id: int, reason: str | None, actor: User, now: datetime | None = None) -> BatchResolution:
     """Explain an exported or paid batch that no statement line pays."""
-    reason = _reason(reason)
+    reason = reason_text(reason, missing="请填写处理原因", label="处理原因")
     batch = db.session.scalar(select(SettlementBatch).where(SettlementBatch.id == batch_id).with_for_update())
     if batch is None:
         raise NotFound("找不到该结算批次")

@@ -22,6 +22,7 @@ from voucher.core import audit
 from voucher.core.clock import to_local, utcnow
 from voucher.core.db import db, serialize
 from voucher.core.errors import InvalidInput, InvalidTransition, NotFound
+from voucher.core.forms import reason_text
 from voucher.merchants.models import Merchant
 from voucher.settlement import payout_file
 from voucher.settlement.models import (
@@ -31,7 +32,6 @@ from voucher.settlement.models import (
     SettlementBatch,
 )
 
-MAX_REASON = 200
 #: mainland bank account numbers: digits only, 8 to 30 of them once spaces are taken out
 _ACCOUNT = re.compile(r"^[0-9]{8,30}$")
 
@@ -130,20 +130,11 @@ def create(actor: User | None, business_date: date | None = None, now: datetime 
     return file
 
 
-def _reason(text: str | None) -> str:
-    reason = " ".join((text or "").split())
-    if not reason:
-        raise InvalidInput("重新导出须填写原因（例如：银行退回付款文件）")
-    if len(reason) > MAX_REASON:
-        raise InvalidInput(f"原因不能超过 {MAX_REASON} 个字")
-    return reason
-
-
 def reissue(batch_ids: list[int], reason: str | None, actor: User, bank_claimed: set[int],
             now: datetime | None = None) -> PayoutFile:
     """Put exported batches into a new file, with a reason. `bank_claimed` are the ids, among these,
     that a bank statement line already pays or claims (the caller, reconciliation, knows the bank)."""
-    reason = _reason(reason)
+    reason = reason_text(reason, missing="重新导出须填写原因（例如：银行退回付款文件）")
     now = now or utcnow()
     if not batch_ids:
         raise InvalidInput("请选择要重新导出的批次")
