@@ -80,14 +80,17 @@ def test_five_wrong_passwords_lock_the_account(client, db):
         response = login(client, "finance", f"wrong-{attempt}")
         assert response.status_code == 401, attempt
     response = login(client, "finance", "wrong-5")
-    assert response.status_code == 423
-    assert "锁定" in response.get_data(as_text=True)
+    assert response.status_code == 401
+    assert "连续输错 5 次后账户将临时锁定 15 分钟" in response.get_data(as_text=True)
     assert _user(db, "finance").locked_until is not None
 
-    # Even the right password is now refused.
-    response = login(client, "finance", PASSWORD)
-    assert response.status_code == 423
-    assert "锁定" in response.get_data(as_text=True)
+    # Even the right password is now refused, with the answer a wrong password gets: a guesser cannot
+    # tell a locked account from a wrong password or an unknown name.
+    locked = login(client, "finance", PASSWORD)
+    unknown = login(client, "nobody-here", "whatever-1")
+    assert locked.status_code == unknown.status_code == 401
+    flash = re.compile(r'<div class="flash[^"]*"[^>]*>(.*?)</div>', re.S)
+    assert flash.findall(locked.get_data(as_text=True)) == flash.findall(unknown.get_data(as_text=True))
     assert _is_login_redirect(client.get("/dashboard"))
 
     # Other accounts are not affected.

@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from flask import (
     Blueprint,
     abort,
+    current_app,
     flash,
     make_response,
     redirect,
@@ -57,8 +58,14 @@ def login():
             db.session.commit()  # the attempt counts before its password is checked (services.py)
             user = services.finish_sign_in(attempt, form.password.data)
             token = sessions.start(user, replacing=sessions.current_id())
+        except (services.LoginFailed, services.AccountLocked):
+            # A refused sign-in changes only the failure count and the lock, which must persist. A locked
+            # account gets the same answer as a wrong password or an unknown name: "locked" would tell
+            # whoever guesses that the username exists (the lock itself is in the audit log for staff).
+            db.session.commit()
+            flash(_refused_message(), "error")
+            return render_template("accounts/login.html", form=form), 401
         except DomainError as error:
-            # A refused sign-in changes only the failure count and the lock, which must persist.
             db.session.commit()
             flash(error.message, "error")
             return render_template("accounts/login.html", form=form), error.status
@@ -73,6 +80,12 @@ def login():
         return redirect(target)
     status = 422 if form.is_submitted() else 200
     return render_template("accounts/login.html", form=form), status
+
+
+def _refused_message() -> str:
+    config = current_app.config
+    return (f"用户名或密码错误。连续输错 {config['LOGIN_MAX_FAILURES']} 次后账户将临时锁定 "
+            f"{config['LOGIN_LOCKOUT_MINUTES']} 分钟，如已锁定请稍后再试或联系管理员")
 
 
 def _is_local(target: str) -> bool:
