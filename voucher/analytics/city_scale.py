@@ -1,4 +1,4 @@
-"""`flask seed city-scale`: the city's reference case (DESIGN.md section 6) loaded as a data set.
+"""`flask seed city-scale`: the city's reference case (docs/design.md §6 Leverage) loaded as a data set.
 
 The numbers come from city_scale_data.generate(seed, scale); this module writes them in one
 transaction (the caller commits):

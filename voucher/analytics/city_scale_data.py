@@ -1,6 +1,6 @@
 """The city's reference case as numbers: a deterministic plan and arrays, no database.
 
-DESIGN.md section 6: 2,902,100 vouchers claimed, 43,000,000 yuan of face value, 219,000,000 yuan of
+docs/design.md §6 Leverage: 2,902,100 vouchers claimed, 43,000,000 yuan of face value, 219,000,000 yuan of
 consumption driven (leverage on issued 5.09), over 60,000 merchants, in rounds from 2020 to 2022.
 `generate(seed, scale)` turns that into arrays (merchants, citizens, vouchers, redemptions and a
 daily sales panel with a planted causal uplift); voucher/analytics/city_scale.py writes them.

@@ -1,4 +1,4 @@
-"""Leverage (杠杆率): consumption driven per yuan, gross and honestly labelled (DESIGN.md section 6).
+"""Leverage (杠杆率): consumption driven per yuan, gross and honestly labelled (docs/design.md §6 Leverage).
 
 Gross figures count whole orders in which a voucher was redeemed; people would have bought part of
 that anyway, so the page shows beside them the mechanical floor a 满X减Y voucher forces (an order of

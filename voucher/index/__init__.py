@@ -1,1 +1,1 @@
-"""ICDI-EC: the information-consumption development index of demonstration cities (DESIGN.md section 7)."""
+"""ICDI-EC: the information-consumption development index of demonstration cities (docs/design.md §7 ICDI-EC)."""

@@ -1,4 +1,4 @@
-"""The indicator catalogue as data: the default (DESIGN.md section 7), versions, and their approval.
+"""The indicator catalogue as data: the default (docs/design.md §7 ICDI-EC), versions, and their approval.
 
 An administrator drafts a new version (names, units, groups, first-level weights, optionally unequal
 third-level weights); a different administrator or bureau approver approves it, which retires the

@@ -8,7 +8,7 @@ The report's method, step by step:
    first-level indicator, the inner sums (the first-level scores) are the weighted means of their
    third-level values, on the same 0-1 scale as the composite.
 
-The report leaves four points open; each is a named setting here (DESIGN.md section 7), with the
+The report leaves four points open; each is a named setting here (docs/design.md §7 ICDI-EC), with the
 stated default: sample standard deviation (Excel STDEV.S), I capped at 1, missing values refused
 unless an imputation is chosen (imputed cells are flagged), thresholds per period (or fixed to a base
 year, so a city whose data do not change keeps its score). Beside the report's method, never replacing
@@ -142,7 +142,7 @@ MISSING = {"refuse": "不允许缺失（默认）", "median": "以同年各城�
 
 @dataclass(frozen=True)
 class Settings:
-    """The named settings of a computation. The defaults are the report's method as DESIGN.md reads it."""
+    """The named settings of a computation. The defaults: the report's method as docs/design.md §7 ICDI-EC reads it."""
 
     #: threshold (I = X / A, the report's), minmax ((X - min) / (max - min)), zscore ((X - mean) / sd)
     normalisation: str = "threshold"

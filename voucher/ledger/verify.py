@@ -1,4 +1,4 @@
-"""Recompute every balance from its postings and check the ledger's invariants (DESIGN.md section 4)."""
+"""Recompute every balance from its postings; check the invariants of docs/design.md §4 Money and the ledger."""
 from __future__ import annotations
 
 from sqlalchemy import func, select

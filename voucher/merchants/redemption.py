@@ -1,4 +1,4 @@
-"""Redemption at the counter: one atomic step (DESIGN.md section 5)."""
+"""Redemption at the counter: one atomic step (docs/design.md §5 Vouchers and QR codes)."""
 from __future__ import annotations
 
 import json
