@@ -15,6 +15,7 @@ the load, under 1 s for each page.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import secrets
 import subprocess
@@ -73,6 +74,7 @@ def run(database_url: str, seed: int, scale: float, label: str, repeat: int = 3)
         "SECRET_KEY": secrets.token_hex(24), "IDENTITY_HASH_KEY": secrets.token_hex(24),
         "QR_SIGNING_KEYS": f"b1:{secrets.token_hex(24)}", "PARTNER_MASTER_KEY": secrets.token_hex(24),
         "AUDIT_MAC_KEYS": f"a1:{secrets.token_hex(24)}",
+        "FIELD_ENCRYPTION_KEYS": f"f1:aes-256-gcm:{base64.b64encode(secrets.token_bytes(32)).decode()}",
     })
     from voucher import create_app
     from voucher.analytics.city_scale import load_city_scale
@@ -81,7 +83,7 @@ def run(database_url: str, seed: int, scale: float, label: str, repeat: int = 3)
     from voucher.cli import SEED_DIR
     from voucher.core.db import db
     from voucher.core.money import format_yuan
-    from voucher.ledger.verify import verify_ledger
+    from voucher.reports.consistency import verify_ledger
 
     app = create_app()
     with app.app_context():

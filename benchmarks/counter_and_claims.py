@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
 import hmac
 import http.client
@@ -159,15 +160,16 @@ def setup(env: dict, vouchers: int, clients: int, ceiling_vouchers: int) -> dict
     from voucher.accounts.services import create_user
     from voucher.api.auth import issue_terminal_token, partner_secret
     from voucher.api.models import Partner
-    from voucher.campaigns import releases, services as campaigns
+    from voucher.campaigns import releases
+    from voucher.campaigns import services as campaigns
     from voucher.campaigns.measures_seed import load_measures
     from voucher.campaigns.models import Measure
     from voucher.cli import SEED_DIR
     from voucher.core.clock import local_today, utcnow
     from voucher.core.db import db
     from voucher.core.permissions import Role
+    from voucher.core.uscc import check_char
     from voucher.merchants.models import Merchant, Store
-    from voucher.merchants.uscc import check_char
 
     app = create_app()
     with app.app_context():
@@ -410,6 +412,7 @@ def main() -> None:
         "SECRET_KEY": secrets.token_hex(24), "IDENTITY_HASH_KEY": secrets.token_hex(24),
         "QR_SIGNING_KEYS": f"b1:{secrets.token_hex(24)}", "PARTNER_MASTER_KEY": secrets.token_hex(24),
         "AUDIT_MAC_KEYS": f"a1:{secrets.token_hex(24)}",
+        "FIELD_ENCRYPTION_KEYS": f"f1:aes-256-gcm:{base64.b64encode(secrets.token_bytes(32)).decode()}",
         # One partner and one address send every claim, 32 terminals redeem as fast as they can: far
         # above the production limits, which stay switched on (their cost is part of the figures).
         **{name: "10000000 per minute" for name in (
@@ -461,7 +464,7 @@ def main() -> None:
         script, available = app_schema_script(info)
         app_ceiling = run_pgbench(database, script, args.clients, args.pgbench_seconds)
         from voucher import create_app
-        from voucher.ledger.verify import verify_ledger
+        from voucher.reports.consistency import verify_ledger
 
         app = create_app()
         with app.app_context():

@@ -50,6 +50,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, text
 
 from voucher.core.errors import ConcurrentChange
+from voucher.merchants.terminals import issue_terminal_token
 
 #: Defects the soak has found that are not fixed yet: counted and shown in the summary, not failed on,
 #: unless MONEY_SOAK_STRICT=1. Delete an entry once its fix lands; from then on it fails the run.
@@ -253,7 +254,7 @@ def build_world(app, settings: SoakSettings) -> World:
         store = ("food", "lianyun")[i % 2]
         merchant_id = base.merchant.id if store == "food" else lianyun.id
         create_user(f"soak_cashier{i}", PASSWORD, Role.CASHIER, merchant_id=merchant_id, store_id=stores[store])
-    terminals = {(i, label): auth.issue_terminal_token(store_id, f"压测终端{i}", base.approver.id)[1]
+    terminals = {(i, label): issue_terminal_token(store_id, f"压测终端{i}", base.approver.id)[1]
                  for i in range(settings.threads) for label, store_id in stores.items()}
     db.session.add(Partner(name="压测渠道", key_id=PARTNER_KEY))
 
@@ -1395,7 +1396,7 @@ def check(app, world: World, run: SoakRun, operations: dict[str, Operation] | No
     """The final state's invariants, the product's own `ledger verify` besides, every acknowledged
     action in the database, no 5xx; and whatever the observer saw during the run."""
     from voucher.core.db import db
-    from voucher.ledger.verify import verify_ledger
+    from voucher.reports.consistency import verify_ledger
 
     operations = operations or OPERATIONS
     strict = os.environ.get("MONEY_SOAK_STRICT") == "1"

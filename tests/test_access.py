@@ -11,13 +11,13 @@ from sqlalchemy import select
 
 from tests.conftest import make_app
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
-from voucher.vouchers.codes import display
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
+from voucher.core import uscc
 from voucher.core.permissions import Role
-from voucher.merchants import uscc
 from voucher.merchants.models import Merchant, Store
 from voucher.merchants.redemption import redeem
+from voucher.vouchers.codes import display
 
 
 def login(client, username, password=PASSWORD):

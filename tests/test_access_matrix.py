@@ -44,6 +44,7 @@ from voucher.api import auth
 from voucher.api.models import Partner
 from voucher.core.db import db as _db
 from voucher.core.permissions import PUBLIC, Access, Role
+from voucher.merchants import terminals
 from voucher.merchants.redemption import redeem
 from voucher.vouchers import citizens
 from voucher.vouchers.services import forget_sold_out
@@ -229,11 +230,11 @@ def _set_up(app, db) -> Setting:
     mine = claim_one(release, citizens.citizen_for(PHONE))
     redeemed = claim_one(release, make_citizen("matrix"))
     redemption = redeem(redeemed.code, 150_00, world.cashier).redemption
-    _, terminal_token = auth.issue_terminal_token(world.cashier.store_id, "矩阵终端", world.manager.id)
+    _, terminal_token = terminals.issue_terminal_token(world.cashier.store_id, "矩阵终端", world.manager.id)
     db.session.add(Partner(name="矩阵渠道", key_id="pk_matrix"))
     spare_cashier = create_user("matrix_spare", PASSWORD, Role.CASHIER, merchant_id=world.merchant.id,
                                 store_id=world.cashier.store_id)
-    spare_terminal, _ = auth.issue_terminal_token(world.cashier.store_id, "备用终端", world.manager.id)
+    spare_terminal, _ = terminals.issue_terminal_token(world.cashier.store_id, "备用终端", world.manager.id)
     db.session.commit()
 
     callers = {"anonymous": Caller("anonymous", app.test_client())}

@@ -15,8 +15,9 @@ from voucher.api import auth
 from voucher.api.models import Partner
 from voucher.core.audit import AuditEntry
 from voucher.ledger import services as ledger
-from voucher.ledger.verify import verify_ledger
+from voucher.merchants import terminals
 from voucher.merchants.models import Redemption
+from voucher.reports.consistency import verify_ledger
 from voucher.vouchers import tokens
 from voucher.vouchers.models import Citizen, Voucher
 
@@ -33,8 +34,8 @@ def test_openapi_is_valid_and_lists_every_endpoint(client):
 def terminal_world(db, app):
     world = make_world()
     campaign, release = make_campaign(world, quantity=10)
-    terminal, token = auth.issue_terminal_token(world.cashier.store_id, "一号收银机", world.manager.id)
-    other, other_token = auth.issue_terminal_token(world.cashier_car.store_id, "汽车店终端", world.admin.id)
+    terminal, token = terminals.issue_terminal_token(world.cashier.store_id, "一号收银机", world.manager.id)
+    other, other_token = terminals.issue_terminal_token(world.cashier_car.store_id, "汽车店终端", world.admin.id)
     db.session.commit()
     voucher = claim_one(release, make_citizen())
     qr = tokens.sign(voucher.code, app.config["QR_SIGNING_KEYS"], app.config["QR_ACTIVE_KEY_ID"])

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from voucher.api import auth
 from voucher.api.models import Partner
+from voucher.merchants import terminals
 from voucher.merchants.models import Redemption
 from voucher.vouchers import tokens
 from voucher.vouchers.models import Voucher
@@ -25,8 +26,8 @@ DEEP = b"[" * 5000  # issue 16, item 6: answered 500 (RecursionError)
 def api_world(db, app):
     world = make_world()
     _, release = make_campaign(world, quantity=10)
-    _, token = auth.issue_terminal_token(world.cashier.store_id, "一号收银机", world.manager.id)
-    _, other_token = auth.issue_terminal_token(world.cashier_car.store_id, "汽车店终端", world.admin.id)
+    _, token = terminals.issue_terminal_token(world.cashier.store_id, "一号收银机", world.manager.id)
+    _, other_token = terminals.issue_terminal_token(world.cashier_car.store_id, "汽车店终端", world.admin.id)
     db.session.add(Partner(name="我的连云港", key_id="pk_contract"))
     db.session.commit()
     voucher = claim_one(release, make_citizen())
@@ -110,6 +111,7 @@ def test_oversized_bodies_are_refused_before_parsing(client, api_world, path):
     headers = signed_headers(body, path) if "channel" in path else terminal(api_world["token"])
     response = client.post(path, data=body, content_type="application/json", headers=headers)
     assert_error(response, 413, "payload_too_large")
+    assert "不能超过 16 KB" in response.get_json()["errors"][0]["message"]
 
 
 @pytest.mark.parametrize("body", [b"\xff\xfe\x00", b"1" * 5000, b'{"code": "x", "order_amount_fen": NaN}', b"[]", b""])

@@ -30,6 +30,7 @@ from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from voucher.api import auth
 from voucher.api.models import Partner
 from voucher.api.views import openapi
+from voucher.merchants import terminals
 from voucher.vouchers import tokens
 
 MAX_EXAMPLES = 40  # per operation and generation mode, in the fuzzing phase
@@ -140,7 +141,7 @@ def contract_world(app, db):
     map_body slips into some of the generated redemptions; before_call signs with them."""
     world = make_world()
     _, release = make_campaign(world, quantity=200, threshold_fen=0)
-    _, token = auth.issue_terminal_token(world.cashier.store_id, "契约测试终端", world.manager.id)
+    _, token = terminals.issue_terminal_token(world.cashier.store_id, "契约测试终端", world.manager.id)
     db.session.add(Partner(name="契约测试渠道", key_id=PARTNER_KEY))
     db.session.commit()
     codes = []

@@ -128,3 +128,26 @@ def test_only_records_older_than_the_margin_are_sealed_and_the_cli_reports(app, 
     _around_the_app(db, "UPDATE audit_entries SET action = 'x' WHERE id = :id", id=entry_id)
     failed = runner.invoke(args=["audit", "verify"])
     assert failed.exit_code == 1 and "内容与其签名不符" in failed.output
+
+
+def test_rotating_to_an_hmac_sm3_key_keeps_the_older_records_verifying(app, db, logged, monkeypatch):
+    """Records and a seal made under the SHA-256 key, then more under a new HMAC-SM3 key: all verify, and
+    an edit of a record signed with SM3 still shows."""
+    from voucher.config import parse_key_ring
+
+    world, _ = logged
+    old_key_id = app.config["AUDIT_MAC_ACTIVE_KEY_ID"]
+    ring = {**app.config["AUDIT_MAC_KEYS"], **parse_key_ring("sm1:hmac-sm3:audit-sm3-key-0123456789", "AUDIT_MAC_KEYS")}
+    monkeypatch.setitem(app.config, "AUDIT_MAC_KEYS", ring)
+    monkeypatch.setitem(app.config, "AUDIT_MAC_ACTIVE_KEY_ID", "sm1")
+    make_campaign(world, quantity=1)
+    db.session.commit()
+    link = seal(utcnow() + audit_chain.SEAL_AFTER + timedelta(seconds=1))
+    db.session.commit()
+    assert link.key_id == "sm1"
+    assert {old_key_id, "sm1"} == set(db.session.scalars(select(AuditEntry.mac_key).distinct()))
+    assert verify().ok, verify().problems
+
+    newest = db.session.scalar(select(AuditEntry.id).where(AuditEntry.mac_key == "sm1").limit(1))
+    _around_the_app(db, "UPDATE audit_entries SET actor_label = 'someone_else' WHERE id = :id", id=newest)
+    assert any("内容与其签名不符" in p for p in verify().problems)

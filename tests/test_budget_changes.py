@@ -11,7 +11,7 @@ from voucher.campaigns.models import BudgetChange, Campaign, FundingSource
 from voucher.core.errors import BudgetExhausted, InvalidInput, InvalidTransition, MakerCheckerViolation
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
+from voucher.reports.consistency import verify_ledger
 
 
 def login(client, username):

@@ -12,11 +12,11 @@ from tests.conftest import pin_ordinary_time
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world, pay_through_bank
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.budget import close_campaign
+from voucher.campaigns.overview import policy_overview
 from voucher.core.clock import local_day_start_utc, local_today
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
 from voucher.merchants.redemption import redeem, reverse
-from voucher.campaigns.overview import policy_overview
 from voucher.reports.budget import budget_execution
 from voucher.settlement import batches as settlement
 

@@ -25,8 +25,8 @@ from voucher.core.errors import (
 )
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.redemption import redeem
+from voucher.reports.consistency import verify_ledger
 from voucher.vouchers.models import Voucher
 from voucher.vouchers.services import claim
 

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests.conftest import empty_tables
 from tests.factories import make_world
@@ -19,11 +19,11 @@ from voucher.analytics.city_scale import LEVERAGE_TRUTH, TRUTH, AlreadyLoaded, D
 from voucher.analytics.models import MerchantDailySales, SyntheticTruth
 from voucher.campaigns.models import Campaign, FundingSource, Release, VoucherProduct
 from voucher.core.clock import to_local
+from voucher.core.uscc import is_valid
 from voucher.ledger.models import AccountKind, JournalEntry
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.models import Merchant, Redemption, Store
-from voucher.merchants.uscc import is_valid
+from voucher.reports.consistency import verify_ledger
 from voucher.vouchers.codes import is_well_formed
 from voucher.vouchers.models import Citizen, Voucher
 
@@ -176,6 +176,10 @@ def test_merchants_span_the_city_and_each_one_taking_part_redeems(db):
     assert set(sizes) <= {"micro", "small", "medium", "large"} and sizes["micro"] > sizes["medium"]
     assert all(is_valid(uscc) for uscc in db.session.scalars(select(Merchant.uscc)))
     assert db.session.scalar(select(func.count(Store.id))) == merchants
+    # Bulk rows skip the model's type: the account numbers are encrypted all the same, and read back.
+    stored = db.session.scalars(text("SELECT bank_account_no FROM merchants")).all()
+    assert len(stored) == merchants and all(value.startswith("v1.") for value in stored)
+    assert all(no.startswith("6217") and len(no) == 19 for no in db.session.scalars(select(Merchant.bank_account_no)))
 
 
 def test_every_redemption_keeps_its_vouchers_rules(db):
@@ -350,9 +354,9 @@ def test_fresh_refuses_a_database_with_data_and_append_loads_beside_it(app, db):
 
 
 def test_the_page_reads_the_rollup_shows_5_09_and_the_causal_estimate_covers_the_planted_value(client, db):
+    from tests.factories import PASSWORD, make_world
     from voucher.analytics import panel, rollup
     from voucher.analytics.leverage import headline
-    from tests.factories import PASSWORD, make_world
 
     load(db)
     assert rollup.built_through() is not None  # the load pre-aggregated its days

@@ -21,12 +21,13 @@ from voucher.jobs import registry, runner, tasks
 from voucher.jobs.models import JobRun
 from voucher.jobs.registry import daily
 from voucher.ledger import services as ledger
+from voucher.ledger.closing import close_period
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry
-from voucher.ledger.periods import PeriodClosed, close_period, period_of
+from voucher.ledger.periods import PeriodClosed, period_of
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.models import Redemption
 from voucher.merchants.redemption import redeem, reverse
+from voucher.reports.consistency import verify_ledger
 from voucher.settlement import batches as settlement
 from voucher.settlement.models import SettlementItem
 from voucher.vouchers import expiry

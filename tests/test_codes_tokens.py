@@ -12,7 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
+from voucher.config import parse_key_ring
+from voucher.core import keyed_mac
 from voucher.core.errors import InvalidToken
+from voucher.core.keyed_mac import HMAC_SM3, MacKey
 from voucher.ledger.models import Posting
 from voucher.merchants.models import Redemption
 from voucher.vouchers import codes, tokens
@@ -217,6 +220,63 @@ def test_kid_cannot_be_swapped_onto_another_keys_signature():
     relabelled = token.replace("LYGV1.k1.", "LYGV1.k2.", 1)
     with pytest.raises(InvalidToken):
         tokens.verify(relabelled, rotated)
+
+
+# HMAC-SM3 keys (the 商用密码 option) --------------------------------------------------------------
+
+SM3_RING = {"s1": MacKey(K1, HMAC_SM3)}
+
+
+def test_sm3_token_round_trip_and_signature():
+    code = codes.new_code()
+    token = tokens.sign(code, SM3_RING, "s1")
+    assert tokens.verify(token, SM3_RING) == code
+    signature = token.split(".")[3]
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    assert raw == keyed_mac.digest(SM3_RING["s1"], f"LYGV1|s1|{code}".encode())[:16]
+    assert raw != hmac.new(K1, f"LYGV1|s1|{code}".encode(), hashlib.sha256).digest()[:16]
+
+
+def test_a_token_verifies_only_under_the_algorithm_it_was_signed_with():
+    """Same key id, same secret: an SM3 token is refused by a SHA-256 ring and the other way round."""
+    code = codes.new_code()
+    sha_ring = {"s1": K1}
+    with pytest.raises(InvalidToken, match="签名校验失败"):
+        tokens.verify(tokens.sign(code, SM3_RING, "s1"), sha_ring)
+    with pytest.raises(InvalidToken, match="签名校验失败"):
+        tokens.verify(tokens.sign(code, sha_ring, "s1"), SM3_RING)
+
+
+def test_rotation_from_a_sha256_key_to_an_sm3_key():
+    """A ring parsed from the environment: the old SHA-256 key keeps its vouchers valid while the new
+    SM3 key signs; once the old key leaves the ring its tokens are refused."""
+    code = codes.new_code()
+    before = parse_key_ring("k1:first-signing-key-0123456789")
+    old_token = tokens.sign(code, before, "k1")
+    rotated = parse_key_ring("k1:first-signing-key-0123456789,k2:hmac-sm3:second-signing-key-abcdefghij")
+    new_token = tokens.sign(code, rotated, "k2")
+    assert tokens.verify(old_token, rotated) == tokens.verify(new_token, rotated) == code
+    retired = parse_key_ring("k2:hmac-sm3:second-signing-key-abcdefghij")
+    assert tokens.verify(new_token, retired) == code
+    with pytest.raises(InvalidToken):
+        tokens.verify(old_token, retired)
+
+
+def test_the_app_signs_with_an_sm3_active_key(app, db, monkeypatch):
+    from voucher.vouchers import services
+
+    ring = parse_key_ring("k1:first-signing-key-0123456789,k2:hmac-sm3:second-signing-key-abcdefghij")
+    monkeypatch.setitem(app.config, "QR_SIGNING_KEYS", ring)
+    monkeypatch.setitem(app.config, "QR_ACTIVE_KEY_ID", "k2")
+    world = make_world()
+    _, release = make_campaign(world)
+    voucher = claim_one(release, make_citizen())
+    token = services.qr_token(voucher)
+    assert token.split(".")[1] == "k2"
+    assert tokens.verify(token, {"k2": ring["k2"]}) == voucher.code
+    assert services.code_from_input(token) == voucher.code  # the counter takes it
+    with pytest.raises(InvalidToken):
+        tokens.verify(token, {"k2": bytes(ring["k2"])})  # the same secret as HMAC-SHA256
 
 
 def test_looks_like_token():

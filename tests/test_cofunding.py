@@ -14,8 +14,8 @@ from voucher.core.db import db as _db
 from voucher.core.money import split_by_shares, split_within
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.redemption import redeem
+from voucher.reports.consistency import verify_ledger
 
 A = 250_000_00  # the enterprise's part; the government puts in twice as much
 SHARES = [2, 1]

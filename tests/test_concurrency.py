@@ -13,9 +13,10 @@ from sqlalchemy import func, select
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from voucher.core.db import db as _db
 from voucher.core.errors import DomainError
-from voucher.ledger.verify import verify_ledger
+from voucher.merchants import terminals
 from voucher.merchants.models import Redemption
 from voucher.merchants.redemption import redeem
+from voucher.reports.consistency import verify_ledger
 from voucher.vouchers.models import Citizen, Voucher
 from voucher.vouchers.services import claim
 
@@ -144,8 +145,8 @@ def test_parallel_http_requests_get_definite_answers(app, db):
     world = make_world()
     _, release = make_campaign(world, quantity=8)
     db.session.add(Partner(name="并发测试渠道", key_id="pk_conc"))
-    _, token_a = auth.issue_terminal_token(world.cashier.store_id, "A", world.manager.id)
-    _, token_b = auth.issue_terminal_token(world.cashier.store_id, "B", world.manager.id)
+    _, token_a = terminals.issue_terminal_token(world.cashier.store_id, "A", world.manager.id)
+    _, token_b = terminals.issue_terminal_token(world.cashier.store_id, "B", world.manager.id)
     db.session.commit()
     secret, release_id = auth.partner_secret("pk_conc"), release.id
 

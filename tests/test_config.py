@@ -11,8 +11,12 @@ from voucher.config import ConfigError, load, parse_key_ring
 ENV_VARS = (
     "VOUCHER_ENV", "SECRET_KEY", "QR_SIGNING_KEYS", "QR_ACTIVE_KEY_ID", "IDENTITY_HASH_KEY",
     "OTP_DEV_DISPLAY", "DATABASE_URL", "PARTNER_MASTER_KEY", "REVERSAL_WINDOW_MINUTES", "AUDIT_MAC_KEYS",
-    "AUDIT_MAC_ACTIVE_KEY_ID",
+    "AUDIT_MAC_ACTIVE_KEY_ID", "IDENTITY_HASH_KEYS", "IDENTITY_HASH_ACTIVE_KEY_ID", "FIELD_ENCRYPTION_KEYS",
+    "FIELD_ENCRYPTION_ACTIVE_KEY_ID",
 )
+#: production-shaped field keys for the tests: 32 and 16 bytes, base64
+PROD_AES_KEY = "q7B0m3kQ2a9Vx1yZr8TfLw5nHc4uJd6sPe0gKi2oMb8="
+PROD_SM4_KEY = "Zm9vYmFyYmF6cXV4MTIzNA=="
 
 
 @pytest.fixture
@@ -29,6 +33,7 @@ def _production(monkeypatch):
     monkeypatch.setenv("IDENTITY_HASH_KEY", "prod-identity-key-77")
     monkeypatch.setenv("PARTNER_MASTER_KEY", "prod-partner-master-key-99")
     monkeypatch.setenv("AUDIT_MAC_KEYS", "a1:prod-audit-mac-key-31")
+    monkeypatch.setenv("FIELD_ENCRYPTION_KEYS", f"f1:aes-256-gcm:{PROD_AES_KEY}")
 
 
 def test_production_without_secrets_names_each_missing_one(clean_env, tmp_path):
@@ -36,13 +41,14 @@ def test_production_without_secrets_names_each_missing_one(clean_env, tmp_path):
     with pytest.raises(ConfigError) as info:
         load(str(tmp_path))
     message = str(info.value)
-    for name in ("SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY", "PARTNER_MASTER_KEY", "AUDIT_MAC_KEYS"):
+    for name in ("SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY", "PARTNER_MASTER_KEY", "AUDIT_MAC_KEYS",
+                 "FIELD_ENCRYPTION_KEYS"):
         assert name in message
     assert "OTP_DEV_DISPLAY" not in message  # off by default in production
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY", "PARTNER_MASTER_KEY",
-                                     "AUDIT_MAC_KEYS"])
+                                     "AUDIT_MAC_KEYS", "FIELD_ENCRYPTION_KEYS"])
 def test_production_with_one_secret_missing_names_only_that_one(clean_env, tmp_path, missing):
     _production(clean_env)
     clean_env.delenv(missing)
@@ -50,7 +56,8 @@ def test_production_with_one_secret_missing_names_only_that_one(clean_env, tmp_p
         load(str(tmp_path))
     message = str(info.value)
     assert missing in message
-    for other in {"SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY", "PARTNER_MASTER_KEY", "AUDIT_MAC_KEYS"} - {missing}:
+    for other in {"SECRET_KEY", "QR_SIGNING_KEYS", "IDENTITY_HASH_KEY", "PARTNER_MASTER_KEY", "AUDIT_MAC_KEYS",
+                  "FIELD_ENCRYPTION_KEYS"} - {missing}:
         assert other not in message
 
 
@@ -61,7 +68,9 @@ def test_production_with_secrets_loads(clean_env, tmp_path):
     assert loaded["SECRET_KEY"] == "prod-secret-4f1c0e9a7b"
     assert loaded["QR_SIGNING_KEYS"] == {"p1": b"prod-qr-key-aaaa", "p2": b"prod-qr-key-bbbb"}
     assert loaded["QR_ACTIVE_KEY_ID"] == "p1"  # the first key by default
-    assert loaded["IDENTITY_HASH_KEY"] == b"prod-identity-key-77"
+    assert loaded["IDENTITY_HASH_KEYS"] == {"default": b"prod-identity-key-77"}  # the single key as a ring
+    assert loaded["IDENTITY_HASH_ACTIVE_KEY_ID"] == "default"
+    assert loaded["FIELD_ENCRYPTION_ACTIVE_KEY_ID"] == "f1"
     assert loaded["OTP_DEV_DISPLAY"] is False
     assert loaded["SESSION_COOKIE_SECURE"] is True
     assert loaded["SESSION_COOKIE_HTTPONLY"] is True
@@ -177,4 +186,96 @@ def test_environment_name_is_case_insensitive_and_must_be_known(clean_env, tmp_p
         load(str(tmp_path))  # production rules apply: dev defaults refused
     clean_env.setenv("VOUCHER_ENV", "prod")
     with pytest.raises(ConfigError, match="VOUCHER_ENV"):
+        load(str(tmp_path))
+
+
+# The 商用密码 option: an algorithm per key id, the identity hash as a ring, field encryption keys.
+
+def test_parse_key_ring_names_an_algorithm_per_key_id():
+    from voucher.core.keyed_mac import HMAC_SHA256, HMAC_SM3, MacKey
+
+    ring = parse_key_ring("k1:secret1,k2:hmac-sm3:secret2,k3:HMAC-SHA256:secret3")
+    assert [ring[kid].algorithm for kid in ("k1", "k2", "k3")] == [HMAC_SHA256, HMAC_SM3, HMAC_SHA256]
+    assert ring["k2"] == MacKey(b"secret2", HMAC_SM3)
+    assert ring["k2"] != b"secret2"  # a plain key means HMAC-SHA256
+    assert parse_key_ring("k1:hmac-sm3:a:b")["k1"] == MacKey(b"a:b", HMAC_SM3)
+    assert parse_key_ring("k1:hmacsecret:b") == {"k1": b"hmacsecret:b"}  # not an algorithm: part of the secret
+    assert "secret2" not in repr(ring)  # a config dump does not show the secrets
+
+
+@pytest.mark.parametrize("text", ["k1:hmac-md5:secret", "k1:hmac-sm4:secret", "k1:hmac-sm3:", "k1:hmac-sm3: "])
+def test_parse_key_ring_refuses_an_unknown_algorithm_or_a_missing_secret(text):
+    with pytest.raises(ConfigError) as info:
+        parse_key_ring(text)
+    assert "QR_SIGNING_KEYS" in str(info.value)
+
+
+def test_unknown_algorithm_message_is_chinese_and_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="不受支持.*hmac-sha256、hmac-sm3"):
+        parse_key_ring("a1:hmac-md5:prod-audit-mac-key-31", "AUDIT_MAC_KEYS")
+
+
+def test_identity_hash_key_ring_from_the_environment(clean_env, tmp_path):
+    _production(clean_env)
+    clean_env.delenv("IDENTITY_HASH_KEY")
+    clean_env.setenv("IDENTITY_HASH_KEYS", "i1:prod-identity-key-77,i2:hmac-sm3:prod-identity-key-88")
+    clean_env.setenv("IDENTITY_HASH_ACTIVE_KEY_ID", "i2")
+    loaded = load(str(tmp_path))
+    assert loaded["IDENTITY_HASH_ACTIVE_KEY_ID"] == "i2"
+    assert loaded["IDENTITY_HASH_KEYS"]["i2"].algorithm == "hmac-sm3"
+    clean_env.setenv("IDENTITY_HASH_ACTIVE_KEY_ID", "i3")
+    with pytest.raises(ConfigError, match="IDENTITY_HASH_ACTIVE_KEY_ID"):
+        load(str(tmp_path))
+
+
+def test_identity_hash_key_and_ring_together_are_refused(clean_env, tmp_path):
+    clean_env.setenv("IDENTITY_HASH_KEY", "prod-identity-key-77")
+    clean_env.setenv("IDENTITY_HASH_KEYS", "i1:prod-identity-key-77")
+    with pytest.raises(ConfigError, match="只能设置其一"):
+        load(str(tmp_path))
+
+
+@pytest.mark.parametrize("ring", ["i1:prod-identity-key-77,i2:short", "i1:prod-identity-key-77,i2:hmac-sm3:short",
+                                  f"i1:prod-identity-key-77,dev:{config.DEV_IDENTITY_HASH_KEY}"])
+def test_production_refuses_a_dev_or_short_identity_key_in_the_ring(clean_env, tmp_path, ring):
+    _production(clean_env)
+    clean_env.delenv("IDENTITY_HASH_KEY")
+    clean_env.setenv("IDENTITY_HASH_KEYS", ring)
+    with pytest.raises(ConfigError) as info:
+        load(str(tmp_path))
+    assert "IDENTITY_HASH_KEYS" in str(info.value)
+
+
+def test_parse_field_keys():
+    ring = config.parse_field_keys(f"f1:aes-256-gcm:{PROD_AES_KEY}, f2:SM4-GCM:{PROD_SM4_KEY}")
+    assert [(kid, key.algorithm, len(key.secret)) for kid, key in ring.items()] == [
+        ("f1", "aes-256-gcm", 32), ("f2", "sm4-gcm", 16)]
+    assert PROD_SM4_KEY not in repr(ring) and "foobar" not in repr(ring)
+
+
+@pytest.mark.parametrize(("text", "complaint"), [
+    ("", "不能为空"),
+    (f"f1:{PROD_AES_KEY}", "格式"),
+    (f"f.1:aes-256-gcm:{PROD_AES_KEY}", "格式"),
+    (f"f1:aes-128-gcm:{PROD_AES_KEY}", "不受支持"),
+    (f"f1:aes-256-gcm:{PROD_SM4_KEY}", "应为 32 字节"),
+    (f"f1:sm4-gcm:{PROD_AES_KEY}", "应为 16 字节"),
+    ("f1:aes-256-gcm:not base64!", "base64"),
+])
+def test_parse_field_keys_refuses_bad_input(text, complaint):
+    with pytest.raises(ConfigError, match=complaint):
+        config.parse_field_keys(text)
+
+
+def test_production_refuses_the_development_field_key(clean_env, tmp_path):
+    _production(clean_env)
+    clean_env.setenv("FIELD_ENCRYPTION_KEYS", f"f1:aes-256-gcm:{PROD_AES_KEY},{config.DEV_FIELD_ENCRYPTION_KEYS}")
+    with pytest.raises(ConfigError) as info:
+        load(str(tmp_path))
+    assert "FIELD_ENCRYPTION_KEYS" in str(info.value)
+    clean_env.setenv("FIELD_ENCRYPTION_KEYS", f"f1:aes-256-gcm:{PROD_AES_KEY},f2:sm4-gcm:{PROD_SM4_KEY}")
+    clean_env.setenv("FIELD_ENCRYPTION_ACTIVE_KEY_ID", "f2")
+    assert load(str(tmp_path))["FIELD_ENCRYPTION_ACTIVE_KEY_ID"] == "f2"
+    clean_env.setenv("FIELD_ENCRYPTION_ACTIVE_KEY_ID", "f3")
+    with pytest.raises(ConfigError, match="FIELD_ENCRYPTION_ACTIVE_KEY_ID"):
         load(str(tmp_path))

@@ -2,7 +2,7 @@
 services (so the ledger verifies), and loading twice changes nothing."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from voucher.accounts.models import User
 from voucher.campaigns.models import (
@@ -16,8 +16,8 @@ from voucher.campaigns.models import (
 )
 from voucher.campaigns.overview import policy_overview
 from voucher.ledger.models import JournalEntry
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.models import Merchant
+from voucher.reports.consistency import verify_ledger
 from voucher.vouchers.models import Voucher
 
 DEMO_ACCOUNTS = ("maker", "approver", "finance", "finance2", "auditor", "admin", "manager", "cashier", "cashier_market",
@@ -50,6 +50,10 @@ def test_seed_demo_loads_accounts_and_a_campaign_per_measure(app, db):
 
     db.session.rollback()
     assert {u.username for u in db.session.scalars(select(User))} == set(DEMO_ACCOUNTS)
+    # The settlement account numbers are encrypted at rest and read back as written in seed/demo.toml.
+    stored = db.session.scalars(text("SELECT bank_account_no FROM merchants WHERE bank_account_no IS NOT NULL")).all()
+    assert stored and all(value.startswith("v1.") for value in stored)
+    assert "1107020109000123456" in db.session.scalars(select(Merchant.bank_account_no)).all()
 
     # A live (non-draft) campaign for each of these measures.
     for number in (1, 2, 3, 5, 6, 7, 9, 10, 11, 12, 13, 15, 18):

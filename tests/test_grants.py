@@ -11,10 +11,10 @@ from voucher.campaigns import grants
 from voucher.campaigns.models import GrantApplication
 from voucher.core.errors import MakerCheckerViolation
 from voucher.core.permissions import Role
+from voucher.core.uscc import ALPHABET, check_char, is_valid
 from voucher.ledger.models import AccountKind, JournalEntry
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
-from voucher.merchants.uscc import ALPHABET, check_char, is_valid
+from voucher.reports.consistency import verify_ledger
 
 BUDGET = 150_000_00
 

@@ -15,9 +15,10 @@ from voucher.api.models import Partner
 from voucher.campaigns import budget, lottery, releases
 from voucher.core.clock import local_today, utcnow
 from voucher.core.errors import ClaimLimitReached, InvalidTransition, ReleaseNotOpen
-from voucher.ledger.verify import verify_ledger
+from voucher.merchants import terminals
 from voucher.merchants.models import Redemption
 from voucher.merchants.redemption import redeem, reverse
+from voucher.reports.consistency import verify_ledger
 from voucher.vouchers.models import Voucher
 from voucher.vouchers.services import claim
 
@@ -66,7 +67,7 @@ def test_non_ascii_tokens_and_huge_numbers_are_4xx(client, db, app):
     world = make_world()
     _, release = make_campaign(world, quantity=2)
     voucher = claim_one(release, make_citizen())
-    _, token = auth.issue_terminal_token(world.cashier.store_id, "A", world.manager.id)
+    _, token = terminals.issue_terminal_token(world.cashier.store_id, "A", world.manager.id)
     db.session.commit()
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "k"}
     forged = f"LYGV1.dev1.{voucher.code}.签名"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 
-
 def test_healthz_and_readyz_on_a_migrated_database(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     response = client.get("/readyz")

@@ -351,7 +351,7 @@ def test_a_request_over_the_upload_limit_is_answered_413_with_a_chinese_page(cli
     page = _post(client, importer, content, "big.csv")
     assert page.status_code == 413
     text = page.get_data(as_text=True)
-    assert "<html" in text and "过大" in text, text[:500]
+    assert "<html" in text and "单个文件不能超过 10 MB" in text, text[:500]
     assert importer.stored(db) == 0
 
 

@@ -23,11 +23,11 @@ from voucher.core.errors import (
     VoucherExpired,
 )
 from voucher.core.permissions import Role
+from voucher.core.uscc import check_char, is_valid
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.redemption import redeem
-from voucher.merchants.uscc import check_char, is_valid
+from voucher.reports.consistency import verify_ledger
 from voucher.vouchers.models import Voucher
 from voucher.vouchers.services import claim
 

@@ -24,8 +24,8 @@ from voucher.jobs.models import JobRun, SchedulerHeartbeat
 from voucher.jobs.registry import Schedule, daily, every
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.redemption import redeem, reverse
+from voucher.reports.consistency import verify_ledger
 from voucher.vouchers.models import Voucher, VoucherStatus
 
 

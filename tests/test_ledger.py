@@ -8,8 +8,8 @@ from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from voucher.core.errors import UnbalancedPosting
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.redemption import redeem
+from voucher.reports.consistency import verify_ledger
 
 
 def test_balances_follow_the_voucher_life(db):

@@ -16,7 +16,7 @@ from voucher.core.clock import utcnow
 from voucher.core.errors import ClaimLimitReached, InvalidTransition, ReleaseNotOpen
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
+from voucher.reports.consistency import verify_ledger
 from voucher.vouchers.models import Voucher
 from voucher.vouchers.services import claim
 

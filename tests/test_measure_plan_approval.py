@@ -23,8 +23,8 @@ from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_today
 from voucher.core.errors import PlanOverrideRequired
 from voucher.ledger.models import JournalEntry
-from voucher.ledger.verify import verify_ledger
 from voucher.reports.budget import budget_execution
+from voucher.reports.consistency import verify_ledger
 
 YI = 100_000_000_00  # 1亿 yuan in fen
 WAN = 10_000_00  # 1万 yuan in fen

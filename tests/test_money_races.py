@@ -16,12 +16,12 @@ from voucher.accounts.models import User
 from voucher.campaigns.budget import close_campaign, decide_change, request_change
 from voucher.campaigns.models import Campaign, FundingSource
 from voucher.core.db import db as _db
-from voucher.ledger import periods
+from voucher.ledger import closing
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants import onboarding
 from voucher.merchants.redemption import redeem
+from voucher.reports.consistency import verify_ledger
 from voucher.settlement.models import SettlementItem
 from voucher.web import in_transaction
 
@@ -151,7 +151,7 @@ def test_the_same_month_closed_by_two_officers_at_once(app, db):
     first = local_today().replace(day=1)
     last_month = f"{first.year - (first.month == 1)}-{(first.month - 2) % 12 + 1:02d}"
 
-    outcomes = race(app, [lambda: periods.close_period(last_month, user("finance")).period] * 3)
+    outcomes = race(app, [lambda: closing.close_period(last_month, user("finance")).period] * 3)
 
     assert sorted(outcomes, key=str) == sorted([last_month, "invalid_transition", "invalid_transition"], key=str), outcomes
 

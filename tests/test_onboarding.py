@@ -4,12 +4,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
 from voucher.accounts.models import User
+from voucher.core.audit import AuditEntry
+from voucher.core.uscc import check_char
 from voucher.merchants.models import Merchant, StoreTerminal
-from voucher.merchants.uscc import check_char
 from voucher.vouchers import tokens
 
 USCC = "91320706MA2NEW001" + check_char("91320706MA2NEW001")
@@ -56,6 +57,11 @@ def test_application_waits_for_the_bureau_then_the_manager_runs_the_shop(client,
     assert response.status_code == 200 and "申请已提交" in response.get_data(as_text=True)
     merchant = db.session.scalar(select(Merchant).where(Merchant.uscc == USCC))
     assert merchant.status == "pending" and merchant.bank_account_no == "6216610000012345678"
+    # At rest, in the audit log and on the bureau's page, never the whole number.
+    stored = db.session.scalar(text("SELECT bank_account_no FROM merchants WHERE id = :id"), {"id": merchant.id})
+    assert stored.startswith("v1.") and "6216610000012345678" not in stored
+    audited = db.session.execute(select(AuditEntry.before, AuditEntry.after)).all()
+    assert audited and "6216610000012345678" not in str(audited)
     # A second application with the same code is refused.
     again = client.post("/merchants/apply", data=application(manager_username="other"))
     assert again.status_code == 422 and "已申请或已入驻" in again.get_data(as_text=True)
@@ -66,7 +72,8 @@ def test_application_waits_for_the_bureau_then_the_manager_runs_the_shop(client,
     login(client, "maker")
     assert client.post(f"/merchants/{merchant.id}/approve").status_code == 403
     login(client, "approver")
-    assert "港城新开张餐厅" in client.get("/merchants?status=pending").get_data(as_text=True)
+    pending = client.get("/merchants?status=pending").get_data(as_text=True)
+    assert "港城新开张餐厅" in pending and "6216 **** **** 5678" in pending and "6216610000012345678" not in pending
     assert client.post(f"/merchants/{merchant.id}/approve").status_code == 302
     db.session.expire_all()
     assert db.session.get(Merchant, merchant.id).status == "approved"

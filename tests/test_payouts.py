@@ -11,14 +11,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 
 from tests.conftest import ORDINARY_NOW, pin_ordinary_time
-from tests.factories import (
-    PASSWORD,
-    bank_statement,
-    claim_one,
-    make_campaign,
-    make_citizen,
-    make_world,
-)
+from tests.factories import PASSWORD, bank_statement, claim_one, make_campaign, make_citizen, make_world
 from tests.test_concurrency import run_at_once
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
@@ -30,11 +23,11 @@ from voucher.core.errors import InvalidInput, InvalidTransition
 from voucher.core.permissions import Role
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.models import Merchant, Store
 from voucher.merchants.redemption import redeem
 from voucher.reconciliation import payments
 from voucher.reconciliation import services as reconciliation
+from voucher.reports.consistency import verify_ledger
 from voucher.settlement import batches as settlement
 from voucher.settlement import payout_files
 from voucher.settlement.models import PayoutFile, PayoutFileItem, SettlementBatch

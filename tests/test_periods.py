@@ -4,14 +4,17 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tests.factories import PASSWORD, make_campaign, make_world
 from voucher.core.clock import local_day_start_utc, local_today, utcnow
 from voucher.core.errors import InvalidInput, InvalidTransition
+from voucher.ledger import closing
 from voucher.ledger import services as ledger
+from voucher.ledger.closing import close_period
 from voucher.ledger.models import AccountKind, JournalEntry
-from voucher.ledger.periods import PeriodClosed, close_period
+from voucher.ledger.periods import PeriodClosed
+from voucher.vouchers.models import Voucher
 
 
 def _last_month() -> tuple[str, object]:
@@ -70,3 +73,24 @@ def test_finance_closes_a_month_on_the_page_and_others_cannot(client, db):
     done = client.post("/finance/periods", data={"period": period}, follow_redirects=True)
     text = done.get_data(as_text=True)
     assert f"{period} 已结账" in text and f"<td>{period}</td>" in text
+
+
+def test_a_month_does_not_close_without_the_whole_system_check(db, monkeypatch):
+    """The ledger cannot import the domains it would compare itself with; the check is plugged in when
+    the app is made (voucher/__init__.py). Without it, closing refuses rather than closing unchecked."""
+    world = make_world()
+    monkeypatch.setattr(closing, "_CHECKS", {})
+    with pytest.raises(InvalidTransition, match="整体账务核对未登记"):
+        close_period(_last_month()[0], world.finance)
+
+
+def test_the_close_runs_the_whole_system_check(db):
+    """A voucher whose money the ledger does not hold: the ledger's own invariants hold (every entry
+    balances), only the comparison with the domains finds it, and the month stays open."""
+    world = make_world()
+    campaign, _ = make_campaign(world)
+    db.session.execute(update(Voucher).where(Voucher.campaign_id == campaign.id)
+                       .values(face_value_fen=Voucher.face_value_fen + 1))
+    db.session.commit()  # the close reads in a snapshot of its own (PostgreSQL)
+    with pytest.raises(InvalidTransition, match="已预留"):
+        close_period(_last_month()[0], world.finance)

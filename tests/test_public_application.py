@@ -12,8 +12,8 @@ from tests.conftest import make_app
 from tests.factories import PASSWORD, make_world
 from voucher.accounts.models import User
 from voucher.core.db import db as _db
+from voucher.core.uscc import check_char
 from voucher.merchants.models import Merchant
-from voucher.merchants.uscc import check_char
 
 
 def uscc(n: int) -> str:

@@ -19,7 +19,6 @@ from voucher.core.errors import InvalidInput, InvalidTransition
 from voucher.core.permissions import Role
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.models import Merchant, Store
 from voucher.merchants.redemption import redeem
 from voucher.reconciliation import mapping as mappings
@@ -27,6 +26,7 @@ from voucher.reconciliation import services as reconciliation
 from voucher.reconciliation.errors import MalformedStatement, StatementAlreadyImported
 from voucher.reconciliation.models import BankStatement, BankStatementLine, BatchResolution, StatementMapping
 from voucher.reconciliation.parsing import parse_amount, parse_date
+from voucher.reports.consistency import verify_ledger
 from voucher.settlement import batches as settlement
 from voucher.settlement import payout_files
 from voucher.settlement.models import SettlementBatch

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
 from voucher.core.clock import utcnow
 from voucher.ledger.models import Posting
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.models import Redemption
+from voucher.reports.consistency import verify_ledger
 from voucher.vouchers import tokens
 from voucher.vouchers.models import Voucher
 

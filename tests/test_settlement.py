@@ -10,7 +10,15 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import pin_ordinary_time
-from tests.factories import PASSWORD, bank_statement, claim_one, make_campaign, make_citizen, make_world, pay_through_bank
+from tests.factories import (
+    PASSWORD,
+    bank_statement,
+    claim_one,
+    make_campaign,
+    make_citizen,
+    make_world,
+    pay_through_bank,
+)
 from voucher.accounts.services import create_user
 from voucher.campaigns import services as campaigns
 from voucher.core.clock import local_day_start_utc, local_today
@@ -18,11 +26,11 @@ from voucher.core.errors import InvalidInput, InvalidTransition
 from voucher.core.permissions import Role
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.models import Merchant, RiskFlag, Store
 from voucher.merchants.redemption import redeem, reverse
 from voucher.reconciliation import payments
 from voucher.reconciliation import services as reconciliation
+from voucher.reports.consistency import verify_ledger
 from voucher.settlement import batches as settlement
 from voucher.settlement import payout_files
 from voucher.settlement.models import PayoutFile, SettlementBatch, SettlementItem

@@ -11,8 +11,8 @@ from voucher.campaigns import targets
 from voucher.campaigns.models import Measure, TargetProgress
 from voucher.campaigns.overview import policy_overview
 from voucher.core.errors import InvalidInput
-from voucher.ledger.verify import verify_ledger
 from voucher.merchants.redemption import redeem
+from voucher.reports.consistency import verify_ledger
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 LINE_FIELDS = ("planned_in_hand_fen", "planned_sought_fen", "campaigns", "funded_fen", "reserved_fen", "spent_fen",

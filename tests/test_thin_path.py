@@ -1,19 +1,18 @@
 """The walking skeleton's thin path, end to end through the pages, as the four users would walk it."""
 from __future__ import annotations
 
+import io
 import re
 from datetime import timedelta
 
 import zxingcpp
 from PIL import Image
-import io
-
 from sqlalchemy import func, select
 
 from tests.factories import PASSWORD, make_world
 from voucher.campaigns.models import Campaign, Measure
 from voucher.core.clock import local_today
-from voucher.ledger.verify import verify_ledger
+from voucher.reports.consistency import verify_ledger
 from voucher.vouchers import tokens
 from voucher.vouchers.models import Voucher
 

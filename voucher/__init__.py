@@ -37,6 +37,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     _init_extensions(app)
     _bound_integer_urls(app)
     _register_blueprints(app)
+    _register_hooks()
 
     from voucher.web import register_error_handlers, register_template_helpers
 
@@ -73,6 +74,15 @@ def _init_extensions(app: Flask) -> None:
     sessions.init_app(app)
 
 
+def _register_hooks() -> None:
+    """Where a lower layer calls up into a higher one, the higher one is plugged in here, the only
+    place that sees both (docs/architecture.md)."""
+    from voucher.ledger import closing
+    from voucher.reports.consistency import verify_against_domains
+
+    closing.register_check("consistency.verify_against_domains", verify_against_domains)
+
+
 def _bound_integer_urls(app: Flask) -> None:
     """`<int:id>` in a URL stops at 2^31 - 1: a larger id is a plain 404, not a database error."""
     from werkzeug.routing import IntegerConverter
@@ -87,23 +97,23 @@ def _bound_integer_urls(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from voucher.accounts.views import bp as accounts_bp
-    from voucher.api.views import bp as api_bp
-    from voucher.extensions import csrf
-    from voucher.health import bp as health_bp
-    from voucher.ops.metrics import bp as metrics_bp
-    from voucher.jobs.views import bp as jobs_bp
     from voucher.analytics.views import bp as analytics_bp
+    from voucher.api.views import bp as api_bp
     from voucher.campaigns.grant_views import bp as grants_bp
     from voucher.campaigns.measure_views import bp as measures_bp
     from voucher.campaigns.views import bp as campaigns_bp
+    from voucher.extensions import csrf
+    from voucher.health import bp as health_bp
+    from voucher.index.views import bp as index_bp
+    from voucher.jobs.views import bp as jobs_bp
+    from voucher.ledger.views import bp as periods_bp
     from voucher.merchants.onboarding_views import bp as onboarding_bp
     from voucher.merchants.views import bp as merchants_bp
-    from voucher.ledger.views import bp as periods_bp
-    from voucher.reports.views import bp as reports_bp
+    from voucher.ops.metrics import bp as metrics_bp
     from voucher.reconciliation.views import bp as reconciliation_bp
+    from voucher.reports.views import bp as reports_bp
     from voucher.settlement.views import bp as settlement_bp
     from voucher.vouchers.views import bp as vouchers_bp
-    from voucher.index.views import bp as index_bp
 
     for bp in (accounts_bp, measures_bp, campaigns_bp, grants_bp, vouchers_bp, merchants_bp, onboarding_bp, analytics_bp,
                settlement_bp, reconciliation_bp, periods_bp, reports_bp, jobs_bp, index_bp):

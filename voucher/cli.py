@@ -32,7 +32,7 @@ def register_cli(app: Flask) -> None:
     @ledger_group.command("verify")
     def ledger_verify() -> None:
         """Recompute every balance from postings; exit 1 on any broken invariant."""
-        from voucher.ledger.verify import verify_ledger
+        from voucher.reports.consistency import verify_ledger
 
         problems = verify_ledger()
         if problems:
@@ -74,6 +74,24 @@ def register_cli(app: Flask) -> None:
             click.echo(f"审计日志核对失败：{len(result.problems)} 处异常；{summary}", err=True)
             sys.exit(1)
         click.echo(f"审计日志核对通过：{summary}")
+
+    @app.cli.group("crypto")
+    def crypto_group() -> None:
+        """商用密码：加密字段的密钥轮换。"""
+
+    @crypto_group.command("rotate-fields")
+    def crypto_rotate_fields() -> None:
+        """Re-encrypt every encrypted field under FIELD_ENCRYPTION_ACTIVE_KEY_ID (after a key rotation)."""
+        from voucher.core.field_rotation import rotate_fields
+
+        active = current_app.config["FIELD_ENCRYPTION_ACTIVE_KEY_ID"]
+        columns = rotate_fields()
+        db.session.commit()
+        for column in columns:
+            before = "，".join(f"原密钥 {kid} {count} 个" for kid, count in sorted(column.rewritten.items()))
+            click.echo(f"{column.column}：共 {column.values} 个值，重新加密 {column.rewritten.total()} 个"
+                       + (f"（{before}）" if before else ""))
+        click.echo(f"全部加密字段现已使用密钥 {active}；其他密钥可从 FIELD_ENCRYPTION_KEYS 中移除")
 
     @app.cli.group("seed")
     def seed_group() -> None:
@@ -188,8 +206,8 @@ def register_cli(app: Flask) -> None:
         from sqlalchemy import select
 
         from voucher.accounts.models import User
-        from voucher.api.auth import issue_terminal_token
         from voucher.merchants.models import Store
+        from voucher.merchants.terminals import issue_terminal_token
 
         user = db.session.scalar(select(User).where(User.username == username))
         store = db.session.get(Store, store_id)

@@ -1,11 +1,20 @@
 """Configuration from the environment. Development defaults are marked, and refused in production."""
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import os
+import re
 from pathlib import Path
 
+from limits import parse_many
+
+from voucher.core.field_crypto import KEY_BYTES, FieldKey
+from voucher.core.keyed_mac import ALGORITHMS as MAC_ALGORITHMS
+from voucher.core.keyed_mac import HMAC_SHA256, MacKey
+from voucher.core.permissions import Role
 from voucher.core.uploads import MAX_REQUEST_BYTES
-from voucher.ops.settings import parse_networks, rate_limits_from_env
 
 # Development-only defaults. create_app() refuses to start in production while any is in use.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key"
@@ -13,20 +22,128 @@ DEV_QR_KEYS = "dev1:dev-only-insecure-qr-signing-key"
 DEV_IDENTITY_HASH_KEY = "dev-only-insecure-identity-hash-key"
 DEV_AUDIT_MAC_KEYS = "dev1:dev-only-insecure-audit-mac-key"
 DEV_PARTNER_MASTER_KEY = "dev-only-insecure-partner-master-key"
+#: base64 of the 32 bytes "dev-only-insecure-field-enc-key!"
+DEV_FIELD_ENCRYPTION_KEYS = "dev1:aes-256-gcm:ZGV2LW9ubHktaW5zZWN1cmUtZmllbGQtZW5jLWtleSE="
+#: the key id of a ring made from the single IDENTITY_HASH_KEY. Stored hashes do not name their key
+#: (citizens.py looks a phone up under every key of the ring), so the name is free to change.
+SINGLE_IDENTITY_KEY_ID = "default"
 
 
 class ConfigError(RuntimeError):
     pass
 
 
-def parse_key_ring(text: str, name: str = "QR_SIGNING_KEYS") -> dict[str, bytes]:
-    """`kid1:secret1,kid2:secret2` -> {kid: secret}. The active key is QR_ACTIVE_KEY_ID (default: the first)."""
-    ring: dict[str, bytes] = {}
+# -- the production plumbing's settings (voucher/ops): rate limits, networks -------------------------
+
+#: the rate limits and their defaults, in the `limits` notation ("5 per minute;30 per hour")
+RATE_LIMITS = {
+    # staff sign-in, per address: the sixth attempt within a minute is refused
+    "RATELIMIT_LOGIN": "5 per minute;30 per hour",
+    # citizen phone / one-time code, per address (mobile carriers put many phones behind one address)
+    "RATELIMIT_CITIZEN_LOGIN": "20 per minute",
+    # citizen claim and lottery entry, per address
+    "RATELIMIT_CLAIM": "30 per minute",
+    # the public merchant application form, per address (every POST, whatever its outcome)
+    "RATELIMIT_MERCHANT_APPLY": "5 per minute;20 per hour",
+    # partner claim API, per address and per partner
+    "RATELIMIT_CHANNEL_CLAIM_IP": "3000 per minute",
+    "RATELIMIT_CHANNEL_CLAIM_PARTNER": "3000 per minute",
+    # counter page, per address (a shop's tills often share one)
+    "RATELIMIT_COUNTER": "120 per minute",
+    # terminal redemption API, per address and per terminal
+    "RATELIMIT_REDEMPTION_IP": "1200 per minute",
+    "RATELIMIT_REDEMPTION_TERMINAL": "120 per minute",
+}
+
+
+def parse_networks(text: str) -> tuple:
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
+
+
+def rate_limits_from_env(env: dict[str, str]) -> dict:
+    settings = {name: env.get(name, default) for name, default in RATE_LIMITS.items()}
+    for name, value in settings.items():
+        try:
+            parse_many(value)
+        except ValueError as error:
+            raise ConfigError(f"{name} 不是有效的限流设置（例如 \"5 per minute;30 per hour\"）：{value!r}") from error
+    # local:// counts in each process (voucher.ops.limits.LocalStorage); redis://host:port/db shares.
+    storage = env.get("RATELIMIT_STORAGE_URI", "").strip() or "local://"
+    settings.update({
+        "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "1") == "1",
+        "RATELIMIT_STORAGE_URI": storage,
+        # A Redis that stops answering holds a request up at most this long before the fallback.
+        "RATELIMIT_STORAGE_OPTIONS": (
+            {"socket_connect_timeout": 0.5, "socket_timeout": 0.5} if storage.startswith("redis") else {}
+        ),
+        # Several deployments may share one Redis: each counts under its own prefix.
+        "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "voucher"),
+    })
+    return settings
+
+
+def parse_key_ring(text: str, name: str = "QR_SIGNING_KEYS") -> dict[str, MacKey]:
+    """`kid1:secret1,kid2:hmac-sm3:secret2` -> {kid: MacKey}. The active key is QR_ACTIVE_KEY_ID (default:
+    the first).
+
+    A key id may name its algorithm between key id and secret: `hmac-sha256` or `hmac-sm3`. Without one
+    it is HMAC-SHA256, as every key was before. A secret may itself contain a colon, so a middle part is
+    read as an algorithm only when it starts with `hmac-`, and an unknown `hmac-...` is refused rather
+    than taken for part of the secret."""
+    ring: dict[str, MacKey] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
-        kid, sep, secret = item.partition(":")
+        kid, sep, rest = item.partition(":")
+        algorithm, secret = _algorithm_and_secret(rest, name)
         if not sep or not kid.strip() or not secret.strip() or "." in kid:
-            raise ConfigError(f"{name} 格式应为 kid:secret[,kid:secret]，kid 中不能有点号")
-        ring[kid.strip()] = secret.strip().encode()
+            raise ConfigError(f"{name} 格式应为 kid:secret 或 kid:算法:secret（多个用逗号分隔），kid 中不能有点号")
+        ring[kid.strip()] = MacKey(secret.strip().encode(), algorithm)
+    if not ring:
+        raise ConfigError(f"{name} 不能为空")
+    return ring
+
+
+def _algorithm_and_secret(rest: str, name: str) -> tuple[str, str]:
+    head, sep, tail = rest.partition(":")
+    algorithm = head.strip().lower()
+    if not sep or not algorithm.startswith("hmac-"):
+        return HMAC_SHA256, rest
+    if algorithm not in MAC_ALGORITHMS:
+        raise ConfigError(f"{name} 中的算法 {head.strip()!r} 不受支持，可用：{'、'.join(MAC_ALGORITHMS)}")
+    return algorithm, tail
+
+
+def _identity_key_ring(env: dict[str, str]) -> dict[str, MacKey]:
+    """IDENTITY_HASH_KEYS (a ring), or the older single IDENTITY_HASH_KEY as a ring of one HMAC-SHA256 key."""
+    if "IDENTITY_HASH_KEYS" in env:
+        if "IDENTITY_HASH_KEY" in env:
+            raise ConfigError("IDENTITY_HASH_KEY 与 IDENTITY_HASH_KEYS 只能设置其一：请把原密钥列入 "
+                              "IDENTITY_HASH_KEYS，再删去 IDENTITY_HASH_KEY")
+        return parse_key_ring(env["IDENTITY_HASH_KEYS"], "IDENTITY_HASH_KEYS")
+    return {SINGLE_IDENTITY_KEY_ID: MacKey(env.get("IDENTITY_HASH_KEY", DEV_IDENTITY_HASH_KEY).encode())}
+
+
+_FIELD_KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
+
+
+def parse_field_keys(text: str, name: str = "FIELD_ENCRYPTION_KEYS") -> dict[str, FieldKey]:
+    """`kid:aes-256-gcm:<base64 of 32 bytes>,kid2:sm4-gcm:<base64 of 16 bytes>` -> {kid: FieldKey}."""
+    ring: dict[str, FieldKey] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        parts = [part.strip() for part in item.split(":")]
+        if len(parts) != 3 or not _FIELD_KEY_ID.match(parts[0]):
+            raise ConfigError(f"{name} 格式应为 kid:算法:base64密钥（多个用逗号分隔），kid 为 1 到 16 位字母、数字、_ 或 -")
+        kid, algorithm, encoded = parts[0], parts[1].lower(), parts[2]
+        if algorithm not in KEY_BYTES:
+            raise ConfigError(f"{name} 中密钥 {kid} 的算法 {parts[1]!r} 不受支持，可用：{'、'.join(KEY_BYTES)}")
+        try:
+            # URL-safe base64 is accepted too: the two differ only in "-_" against "+/".
+            secret = base64.b64decode(encoded.replace("-", "+").replace("_", "/"), validate=True)
+        except binascii.Error:
+            raise ConfigError(f"{name} 中密钥 {kid} 不是有效的 base64") from None
+        if len(secret) != KEY_BYTES[algorithm]:
+            raise ConfigError(f"{name} 中密钥 {kid} 应为 {KEY_BYTES[algorithm]} 字节（{algorithm}），"
+                              f"而不是 {len(secret)} 字节")
+        ring[kid] = FieldKey(algorithm, secret)
     if not ring:
         raise ConfigError(f"{name} 不能为空")
     return ring
@@ -46,6 +163,14 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
     if not text.isdigit() or int(text) < 1:
         raise ConfigError(f"{name} 应为正整数，而不是 {text!r}")
     return int(text)
+
+
+def _roles(text: str) -> frozenset[str]:
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = names - {role.value for role in Role}
+    if unknown:
+        raise ConfigError(f"TWO_FACTOR_REQUIRED_ROLES 中有未知角色：{', '.join(sorted(unknown))}")
+    return frozenset(names)
 
 
 def load(instance_path: str, overrides: dict | None = None) -> dict:
@@ -69,7 +194,12 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False, "hide_parameters": environment == "production"},
         "QR_SIGNING_KEYS": keys,
         "QR_ACTIVE_KEY_ID": env.get("QR_ACTIVE_KEY_ID", next(iter(keys))),
-        "IDENTITY_HASH_KEY": env.get("IDENTITY_HASH_KEY", DEV_IDENTITY_HASH_KEY).encode(),
+        # A citizen is found under any key of this ring; new citizens get the active key (vouchers/citizens.py).
+        "IDENTITY_HASH_KEYS": _identity_key_ring(env),
+        "IDENTITY_HASH_ACTIVE_KEY_ID": env.get("IDENTITY_HASH_ACTIVE_KEY_ID", "").strip() or None,
+        # Columns encrypted at rest (voucher/core/field_crypto.py): the settlement bank account numbers.
+        "FIELD_ENCRYPTION_KEYS": parse_field_keys(env.get("FIELD_ENCRYPTION_KEYS", DEV_FIELD_ENCRYPTION_KEYS)),
+        "FIELD_ENCRYPTION_ACTIVE_KEY_ID": env.get("FIELD_ENCRYPTION_ACTIVE_KEY_ID", "").strip() or None,
         # Audit records and their sealed chain carry an HMAC under these keys (voucher/core/audit_chain.py):
         # whoever can write the database but not read this key cannot forge a record or a seal.
         "AUDIT_MAC_KEYS": parse_key_ring(env.get("AUDIT_MAC_KEYS", DEV_AUDIT_MAC_KEYS), "AUDIT_MAC_KEYS"),
@@ -94,6 +224,12 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # Wrong passwords in a row before a staff account is locked, and for how long.
         "LOGIN_MAX_FAILURES": _positive_int(env, "LOGIN_MAX_FAILURES", 5),
         "LOGIN_LOCKOUT_MINUTES": _positive_int(env, "LOGIN_LOCKOUT_MINUTES", 15),
+        # Roles that must sign in with a second factor (voucher/accounts/two_factor.py): in production
+        # those who approve money, pay it or manage accounts; elsewhere nobody, so the demo signs in
+        # with a password alone. Anyone may switch it on for themselves.
+        "TWO_FACTOR_REQUIRED_ROLES": _roles(env.get(
+            "TWO_FACTOR_REQUIRED_ROLES", "bureau_approver,finance,admin" if environment == "production" else "")),
+        "TWO_FACTOR_ISSUER": env.get("TWO_FACTOR_ISSUER", "消费券管理系统"),
         # A cashier may undo a mistaken redemption for this long, at the same store.
         "REVERSAL_WINDOW_MINUTES": int(env.get("REVERSAL_WINDOW_MINUTES", "30")),
         # Channel partners' signing secrets are derived from this key; requests older than the
@@ -121,14 +257,20 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
     config["AUDIT_MAC_ACTIVE_KEY_ID"] = config["AUDIT_MAC_ACTIVE_KEY_ID"] or next(iter(config["AUDIT_MAC_KEYS"]))
     if config["AUDIT_MAC_ACTIVE_KEY_ID"] not in config["AUDIT_MAC_KEYS"]:
         raise ConfigError("AUDIT_MAC_ACTIVE_KEY_ID 不在 AUDIT_MAC_KEYS 中")
+    for ring, active in (("IDENTITY_HASH_KEYS", "IDENTITY_HASH_ACTIVE_KEY_ID"),
+                         ("FIELD_ENCRYPTION_KEYS", "FIELD_ENCRYPTION_ACTIVE_KEY_ID")):
+        config[active] = config[active] or next(iter(config[ring]))
+        if config[active] not in config[ring]:
+            raise ConfigError(f"{active} 不在 {ring} 中")
     if config["ENV_NAME"] == "production":
-        _refuse_dev_defaults(config, qr_keys_text)
+        _refuse_dev_defaults(config, qr_keys_text, "IDENTITY_HASH_KEYS" if "IDENTITY_HASH_KEYS" in env
+                             else "IDENTITY_HASH_KEY")
     if config["LOG_FORMAT"] not in ("json", "text"):
         raise ConfigError(f"LOG_FORMAT 应为 json 或 text，而不是 {config['LOG_FORMAT']!r}")
     return config
 
 
-def _refuse_dev_defaults(config: dict, qr_keys_text: str) -> None:
+def _refuse_dev_defaults(config: dict, qr_keys_text: str, identity_variable: str) -> None:
     insecure = []
     # A development default, or a secret too short to be one, is refused.
     if config["SECRET_KEY"] == DEV_SECRET_KEY or len(config["SECRET_KEY"]) < 16:
@@ -137,12 +279,16 @@ def _refuse_dev_defaults(config: dict, qr_keys_text: str) -> None:
         k.startswith(b"dev-only") or len(k) < 16 for k in config["QR_SIGNING_KEYS"].values()
     ):
         insecure.append("QR_SIGNING_KEYS")
-    if config["IDENTITY_HASH_KEY"] == DEV_IDENTITY_HASH_KEY.encode() or len(config["IDENTITY_HASH_KEY"]) < 16:
-        insecure.append("IDENTITY_HASH_KEY")
+    if any(k == DEV_IDENTITY_HASH_KEY.encode() or k.startswith(b"dev-only") or len(k) < 16
+           for k in config["IDENTITY_HASH_KEYS"].values()):
+        insecure.append(identity_variable)
     if config["PARTNER_MASTER_KEY"] == DEV_PARTNER_MASTER_KEY.encode() or len(config["PARTNER_MASTER_KEY"]) < 16:
         insecure.append("PARTNER_MASTER_KEY")
     if any(k.startswith(b"dev-only") or len(k) < 16 for k in config["AUDIT_MAC_KEYS"].values()):
         insecure.append("AUDIT_MAC_KEYS")
+    # Field keys have their algorithm's exact length (checked when parsed); the development one is marked.
+    if any(k.secret.startswith(b"dev-only") for k in config["FIELD_ENCRYPTION_KEYS"].values()):
+        insecure.append("FIELD_ENCRYPTION_KEYS")
     if config["OTP_DEV_DISPLAY"]:
         insecure.append("OTP_DEV_DISPLAY")
     if config["METRICS_TOKEN"] and len(config["METRICS_TOKEN"]) < 16:

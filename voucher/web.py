@@ -13,10 +13,11 @@ from sqlalchemy.exc import DataError, DBAPIError
 from voucher.core.clock import to_local
 from voucher.core.db import db, is_conflict
 from voucher.core.errors import ConcurrentChange, DomainError
+from voucher.core.masking import mask_account_no
 from voucher.core.money import format_yuan
 from voucher.core.permissions import ROLE_LABELS, Role
+from voucher.core.uploads import MAX_BYTES, MB
 from voucher.vouchers.codes import display as display_code
-
 
 T = TypeVar("T")
 
@@ -65,6 +66,12 @@ class CookieSessions(SecureCookieSessionInterface):
 
 def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def _size(limit: int | None) -> str:
+    if not limit:
+        return "上限"
+    return f"{limit // MB} MB" if limit >= MB else f"{limit // 1024} KB"
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -118,8 +125,13 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(413)
     def payload_too_large(error):
-        # A body past the request's max_content_length (the API's limit: voucher/api/body.py).
-        return page(413, "payload_too_large", "请求体过大")
+        # A body past the request's max_content_length: an upload past MAX_CONTENT_LENGTH, or an API body
+        # past the API's own limit (voucher/api/body.py). The answer says what the limit is.
+        if _wants_json():
+            return page(413, "payload_too_large", f"请求体过大：接口请求不能超过 {_size(request.max_content_length)}")
+        return page(413, "payload_too_large",
+                    f"上传的文件过大：单个文件不能超过 {_size(MAX_BYTES)}。请拆分成几个较小的文件分别导入，"
+                    "或删去不需要的列和行后再试")
 
     @app.errorhandler(429)
     def too_many_requests(error):
@@ -140,6 +152,7 @@ def register_error_handlers(app: Flask) -> None:
 def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["voucher_code"] = display_code
+    app.jinja_env.filters["masked_account"] = mask_account_no
     app.jinja_env.filters["local_time"] = lambda value: to_local(value).strftime("%Y-%m-%d %H:%M") if value else "—"
     # JSON as a reader sees it (Chinese as is); autoescaping still applies on the page
     app.jinja_env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True)

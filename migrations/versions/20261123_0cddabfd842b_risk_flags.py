@@ -5,9 +5,8 @@ Revises: 6f625d55752b
 Create Date: 2026-11-23 23:00:18.381660
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0cddabfd842b'

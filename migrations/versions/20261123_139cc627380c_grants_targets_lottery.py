@@ -5,9 +5,8 @@ Revises: afd539cb865f
 Create Date: 2026-11-23 22:36:41.215533
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '139cc627380c'

@@ -5,9 +5,8 @@ Revises: 139cc627380c
 Create Date: 2026-11-23 22:49:19.996687
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '198c72c9af4c'

@@ -1,13 +1,12 @@
 """initial schema
 
 Revision ID: 6e7240bfb88c
-Revises: 
+Revises:
 Create Date: 2026-11-23 22:07:18.550237
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '6e7240bfb88c'

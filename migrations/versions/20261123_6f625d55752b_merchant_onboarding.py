@@ -5,9 +5,8 @@ Revises: 198c72c9af4c
 Create Date: 2026-11-23 22:54:31.564350
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '6f625d55752b'

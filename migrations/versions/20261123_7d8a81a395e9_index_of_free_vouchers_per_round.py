@@ -5,9 +5,8 @@ Revises: 0cddabfd842b
 Create Date: 2026-11-23 23:52:45.343048
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '7d8a81a395e9'

@@ -5,9 +5,8 @@ Revises: 6e7240bfb88c
 Create Date: 2026-11-23 22:26:16.416468
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'afd539cb865f'

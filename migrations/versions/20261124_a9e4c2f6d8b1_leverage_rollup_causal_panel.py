@@ -6,9 +6,8 @@ Revises: f2c6a8e0b4d7
 Create Date: 2026-11-24 14:00:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'a9e4c2f6d8b1'

@@ -5,9 +5,8 @@ Revises: a9e4c2f6d8b1
 Create Date: 2026-11-24 16:00:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'b3d5f7a9c1e2'

@@ -5,9 +5,8 @@ Revises: 7d8a81a395e9
 Create Date: 2026-11-24 01:25:10.755817
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'b7e4c2a9d1f0'

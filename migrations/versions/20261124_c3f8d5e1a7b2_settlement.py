@@ -5,9 +5,8 @@ Revises: b7e4c2a9d1f0
 Create Date: 2026-11-24 01:25:32.396646
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'c3f8d5e1a7b2'

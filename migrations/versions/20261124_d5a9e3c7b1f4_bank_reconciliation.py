@@ -5,9 +5,8 @@ Revises: c3f8d5e1a7b2
 Create Date: 2026-11-24 01:41:11.484850
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'd5a9e3c7b1f4'

@@ -5,9 +5,8 @@ Revises: d5a9e3c7b1f4
 Create Date: 2026-11-24 09:00:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'e6b1d4f8a2c9'

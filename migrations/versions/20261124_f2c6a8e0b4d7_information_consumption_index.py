@@ -8,9 +8,8 @@ Create Date: 2026-11-24 12:00:00.000000
 """
 from datetime import datetime, timezone
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'f2c6a8e0b4d7'

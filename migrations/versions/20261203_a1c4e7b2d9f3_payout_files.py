@@ -5,9 +5,8 @@ Revises: c8e2f5a1b7d4
 Create Date: 2026-12-03 17:00:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'a1c4e7b2d9f3'

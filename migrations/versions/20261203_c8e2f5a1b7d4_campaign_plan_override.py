@@ -5,9 +5,8 @@ Revises: b3d5f7a9c1e2
 Create Date: 2026-12-03 10:00:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'c8e2f5a1b7d4'

@@ -6,9 +6,8 @@ Revises: d4f1a8c3e6b2
 Create Date: 2026-12-03 18:00:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'e7b3c9d2f5a4'

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import io
 import re
-from datetime import timedelta
+from datetime import timedelta, timezone
 
+import pyotp
 import zxingcpp
 from openpyxl import load_workbook
 from PIL import Image
 from sqlalchemy import select
 
 from tests.browser.conftest import (
-    PHONE, claim_demo_voucher, nav, playwright_api, redeem_demo_voucher, sign_in, sign_out,
+    PHONE,
+    claim_demo_voucher,
+    nav,
+    playwright_api,
+    redeem_demo_voucher,
+    sign_in,
+    sign_out,
 )
-from voucher.core.clock import local_today
+from voucher.core.clock import local_today, travel_to, utcnow
 
 expect = playwright_api().expect
 
@@ -348,3 +355,40 @@ def test_finance_pays_a_merchant_once_through_a_payout_file_and_the_bank_stateme
     shots(page, "paid")
     assert demo.session.scalar(select(SettlementBatch.status)) == "paid"
     demo.session.rollback()
+
+
+def test_finance_sets_up_two_factor_by_scanning_the_qr_and_signs_in_with_it(demo, new_page, shots):
+    """The QR on the enrolment page scans (as a phone's camera would: zxing on a screenshot) to an
+    otpauth:// address whose codes the page accepts; then the sign-in asks for one."""
+    page = new_page()
+    sign_in(page, "finance")
+    page.get_by_role("link", name="两步验证").click()
+    page.get_by_role("button", name="开始设置").click()
+    qr = page.get_by_role("img", name=re.compile("两步验证二维码"))
+    expect(qr).to_be_visible()
+    shots(page, "enrol")
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr.screenshot())))
+    assert len(decoded) == 1 and decoded[0].text.startswith("otpauth://totp/"), decoded
+    totp = pyotp.parse_uri(decoded[0].text)
+    assert "finance" in decoded[0].text and "13" not in totp.secret  # the account's name, no phone number
+    page.get_by_label("验证码").fill(totp.at(utcnow().replace(tzinfo=timezone.utc)))
+    page.get_by_role("button", name="启用两步验证").click()
+    expect(page.get_by_role("status")).to_contain_text("两步验证已启用")
+    codes = page.locator(".recovery-codes code").all_inner_texts()
+    assert len(codes) == 10 and all(re.fullmatch(r"[a-z2-9]{5}-[a-z2-9]{5}", c) for c in codes)
+    shots(page, "recovery-codes")
+    sign_out(page)
+
+    with travel_to(utcnow() + timedelta(seconds=31)):  # the enrolment's code is spent; the next one
+        page.goto("/login")
+        page.get_by_label("用户名", exact=True).fill("finance")
+        page.get_by_label("密码", exact=True).fill("demo1234")
+        page.get_by_role("button", name="登录").click()
+        expect(page.get_by_role("heading", name="两步验证")).to_be_visible()
+        page.get_by_label("验证码").fill("000000")
+        page.get_by_role("button", name="验证并登录").click()
+        expect(page.get_by_role("alert")).to_contain_text("验证码不正确")
+        page.get_by_label("验证码").fill(totp.at(utcnow().replace(tzinfo=timezone.utc)))
+        page.get_by_role("button", name="验证并登录").click()
+        expect(page.get_by_role("button", name="退出")).to_be_visible()
+        shots(page, "signed-in")

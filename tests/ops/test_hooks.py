@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.factories import PASSWORD, make_campaign, make_world
 from tests.ops.conftest import redeem_request, signed_claim
 from voucher import PROJECT_ROOT
-from voucher.api import auth
 from voucher.api.models import Partner
+from voucher.merchants import terminals
 from voucher.ops.logs import redact
 
 PHONE = "13912345678"
@@ -24,7 +24,7 @@ def test_access_lines_are_json_with_the_request_id_and_no_personal_data(make_ops
     world = make_world()
     _, release = make_campaign(world, quantity=5)
     db.session.add(Partner(name="运维渠道", key_id="pk_ops"))
-    _, token = auth.issue_terminal_token(world.cashier.store_id, "一号机", world.manager.id)
+    _, token = terminals.issue_terminal_token(world.cashier.store_id, "一号机", world.manager.id)
     db.session.commit()
     client = ops_app.test_client()
 
@@ -183,7 +183,8 @@ def test_production_cookies_are_secure(monkeypatch, tmp_path: Path):
     for name, value in {"VOUCHER_ENV": "production", "SECRET_KEY": "prod-secret-4f1c0e9a7b",
                         "QR_SIGNING_KEYS": "p1:prod-qr-key-aaaa-bbbb", "IDENTITY_HASH_KEY": "prod-identity-key-77",
                         "PARTNER_MASTER_KEY": "prod-partner-master-key-99",
-                        "AUDIT_MAC_KEYS": "a1:prod-audit-mac-key-31"}.items():
+                        "AUDIT_MAC_KEYS": "a1:prod-audit-mac-key-31",
+                        "FIELD_ENCRYPTION_KEYS": "f1:sm4-gcm:Zm9vYmFyYmF6cXV4MTIzNA=="}.items():
         monkeypatch.setenv(name, value)
     config = load(str(tmp_path))
     assert config["SESSION_COOKIE_SECURE"] and config["SESSION_COOKIE_HTTPONLY"]

@@ -9,9 +9,9 @@ import pytest
 
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
 from tests.ops.conftest import redeem_request, signed_claim
-from voucher.api import auth
 from voucher.api.models import Partner
 from voucher.config import ConfigError
+from voucher.merchants import terminals
 
 
 def assert_api_refusal(response):
@@ -87,8 +87,8 @@ def test_terminal_redemptions_are_limited_per_terminal(make_ops_app, app, db):
     world = make_world()
     _, release = make_campaign(world, quantity=5)
     first, second, third = (claim_one(release, make_citizen(tag)) for tag in "abc")
-    _, token = auth.issue_terminal_token(world.cashier.store_id, "一号机", world.manager.id)
-    _, other_token = auth.issue_terminal_token(world.cashier.store_id, "二号机", world.manager.id)
+    _, token = terminals.issue_terminal_token(world.cashier.store_id, "一号机", world.manager.id)
+    _, other_token = terminals.issue_terminal_token(world.cashier.store_id, "二号机", world.manager.id)
     db.session.commit()
 
     assert redeem_request(client, token, first.code, "k-1").status_code == 201

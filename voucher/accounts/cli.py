@@ -4,7 +4,8 @@ or when the pages are not at hand).
 - `create USERNAME --role ROLE`: a new account;
 - `set-password USERNAME`: a password of the operator's choosing, under the rule (passwords.py);
 - `reset-password USERNAME`: a random temporary password, printed once, which the user must replace at
-  the next sign-in.
+  the next sign-in;
+- `reset-two-factor USERNAME`: forget the user's two-factor sign-in (a lost phone and lost recovery codes).
 
 A password is asked for, hidden, or read from NEW_USER_PASSWORD; it never appears in the command line or
 the shell's history. Setting or resetting a password ends every session of the user and lifts a lock."""
@@ -78,3 +79,15 @@ def register(app: Flask) -> None:
         db.session.commit()
         click.echo(f"用户 {name} 的临时密码（只显示这一次）：{temporary}")
         click.echo("其所有登录已退出；用临时密码登录后须先设置新密码。")
+
+    @users_group.command("reset-two-factor")
+    @click.argument("username")
+    def reset_two_factor_command(username: str) -> None:
+        """Forget a user's two-factor secret and recovery codes (a lost phone); ends the user's sessions."""
+        try:
+            user = services.reset_two_factor(services.find_user(username).id, actor=None)
+            name = user.username
+        except DomainError as error:
+            _refuse(error)
+        db.session.commit()
+        click.echo(f"已重置用户 {name} 的两步验证，其所有登录已退出；如其角色要求两步验证，下次登录后须重新设置。")

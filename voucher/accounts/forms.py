@@ -24,3 +24,10 @@ class ChangePasswordForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A button that changes state: carries only the CSRF token."""
+
+
+class TwoFactorCodeForm(FlaskForm):
+    """A 6-digit code from the authenticator app (or, at sign-in, a recovery code). Full-width digits
+    from an IME and spaces are accepted: accounts/two_factor.py normalises what was typed."""
+
+    code = StringField("验证码", validators=[DataRequired("请输入验证码"), Length(max=32, message="验证码过长")])

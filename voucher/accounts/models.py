@@ -3,12 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, String, false
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from voucher.core.clock import utcnow
 from voucher.core.db import created_at, db, intpk
+from voucher.core.field_crypto import EncryptedString
 from voucher.core.permissions import Role
 
 ROLE_VALUES = tuple(r.value for r in Role)
@@ -42,6 +43,15 @@ class User(UserMixin, db.Model):
     is_password_temporary: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: when the password was last set (UTC); null for accounts made before this was kept
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: the TOTP secret of two-factor sign-in (accounts/two_factor.py), once enrolled; null without it.
+    #: Encrypted at rest: whoever reads a backup of this table must not be able to make codes.
+    totp_secret: Mapped[str | None] = mapped_column(EncryptedString("users.totp_secret", 255))
+    #: a secret shown as a QR code but not yet confirmed with a code from the authenticator app
+    totp_pending_secret: Mapped[str | None] = mapped_column(EncryptedString("users.totp_pending_secret", 255))
+    #: when two-factor sign-in was switched on (UTC)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    #: the 30-second step of the last code accepted: a code is good once, even within its window
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[created_at]
 
     merchant = relationship("Merchant", foreign_keys=[merchant_id])
@@ -78,6 +88,7 @@ SESSION_END_REASONS = (
     "password_reset",  # an administrator or the command line set a new password
     "signed_out_everywhere",  # an administrator's 全部下线
     "deactivated",  # the account was switched off
+    "two_factor_reset",  # an administrator reset the user's two-factor sign-in (a lost phone)
 )
 
 
@@ -107,3 +118,18 @@ class UserSession(db.Model):
     end_reason: Mapped[str | None] = mapped_column(String(32))
 
     user = relationship(User)
+
+
+class RecoveryCode(db.Model):
+    """A one-time recovery code of two-factor sign-in, for a lost phone. Only its SHA-256 is kept: the
+    codes are random (50 bits each), so a slow hash would add nothing but time."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("user_id", "code_digest"),)
+
+    id: Mapped[intpk]
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    code_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[created_at]
+    #: when it was used to sign in (UTC); a used code is refused
+    used_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from voucher.accounts import passwords, sessions
+from voucher.accounts import passwords, sessions, two_factor
 from voucher.accounts.models import User
 from voucher.core import audit
 from voucher.core.clock import utcnow
@@ -81,23 +81,36 @@ def start_sign_in(username: str) -> SignInAttempt:
     """Count a sign-in attempt, before its password is checked; the caller commits it before calling
     finish_sign_in(). Raise AccountLocked while the account is locked, and lock it (then raise) once
     more attempts have started than LOGIN_MAX_FAILURES allows since the last success."""
-    name = username.strip()
+    attempt = _count_attempt(User.username == username.strip())
+    return attempt or SignInAttempt(None, 0, _dummy_hash())
+
+
+def start_second_factor(user_id: int) -> SignInAttempt:
+    """Count an attempt at the second step of a sign-in (a TOTP or recovery code), like start_sign_in:
+    wrong codes and wrong passwords share one allowance, and the caller commits before the check."""
+    attempt = _count_attempt(User.id == user_id)
+    if attempt is None:
+        raise LoginFailed()
+    return attempt
+
+
+def _count_attempt(which) -> SignInAttempt | None:
     now = utcnow()
     # The increment and the read of its result are one statement under the row's lock: every parallel
     # attempt gets a different number, and none can read a count that another has not yet written.
     counted = db.session.execute(
         update(User)
-        .where(User.username == name, User.is_active_account.is_(True), _unlocked(now))
+        .where(which, User.is_active_account.is_(True), _unlocked(now))
         .values(failed_logins=User.failed_logins + 1)
         .returning(User.id, User.failed_logins, User.password_hash)
         .execution_options(synchronize_session=False)
     ).one_or_none()
     if counted is None:
         locked = db.session.scalar(select(User.id).where(
-            User.username == name, User.is_active_account.is_(True), User.locked_until > now))
+            which, User.is_active_account.is_(True), User.locked_until > now))
         if locked is not None:
             raise AccountLocked()
-        return SignInAttempt(None, 0, _dummy_hash())
+        return None
     user_id, number, password_hash = counted
     if number > current_app.config["LOGIN_MAX_FAILURES"]:
         # More attempts are under way than the allowance: this one is refused unchecked.
@@ -118,10 +131,28 @@ def finish_sign_in(attempt: SignInAttempt, password: str) -> User:
     if user is None or not user.is_active_account:  # switched off while the password was checked
         raise LoginFailed()
     # The right password within the allowance signs in, even if attempts beyond the allowance, started
-    # meanwhile, have locked the account: the lock is lifted with the count.
+    # meanwhile, have locked the account: the lock is lifted with the count. With two-factor sign-in
+    # the user is not in yet: the codes start a count of their own (finish_second_factor).
     user.failed_logins = 0
     user.locked_until = None
-    audit.record("user.login", user, actor=user)
+    if not two_factor.enabled(user):
+        audit.record("user.login", user, actor=user)
+    return user
+
+
+def finish_second_factor(attempt: SignInAttempt, code: str) -> User:
+    """Check the code of a counted second-step attempt; on success clear the count and return the user,
+    else raise WrongCode (or AccountLocked once the allowance is spent); the caller commits either way."""
+    user = db.session.get(User, attempt.user_id)
+    if user is None or not user.is_active_account:
+        raise LoginFailed()
+    try:
+        factor = two_factor.check_sign_in_code(user, code)
+    except two_factor.WrongCode as error:
+        _refuse(attempt, error)
+    user.failed_logins = 0
+    user.locked_until = None
+    audit.record("user.login", user, actor=user, after={"second_factor": factor})
     return user
 
 
@@ -222,6 +253,20 @@ def set_password(user_id: int, password: str) -> User:
     user.locked_until = None
     ended = sessions.end_all(user.id, "password_reset")
     audit.record("user.password_set", user, actor_label="命令行", after={"sessions_ended": ended})
+    return user
+
+
+def reset_two_factor(user_id: int, actor: User | None) -> User:
+    """An administrator's 重置两步验证 (or `flask users reset-two-factor`), for a lost phone: the secret
+    and recovery codes are forgotten and every session ends; a role that requires two-factor sets it
+    up again at the next sign-in."""
+    user = _account(user_id)
+    if actor is not None and actor.id == user.id:
+        raise InvalidInput("不能重置自己的两步验证")
+    two_factor.clear(user)
+    ended = sessions.end_all(user.id, "two_factor_reset")
+    audit.record("user.two_factor_reset", user, actor=actor, actor_label=None if actor else "命令行",
+                 after={"sessions_ended": ended})
     return user
 
 

@@ -26,6 +26,7 @@ from flask import Flask, current_app, flash, g, redirect, request, session, url_
 from flask_login import login_user, logout_user
 from sqlalchemy import delete, select, update
 
+from voucher.accounts import two_factor
 from voucher.accounts.models import User, UserSession
 from voucher.core.clock import utcnow
 from voucher.core.db import db
@@ -37,6 +38,9 @@ TOUCH_EVERY = timedelta(seconds=60)
 KEEP_ENDED = timedelta(days=30)
 #: the pages a user with a temporary password may still open
 WHILE_TEMPORARY = frozenset({"accounts.change_password", "accounts.logout", "accounts.login", "static"})
+#: the pages a user who must set up two-factor sign-in may still open
+WHILE_ENROLLING = WHILE_TEMPORARY | {"accounts.two_factor_page", "accounts.two_factor_start",
+                                     "accounts.two_factor_confirm"}
 
 ENDED_MESSAGES = {
     "sign_out": "您已退出登录，请重新登录",
@@ -46,6 +50,7 @@ ENDED_MESSAGES = {
     "password_reset": "密码已被重置，请重新登录",
     "signed_out_everywhere": "管理员已结束您的全部登录，请重新登录",
     "deactivated": "账户已停用",
+    "two_factor_reset": "您的两步验证已被管理员重置，请重新登录并重新设置",
 }
 UNKNOWN_MESSAGE = "登录已失效，请重新登录"
 
@@ -166,6 +171,8 @@ def check_request():
         db.session.commit()  # its own unit of work, before the view's: a read-only page commits nothing else
     if user.is_password_temporary and request.endpoint not in WHILE_TEMPORARY:
         return redirect(url_for("accounts.change_password"))
+    if two_factor.must_enrol(user) and request.endpoint not in WHILE_ENROLLING:
+        return redirect(url_for("accounts.two_factor_page"))
     return None
 
 

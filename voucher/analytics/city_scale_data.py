@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 
-from voucher.merchants import uscc as uscc_rules
+from voucher.core import uscc as uscc_rules
 from voucher.vouchers import codes as voucher_codes
 
 DEFAULT_SEED = 20221231

@@ -9,12 +9,12 @@ from sqlalchemy import select
 from voucher.analytics import baselines, charts, leverage, leverage_xlsx, panel, rollup
 from voucher.analytics.leverage import LeverageFilter
 from voucher.analytics.services import campaign_figures
-from voucher.merchants.models import SIZE_CLASS_LABELS
 from voucher.campaigns.models import Campaign, CampaignStatus
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput
 from voucher.core.forms import parse_day, parse_id
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
+from voucher.merchants.models import SIZE_CLASS_LABELS
 from voucher.web import unit_of_work
 
 bp = Blueprint("analytics", __name__)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import time
 from datetime import timedelta
 
@@ -15,28 +14,14 @@ from voucher.core.clock import utcnow
 from voucher.core.db import connection, db
 from voucher.core.errors import DomainError
 from voucher.core.upsert import cached, insert_ignore
-from voucher.merchants.models import StoreTerminal
 from voucher.merchants.redemption import TERMINAL_BY_TOKEN, Terminal
+from voucher.merchants.terminals import hash_token
 
 
 class Unauthenticated(DomainError):
     code = "unauthenticated"
     status = 401
     default_message = "身份验证失败"
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def issue_terminal_token(store_id: int, label: str, created_by_id: int) -> tuple[StoreTerminal, str]:
-    """Create a terminal and return it with its token; the token is shown once and only its hash kept."""
-    token = "st_" + secrets.token_urlsafe(32)
-    terminal = StoreTerminal(store_id=store_id, label=label, token_hash=hash_token(token), token_prefix=token[:10],
-                             created_by_id=created_by_id)
-    db.session.add(terminal)
-    db.session.flush()  # the caller shows the new terminal's id
-    return terminal, token
 
 
 def current_terminal() -> Terminal:

@@ -17,7 +17,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from voucher.campaigns.models import FUNDING_KIND_LABELS, INSTRUMENT_LABELS, BudgetChangeKind
 from voucher.core.forms import PercentField, YuanField
-from voucher.merchants.models import CATEGORIES, DISTRICTS
+from voucher.core.reference import CATEGORIES, DISTRICTS
 
 
 def _plausible_year(form, field) -> None:

@@ -4,9 +4,16 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from voucher.accounts.models import User
-from voucher.campaigns.models import GRANT_TRANSITIONS, Campaign, CampaignStatus, GrantApplication, GrantStatus, Instrument
+from voucher.campaigns.models import (
+    GRANT_TRANSITIONS,
+    Campaign,
+    CampaignStatus,
+    GrantApplication,
+    GrantStatus,
+    Instrument,
+)
 from voucher.campaigns.services import lock_campaign
-from voucher.core import audit
+from voucher.core import audit, uscc
 from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import (
@@ -18,10 +25,9 @@ from voucher.core.errors import (
     NotFound,
 )
 from voucher.core.money import format_yuan
+from voucher.core.reference import DISTRICTS
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
-from voucher.merchants import uscc
-from voucher.merchants.models import DISTRICTS
 
 
 def submit(

@@ -12,7 +12,7 @@ from voucher.campaigns.overview import policy_overview
 from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
-from voucher.merchants.models import DISTRICTS
+from voucher.core.reference import DISTRICTS
 from voucher.web import unit_of_work
 
 bp = Blueprint("measures", __name__)

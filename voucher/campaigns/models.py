@@ -4,10 +4,22 @@ import enum
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, Date, DateTime, ForeignKey, String, Table, Text, Time, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    String,
+    Table,
+    Text,
+    Time,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-
-from sqlalchemy import BigInteger, false
 
 from voucher.core.db import created_at, db, fen, intpk
 

@@ -25,9 +25,10 @@ from voucher.core.clock import local_day_end_utc, local_day_start_utc, utcnow
 from voucher.core.db import db, serialize
 from voucher.core.errors import InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
 from voucher.core.money import format_yuan
+from voucher.core.reference import CATEGORIES, DISTRICTS
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
-from voucher.merchants.models import CATEGORIES, DISTRICTS, Merchant
+from voucher.merchants.models import Merchant
 
 # The product rule each instrument uses.
 PRODUCT_KIND = {
@@ -341,7 +342,7 @@ def approve(campaign_id: int, actor: User, *, plan_override_reason: str | None =
     campaign.approved_by_id = actor.id
     campaign.approved_at = utcnow()
     campaign.plan_override_reason = reason
-    ledger.open_accounts(campaign)
+    ledger.open_accounts(campaign.id, [(s.id, s.share) for s in campaign.funding_sources if s.status == "in_hand"])
     amounts = {s.id: s.amount_fen for s in campaign.funding_sources}
     for source in ledger.source_accounts(campaign.id):
         amount = amounts[source.source_id]

@@ -8,7 +8,7 @@ from voucher.campaigns.models import MeasureTarget, TargetProgress
 from voucher.core import audit
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput, NotFound
-from voucher.merchants.models import DISTRICTS
+from voucher.core.reference import DISTRICTS
 
 
 def record_progress(

@@ -5,8 +5,6 @@ written with it, database triggers refuse UPDATE and DELETE, and a sealing job c
 order so that an edited, deleted, inserted or reordered record shows in `flask audit verify`."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from datetime import date, datetime
 from typing import Any
@@ -15,6 +13,7 @@ from flask import current_app
 from sqlalchemy import JSON, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from voucher.core import keyed_mac
 from voucher.core.clock import utcnow
 from voucher.core.db import connection, created_at, db, intpk
 
@@ -34,7 +33,8 @@ class AuditEntry(db.Model):
     object_id: Mapped[int | None]
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    #: HMAC-SHA256 of the content (audit_chain.content_mac) under the key `mac_key`; null on records
+    #: HMAC of the content (audit_chain.content_mac) under the key `mac_key` (HMAC-SHA256, or HMAC-SM3
+    #: where the ring names it for that key id); null on records
     #: written before the chain existed (their content is bound by the first seal instead)
     mac: Mapped[str | None] = mapped_column(String(64))
     mac_key: Mapped[str | None] = mapped_column(String(16))
@@ -62,8 +62,8 @@ def _canonical(values: dict[str, Any]) -> bytes:
 
 
 def content_mac(values: dict[str, Any], key: bytes) -> str:
-    """HMAC-SHA256 of a record's content, as written and as read back."""
-    return hmac.new(key, _canonical(values), hashlib.sha256).hexdigest()
+    """HMAC of a record's content, as written and as read back, under the key's algorithm."""
+    return keyed_mac.hexdigest(key, _canonical(values))
 
 
 def signed(values: dict[str, Any]) -> dict[str, Any]:

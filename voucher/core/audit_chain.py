@@ -19,7 +19,6 @@ one) is not skipped; one that still arrives inside a sealed range is reported as
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +27,7 @@ from flask import current_app
 from sqlalchemy import DateTime, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from voucher.core import keyed_mac
 from voucher.core.audit import MAC_FIELDS, AuditEntry, content_mac
 from voucher.core.clock import utcnow
 from voucher.core.db import db, intpk, serialize
@@ -68,11 +68,12 @@ def _digest(entry: AuditEntry) -> bytes:
 
 
 def _link(key: bytes, previous: str, entries: list[AuditEntry]) -> str:
-    mac = hmac.new(key, previous.encode(), hashlib.sha256)
+    mac = keyed_mac.new(key)
+    mac.update(previous.encode())
     for entry in entries:
         mac.update(entry.id.to_bytes(8, "big"))
         mac.update(_digest(entry))
-    return mac.hexdigest()
+    return mac.finalize().hex()
 
 
 def _entries(after_id: int, up_to_id: int | None = None) -> list[AuditEntry]:
@@ -156,5 +157,5 @@ def _check_macs(entries: list[AuditEntry], result: Verification) -> None:
             result.problems.append(f"记录 #{entry.id} 的密钥 {entry.mac_key} 不在 AUDIT_MAC_KEYS 中，无法核对")
             continue
         values = {name: getattr(entry, name) for name in MAC_FIELDS}
-        if not hmac.compare_digest(content_mac(values, key), entry.mac):
+        if not keyed_mac.equal(content_mac(values, key), entry.mac):
             result.problems.append(f"记录 #{entry.id}（{entry.action}）的内容与其签名不符：记录被修改过")

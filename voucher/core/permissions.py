@@ -67,8 +67,8 @@ def roles_required(*roles: Role) -> Callable:
         @wraps(view)
         def wrapper(*args, **kwargs):
             if not current_user.is_authenticated:
-                from flask_login import login_url
                 from flask import redirect
+                from flask_login import login_url
 
                 return redirect(login_url("accounts.login", next_url=request.full_path))
             if current_user.role not in allowed:

@@ -20,10 +20,9 @@ third-level values. Arrays are indexed (year, city, indicator).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Mapping
-
-import warnings
 
 import numpy as np
 

@@ -58,8 +58,8 @@ class LedgerAccount(db.Model):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
     funding_source_id: Mapped[int] = mapped_column(ForeignKey("funding_sources.id"))
     kind: Mapped[str] = mapped_column(String(16))
-
-    funding_source = relationship("FundingSource")
+    #: the funding source's co-funding share, fixed at approval: a redemption splits by it
+    share: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
 class JournalEntry(db.Model):

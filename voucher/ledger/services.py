@@ -8,12 +8,12 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from voucher.campaigns.models import Campaign, FundingSource
 from voucher.core.clock import utcnow
 from voucher.core.db import connection, db
 from voucher.core.errors import AccountWouldGoNegative, UnbalancedPosting
 from voucher.core.money import split_by_shares
 from voucher.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
+from voucher.ledger.periods import require_open
 
 
 @dataclass(frozen=True)
@@ -25,26 +25,25 @@ class SourceAccounts:
     ids: dict[AccountKind, int]
 
 
-def open_accounts(campaign: Campaign) -> None:
-    """Create the five accounts of each in-hand funding source (idempotent)."""
+def open_accounts(campaign_id: int, sources: list[tuple[int, int]]) -> None:
+    """Create the five accounts of each funding source in hand, given as (source id, co-funding share),
+    idempotently. The share is kept on the accounts: it never changes once the campaign is approved."""
     existing = {
         (a.funding_source_id, a.kind)
-        for a in db.session.scalars(select(LedgerAccount).where(LedgerAccount.campaign_id == campaign.id))
+        for a in db.session.scalars(select(LedgerAccount).where(LedgerAccount.campaign_id == campaign_id))
     }
-    for source in campaign.funding_sources:
-        if source.status != "in_hand":
-            continue
+    for source_id, share in sources:
         for kind in AccountKind:
-            if (source.id, kind.value) not in existing:
-                db.session.add(LedgerAccount(campaign_id=campaign.id, funding_source_id=source.id, kind=kind.value))
+            if (source_id, kind.value) not in existing:
+                db.session.add(LedgerAccount(campaign_id=campaign_id, funding_source_id=source_id, kind=kind.value,
+                                             share=share))
     db.session.flush()  # callers post to the new accounts in the same unit of work
 
 
 def source_accounts(campaign_id: int) -> list[SourceAccounts]:
     """Accounts per funding source, in a stable order (the split order). One query."""
     rows = db.session.execute(
-        select(LedgerAccount.funding_source_id, FundingSource.share, LedgerAccount.kind, LedgerAccount.id)
-        .join(FundingSource, FundingSource.id == LedgerAccount.funding_source_id)
+        select(LedgerAccount.funding_source_id, LedgerAccount.share, LedgerAccount.kind, LedgerAccount.id)
         .where(LedgerAccount.campaign_id == campaign_id)
         .order_by(LedgerAccount.funding_source_id)
     ).all()
@@ -83,8 +82,6 @@ def post(
     if sum(amount for _, amount in lines) != 0:
         raise UnbalancedPosting()
     if at is not None:
-        from voucher.ledger.periods import require_open  # the period check reads verify, which reads us
-
         require_open(at)
     conn = connection()
     entry = {

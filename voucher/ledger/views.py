@@ -7,7 +7,7 @@ from flask_login import current_user
 from voucher.core.clock import local_today
 from voucher.core.errors import DomainError
 from voucher.core.permissions import Role, roles_required
-from voucher.ledger import periods
+from voucher.ledger import closing, periods
 from voucher.web import in_transaction
 
 bp = Blueprint("periods", __name__, url_prefix="/finance/periods")
@@ -29,7 +29,7 @@ def index():
 def close():
     period = (request.form.get("period") or "").strip()
     try:
-        in_transaction(lambda: periods.close_period(period, current_user))
+        in_transaction(lambda: closing.close_period(period, current_user))
     except DomainError as error:
         flash(error.message, "error")
         return redirect(url_for("periods.index")), 303

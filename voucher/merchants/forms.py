@@ -3,7 +3,7 @@ from wtforms import FieldList, Form, FormField, HiddenField, PasswordField, Sele
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from voucher.core.forms import YuanField
-from voucher.merchants.models import CATEGORIES, DISTRICTS
+from voucher.core.reference import CATEGORIES, DISTRICTS
 
 
 class RedeemForm(FlaskForm):

@@ -8,14 +8,13 @@ from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Strin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import created_at, db, fen, intpk
-
-CATEGORIES = ["餐饮", "零售", "汽车", "家电家居", "文旅", "体育", "影院", "农产品", "托育", "家政", "信息消费"]
-DISTRICTS = ["海州区", "连云区", "赣榆区", "东海县", "灌云县", "灌南县", "经济技术开发区", "徐圩新区", "云台山景区"]
-
+from voucher.core.field_crypto import EncryptedString
 
 MERCHANT_STATUS_LABELS = {"pending": "待审核", "approved": "已入驻", "rejected": "未通过", "suspended": "已暂停"}
 #: 企业规模 (the leverage breakdown "by merchant size" groups by it)
 SIZE_CLASS_LABELS = {"micro": "微型", "small": "小型", "medium": "中型", "large": "大型"}
+#: what a settlement account number's ciphertext is bound to (voucher/core/field_crypto.py)
+BANK_ACCOUNT_PURPOSE = "merchants.bank_account_no"
 
 
 class Merchant(db.Model):
@@ -39,7 +38,9 @@ class Merchant(db.Model):
     #: the settlement bank account payouts go to
     bank_account_name: Mapped[str | None] = mapped_column(String(120))
     bank_name: Mapped[str | None] = mapped_column(String(120))
-    bank_account_no: Mapped[str | None] = mapped_column(String(34))
+    #: encrypted at rest (the plain number has at most 34 digits); shown masked (core/masking.py) except
+    #: in the payout file the bank imports
+    bank_account_no: Mapped[str | None] = mapped_column(EncryptedString(BANK_ACCOUNT_PURPOSE, 255))
     # use_alter: users also point at merchants; the cycle is created after both tables.
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", use_alter=True))
     decision_note: Mapped[str | None] = mapped_column(Text)

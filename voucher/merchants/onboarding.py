@@ -8,12 +8,13 @@ from sqlalchemy import select
 
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
-from voucher.core import audit
+from voucher.core import audit, uscc
 from voucher.core.db import db
 from voucher.core.errors import Forbidden, InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
 from voucher.core.permissions import Role
-from voucher.merchants import uscc
-from voucher.merchants.models import CATEGORIES, DISTRICTS, Merchant, Store, StoreTerminal
+from voucher.core.reference import CATEGORIES, DISTRICTS
+from voucher.merchants.models import Merchant, Store, StoreTerminal
+from voucher.merchants.terminals import issue_terminal_token
 
 _ACCOUNT_NO = re.compile(r"^[0-9]{8,34}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}\Z")  # \Z: "$" would let a trailing newline through
@@ -182,8 +183,6 @@ def set_cashier_active(manager: User, cashier_id: int, active: bool) -> User:
 
 
 def issue_terminal(manager: User, *, store_id: int, label: str) -> tuple[StoreTerminal, str]:
-    from voucher.api.auth import issue_terminal_token
-
     store = _own_store(manager, store_id)
     terminal, token = issue_terminal_token(store.id, label.strip() or "收银终端", manager.id)
     audit.record("terminal.issue", terminal, actor=manager, after={"store_id": store.id, "label": terminal.label,

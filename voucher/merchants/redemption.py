@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-
 from sqlalchemy import bindparam, exists, select, update
 
 from voucher.accounts.models import User
@@ -20,13 +19,13 @@ from voucher.core.errors import (
     BudgetExhausted,
     CampaignNotActive,
     Forbidden,
+    IdempotencyConflict,
     InvalidInput,
     InvalidTransition,
-    NotFound,
-    ReversalWindowClosed,
-    IdempotencyConflict,
     MerchantNotEligible,
+    NotFound,
     OutsideUsableHours,
+    ReversalWindowClosed,
     ThresholdNotMet,
     VoucherAlreadyRedeemed,
     VoucherExpired,
@@ -42,7 +41,6 @@ from voucher.merchants.models import Merchant, Redemption, Store, StoreTerminal
 from voucher.settlement.models import SettlementItem
 from voucher.vouchers.models import Voucher, VoucherStatus
 from voucher.vouchers.services import code_from_input
-
 
 #: a hundred million yuan: far above any counter order, far below what the database can hold
 MAX_ORDER_FEN = 100_000_000_00

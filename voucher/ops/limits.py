@@ -5,7 +5,7 @@ Each guarded view carries a decorator from this module. Its POSTs are counted pe
 its signature has checked out, so nobody can spend a partner's allowance with its key id alone) and
 per store terminal (a digest of its token, so nobody without the token can spend a terminal's allowance). The
 numbers come from RATELIMIT_* settings in the `limits` notation ("5 per minute;30 per hour"; see
-voucher/ops/settings.py for the defaults), read when the app is created, so a test app can lower them.
+voucher/config.py for the defaults), read when the app is created, so a test app can lower them.
 
 The counting is done by `limits` (the engine under Flask-Limiter) with fixed windows. Flask-Limiter
 itself is not used: its per-request resolution of which limits apply cost about 0.15 ms of CPU per
@@ -35,7 +35,7 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
-from voucher.ops.settings import RATE_LIMITS
+from voucher.config import RATE_LIMITS
 
 logger = logging.getLogger(__name__)
 

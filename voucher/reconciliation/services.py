@@ -40,12 +40,7 @@ from voucher.core.errors import InvalidTransition, NotFound
 from voucher.core.forms import reason_text
 from voucher.reconciliation import mapping as mappings
 from voucher.reconciliation.errors import MalformedStatement, StatementAlreadyImported
-from voucher.reconciliation.models import (
-    BankStatement,
-    BankStatementLine,
-    BatchResolution,
-    MatchStatus,
-)
+from voucher.reconciliation.models import BankStatement, BankStatementLine, BatchResolution, MatchStatus
 from voucher.reconciliation.parsing import ParsedLine, parse
 from voucher.settlement.models import BatchStatus, SettlementBatch
 

@@ -1,15 +1,7 @@
 """Finance pages: import a bank statement, see what matched, resolve what did not, set column mappings."""
 from __future__ import annotations
 
-from flask import (
-    Blueprint,
-    Response,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from voucher.core.errors import DomainError

@@ -21,13 +21,7 @@ from voucher.core.db import db, serialize
 from voucher.core.errors import InvalidInput, InvalidTransition, NotFound
 from voucher.core.upsert import insert_ignore
 from voucher.ledger import services as ledger
-from voucher.ledger.models import (
-    AccountKind,
-    EntryKind,
-    JournalEntry,
-    LedgerAccount,
-    Posting,
-)
+from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
 from voucher.merchants.models import Merchant, Redemption
 from voucher.merchants.risk import open_flags_by_merchant
 from voucher.settlement.models import BatchStatus, SettlementBatch, SettlementItem

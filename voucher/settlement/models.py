@@ -10,17 +10,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import (
-    JSON,
-    CheckConstraint,
-    Date,
-    DateTime,
-    ForeignKey,
-    Index,
-    LargeBinary,
-    String,
-    UniqueConstraint,
-)
+from sqlalchemy import JSON, CheckConstraint, Date, DateTime, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import created_at, db, fen, intpk

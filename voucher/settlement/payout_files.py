@@ -25,12 +25,7 @@ from voucher.core.errors import InvalidInput, InvalidTransition, NotFound
 from voucher.core.forms import reason_text
 from voucher.merchants.models import Merchant
 from voucher.settlement import payout_file
-from voucher.settlement.models import (
-    BatchStatus,
-    PayoutFile,
-    PayoutFileItem,
-    SettlementBatch,
-)
+from voucher.settlement.models import BatchStatus, PayoutFile, PayoutFileItem, SettlementBatch
 
 #: mainland bank account numbers: digits only, 8 to 30 of them once spaces are taken out
 _ACCOUNT = re.compile(r"^[0-9]{8,30}$")

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from flask import (
-    Blueprint,
-    Response,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from voucher.core.clock import utcnow

@@ -1,8 +1,13 @@
-"""Citizen identity: a verified phone number becomes a keyed hash; the number itself is never stored."""
+"""Citizen identity: a verified phone number becomes a keyed hash; the number itself is never stored.
+
+The hash key is a ring (IDENTITY_HASH_KEYS), each key HMAC-SHA256 or HMAC-SM3. A new citizen is stored
+under the active key; everything that finds a person by phone (the citizen, the one-time codes and their
+per-person limit) looks under every key of the ring, so a rotation never makes one person two. A stored
+hash does not name its key: the phone is never kept, so a row cannot be re-hashed under a new key, and
+each key stays in the ring as long as citizens hashed under it may come back.
+"""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 import secrets
 from datetime import timedelta
@@ -10,10 +15,11 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import func, select
 
+from voucher.core import keyed_mac
 from voucher.core.clock import utcnow
 from voucher.core.db import db
-from voucher.core.upsert import cached, insert_or_lock
 from voucher.core.errors import DomainError, InvalidInput, InvalidOneTimeCode
+from voucher.core.upsert import cached, insert_or_lock
 from voucher.vouchers.models import Citizen, OneTimeCode
 
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
@@ -37,39 +43,53 @@ def normalise_phone(raw: str) -> str:
     return phone
 
 
+class Identity:
+    """A phone's hash under each key of the ring; `active` is the one a new row is stored under."""
+
+    def __init__(self, phone: str) -> None:
+        keys = current_app.config["IDENTITY_HASH_KEYS"]
+        by_key_id = {kid: keyed_mac.hexdigest(key, f"phone:{phone}".encode()) for kid, key in keys.items()}
+        self._keys = {by_key_id[kid]: key for kid, key in keys.items()}
+        self.active = by_key_id[current_app.config["IDENTITY_HASH_ACTIVE_KEY_ID"]]
+
+    @property
+    def hashes(self) -> list[str]:
+        return list(self._keys)
+
+    def code_hash(self, identity_hash: str, code: str) -> str:
+        """A one-time code's hash, under the key that made `identity_hash` (one of self.hashes)."""
+        return keyed_mac.hexdigest(self._keys[identity_hash], f"otp:{identity_hash}:{code}".encode())
+
+
 def identity_hash(phone: str) -> str:
-    key: bytes = current_app.config["IDENTITY_HASH_KEY"]
-    return hmac.new(key, f"phone:{phone}".encode(), hashlib.sha256).hexdigest()
-
-
-def _code_hash(identity: str, code: str) -> str:
-    key: bytes = current_app.config["IDENTITY_HASH_KEY"]
-    return hmac.new(key, f"otp:{identity}:{code}".encode(), hashlib.sha256).hexdigest()
+    """The hash a new citizen with this phone is stored under (the active key)."""
+    return Identity(phone).active
 
 
 def request_code(raw_phone: str) -> str:
     """Create a one-time code for a phone and return it (for the SMS gateway, or the dev page)."""
-    identity = identity_hash(normalise_phone(raw_phone))
+    identity = Identity(normalise_phone(raw_phone))
     now = utcnow()
     recent = db.session.scalar(
         select(func.count(OneTimeCode.id)).where(
-            OneTimeCode.identity_hash == identity, OneTimeCode.created_at > now - CODE_WINDOW
+            OneTimeCode.identity_hash.in_(identity.hashes), OneTimeCode.created_at > now - CODE_WINDOW
         )
     )
     if recent >= MAX_CODES_PER_WINDOW:
         raise TooManyCodes()
     code = f"{secrets.randbelow(1_000_000):06d}"
-    db.session.add(OneTimeCode(identity_hash=identity, code_hash=_code_hash(identity, code), expires_at=now + CODE_TTL))
+    db.session.add(OneTimeCode(identity_hash=identity.active, code_hash=identity.code_hash(identity.active, code),
+                               expires_at=now + CODE_TTL))
     return code
 
 
 def verify_code(raw_phone: str, code: str) -> Citizen:
     """Check the latest code for the phone; on success return (creating if new) the citizen."""
-    identity = identity_hash(normalise_phone(raw_phone))
+    identity = Identity(normalise_phone(raw_phone))
     now = utcnow()
     challenge = db.session.scalar(
         select(OneTimeCode)
-        .where(OneTimeCode.identity_hash == identity, OneTimeCode.used_at.is_(None))
+        .where(OneTimeCode.identity_hash.in_(identity.hashes), OneTimeCode.used_at.is_(None))
         .order_by(OneTimeCode.id.desc())
         .limit(1)
         .with_for_update()
@@ -77,7 +97,7 @@ def verify_code(raw_phone: str, code: str) -> Citizen:
     if challenge is None or challenge.expires_at < now or challenge.attempts >= MAX_ATTEMPTS:
         raise InvalidOneTimeCode("验证码错误或已过期，请重新获取")
     challenge.attempts += 1
-    if not hmac.compare_digest(challenge.code_hash, _code_hash(identity, (code or "").strip())):
+    if not keyed_mac.equal(challenge.code_hash, identity.code_hash(challenge.identity_hash, (code or "").strip())):
         raise InvalidOneTimeCode(f"验证码错误，还可尝试 {MAX_ATTEMPTS - challenge.attempts} 次")
     challenge.used_at = now
     return _citizen_with(identity)
@@ -85,13 +105,24 @@ def verify_code(raw_phone: str, code: str) -> Citizen:
 
 def citizen_for(raw_phone: str) -> Citizen:
     """The citizen with a phone number a channel partner has already verified (created if new)."""
-    return _citizen_with(identity_hash(normalise_phone(raw_phone)))
+    return _citizen_with(Identity(normalise_phone(raw_phone)))
 
 
-def _citizen_with(identity: str) -> Citizen:
+def _citizen_with(identity: Identity) -> Citizen:
     """Found or created in one statement; the same person arriving twice at once (two channels)
-    gets the one row. The row stays locked to this transaction, which a claim needs anyway."""
+    gets the one row. The row stays locked to this transaction, which a claim needs anyway.
+
+    With more than one key in the ring, a person may be stored under an older key: they are looked for
+    under every key first (the oldest row, should a misconfigured ring ever have made two), and only
+    someone found under none is created, under the active key."""
+    if len(identity.hashes) > 1:
+        existing = db.session.scalar(
+            select(Citizen).where(Citizen.identity_hash.in_(identity.hashes))
+            .order_by(Citizen.id).limit(1).with_for_update()
+        )
+        if existing is not None:
+            return existing
     return db.session.scalar(
         cached("citizen_upsert", lambda: insert_or_lock(Citizen, "identity_hash").returning(Citizen)),
-        {"identity_hash": identity, "created_at": utcnow()},
+        {"identity_hash": identity.active, "created_at": utcnow()},
     )

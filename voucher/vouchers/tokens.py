@@ -1,15 +1,16 @@
 """Signed QR tokens: `LYGV1.<key id>.<voucher code>.<signature>`.
 
-The signature is HMAC-SHA256 over version, key id and code, truncated to 128 bits and base64url
-encoded. The token carries no personal data. It is verified before any database lookup; a key id
-missing from the configured key ring (retired or never issued) is refused.
+The signature is an HMAC over version, key id and code, truncated to 128 bits and base64url
+encoded: HMAC-SHA256, or HMAC-SM3 where the ring names it for the key id (voucher/core/keyed_mac.py).
+The key id fixes the algorithm, so a token verifies only under the algorithm it was signed with. The
+token carries no personal data. It is verified before any database lookup; a key id missing from
+the configured key ring (retired or never issued) is refused.
 """
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 
+from voucher.core import keyed_mac
 from voucher.core.errors import InvalidToken
 from voucher.vouchers import codes
 
@@ -18,7 +19,7 @@ _SIG_BYTES = 16
 
 
 def _signature(key: bytes, key_id: str, code: str) -> str:
-    mac = hmac.new(key, f"{PREFIX}|{key_id}|{code}".encode(), hashlib.sha256).digest()[:_SIG_BYTES]
+    mac = keyed_mac.digest(key, f"{PREFIX}|{key_id}|{code}".encode())[:_SIG_BYTES]
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
@@ -39,7 +40,7 @@ def verify(token: str, keys: dict[str, bytes]) -> str:
     key = keys.get(key_id)
     if key is None:
         raise InvalidToken("券码无效：签名密钥未知或已停用")
-    if not hmac.compare_digest(_signature(key, key_id, code).encode(), signature.encode()):
+    if not keyed_mac.equal(_signature(key, key_id, code), signature):
         raise InvalidToken("券码无效：二维码签名校验失败，可能被篡改或伪造")
     if not codes.is_well_formed(code):
         raise InvalidToken()

@@ -6,14 +6,14 @@ from functools import wraps
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, session, url_for
 
 from voucher.accounts.forms import ActionForm
+from voucher.campaigns import lottery
+from voucher.campaigns.models import Release
 from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.permissions import Access, public
 from voucher.ops import limits
 from voucher.vouchers import citizens, codes, qr, services
 from voucher.vouchers.forms import CodeForm, PhoneForm
-from voucher.campaigns import lottery
-from voucher.campaigns.models import Release
 from voucher.vouchers.models import Citizen, Voucher
 from voucher.web import unit_of_work
 
