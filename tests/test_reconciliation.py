@@ -460,7 +460,12 @@ def test_the_auditor_reads_only_and_other_roles_are_refused(client, db, batches)
     assert "导入对账单" not in client.get("/finance/reconciliation").get_data(as_text=True)
     assert db.session.scalar(select(func.count(BatchResolution.id))) == 0
     assert db.session.scalar(select(func.count(BankStatementLine.id)).where(BankStatementLine.resolved_at.isnot(None))) == 0
+    # The administrator reads, like the auditor, and moves no money (separation of duties).
     _login(client, "admin")
+    assert "导入对账单" not in client.get("/finance/reconciliation").get_data(as_text=True)
+    for url, data in posts.items():
+        assert client.post(url, data=data).status_code == 403, url
+    _login(client, "finance")
     assert "导入对账单" in client.get("/finance/reconciliation").get_data(as_text=True)
 
 

@@ -215,14 +215,16 @@ def test_bad_input_on_the_settlement_pages_is_refused_in_chinese(client, db, day
     assert db.session.scalar(select(func.count(PayoutFile.id))) == 0
 
 
-def test_only_finance_moves_money_and_the_auditor_only_reads(client, db, day):
+def test_only_finance_moves_money_and_the_auditor_and_administrator_only_read(client, db, day):
+    """Separation of duties (等保): the system administrator manages accounts and may read the money
+    pages, but moves no money: one who could create an account and pay it would need no accomplice."""
     world, *_ = day
     settlement.build_batches(local_today() - timedelta(days=1), world.finance)
     file = payout_files.create(world.finance)
     db.session.commit()
     for username, page, build, download, create in (
             ("auditor", 200, 403, 200, 403), ("cashier", 403, 403, 403, 403), ("maker", 403, 403, 403, 403),
-            ("admin", 200, 302, 200, 302)):
+            ("admin", 200, 403, 200, 403), ("finance", 200, 302, 200, 302)):
         _login(client, username)
         assert client.get("/finance/settlement").status_code == page, username
         assert client.get(f"/finance/settlement/payout-files/{file.id}.csv").status_code == download, username

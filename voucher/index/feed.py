@@ -24,6 +24,7 @@ from voucher.core import audit
 from voucher.core.clock import local_day_end_utc, local_day_start_utc, utcnow
 from voucher.core.db import db
 from voucher.core.errors import NotFound
+from voucher.core.money import to_yuan
 from voucher.index.models import IndexValue, ValueSource
 from voucher.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
 from voucher.merchants.models import Merchant, Redemption
@@ -109,9 +110,10 @@ def publish(city: str, year: int, actor=None) -> IndexValue:
     if row is None:
         row = IndexValue(city=city, year=year, code=FEED_CODE, source=ValueSource.CAMPAIGN_FEED.value, value=0.0)
         db.session.add(row)
-    # The catalogue's unit is yuan. A year can net below zero (a redemption of 31 December reversed on
+    # The catalogue's unit is yuan, and an indicator's value is a float like every other index input: the
+    # exact fen stay in the provenance. A year can net below zero (a redemption of 31 December reversed on
     # 1 January): nothing was executed that year, so zero, not a value the index refuses.
-    row.value = max(found.executed_fen, 0) / 100
+    row.value = float(to_yuan(max(found.executed_fen, 0)))
     row.provenance = provenance
     row.updated_by_id = getattr(actor, "id", None)
     row.updated_at = utcnow()
