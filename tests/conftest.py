@@ -14,6 +14,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import create_engine, text
 
+from seed.cli import register as register_seed_commands
 from voucher import create_app
 from voucher.core.clock import LOCAL_TZ, travel_to
 from voucher.core.db import db as _db
@@ -89,7 +90,10 @@ def make_app(database_url: str, **overrides):
         "RATELIMIT_ENABLED": False,
     }
     config.update(overrides)
-    return create_app(config)
+    application = create_app(config)
+    if application.config["ENV_NAME"] != "production":
+        register_seed_commands(application)  # `seed demo`, `seed city-scale`: as wsgi.py adds them
+    return application
 
 
 @pytest.fixture(scope="session")

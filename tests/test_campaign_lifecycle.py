@@ -7,13 +7,15 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from tests.conftest import pin_ordinary_time
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
-from voucher.campaigns import budget, services
+from voucher.campaigns import budget, releases, services
 from voucher.campaigns.models import Campaign, CampaignStatus, FundingSource, Measure, Release
 from voucher.campaigns.services import SourceInput
-from voucher.core.clock import local_today
+from voucher.core.audit import AuditEntry
+from voucher.core.clock import local_moment, local_today
 from voucher.core.db import db as _db
 from voucher.core.errors import (
     CampaignNotActive,
@@ -23,7 +25,9 @@ from voucher.core.errors import (
     ReleaseNotOpen,
     VoucherExpired,
 )
-from voucher.ledger.models import AccountKind
+from voucher.ledger.closing import close_period
+from voucher.ledger.models import AccountKind, JournalEntry
+from voucher.ledger.periods import PeriodClosed
 from voucher.ledger.services import campaign_balances
 from voucher.merchants.redemption import redeem
 from voucher.reports.consistency import verify_ledger
@@ -220,3 +224,43 @@ def test_close_returns_unused_money_and_retires_unused_vouchers(client, db):
     with pytest.raises(VoucherExpired):
         redeem(claimed[3].code, 100_00, world.cashier)
     db.session.rollback()
+
+
+@pin_ordinary_time  # a day in the middle of a month, whose previous month can be closed
+def test_the_services_date_a_change_when_they_are_told_it_happened(db):
+    """`at` (default now), for a loader replaying history (seed/city_scale.py): the change, its postings
+    and its audit entry are dated then; a moment in a closed month is refused as any dated posting is."""
+    world = make_world()
+    today = local_today()
+    close_period(f"{today.replace(day=1) - timedelta(days=1):%Y-%m}", world.finance)
+    campaign = draft(world)
+    submitted, approved = local_moment(today - timedelta(days=2), 9), local_moment(today - timedelta(days=1), 15)
+    scheduled, opened, closed = (local_moment(today - timedelta(days=1), 16), local_moment(today, 9),
+                                 local_moment(today, 9, 30))
+    services.submit_for_approval(campaign, world.maker, at=submitted)
+    db.session.commit()
+    with pytest.raises(PeriodClosed):
+        services.approve(campaign.id, world.approver, at=local_moment(today.replace(day=1) - timedelta(days=3), 10))
+    db.session.rollback()
+
+    services.approve(campaign.id, world.approver, at=approved)
+    release = releases.create_release(campaign, name="第一轮", quantity=3, per_person_limit=1, opens_at=opened,
+                                      actor=world.maker, at=scheduled)
+    releases.open_release(release.id, world.maker, at=opened)
+    budget.close_campaign(campaign.id, world.approver, "活动到期", at=closed)
+    db.session.commit()
+    db.session.expire_all()
+    campaign, release = db.session.get(Campaign, campaign.id), db.session.get(Release, release.id)
+    assert (campaign.approved_at, campaign.closed_at, release.created_at, release.opened_at) == \
+        (approved, closed, scheduled, opened)
+    entries = Counter(db.session.execute(
+        select(JournalEntry.kind, JournalEntry.created_at).where(JournalEntry.campaign_id == campaign.id)).all())
+    assert entries == {("funding", approved): 1, ("release_reserve", opened): 1, ("withdrawal", closed): 1,
+                       ("close_return", closed): 1}
+    trail = db.session.execute(select(AuditEntry.action, AuditEntry.at).where(
+        AuditEntry.action.in_(("campaign.submit", "campaign.approve", "release.create", "release.open",
+                               "campaign.close"))).order_by(AuditEntry.id)).all()
+    assert trail == [("campaign.submit", submitted), ("campaign.approve", approved), ("release.create", scheduled),
+                     ("release.open", opened), ("campaign.close", closed)]
+    assert db.session.scalar(select(func.count(Voucher.id)).where(Voucher.release_id == release.id)) == 3
+    assert verify_ledger() == []

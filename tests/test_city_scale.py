@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select, text
 
+from seed import bulk
+from seed import city_scale_data as gen
+from seed.city_scale import PLAN_OVERRIDE_REASON, TRUTH, AlreadyLoaded, DatabaseNotEmpty, load_city_scale
 from tests.conftest import empty_tables
 from tests.factories import make_world
-from voucher.analytics import bulk
-from voucher.analytics import city_scale_data as gen
-from voucher.analytics.city_scale import LEVERAGE_TRUTH, TRUTH, AlreadyLoaded, DatabaseNotEmpty, load_city_scale
-from voucher.analytics.models import MerchantDailySales, SyntheticTruth
+from voucher.analytics.models import LEVERAGE_TRUTH, MerchantDailySales, SyntheticTruth
 from voucher.campaigns.models import Campaign, FundingSource, Release, VoucherProduct
+from voucher.core.audit import AuditEntry
 from voucher.core.clock import to_local
 from voucher.core.uscc import is_valid
 from voucher.ledger.models import AccountKind, JournalEntry
@@ -240,6 +241,31 @@ def test_the_ledger_verifies_and_every_campaign_closed_with_its_money_accounted_
     assert to_local(first).year == 2020 and to_local(last).date().isoformat() == "2022-12-31"
     co_funded = db.session.scalars(select(FundingSource).where(FundingSource.share == 2)).all()
     assert len(co_funded) == 1  # the 2022 appliance campaign: city 2 : enterprises 1
+
+
+def test_each_campaign_lived_through_the_campaign_services_on_its_historical_dates(db):
+    load(db)
+    for campaign, spec in zip(db.session.scalars(select(Campaign).order_by(Campaign.id)), gen.CAMPAIGNS):
+        trail = db.session.execute(
+            select(AuditEntry.action, AuditEntry.at, AuditEntry.after)
+            .where(AuditEntry.object_type == "campaigns", AuditEntry.object_id == campaign.id).order_by(AuditEntry.id)
+        ).all()
+        assert [action for action, _, _ in trail] == ["campaign.create", "campaign.submit", "campaign.approve",
+                                                       "campaign.close"]
+        assert [at for _, at, _ in trail][2:] == [campaign.approved_at, campaign.closed_at]
+        assert to_local(campaign.approved_at).date() == spec.valid_from - timedelta(days=10)
+        assert to_local(campaign.closed_at).date() == spec.valid_until + timedelta(days=1)
+        # The plan check of approve() applied: past the 2022 policy's plan, the reason is on record.
+        plan = trail[2].after["plan"]
+        assert campaign.plan_override_reason == (PLAN_OVERRIDE_REASON if plan["exceeds"] or not plan["has_plan"]
+                                                 else None)
+        for release in campaign.releases:
+            assert release.opened_at == release.opens_at and release.created_at == release.opens_at - timedelta(days=3)
+            opened = db.session.execute(
+                select(JournalEntry.created_at).where(JournalEntry.kind == "release_reserve",
+                                                      JournalEntry.ref_id == release.id)).scalar_one()
+            assert opened == release.opens_at
+    assert db.session.scalar(select(func.count(JournalEntry.id)).where(JournalEntry.kind == "withdrawal")) == 0
 
 
 def test_the_same_seed_loads_the_same_data_and_another_seed_other_data(db):

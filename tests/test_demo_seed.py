@@ -2,6 +2,13 @@
 services (so the ledger verifies), and loading twice changes nothing."""
 from __future__ import annotations
 
+import base64
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
 from sqlalchemy import func, select, text
 
 from voucher.accounts.models import User
@@ -20,6 +27,7 @@ from voucher.merchants.models import Merchant
 from voucher.reports.consistency import verify_ledger
 from voucher.vouchers.models import Voucher
 
+ROOT = Path(__file__).resolve().parent.parent
 DEMO_ACCOUNTS = ("maker", "approver", "finance", "finance2", "auditor", "admin", "manager", "cashier", "cashier_market",
                  "cashier_cinema", "cashier_appliance", "cashier_scenic", "cashier_car", "cashier_donghai")
 
@@ -120,3 +128,26 @@ def test_seed_demo_twice_changes_nothing(app, db):
     assert achieved(db) == progress_before
     verified = runner.invoke(args=["ledger", "verify"])
     assert verified.exit_code == 0, (verified.output, verified.exception)
+
+
+def test_wsgi_adds_the_development_commands_and_production_never_imports_seed(tmp_path):
+    """`flask --app wsgi seed demo` and `seed city-scale` come from seed/, which wsgi.py adds outside
+    production only: a production process keeps `seed measures` and never imports seed/ at all."""
+    script = ("import sys, wsgi; print(' '.join(sorted(wsgi.app.cli.commands['seed'].commands)), "
+              "any(name == 'seed' or name.startswith('seed.') for name in sys.modules))")
+    base = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": f"sqlite:///{tmp_path / 'wsgi.db'}"}
+    production = {
+        "VOUCHER_ENV": "production", "SECRET_KEY": secrets.token_hex(24), "IDENTITY_HASH_KEY": secrets.token_hex(24),
+        "QR_SIGNING_KEYS": f"p1:{secrets.token_hex(24)}", "PARTNER_MASTER_KEY": secrets.token_hex(24),
+        "AUDIT_MAC_KEYS": f"a1:{secrets.token_hex(24)}",
+        "FIELD_ENCRYPTION_KEYS": f"f1:aes-256-gcm:{base64.b64encode(secrets.token_bytes(32)).decode()}",
+    }
+
+    def commands(env: dict) -> str:
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=base | env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert commands({"VOUCHER_ENV": "development"}) == "city-scale demo measures True"
+    assert commands(production) == "measures False"

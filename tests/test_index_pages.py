@@ -8,19 +8,20 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import func, select
 
+from seed import index_demo
 from tests.factories import PASSWORD, make_campaign, make_world
 from tests.test_access import login
 from voucher.accounts.services import create_user
 from voucher.cli import SEED_DIR
 from voucher.core.permissions import Role
-from voucher.index import catalogue, demo, method, services
+from voucher.index import catalogue, method, services
 from voucher.index.models import CatalogueVersion, IndexComputation, IndexValue
 
 
 @pytest.fixture
 def world(db):
     world = make_world()
-    assert demo.load_demo(SEED_DIR / "index_demo.csv") == 27 * 3 * 23
+    assert index_demo.load_demo(SEED_DIR / "index_demo.csv") == 27 * 3 * 23
     db.session.commit()
     return world
 
@@ -37,7 +38,7 @@ def test_the_illustrative_data_is_calibrated_to_the_report(db, world):
     means = {code: result.values[2, :, codes.index(code)].mean() for code in ("D1", "D2", "D3", "S2", "S3", "E1", "E5")}
     assert means == pytest.approx({"D1": 47416, "D2": 11430, "D3": 18041, "S2": 15665, "S3": 19260, "E1": 90.5,
                                    "E5": 100}, abs=0.01)
-    assert demo.NOTE in (SEED_DIR / "index_demo.csv").read_text(encoding="utf-8")
+    assert index_demo.NOTE in (SEED_DIR / "index_demo.csv").read_text(encoding="utf-8")
 
 
 def test_ranking_page(client, world):

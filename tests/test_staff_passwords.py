@@ -248,8 +248,8 @@ def test_flask_users_reset_password_prints_a_temporary_password_once(app, client
 
 
 def test_the_demo_accounts_still_sign_in_with_the_demo_password(client, db):
+    from seed.demo import load_demo
     from voucher.cli import SEED_DIR
-    from voucher.demo_data import load_demo
 
     accounts = load_demo(SEED_DIR / "demo.toml")
     db.session.commit()

@@ -93,6 +93,8 @@ def register_cli(app: Flask) -> None:
                        + (f"（{before}）" if before else ""))
         click.echo(f"全部加密字段现已使用密钥 {active}；其他密钥可从 FIELD_ENCRYPTION_KEYS 中移除")
 
+    # `seed demo` and `seed city-scale` (development data) are added to this group by wsgi.py outside
+    # production, from seed/cli.py: the product never imports seed/.
     @app.cli.group("seed")
     def seed_group() -> None:
         """载入种子数据。"""
@@ -105,66 +107,6 @@ def register_cli(app: Flask) -> None:
         count = load_measures(SEED_DIR / "measures.toml")
         db.session.commit()
         click.echo(f"已载入 {count} 条政策措施")
-
-    @seed_group.command("demo")
-    def seed_demo() -> None:
-        """Load measures and demo data (development only), and print the demo accounts."""
-        from voucher.campaigns.measures_seed import load_measures
-        from voucher.demo_data import load_demo
-
-        if current_app.config["ENV_NAME"] == "production":
-            click.echo("生产环境不能载入演示数据", err=True)
-            sys.exit(2)
-        load_measures(SEED_DIR / "measures.toml")
-        accounts = load_demo(SEED_DIR / "demo.toml")
-        from voucher.index.demo import load_demo as load_index_demo
-
-        index_cells = load_index_demo(SEED_DIR / "index_demo.csv")
-        db.session.commit()
-        if index_cells:
-            click.echo(f"信息消费发展指数示意数据（合成，非官方统计）已载入：{index_cells} 个数值")
-        click.echo("演示数据已就绪。演示账号（仅限本地试用）：")
-        for username, label, password in accounts:
-            click.echo(f"  {username:<16} 密码 {password}   {label}")
-        click.echo("市民领券页面：http://127.0.0.1:5000/c/   （手机号任意，开发模式下验证码直接显示在页面上）")
-
-    @seed_group.command("city-scale")
-    @click.option("--seed", "seed_value", type=int, default=None, help="随机种子（默认 20221231）")
-    @click.option("--scale", type=float, default=1.0, show_default=True, help="规模，0 到 1；测试可用 0.001")
-    @click.option("--fresh/--append", default=True, show_default=True,
-                  help="--fresh 只载入空库；--append 允许库中已有其他数据")
-    def seed_city_scale(seed_value: int | None, scale: float, fresh: bool) -> None:
-        """Load the city's reference case (2,902,100 vouchers, 43M yuan issued, 219M yuan driven) as a
-        deterministic synthetic data set, with merchant sales baselines and a planted causal uplift."""
-        from voucher.analytics import city_scale_data
-        from voucher.analytics.city_scale import load_city_scale
-        from voucher.core.errors import DomainError
-        from voucher.core.money import format_yuan
-
-        if current_app.config["ENV_NAME"] == "production":
-            click.echo("生产环境不能载入合成数据集", err=True)
-            sys.exit(2)
-        if not 0 < scale <= 1:
-            click.echo("--scale 应大于 0 且不超过 1", err=True)
-            sys.exit(2)
-        try:
-            summary = load_city_scale(
-                city_scale_data.DEFAULT_SEED if seed_value is None else seed_value, scale, append=not fresh
-            )
-        except (DomainError, ValueError) as error:
-            db.session.rollback()
-            click.echo(str(error), err=True)
-            sys.exit(2)
-        db.session.commit()
-        click.echo(f"城市规模数据集已载入（种子 {summary.seed}，规模 {summary.scale:g}）")
-        click.echo(f"  活动 {summary.campaigns} 个，发放场次 {summary.rounds} 轮")
-        click.echo(f"  参与商户 {summary.merchants:,} 家，对照商户 {summary.comparables:,} 家，市民 {summary.citizens:,} 人")
-        click.echo(f"  领取券 {summary.vouchers:,} 张，面值合计 {format_yuan(summary.issued_fen)} 元")
-        click.echo(f"  核销 {summary.redemptions:,} 笔，补贴 {format_yuan(summary.subsidy_fen)} 元，"
-                   f"带动消费 {format_yuan(summary.driven_fen)} 元")
-        click.echo(f"  杠杆率（带动消费 / 发放面值）{summary.driven_fen / summary.issued_fen:.2f}")
-        click.echo(f"  商户日销售额基线 {summary.sales_rows:,} 行，记账分录 {summary.journal_entries:,} 笔")
-        click.echo(f"  用时 {summary.seconds:.1f} 秒")
 
     @app.cli.group("partners")
     def partners_group() -> None:

@@ -99,8 +99,8 @@ def live_server(app, database_url):
 @pytest.fixture
 def demo(db):
     """The demo data of `flask seed demo` (accounts with password demo1234, an open round, ...)."""
+    from seed.demo import load_demo
     from voucher.cli import SEED_DIR
-    from voucher.demo_data import load_demo
 
     load_demo(SEED_DIR / "demo.toml")
     db.session.commit()  # and no transaction left open: on SQLite it would hold the write lock

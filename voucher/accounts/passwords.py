@@ -8,7 +8,7 @@ with digits or signs through ("secret-pass-1"). The username, the display name a
 system (the city, the bureau) count as guessable too.
 
 Demo data (`flask seed demo`, development only) is the one caller that skips the rule: see
-voucher/demo_data.py.
+seed/demo.py.
 """
 from __future__ import annotations
 

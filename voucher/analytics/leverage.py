@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Select, String, case, cast, func, literal, select
 
 from voucher.analytics import rollup
-from voucher.analytics.models import LeverageFact
+from voucher.analytics.models import LEVERAGE_TRUTH, LeverageFact, SyntheticTruth
 from voucher.campaigns.models import Campaign, Measure, Release, VoucherProduct
 from voucher.core.clock import local_day_start_utc
 from voucher.core.db import db, local_day_text
@@ -310,9 +310,6 @@ def _keys(dimension: str):
 
 def planted_truth() -> float | None:
     """The causal leverage planted in a generated (synthetic) data set, if one is loaded."""
-    from voucher.analytics.city_scale import LEVERAGE_TRUTH
-    from voucher.analytics.models import SyntheticTruth
-
     truth = db.session.scalar(select(SyntheticTruth.value).where(SyntheticTruth.name == LEVERAGE_TRUTH))
     return None if truth is None else float(truth["value"])
 

@@ -54,6 +54,12 @@ class MerchantDailySales(db.Model):
     source: Mapped[str] = mapped_column(String(16), default="imported")
 
 
+#: The SyntheticTruth row holding the causal leverage planted in the reference case's synthetic data set
+#: (docs/design.md §6 Leverage; `flask seed city-scale`, seed/city_scale.py, writes it): the leverage page
+#: shows whether its causal estimate covers that value. The name is the contract between the two.
+LEVERAGE_TRUTH = "city_scale.true_incremental_leverage"
+
+
 class SyntheticTruth(db.Model):
     """A value planted in a generated data set (such as the true causal leverage), so an estimator
     run on that data can be checked against what was put in."""

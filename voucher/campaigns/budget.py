@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 
@@ -163,9 +164,12 @@ def _defund(source_id: int, amount: int, change: BudgetChange, actor: User) -> N
     )
 
 
-def close_campaign(campaign_id: int, actor: User, reason: str) -> Campaign:
+def close_campaign(campaign_id: int, actor: User, reason: str, *, at: datetime | None = None) -> Campaign:
     """Close a campaign: unclaimed vouchers are withdrawn, unused claimed ones expire, and all money
-    not spent goes back to its funders, by posting. Spent money stays for settlement."""
+    not spent goes back to its funders, by posting. Spent money stays for settlement.
+
+    `at` is when the campaign closed (default now): closed_at, the postings and the audit entry are
+    dated with it, for a loader replaying history (seed/city_scale.py)."""
     campaign = lock_campaign(campaign_id)
     if not reason.strip():
         raise InvalidInput("结束活动时请填写原因")
@@ -173,7 +177,7 @@ def close_campaign(campaign_id: int, actor: User, reason: str) -> Campaign:
         raise MakerCheckerViolation("活动须由经办人以外的审批人结束")
     before = campaign.status
     move(campaign, CampaignStatus.CLOSED)
-    campaign.closed_at = utcnow()
+    campaign.closed_at = at or utcnow()
     sources = ledger.source_accounts(campaign.id)
 
     if campaign.product is not None:
@@ -194,6 +198,7 @@ def close_campaign(campaign_id: int, actor: User, reason: str) -> Campaign:
                 ledger.voucher_lines(sources, AccountKind.RESERVED, AccountKind.AVAILABLE,
                                      campaign.product.face_value_fen, count),
                 memo=f"活动结束：{count} 张券{new_status.label}", ref=("campaign", campaign.id), actor_id=actor.id,
+                at=at,
             )
         db.session.execute(
             update(Release)
@@ -210,12 +215,13 @@ def close_campaign(campaign_id: int, actor: User, reason: str) -> Campaign:
                 EntryKind.CLOSE_RETURN.value, campaign.id,
                 [(source.ids[AccountKind.AVAILABLE], -amount), (source.ids[AccountKind.FUNDING], amount)],
                 memo="活动结束，未使用资金退回出资方", ref=("funding_source", source.source_id), actor_id=actor.id,
+                at=at,
             )
             _locked_source(source.source_id).returned_fen += amount
             returned[source.source_id] = amount
     audit.record(
         "campaign.close", campaign, actor=actor, before={"status": before},
-        after={"status": campaign.status, "reason": reason.strip(), "returned_fen": returned},
+        after={"status": campaign.status, "reason": reason.strip(), "returned_fen": returned}, at=at,
     )
     return campaign
 

@@ -29,7 +29,9 @@ def create_release(
     opens_at: datetime,
     actor: User,
     mode: str = ReleaseMode.FIRST_COME.value,
+    at: datetime | None = None,
 ) -> Release:
+    """Schedule a round. `at` (default now) dates it and its audit entry, as in open_release()."""
     # Under the campaign's lock: a close committing meanwhile would otherwise leave this round
     # scheduled in a closed campaign (found by the randomized money soak).
     campaign = lock_campaign(campaign.id)
@@ -61,24 +63,31 @@ def create_release(
     release = Release(
         campaign_id=campaign.id, name=name.strip(), quantity=quantity, per_person_limit=per_person_limit,
         opens_at=opens_at, created_by_id=actor.id, mode=mode, seed=seed, seed_commitment=commitment,
+        created_at=at or utcnow(),
     )
     db.session.add(release)
     db.session.flush()  # the audit entry needs the new id
     audit.record(
         "release.create", release, actor=actor,
         after={"name": release.name, "quantity": quantity, "per_person_limit": per_person_limit, "opens_at": opens_at,
-               "mode": mode, "seed_commitment": commitment},
+               "mode": mode, "seed_commitment": commitment}, at=at,
     )
     return release
 
 
-def open_release(release_id: int, actor: User | None, now: datetime | None = None) -> Release:
+def open_release(release_id: int, actor: User | None, now: datetime | None = None, *, at: datetime | None = None,
+                 mint: bool = True) -> Release:
     """Open a round: reserve quantity x face value in one posting, then mint its vouchers.
 
     Reserving the whole round up front keeps claims off the ledger entirely: a claim only takes one
     minted voucher row, so the hot path touches no shared balance.
+
+    `now` (default now) is what the opening time and the campaign's validity are checked against: the
+    job passes its slot. `at` is when the opening happened, for a loader replaying history
+    (seed/city_scale.py): it is then `now` too, and dates the posting and the audit entry as well as
+    opened_at. With `mint=False` the caller writes the round's vouchers itself (that loader, in bulk).
     """
-    now = now or utcnow()
+    now = now or at or utcnow()
     campaign, release = lock_release(release_id)
     if release.status_enum is not ReleaseStatus.SCHEDULED:
         raise InvalidTransition(f"场次当前为「{release.status_enum.label}」，不能再次开放")
@@ -102,13 +111,15 @@ def open_release(release_id: int, actor: User | None, now: datetime | None = Non
     ledger.post(
         EntryKind.RELEASE_RESERVE.value, campaign.id, lines,
         memo=f"场次开放预留：{release.name}", ref=("release", release.id), actor_id=getattr(actor, "id", None),
+        at=at,
     )
-    _mint(release, face)
+    if mint:
+        _mint(release, face)
     release.status = ReleaseStatus.OPEN.value
-    release.opened_at = now
+    release.opened_at = at or now
     audit.record(
         "release.open", release, actor=actor, before={"status": "scheduled"},
-        after={"status": release.status, "reserved_fen": needed},
+        after={"status": release.status, "reserved_fen": needed}, at=at,
     )
     return release
 

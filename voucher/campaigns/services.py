@@ -311,12 +311,14 @@ def lock_release(release_id: int) -> tuple[Campaign, Release]:
     return campaign, release
 
 
-def submit_for_approval(campaign: Campaign, actor: User) -> None:
+def submit_for_approval(campaign: Campaign, actor: User, *, at: datetime | None = None) -> None:
+    """Send a draft to the approvers. `at` (default now) dates the audit entry, as in approve()."""
     before = campaign.status
     move(campaign, CampaignStatus.PENDING_APPROVAL)
     campaign.submitted_by_id = actor.id
     campaign.rejection_reason = None
-    audit.record("campaign.submit", campaign, actor=actor, before={"status": before}, after={"status": campaign.status})
+    audit.record("campaign.submit", campaign, actor=actor, before={"status": before}, after={"status": campaign.status},
+                 at=at)
 
 
 def _check_not_own_work(campaign: Campaign, actor: User) -> None:
@@ -324,11 +326,16 @@ def _check_not_own_work(campaign: Campaign, actor: User) -> None:
         raise MakerCheckerViolation()
 
 
-def approve(campaign_id: int, actor: User, *, plan_override_reason: str | None = None) -> Campaign:
+def approve(campaign_id: int, actor: User, *, plan_override_reason: str | None = None,
+            at: datetime | None = None) -> Campaign:
     """Approve a pending campaign: it becomes active and each in-hand source is funded by posting.
 
     A campaign that would take its measure past the policy's planned money (plan_check) is refused
-    unless the approver gives `plan_override_reason`, kept on the campaign and in the audit log."""
+    unless the approver gives `plan_override_reason`, kept on the campaign and in the audit log.
+
+    `at` is when the approval happened (default now): approved_at, the funding postings and the audit
+    entry are dated with it. Only a loader replaying history passes it (seed/city_scale.py); a posting
+    so dated is still refused in a closed month."""
     campaign = lock_campaign(campaign_id)
     _check_not_own_work(campaign, actor)
     check_move(campaign, CampaignStatus.ACTIVE)
@@ -340,7 +347,7 @@ def approve(campaign_id: int, actor: User, *, plan_override_reason: str | None =
     reason = plan_check.override_reason(check, plan_override_reason)
     move(campaign, CampaignStatus.ACTIVE)
     campaign.approved_by_id = actor.id
-    campaign.approved_at = utcnow()
+    campaign.approved_at = at or utcnow()
     campaign.plan_override_reason = reason
     ledger.open_accounts(campaign.id, [(s.id, s.share) for s in campaign.funding_sources if s.status == "in_hand"])
     amounts = {s.id: s.amount_fen for s in campaign.funding_sources}
@@ -349,11 +356,11 @@ def approve(campaign_id: int, actor: User, *, plan_override_reason: str | None =
         ledger.post(
             EntryKind.FUNDING.value, campaign.id,
             [(source.ids[AccountKind.FUNDING], -amount), (source.ids[AccountKind.AVAILABLE], amount)],
-            memo="资金到位", ref=("funding_source", source.source_id), actor_id=actor.id,
+            memo="资金到位", ref=("funding_source", source.source_id), actor_id=actor.id, at=at,
         )
     audit.record(
         "campaign.approve", campaign, actor=actor, before={"status": "pending_approval"},
-        after={"status": campaign.status, "plan": check.as_audit(), "plan_override_reason": reason},
+        after={"status": campaign.status, "plan": check.as_audit(), "plan_override_reason": reason}, at=at,
     )
     return campaign
 

@@ -87,11 +87,13 @@ def row(
     actor_label: str | None = None,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The column values of an audit entry (for a caller that writes it inside a statement of its own)."""
+    """The column values of an audit entry (for a caller that writes it inside a statement of its own).
+    `at` dates it (default now): a service told when its change happened passes that on."""
     return {
         # set here, not by the column default: the record's MAC covers it
-        "at": utcnow(),
+        "at": at or utcnow(),
         "actor_id": getattr(actor, "id", None),
         "actor_label": actor_label or getattr(actor, "username", None) or "system",
         "action": action,

@@ -110,6 +110,12 @@ class ValueSource(str, enum.Enum):
         return {"official": "官方数据", "campaign_feed": "活动数据推送"}[self.value]
 
 
+#: The file name the illustrative values are imported under (seed/index_demo.csv, which `flask seed demo`
+#: loads): while a batch of that name is in, every page and export says the data are 示意数据, synthetic
+#: and not official statistics (docs/icdi-ec.md, "Illustrative data").
+DEMO_FILE_NAME = "index_demo.csv"
+
+
 class IndexImportBatch(db.Model):
     """One accepted import file (a refused file leaves no row at all)."""
 

@@ -15,8 +15,7 @@ from voucher.core.errors import DomainError
 from voucher.core.forms import parse_id
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
 from voucher.index import analysis, catalogue, charts, feed, importing, method, services, xlsx
-from voucher.index.demo import FILE_NAME as DEMO_FILE
-from voucher.index.models import CatalogueVersion, IndexImportBatch
+from voucher.index.models import DEMO_FILE_NAME, CatalogueVersion, IndexImportBatch
 from voucher.web import unit_of_work
 
 bp = Blueprint("index", __name__, url_prefix="/index")
@@ -50,7 +49,8 @@ def _query(settings: method.Settings) -> dict:
 
 
 def _is_demo() -> bool:
-    return db.session.scalar(select(IndexImportBatch.id).where(IndexImportBatch.file_name == DEMO_FILE).limit(1)) is not None
+    batch = select(IndexImportBatch.id).where(IndexImportBatch.file_name == DEMO_FILE_NAME).limit(1)
+    return db.session.scalar(batch) is not None
 
 
 def _context(settings: method.Settings, settings_error: str | None):

@@ -1,5 +1,5 @@
 """Bulk rows into the session's transaction: PostgreSQL COPY, SQLite executemany. For generated data
-sets only (voucher/analytics/city_scale.py); the product's own paths write row by row.
+sets only (seed/city_scale.py); the product's own paths write row by row.
 
 Ids are given explicitly (a loaded row refers to rows loaded with it), so the caller locks the
 tables, reads the next free ids, and on PostgreSQL moves each id sequence past what it loaded.

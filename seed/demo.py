@@ -45,7 +45,7 @@ def load_demo(path: Path) -> list[tuple[str, str, str]]:
             merchant_id=merchant.id if merchant else None,
             store_id=merchant.stores[0].id if merchant and item["role"] == Role.CASHIER.value else None,
             # The demo's shared, easy password (demo1234) is below the rule on purpose: demo data is for
-            # trying the app on one machine, and `flask seed demo` refuses to run in production.
+            # trying the app on one machine, and `flask seed demo` is not there in production (wsgi.py).
             enforce_password_rule=False,
         )
 

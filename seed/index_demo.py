@@ -7,7 +7,7 @@ the report gives for them, the 5G stations (380,600 in all in 2020, +221.8 %), a
 0.500 (2018) -> 0.568 (2020) under the report's method (per-year dispersion tuned by bisection). Cities
 differ by a fixed latent strength plus per-indicator noise, all from one seed, so the file is reproducible:
 
-    .venv/bin/python -m voucher.index.demo > seed/index_demo.csv
+    .venv/bin/python -m seed.index_demo > seed/index_demo.csv
 """
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ import numpy as np
 
 from voucher.index import method
 from voucher.index.catalogue import default_catalogue
+from voucher.index.models import DEMO_FILE_NAME
 
 SEED = 20220301
 YEARS = (2018, 2019, 2020)
 NOTE = "示意数据（合成，按中国信通院报告 2020 年均值校准），非官方统计"
-FILE_NAME = "index_demo.csv"
+FILE_NAME = DEMO_FILE_NAME  # the pages label a batch of this name as illustrative
 #: table 1 of the report, then the home city; the number is a rough latent strength (illustrative)
 CITIES = {
     "北京": 1.7, "天津": 0.6, "上海": 1.7, "杭州": 1.4, "广州": 1.3, "福州": 0.4, "郑州": 0.4, "苏州": 1.2,

@@ -3,7 +3,7 @@
 docs/design.md §6 Leverage: 2,902,100 vouchers claimed, 43,000,000 yuan of face value, 219,000,000 yuan of
 consumption driven (leverage on issued 5.09), over 60,000 merchants, in rounds from 2020 to 2022.
 `generate(seed, scale)` turns that into arrays (merchants, citizens, vouchers, redemptions and a
-daily sales panel with a planted causal uplift); voucher/analytics/city_scale.py writes them.
+daily sales panel with a planted causal uplift); seed/city_scale.py writes them.
 
 Everything is drawn from numpy generators seeded by `seed` (one independent stream per stage), so a
 seed and a scale always give the same data. Money is int64 fen throughout; times are int64

@@ -4,19 +4,20 @@ The numbers come from city_scale_data.generate(seed, scale); this module writes 
 transaction (the caller commits):
 
 * two staff accounts (经办, 审批) made by the accounts service, who create and approve the campaigns;
-* the campaigns, their funding sources, products and rounds as ORM rows (a handful), moved through
-  the campaign status table. They are replayed at their historical dates, which the campaign
-  services cannot do: those date every approval and posting "now", and refuse a 2020 or 2021 campaign
-  under a measure of the 2022 policy (its term starts on 2022-09-05);
+* the campaigns, their funding sources and products as ORM rows (a handful), dated when they were
+  drafted. Not through campaigns.services.create_campaign: it refuses, rightly, a 2020 or 2021
+  campaign under a measure of the 2022 policy (its term starts on 2022-09-05);
+* the life of each campaign replayed in time order through the campaign services, each told when it
+  happened (`at`): submitted, approved (funding each source by posting; the plan check applies, with
+  a reason on record), its rounds scheduled and opened (each reserving its whole face value, checked
+  against the available balance), and closed at the end (the unused money back to each funder).
+  Between those, the money of the vouchers moves in one balanced journal entry per round and local
+  day, through voucher.ledger.services.post: redemptions (reserved -> spent, ref "bulk_redemptions")
+  and the expiry of unused vouchers on the day their validity ended (reserved -> available). Spent
+  money is not settled: the historical payouts are not part of the case, so it stays in "spent";
 * merchants (one store and one POS terminal each), citizens, vouchers, redemptions and the daily
-  sales panel in bulk (voucher/analytics/bulk.py), never one ORM object per row;
-* every movement of money as a balanced journal entry through voucher.ledger.services.post, in
-  time order: funding at approval; each round's reservation when it opens (checked against the
-  available balance, as open_release does); redemptions per round and local day (reserved -> spent,
-  ref "bulk_redemptions"); expiry of unused vouchers per round and day their validity ended
-  (reserved -> available); and the close at the end of each campaign, which returns the unused
-  money to each funder (available -> funding, as budget.close_campaign does). Spent money is not
-  settled: the historical payouts are not part of the case, so it stays in "spent";
+  sales panel in bulk (seed/bulk.py), never one ORM object per row: the rounds open without minting
+  (`mint=False`), and their vouchers are written here already claimed, redeemed or expired;
 * the planted truth (synthetic_truths), which also marks the load so a second one is refused.
 
 verify_ledger() is clean after a load; the test suite checks it.
@@ -27,26 +28,20 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import func, select, text
 
+from seed import bulk
+from seed import city_scale_data as gen
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
-from voucher.analytics import bulk, rollup
-from voucher.analytics import city_scale_data as gen
-from voucher.analytics.models import SyntheticTruth
-from voucher.campaigns.models import (
-    Campaign,
-    CampaignStatus,
-    FundingSource,
-    Measure,
-    Release,
-    ReleaseStatus,
-    VoucherProduct,
-)
-from voucher.campaigns.services import move
+from voucher.analytics import rollup
+from voucher.analytics.models import LEVERAGE_TRUTH, SyntheticTruth
+from voucher.campaigns import budget, releases
+from voucher.campaigns import services as campaign_services
+from voucher.campaigns.models import Campaign, CampaignStatus, FundingSource, Measure, Release, VoucherProduct
 from voucher.core import audit, field_crypto
 from voucher.core.clock import utcnow
 from voucher.core.db import db
@@ -58,8 +53,9 @@ from voucher.merchants.models import BANK_ACCOUNT_PURPOSE, Merchant
 from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
 
 TRUTH = "city_scale"
-LEVERAGE_TRUTH = "city_scale.true_incremental_leverage"
 MAKER, APPROVER = "city_scale_maker", "city_scale_approver"
+#: kept on each campaign by the plan check: the case's campaigns predate the 2022 policy's money plan
+PLAN_OVERRIDE_REASON = "城市规模参考数据集（合成）：回放 2020-2022 年的历史活动，不计入 2022 年政策的资金计划"
 BULK_TABLES = ("merchants", "stores", "store_terminals", "citizens", "vouchers", "redemptions", "merchant_daily_sales")
 _BANKS = ("中国工商银行连云港分行", "中国银行连云港分行", "中国建设银行连云港分行", "江苏银行连云港分行", "中国农业银行连云港分行")
 
@@ -130,8 +126,14 @@ def load_city_scale(seed: int = gen.DEFAULT_SEED, scale: float = 1.0, *, append:
     bulk.lock(BULK_TABLES)
     maker = create_user(MAKER, secrets.token_urlsafe(18), Role.BUREAU_MAKER, display_name="城市数据集（经办）")
     approver = create_user(APPROVER, secrets.token_urlsafe(18), Role.BUREAU_APPROVER, display_name="城市数据集（审批）")
-    campaigns, releases = _campaigns(data, maker)
+    campaigns = _campaigns(data, maker)
     clock.lap("campaigns")
+
+    # The campaigns' lives and their money first: the rounds they schedule are the vouchers' rounds.
+    entries_before = db.session.scalar(select(func.count(JournalEntry.id)))
+    rounds = _replay(data, campaigns, maker, approver)
+    summary.journal_entries = db.session.scalar(select(func.count(JournalEntry.id))) - entries_before
+    clock.lap("ledger")
 
     deferred = bulk.can_defer_foreign_keys()
     if deferred:
@@ -141,7 +143,7 @@ def load_city_scale(seed: int = gen.DEFAULT_SEED, scale: float = 1.0, *, append:
     clock.lap("merchants")
     _citizens(data, first)
     clock.lap("citizens")
-    voucher_ids = _vouchers(data, first, campaigns, releases)
+    voucher_ids = _vouchers(data, first, campaigns, rounds)
     clock.lap("vouchers")
     _redemptions(data, first, campaigns, voucher_ids, merchant_ids)
     clock.lap("redemptions")
@@ -155,14 +157,9 @@ def load_city_scale(seed: int = gen.DEFAULT_SEED, scale: float = 1.0, *, append:
         clock.lap("foreign keys")
     bulk.move_sequences(BULK_TABLES)
 
-    entries_before = db.session.scalar(select(func.count(JournalEntry.id)))
-    _post_ledger(data, campaigns, releases, maker, approver)
-    summary.journal_entries = db.session.scalar(select(func.count(JournalEntry.id))) - entries_before
-    clock.lap("ledger")
-
     faces = np.asarray([c.face_yuan * 100 for c in gen.CAMPAIGNS], dtype=np.int64)
     summary.campaigns = len(campaigns)
-    summary.rounds = sum(len(r) for r in releases)
+    summary.rounds = sum(len(r) for r in rounds)
     summary.merchants, summary.comparables = data.plan.merchants, data.plan.comparables
     summary.citizens = data.plan.citizens
     summary.vouchers = len(data.v_code)
@@ -207,23 +204,19 @@ def _at(us: int):
     return gen.to_datetime(us)
 
 
-def _audit(action: str, obj, at_us: int, actor: User | None, **states) -> None:
-    audit.write(dict(audit.row(action, obj, actor=actor, actor_label=None if actor else "system", **states),
-                     at=_at(at_us)))
-
-
 # ---------------------------------------------------------------------------------------------
-# Campaigns and rounds (a handful of ORM rows)
+# Campaigns (a handful of ORM rows)
 
 
-def _campaigns(data: gen.CityData, maker: User) -> tuple[list[Campaign], list[list[Release]]]:
+def _campaigns(data: gen.CityData, maker: User) -> list[Campaign]:
+    """The campaigns as their maker drafted and submitted them, three weeks before each starts."""
     measures = {m.number: m for m in db.session.scalars(select(Measure))}
-    campaigns, releases = [], []
+    campaigns = []
     for c, spec in enumerate(gen.CAMPAIGNS):
         measure = measures.get(spec.measure)
         if measure is None:
             raise DomainError(f"缺少第 {spec.measure} 条政策措施，请先运行 flask seed measures")
-        budget = data.plan.budgets_fen[c]
+        budget_fen = data.plan.budgets_fen[c]
         shares = sum(share for _, _, share in spec.sources)
         created = _local(spec.valid_from - timedelta(days=21), 9, 30)
         campaign = Campaign(
@@ -234,30 +227,18 @@ def _campaigns(data: gen.CityData, maker: User) -> tuple[list[Campaign], list[li
             created_by_id=maker.id, created_at=_at(created),
         )
         campaign.funding_sources = [
-            FundingSource(kind=kind, name=name, amount_fen=budget * share // shares, status="in_hand", share=share)
+            FundingSource(kind=kind, name=name, amount_fen=budget_fen * share // shares, status="in_hand", share=share)
             for kind, name, share in spec.sources
         ]
         campaign.product = VoucherProduct(kind="fixed", face_value_fen=spec.face_yuan * 100,
                                           threshold_fen=spec.threshold_yuan * 100)
         db.session.add(campaign)
-        db.session.flush()  # ids for the rounds and the audit entries
-        _audit("campaign.create", campaign, created, maker, after={"name": campaign.name, "budget_fen": budget})
-        move(campaign, CampaignStatus.PENDING_APPROVAL)
-        campaign.submitted_by_id = maker.id
-        _audit("campaign.submit", campaign, created + 3600 * gen.US, maker, before={"status": "draft"},
-               after={"status": campaign.status})
-        rounds = []
-        for r, (opens, quantity) in enumerate(data.rounds[c]):
-            release = Release(
-                campaign_id=campaign.id, name=f"第{r + 1}轮", quantity=quantity, per_person_limit=1,
-                opens_at=_at(opens), created_by_id=maker.id, created_at=_at(opens - 3 * gen.DAY_US),
-            )
-            db.session.add(release)
-            rounds.append(release)
+        db.session.flush()  # the audit entry needs the new id
+        audit.record("campaign.create", campaign, actor=maker, after={"name": campaign.name, "budget_fen": budget_fen},
+                     at=_at(created))
+        campaign_services.submit_for_approval(campaign, maker, at=_at(created + 3600 * gen.US))
         campaigns.append(campaign)
-        releases.append(rounds)
-    db.session.flush()  # round ids for the vouchers
-    return campaigns, releases
+    return campaigns
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,10 +297,10 @@ def _citizens(data: gen.CityData, first: dict[str, int]) -> None:
 
 
 def _vouchers(data: gen.CityData, first: dict[str, int], campaigns: list[Campaign],
-              releases: list[list[Release]]) -> np.ndarray:
+              rounds: list[list[Release]]) -> np.ndarray:
     n = len(data.v_code)
     ids = np.arange(first["vouchers"], first["vouchers"] + n)
-    release_ids = np.asarray([r.id for rounds in releases for r in rounds], dtype=np.int64)
+    release_ids = np.asarray([r.id for campaign_rounds in rounds for r in campaign_rounds], dtype=np.int64)
     campaign_ids = np.asarray([c.id for c in campaigns], dtype=np.int64)
     faces = np.asarray([c.face_yuan * 100 for c in gen.CAMPAIGNS], dtype=np.int64)
     redeemed_at = np.zeros(n, dtype=np.int64)
@@ -363,17 +344,47 @@ def _sales(data: gen.CityData, first: dict[str, int], merchant_ids: np.ndarray) 
 
 
 # ---------------------------------------------------------------------------------------------
-# The ledger, in time order
+# The campaigns' lives and their money, in time order
 
 
-def _post_ledger(data: gen.CityData, campaigns: list[Campaign], releases: list[list[Release]], maker: User,
-                 approver: User) -> None:
-    """Every money movement of the case, posted in the order it happened (so no balance is ever
-    overdrawn on the way, and entry ids follow time)."""
-    events: list[tuple[int, int, Callable[..., None], tuple]] = []  # (when, tie-break, post, arguments)
+def _replay(data: gen.CityData, campaigns: list[Campaign], maker: User, approver: User) -> list[list[Release]]:
+    """Every step of the case, in the order it happened (so no balance is ever overdrawn on the way,
+    and entry ids follow time): the campaign services for approving, scheduling and opening rounds and
+    closing, each dated when it happened; one posting per round and local day for the money of the
+    vouchers redeemed or expired that day. Returns the rounds, per campaign."""
+    events: list[tuple[int, int, Callable[..., None], tuple]] = []  # (when, tie-break, step, arguments)
+    rounds: list[list[Release]] = [[] for _ in campaigns]
 
-    def at(when: int, post: Callable[..., None], *arguments) -> None:
-        events.append((int(when), len(events), post, arguments))
+    def at(when: int, step: Callable[..., None], *arguments) -> None:
+        events.append((int(when), len(events), step, arguments))
+
+    def approve(campaign: Campaign, when: datetime) -> None:
+        campaign_services.approve(campaign.id, approver, plan_override_reason=PLAN_OVERRIDE_REASON, at=when)
+
+    def schedule(c: int, r: int, when: datetime) -> None:
+        opens, quantity = data.rounds[c][r]
+        rounds[c].append(releases.create_release(
+            campaigns[c], name=f"第{r + 1}轮", quantity=quantity, per_person_limit=1, opens_at=_at(opens),
+            actor=maker, at=when,
+        ))
+
+    def open_round(c: int, r: int, when: datetime) -> None:
+        releases.open_release(rounds[c][r].id, maker, at=when, mint=False)  # the vouchers come in bulk
+
+    def redeemed(c: int, r: int, count: int, day: int, when: datetime) -> None:
+        release = rounds[c][r]
+        _post_vouchers(campaigns[c], EntryKind.REDEMPTION, AccountKind.SPENT, count, when,
+                       memo=f"批量核销：{release.name} {date(1970, 1, 1) + timedelta(days=day):%Y-%m-%d} 共 {count} 张",
+                       ref=("bulk_redemptions", release.id))
+
+    def expired(c: int, r: int, count: int, when: datetime) -> None:
+        _post_vouchers(campaigns[c], EntryKind.EXPIRY, AccountKind.AVAILABLE, count, when,
+                       memo=f"券到期未使用：{count} 张（{rounds[c][r].name}）", ref=("campaign", campaigns[c].id))
+
+    def close(campaign: Campaign, when: datetime) -> None:
+        # Every voucher has been redeemed or has expired by now (all were claimed; their rows come in
+        # bulk afterwards): nothing is withdrawn, and the unused money goes back to each funder.
+        budget.close_campaign(campaign.id, approver, "活动期满", at=when)
 
     # redemptions per round and local day, dated at the day's last one; unused vouchers per round and
     # local day their validity ended, dated just after it ended
@@ -383,17 +394,19 @@ def _post_ledger(data: gen.CityData, campaigns: list[Campaign], releases: list[l
                             data.v_valid_until[unused])
     g = 0  # rounds are numbered across campaigns
     for c, (spec, campaign) in enumerate(zip(gen.CAMPAIGNS, campaigns)):
-        at(_local(spec.valid_from - timedelta(days=10), 15), _approve, campaign, approver)
-        for r, release in enumerate(releases[c]):
-            at(data.rounds[c][r][0], _open_round, campaign, release, maker)
+        at(_local(spec.valid_from - timedelta(days=10), 15), approve, campaign)
+        for r, (opens, _quantity) in enumerate(data.rounds[c]):
+            at(opens - 3 * gen.DAY_US, schedule, c, r)
+            at(opens, open_round, c, r)
             for day, count, last in redemption_groups.get(g, []):
-                at(last, _post_redemptions, campaign, release, count, day)
+                at(last, redeemed, c, r, count, day)
             for _day, count, last in expiry_groups.get(g, []):
-                at(last + gen.US, _post_expiry, campaign, release, count)
+                at(last + gen.US, expired, c, r, count)
             g += 1
-        at(_local(spec.valid_until + timedelta(days=1), 10), _close, campaign, releases[c], approver)
-    for when, _, post, arguments in sorted(events, key=lambda e: (e[0], e[1])):
-        post(*arguments, when)
+        at(_local(spec.valid_until + timedelta(days=1), 10), close, campaign)
+    for when, _, step, arguments in sorted(events, key=lambda e: (e[0], e[1])):
+        step(*arguments, _at(when))
+    return rounds
 
 
 def _groups(rounds: np.ndarray, days: np.ndarray, times: np.ndarray) -> dict[int, list[tuple[int, int, int]]]:
@@ -412,83 +425,12 @@ def _groups(rounds: np.ndarray, days: np.ndarray, times: np.ndarray) -> dict[int
     return out
 
 
-def _approve(campaign: Campaign, approver: User, when: int) -> None:
-    """As campaigns.services.approve, dated: active, each in-hand source funded by posting."""
-    move(campaign, CampaignStatus.ACTIVE)
-    campaign.approved_by_id = approver.id
-    campaign.approved_at = _at(when)
-    ledger.open_accounts(campaign.id, [(s.id, s.share) for s in campaign.funding_sources if s.status == "in_hand"])
-    amounts = {s.id: s.amount_fen for s in campaign.funding_sources}
-    for source in ledger.source_accounts(campaign.id):
-        amount = amounts[source.source_id]
-        ledger.post(
-            EntryKind.FUNDING.value, campaign.id,
-            [(source.ids[AccountKind.FUNDING], -amount), (source.ids[AccountKind.AVAILABLE], amount)],
-            memo="资金到位", ref=("funding_source", source.source_id), actor_id=approver.id, at=_at(when),
-        )
-    _audit("campaign.approve", campaign, when, approver, before={"status": "pending_approval"},
-           after={"status": campaign.status})
-
-
-def _open_round(campaign: Campaign, release: Release, maker: User, when: int) -> None:
-    """As releases.open_release, dated: the round's whole face value reserved, if available."""
-    face = campaign.product.face_value_fen
+def _post_vouchers(campaign: Campaign, kind: EntryKind, to: AccountKind, count: int, when: datetime, *, memo: str,
+                   ref: tuple[str, int]) -> None:
+    """The face value of `count` of the campaign's vouchers out of reserved, split between its funders."""
     sources = ledger.source_accounts(campaign.id)
-    lines = ledger.voucher_lines(sources, AccountKind.AVAILABLE, AccountKind.RESERVED, face, release.quantity)
-    ledger.require_balance(sources, AccountKind.AVAILABLE, lines)
-    ledger.post(EntryKind.RELEASE_RESERVE.value, campaign.id, lines, memo=f"场次开放预留：{release.name}",
-                ref=("release", release.id), actor_id=maker.id, at=_at(when))
-    release.status = ReleaseStatus.OPEN.value
-    release.opened_at = _at(when)
-    _audit("release.open", release, when, maker, before={"status": "scheduled"},
-           after={"status": release.status, "reserved_fen": face * release.quantity})
-
-
-def _post_redemptions(campaign: Campaign, release: Release, count: int, day: int, when: int) -> None:
-    face = campaign.product.face_value_fen
-    sources = ledger.source_accounts(campaign.id)
-    ledger.post(
-        EntryKind.REDEMPTION.value, campaign.id,
-        ledger.voucher_lines(sources, AccountKind.RESERVED, AccountKind.SPENT, face, count),
-        memo=f"批量核销：{release.name} {date(1970, 1, 1) + timedelta(days=day):%Y-%m-%d} 共 {count} 张",
-        ref=("bulk_redemptions", release.id), at=_at(when),
-    )
-
-
-def _post_expiry(campaign: Campaign, release: Release, count: int, when: int) -> None:
-    face = campaign.product.face_value_fen
-    sources = ledger.source_accounts(campaign.id)
-    ledger.post(
-        EntryKind.EXPIRY.value, campaign.id,
-        ledger.voucher_lines(sources, AccountKind.RESERVED, AccountKind.AVAILABLE, face, count),
-        memo=f"券到期未使用：{count} 张（{release.name}）", ref=("campaign", campaign.id), at=_at(when),
-    )
-
-
-def _close(campaign: Campaign, releases: list[Release], approver: User, when: int) -> None:
-    """As budget.close_campaign, dated. Every voucher is redeemed or has expired by now (all were
-    claimed), so nothing is withdrawn; the unused money goes back to each funder."""
-    move(campaign, CampaignStatus.CLOSED)
-    campaign.closed_at = _at(when)
-    for release in releases:
-        release.status = ReleaseStatus.CLOSED.value
-    sources = ledger.source_accounts(campaign.id)
-    balances = ledger.balances({s.ids[AccountKind.AVAILABLE] for s in sources})
-    returned = {}
-    by_id = {s.id: s for s in campaign.funding_sources}
-    for source in sources:
-        amount = balances.get(source.ids[AccountKind.AVAILABLE], 0)
-        if amount:
-            ledger.post(
-                EntryKind.CLOSE_RETURN.value, campaign.id,
-                [(source.ids[AccountKind.AVAILABLE], -amount), (source.ids[AccountKind.FUNDING], amount)],
-                memo="活动结束，未使用资金退回出资方", ref=("funding_source", source.source_id),
-                actor_id=approver.id, at=_at(when),
-            )
-            by_id[source.source_id].returned_fen += amount
-            returned[source.source_id] = amount
-    _audit("campaign.close", campaign, when, approver, before={"status": "active"},
-           after={"status": campaign.status, "reason": "活动期满", "returned_fen": returned})
+    lines = ledger.voucher_lines(sources, AccountKind.RESERVED, to, campaign.product.face_value_fen, count)
+    ledger.post(kind.value, campaign.id, lines, memo=memo, ref=ref, at=when)
 
 
 # ---------------------------------------------------------------------------------------------
