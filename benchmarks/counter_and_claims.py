@@ -160,7 +160,6 @@ def setup(env: dict, vouchers: int, clients: int, ceiling_vouchers: int) -> dict
     from voucher.accounts.services import create_user
     from voucher.api.auth import issue_terminal_token, partner_secret
     from voucher.api.models import Partner
-    from voucher.campaigns import releases
     from voucher.campaigns import services as campaigns
     from voucher.campaigns.measures_seed import load_measures
     from voucher.campaigns.models import Measure
@@ -170,6 +169,7 @@ def setup(env: dict, vouchers: int, clients: int, ceiling_vouchers: int) -> dict
     from voucher.core.permissions import Role
     from voucher.core.uscc import check_char
     from voucher.merchants.models import Merchant, Store
+    from voucher.vouchers import releases
 
     app = create_app()
     with app.app_context():
@@ -262,7 +262,7 @@ CREATE TABLE bench_audit (id bigserial PRIMARY KEY, at timestamp NOT NULL, actio
   after jsonb);
 """
 
-# The app's redemption transaction on PostgreSQL, statement for statement (merchants/redemption.py
+# The app's redemption transaction on PostgreSQL, statement for statement (counter/redemption.py
 # and ledger/services.py): the terminal by its token; the voucher locked by its code; one statement
 # that inserts the redemption (ON CONFLICT: idempotency), marks the voucher and writes the audit row;
 # one that writes the journal entry with its postings; the commit.

@@ -39,7 +39,6 @@ from voucher.accounts.models import User
 from voucher.accounts.services import create_user
 from voucher.analytics import rollup
 from voucher.analytics.models import LEVERAGE_TRUTH, SyntheticTruth
-from voucher.campaigns import budget, releases
 from voucher.campaigns import services as campaign_services
 from voucher.campaigns.models import Campaign, CampaignStatus, FundingSource, Measure, Release, VoucherProduct
 from voucher.core import audit, field_crypto
@@ -50,6 +49,7 @@ from voucher.core.permissions import Role
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry
 from voucher.merchants.models import BANK_ACCOUNT_PURPOSE, Merchant
+from voucher.vouchers import closing, releases
 from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
 
 TRUTH = "city_scale"
@@ -384,7 +384,7 @@ def _replay(data: gen.CityData, campaigns: list[Campaign], maker: User, approver
     def close(campaign: Campaign, when: datetime) -> None:
         # Every voucher has been redeemed or has expired by now (all were claimed; their rows come in
         # bulk afterwards): nothing is withdrawn, and the unused money goes back to each funder.
-        budget.close_campaign(campaign.id, approver, "活动期满", at=when)
+        closing.close_campaign(campaign.id, approver, "活动期满", at=when)
 
     # redemptions per round and local day, dated at the day's last one; unused vouchers per round and
     # local day their validity ended, dated just after it ended

@@ -9,13 +9,14 @@ from sqlalchemy import select
 
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
-from voucher.campaigns import grants, releases, targets
+from voucher.campaigns import grants, targets
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.models import Measure
 from voucher.core.clock import local_today, utcnow
 from voucher.core.db import db
 from voucher.core.permissions import Role
 from voucher.merchants.models import Merchant, Store
+from voucher.vouchers import releases
 
 
 def load_demo(path: Path) -> list[tuple[str, str, str]]:

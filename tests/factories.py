@@ -8,7 +8,6 @@ from sqlalchemy import select
 
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
-from voucher.campaigns import releases
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.models import Campaign, Measure, Release
 from voucher.core.clock import local_today, utcnow
@@ -16,6 +15,7 @@ from voucher.core.db import db
 from voucher.core.money import format_yuan
 from voucher.core.permissions import Role
 from voucher.merchants.models import Merchant, Store
+from voucher.vouchers import releases
 from voucher.vouchers.models import Citizen, Voucher
 
 PASSWORD = "secret-pass-1"

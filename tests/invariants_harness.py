@@ -214,8 +214,8 @@ def _campaign(base, name: str, sources, *, face: int, threshold: int = 0, catego
 
 def _round(base, campaign, name: str, quantity: int, per_person_limit: int = 1, mode: str = "first_come"):
     """A round opening five minutes ago, opened (its money reserved, its vouchers minted)."""
-    from voucher.campaigns import releases
     from voucher.core.clock import utcnow
+    from voucher.vouchers import releases
 
     release = releases.create_release(campaign, name=name, quantity=quantity, per_person_limit=per_person_limit,
                                       opens_at=utcnow() - timedelta(minutes=5), actor=base.maker, mode=mode)
@@ -237,7 +237,7 @@ def build_world(app, settings: SoakSettings) -> World:
     from voucher.core.clock import local_day_start_utc, local_today, utcnow
     from voucher.core.db import db
     from voucher.core.permissions import Role
-    from voucher.merchants.redemption import redeem
+    from voucher.counter.redemption import redeem
     from voucher.vouchers import citizens
     from voucher.vouchers.services import claim
 

@@ -15,8 +15,8 @@ from voucher.accounts.models import User
 from voucher.accounts.services import create_user
 from voucher.core import uscc
 from voucher.core.permissions import Role
+from voucher.counter.redemption import redeem
 from voucher.merchants.models import Merchant, Store
-from voucher.merchants.redemption import redeem
 from voucher.vouchers.codes import display
 
 

@@ -44,8 +44,8 @@ from voucher.api import auth
 from voucher.api.models import Partner
 from voucher.core.db import db as _db
 from voucher.core.permissions import PUBLIC, Access, Role
+from voucher.counter.redemption import redeem
 from voucher.merchants import terminals
-from voucher.merchants.redemption import redeem
 from voucher.vouchers import citizens
 from voucher.vouchers.services import forget_sold_out
 

@@ -13,7 +13,7 @@ from voucher.core import audit_chain
 from voucher.core.audit import AuditEntry
 from voucher.core.audit_chain import AuditSeal, seal, verify
 from voucher.core.clock import utcnow
-from voucher.merchants.redemption import redeem
+from voucher.counter.redemption import redeem
 
 
 @pytest.fixture

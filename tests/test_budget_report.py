@@ -11,14 +11,14 @@ from sqlalchemy import select
 from tests.conftest import pin_ordinary_time
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world, pay_through_bank
 from voucher.campaigns import services as campaigns
-from voucher.campaigns.budget import close_campaign
 from voucher.campaigns.overview import policy_overview
 from voucher.core.clock import local_day_start_utc, local_today
+from voucher.counter.redemption import redeem, reverse
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
-from voucher.merchants.redemption import redeem, reverse
 from voucher.reports.budget import budget_execution
 from voucher.settlement import batches as settlement
+from voucher.vouchers.closing import close_campaign
 
 # Yesterday's redemptions must be settleable (their reversal window long past), so these tests
 # run at an ordinary moment whatever VOUCHER_TEST_NOW says; tests/test_clock_boundaries.py covers the edges.

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import pin_ordinary_time
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
-from voucher.campaigns import budget, releases, services
+from voucher.campaigns import budget, services
 from voucher.campaigns.models import Campaign, CampaignStatus, FundingSource, Measure, Release
 from voucher.campaigns.services import SourceInput
 from voucher.core.audit import AuditEntry
@@ -25,12 +25,13 @@ from voucher.core.errors import (
     ReleaseNotOpen,
     VoucherExpired,
 )
+from voucher.counter.redemption import redeem
 from voucher.ledger.closing import close_period
 from voucher.ledger.models import AccountKind, JournalEntry
 from voucher.ledger.periods import PeriodClosed
 from voucher.ledger.services import campaign_balances
-from voucher.merchants.redemption import redeem
 from voucher.reports.consistency import verify_ledger
+from voucher.vouchers import closing, releases
 from voucher.vouchers.models import Voucher
 from voucher.vouchers.services import claim
 
@@ -103,14 +104,14 @@ def test_a_draft_cannot_be_approved_directly(db):
 def test_a_closed_campaign_cannot_be_resumed_or_paused(db):
     world = make_world()
     campaign, _ = make_campaign(world, quantity=3)
-    budget.close_campaign(campaign.id, world.approver, "活动提前结束")
+    closing.close_campaign(campaign.id, world.approver, "活动提前结束")
     db.session.commit()
     for action in (services.resume, services.pause):
         with pytest.raises(InvalidTransition):
             action(campaign.id, world.approver)
         db.session.rollback()
     with pytest.raises(InvalidTransition):
-        budget.close_campaign(campaign.id, world.approver, "再次结束")
+        closing.close_campaign(campaign.id, world.approver, "再次结束")
     db.session.rollback()
     db.session.expire_all()
     assert db.session.get(Campaign, campaign.id).status == "closed"
@@ -171,10 +172,10 @@ def test_close_returns_unused_money_and_retires_unused_vouchers(client, db):
 
     # Only an approver other than the maker closes, and only with a reason.
     with pytest.raises(MakerCheckerViolation):
-        budget.close_campaign(campaign_id, world.maker, "经办人想结束")
+        closing.close_campaign(campaign_id, world.maker, "经办人想结束")
     db.session.rollback()
     with pytest.raises(InvalidInput) as refused:
-        budget.close_campaign(campaign_id, world.approver, "  ")
+        closing.close_campaign(campaign_id, world.approver, "  ")
     assert "结束活动时请填写原因" in refused.value.message
     db.session.rollback()
 
@@ -247,7 +248,7 @@ def test_the_services_date_a_change_when_they_are_told_it_happened(db):
     release = releases.create_release(campaign, name="第一轮", quantity=3, per_person_limit=1, opens_at=opened,
                                       actor=world.maker, at=scheduled)
     releases.open_release(release.id, world.maker, at=opened)
-    budget.close_campaign(campaign.id, world.approver, "活动到期", at=closed)
+    closing.close_campaign(campaign.id, world.approver, "活动到期", at=closed)
     db.session.commit()
     db.session.expire_all()
     campaign, release = db.session.get(Campaign, campaign.id), db.session.get(Release, release.id)

@@ -18,8 +18,8 @@ from voucher.analytics.baselines import BadBaselineFile, import_baselines
 from voucher.analytics.models import CausalPanelUnit, MerchantDailySales
 from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_today
+from voucher.counter.redemption import redeem
 from voucher.merchants.models import Merchant, Redemption
-from voucher.merchants.redemption import redeem
 
 # The estimator alone ------------------------------------------------------------------------------
 

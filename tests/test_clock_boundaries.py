@@ -17,6 +17,7 @@ from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from voucher.core.clock import local_day_end_utc, local_moment, travel_to
 from voucher.core.db import db as _db
 from voucher.core.errors import InvalidInput, InvalidTransition, ReversalWindowClosed, VoucherExpired
+from voucher.counter.redemption import redeem, reverse
 from voucher.jobs import registry, runner, tasks
 from voucher.jobs.models import JobRun
 from voucher.jobs.registry import daily
@@ -26,7 +27,6 @@ from voucher.ledger.models import AccountKind, EntryKind, JournalEntry
 from voucher.ledger.periods import PeriodClosed, period_of
 from voucher.ledger.services import campaign_balances
 from voucher.merchants.models import Redemption
-from voucher.merchants.redemption import redeem, reverse
 from voucher.reports.consistency import verify_ledger
 from voucher.settlement import batches as settlement
 from voucher.settlement.models import SettlementItem

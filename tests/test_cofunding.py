@@ -12,9 +12,9 @@ from voucher.campaigns.budget import funder_statement
 from voucher.campaigns.services import SourceInput
 from voucher.core.db import db as _db
 from voucher.core.money import split_by_shares, split_within
+from voucher.counter.redemption import redeem
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
 from voucher.ledger.services import campaign_balances
-from voucher.merchants.redemption import redeem
 from voucher.reports.consistency import verify_ledger
 
 A = 250_000_00  # the enterprise's part; the government puts in twice as much

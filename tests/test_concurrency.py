@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from voucher.core.db import db as _db
 from voucher.core.errors import DomainError
+from voucher.counter.redemption import redeem
 from voucher.merchants import terminals
 from voucher.merchants.models import Redemption
-from voucher.merchants.redemption import redeem
 from voucher.reports.consistency import verify_ledger
 from voucher.vouchers.models import Citizen, Voucher
 from voucher.vouchers.services import claim

@@ -18,8 +18,8 @@ from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_day_start_utc
 from voucher.core.field_crypto import EncryptedString, FieldDecryptionError, FieldKey
 from voucher.core.masking import mask_account_no
+from voucher.counter.redemption import redeem
 from voucher.merchants.models import Merchant
-from voucher.merchants.redemption import redeem
 from voucher.settlement import batches as settlement
 from voucher.settlement import payout_files
 

@@ -12,13 +12,13 @@ from sqlalchemy import func, select
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
 from voucher.api import auth
 from voucher.api.models import Partner
-from voucher.campaigns import budget, lottery, releases
 from voucher.core.clock import local_today, utcnow
 from voucher.core.errors import ClaimLimitReached, InvalidTransition, ReleaseNotOpen
+from voucher.counter.redemption import redeem, reverse
 from voucher.merchants import terminals
 from voucher.merchants.models import Redemption
-from voucher.merchants.redemption import redeem, reverse
 from voucher.reports.consistency import verify_ledger
+from voucher.vouchers import closing, lottery, releases
 from voucher.vouchers.models import Voucher
 from voucher.vouchers.services import claim
 
@@ -99,7 +99,7 @@ def test_no_reversal_after_the_campaign_closed(db):
     voucher = claim_one(release, make_citizen())
     result = redeem(voucher.code, 150_00, world.cashier)
     db.session.commit()
-    budget.close_campaign(campaign.id, world.approver, "到期")
+    closing.close_campaign(campaign.id, world.approver, "到期")
     db.session.commit()
     with pytest.raises(InvalidTransition, match="活动已结束"):
         reverse(result.redemption.id, reason="误操作", cashier=world.cashier)

@@ -15,9 +15,9 @@ from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from tests.test_instruments import merchant_with_cashier
 from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_today
+from voucher.counter.redemption import redeem, reverse
 from voucher.index import catalogue, feed, importing, method, services
 from voucher.index.models import IndexImportBatch, IndexValue
-from voucher.merchants.redemption import redeem, reverse
 
 CODES = catalogue.default_catalogue().codes
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from tests.factories import PASSWORD, _merchant, claim_one, make_campaign, make_citizen, make_world
 from voucher.accounts.services import create_user
-from voucher.campaigns import releases, services
+from voucher.campaigns import services
 from voucher.campaigns.budget import funder_statement
 from voucher.campaigns.models import Measure, Release
 from voucher.campaigns.services import SourceInput
@@ -24,10 +24,11 @@ from voucher.core.errors import (
 )
 from voucher.core.permissions import Role
 from voucher.core.uscc import check_char, is_valid
+from voucher.counter.redemption import redeem
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
-from voucher.merchants.redemption import redeem
 from voucher.reports.consistency import verify_ledger
+from voucher.vouchers import releases
 from voucher.vouchers.models import Voucher
 from voucher.vouchers.services import claim
 

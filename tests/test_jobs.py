@@ -13,19 +13,19 @@ from sqlalchemy import func, select, text, update
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
 from voucher.accounts.models import User
 from voucher.analytics.models import DailyStat
-from voucher.campaigns import releases
 from voucher.campaigns.models import Release
 from voucher.core import audit
 from voucher.core.audit import AuditEntry
 from voucher.core.clock import LOCAL_TZ, local_today, utcnow
 from voucher.core.db import db as _db
+from voucher.counter.redemption import redeem, reverse
 from voucher.jobs import registry, runner
 from voucher.jobs.models import JobRun, SchedulerHeartbeat
 from voucher.jobs.registry import Schedule, daily, every
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry
 from voucher.ledger.services import campaign_balances
-from voucher.merchants.redemption import redeem, reverse
 from voucher.reports.consistency import verify_ledger
+from voucher.vouchers import releases
 from voucher.vouchers.models import Voucher, VoucherStatus
 
 

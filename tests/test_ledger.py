@@ -6,9 +6,9 @@ from sqlalchemy import func, insert, select
 
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from voucher.core.errors import UnbalancedPosting
+from voucher.counter.redemption import redeem
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
-from voucher.merchants.redemption import redeem
 from voucher.reports.consistency import verify_ledger
 
 

@@ -10,7 +10,7 @@ from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from tests.test_instruments import merchant_with_cashier
 from voucher.analytics.leverage import REPORT_KEYS, LeverageFilter, breakdown, headline
 from voucher.core.clock import local_today
-from voucher.merchants.redemption import redeem, reverse
+from voucher.counter.redemption import redeem, reverse
 
 
 @pytest.fixture
@@ -192,8 +192,8 @@ def test_the_rollup_gives_the_same_figures_as_the_live_rows(db, data):
     rollup.refresh(through=today)
     db.session.commit()
     assert [_everything(s) for s in selections] == live
+    from voucher.counter.redemption import reverse as reverse_redemption
     from voucher.merchants.models import Redemption
-    from voucher.merchants.redemption import reverse as reverse_redemption
 
     first = db.session.get(Redemption, db.session.scalar(text("SELECT min(id) FROM redemptions")))
     world = data[0]

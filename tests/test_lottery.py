@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.factories import make_campaign, make_citizen, make_world
-from voucher.campaigns import lottery, releases
 from voucher.campaigns.models import LotteryEntry, Release
 from voucher.core.clock import utcnow
 from voucher.core.errors import ClaimLimitReached, InvalidTransition, ReleaseNotOpen
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
 from voucher.reports.consistency import verify_ledger
+from voucher.vouchers import lottery, releases
 from voucher.vouchers.models import Voucher
 from voucher.vouchers.services import claim
 

@@ -15,7 +15,6 @@ from sqlalchemy import func, select
 from tests.factories import PASSWORD, make_campaign, make_world
 from tests.test_concurrency import run_at_once
 from voucher.campaigns import services as campaigns
-from voucher.campaigns.budget import close_campaign
 from voucher.campaigns.models import Campaign, Measure
 from voucher.campaigns.overview import policy_overview
 from voucher.campaigns.plan_check import assess
@@ -25,6 +24,7 @@ from voucher.core.errors import PlanOverrideRequired
 from voucher.ledger.models import JournalEntry
 from voucher.reports.budget import budget_execution
 from voucher.reports.consistency import verify_ledger
+from voucher.vouchers.closing import close_campaign
 
 YI = 100_000_000_00  # 1亿 yuan in fen
 WAN = 10_000_00  # 1万 yuan in fen

@@ -13,16 +13,17 @@ from sqlalchemy import func, select
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from tests.test_concurrency import run_at_once
 from voucher.accounts.models import User
-from voucher.campaigns.budget import close_campaign, decide_change, request_change
+from voucher.campaigns.budget import decide_change, request_change
 from voucher.campaigns.models import Campaign, FundingSource
 from voucher.core.db import db as _db
+from voucher.counter.redemption import redeem
 from voucher.ledger import closing
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
 from voucher.merchants import onboarding
-from voucher.merchants.redemption import redeem
 from voucher.reports.consistency import verify_ledger
 from voucher.settlement.models import SettlementItem
+from voucher.vouchers.closing import close_campaign
 from voucher.web import in_transaction
 
 

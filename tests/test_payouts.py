@@ -21,10 +21,10 @@ from voucher.core.clock import local_day_start_utc
 from voucher.core.db import db as _db
 from voucher.core.errors import InvalidInput, InvalidTransition
 from voucher.core.permissions import Role
+from voucher.counter.redemption import redeem
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
 from voucher.merchants.models import Merchant, Store
-from voucher.merchants.redemption import redeem
 from voucher.reconciliation import payments
 from voucher.reconciliation import services as reconciliation
 from voucher.reports.consistency import verify_ledger

@@ -17,10 +17,10 @@ from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_day_start_utc
 from voucher.core.errors import InvalidInput, InvalidTransition
 from voucher.core.permissions import Role
+from voucher.counter.redemption import redeem
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
 from voucher.merchants.models import Merchant, Store
-from voucher.merchants.redemption import redeem
 from voucher.reconciliation import mapping as mappings
 from voucher.reconciliation import services as reconciliation
 from voucher.reconciliation.errors import MalformedStatement, StatementAlreadyImported

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pandas as pd
 
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
-from voucher.campaigns.budget import close_campaign
 from voucher.core.clock import local_today
-from voucher.merchants.redemption import redeem, reverse
+from voucher.counter.redemption import redeem, reverse
 from voucher.reports.vouchers import voucher_statistics
+from voucher.vouchers.closing import close_campaign
 
 
 def _login(client, username):

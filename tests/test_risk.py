@@ -9,9 +9,10 @@ from sqlalchemy import func, select
 
 from tests.factories import PASSWORD, make_campaign, make_citizen, make_world
 from voucher.core.clock import LOCAL_TZ, local_today
-from voucher.merchants import risk
+from voucher.counter import risk
+from voucher.counter.redemption import redeem
 from voucher.merchants.models import RiskFlag
-from voucher.merchants.redemption import redeem
+from voucher.settlement.batches import open_flags_by_merchant
 from voucher.vouchers.services import claim
 
 
@@ -76,7 +77,7 @@ def test_each_pattern_is_flagged_once(db, shop, client):
     client.post(f"/risk/{velocity.id}/clear", data={"reason": "店庆促销，客流属实"})
     db.session.expire_all()
     assert db.session.get(RiskFlag, velocity.id).status == "cleared"
-    assert risk.open_flags_by_merchant() == {world.merchant.id: 3}
+    assert open_flags_by_merchant() == {world.merchant.id: 3}
 
 
 def test_cli_scan(app, db, shop):

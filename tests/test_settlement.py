@@ -24,10 +24,10 @@ from voucher.campaigns import services as campaigns
 from voucher.core.clock import local_day_start_utc, local_today
 from voucher.core.errors import InvalidInput, InvalidTransition
 from voucher.core.permissions import Role
+from voucher.counter.redemption import redeem, reverse
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
 from voucher.merchants.models import Merchant, RiskFlag, Store
-from voucher.merchants.redemption import redeem, reverse
 from voucher.reconciliation import payments
 from voucher.reconciliation import services as reconciliation
 from voucher.reports.consistency import verify_ledger

@@ -11,7 +11,7 @@ from voucher.campaigns import targets
 from voucher.campaigns.models import Measure, TargetProgress
 from voucher.campaigns.overview import policy_overview
 from voucher.core.errors import InvalidInput
-from voucher.merchants.redemption import redeem
+from voucher.counter.redemption import redeem
 from voucher.reports.consistency import verify_ledger
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")

@@ -174,7 +174,7 @@ def register_cli(app: Flask) -> None:
         from datetime import date, timedelta
 
         from voucher.core.clock import local_today
-        from voucher.merchants.risk import scan
+        from voucher.counter.risk import scan
 
         try:
             target = date.fromisoformat(day) if day else local_today() - timedelta(days=1)

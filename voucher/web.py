@@ -1,11 +1,12 @@
-"""Web plumbing shared by every domain: the unit of work, error pages, template helpers."""
+"""Web plumbing shared by every domain: the unit of work, the answer to a refused action, error pages,
+template helpers."""
 from __future__ import annotations
 
 import json
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
-from flask import Flask, jsonify, make_response, render_template, request
+from flask import Flask, Response, flash, jsonify, make_response, redirect, render_template, request, url_for
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError, DBAPIError
@@ -51,6 +52,20 @@ def in_transaction(work: Callable[[], T]) -> T:
         db.session.expire_all()
     with unit_of_work():
         return work()
+
+
+def refused(error: Exception, endpoint: str, /, **values) -> Response:
+    """The answer to an action a service refused, for a form posted from a page: the error's message
+    flashed, and the browser sent back (303 See Other) to `endpoint`, with `values` as url_for takes them.
+
+        except DomainError as error:
+            return refused(error, "accounts.users")
+
+    `error` is a DomainError, or an error whose str() is already a message for the person (the index's
+    MethodError). A form that must be shown again with what was typed is re-rendered with error.status
+    instead."""
+    flash(getattr(error, "message", str(error)), "error")
+    return redirect(url_for(endpoint, **values), 303)
 
 
 class CookieSessions(SecureCookieSessionInterface):

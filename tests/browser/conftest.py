@@ -208,7 +208,7 @@ def redeem_demo_voucher(db, phone: str = "13900002222") -> None:
     from sqlalchemy import select
 
     from voucher.accounts.models import User
-    from voucher.merchants.redemption import redeem
+    from voucher.counter.redemption import redeem
 
     token = claim_demo_voucher(db, phone)
     redeem(token, 150_00, db.session.scalar(select(User).where(User.username == "cashier")))

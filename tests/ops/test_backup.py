@@ -18,7 +18,7 @@ from voucher.campaigns import services as campaigns
 from voucher.campaigns.models import Release
 from voucher.core.clock import local_day_start_utc, local_today
 from voucher.core.db import db as _db
-from voucher.merchants.redemption import redeem, reverse
+from voucher.counter.redemption import redeem, reverse
 from voucher.ops.backup import summary
 from voucher.reports.consistency import verify_ledger
 from voucher.settlement import batches as settlement

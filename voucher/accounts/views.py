@@ -13,7 +13,7 @@ from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.permissions import Role, public, roles_required, signed_in_required
 from voucher.ops import limits
-from voucher.web import unit_of_work
+from voucher.web import refused, unit_of_work
 
 bp = Blueprint("accounts", __name__)
 
@@ -219,8 +219,7 @@ def _with_code(service, done: str):
         with unit_of_work():
             codes = service(current_user, form.code.data)
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("accounts.two_factor_page"), 303)
+        return refused(error, "accounts.two_factor_page")
     if not codes:
         flash(done, "success")
         return redirect(url_for("accounts.two_factor_page"), 303)
@@ -250,8 +249,7 @@ def reset_password(user_id: int):
             user, temporary = services.reset_password(user_id, current_user)
             username, display_name = user.username, user.display_name
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("accounts.users")), 303
+        return refused(error, "accounts.users")
     # Shown in this answer only, never put in the (readable) session cookie as a flashed message.
     response = make_response(render_template("accounts/temporary_password.html", username=username,
                                              display_name=display_name, temporary=temporary))
@@ -269,8 +267,7 @@ def reset_two_factor(user_id: int):
             user = services.reset_two_factor(user_id, current_user)
             username = user.username
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("accounts.users"), 303)
+        return refused(error, "accounts.users")
     flash(f"已重置 {username} 的两步验证，其所有登录已退出；下次登录后须重新设置", "success")
     return redirect(url_for("accounts.users"), 303)
 
@@ -284,7 +281,6 @@ def sign_out_everywhere(user_id: int):
         with unit_of_work():
             ended = services.sign_out_everywhere(user_id, current_user)
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("accounts.users")), 303
+        return refused(error, "accounts.users")
     flash(f"已结束该用户的 {ended} 个登录", "success")
     return redirect(url_for("accounts.users"), 303)

@@ -14,7 +14,7 @@ from voucher.core.clock import utcnow
 from voucher.core.db import connection, db
 from voucher.core.errors import DomainError
 from voucher.core.upsert import cached, insert_ignore
-from voucher.merchants.redemption import TERMINAL_BY_TOKEN, Terminal
+from voucher.counter.redemption import TERMINAL_BY_TOKEN, Terminal
 from voucher.merchants.terminals import hash_token
 
 

@@ -15,8 +15,8 @@ from voucher.core.clock import to_local
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput, NotFound
 from voucher.core.permissions import public
+from voucher.counter.redemption import MAX_ORDER_FEN, redeem, reverse
 from voucher.merchants.models import Redemption
-from voucher.merchants.redemption import MAX_ORDER_FEN, redeem, reverse
 from voucher.ops import limits
 from voucher.vouchers import citizens
 from voucher.vouchers import services as vouchers

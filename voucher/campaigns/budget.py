@@ -1,22 +1,14 @@
-"""Budget changes after approval, closing a campaign (its unused money goes back), funder statements."""
+"""Budget changes after approval, funder statements. Closing a campaign (its vouchers withdrawn, its unused
+money back to the funders) is vouchers/closing.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from voucher.accounts.models import User
-from voucher.campaigns.models import (
-    BudgetChange,
-    BudgetChangeKind,
-    Campaign,
-    CampaignStatus,
-    FundingSource,
-    Release,
-    ReleaseStatus,
-)
-from voucher.campaigns.services import lock_campaign, lock_campaigns, move
+from voucher.campaigns.models import BudgetChange, BudgetChangeKind, Campaign, CampaignStatus, FundingSource
+from voucher.campaigns.services import lock_campaigns
 from voucher.core import audit
 from voucher.core.clock import utcnow
 from voucher.core.db import db
@@ -24,7 +16,6 @@ from voucher.core.errors import BudgetExhausted, InvalidInput, InvalidTransition
 from voucher.core.money import format_yuan
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
-from voucher.vouchers.models import Voucher, VoucherStatus
 
 _FUNDED = (CampaignStatus.ACTIVE, CampaignStatus.PAUSED)
 
@@ -123,7 +114,7 @@ def decide_change(change_id: int, actor: User, *, approve: bool, note: str = "")
     return change
 
 
-def _locked_source(source_id: int) -> FundingSource:
+def locked_source(source_id: int) -> FundingSource:
     """A funding source read fresh under its campaign's lock (never an earlier, stale copy)."""
     return db.session.scalar(
         select(FundingSource).where(FundingSource.id == source_id).with_for_update()
@@ -136,7 +127,7 @@ def _accounts_of(source: FundingSource) -> dict[AccountKind, int]:
 
 
 def _fund(source_id: int, amount: int, change: BudgetChange, actor: User) -> None:
-    source = _locked_source(source_id)
+    source = locked_source(source_id)
     accounts = _accounts_of(source)
     source.amount_fen += amount
     ledger.post(
@@ -148,7 +139,7 @@ def _fund(source_id: int, amount: int, change: BudgetChange, actor: User) -> Non
 
 def _defund(source_id: int, amount: int, change: BudgetChange, actor: User) -> None:
     """Only available money can leave: what is reserved for vouchers or spent stays where it is."""
-    source = _locked_source(source_id)
+    source = locked_source(source_id)
     accounts = _accounts_of(source)
     available = ledger.balances({accounts[AccountKind.AVAILABLE]}).get(accounts[AccountKind.AVAILABLE], 0)
     if amount > available:
@@ -162,68 +153,6 @@ def _defund(source_id: int, amount: int, change: BudgetChange, actor: User) -> N
         [(accounts[AccountKind.AVAILABLE], -amount), (accounts[AccountKind.FUNDING], amount)],
         memo=f"预算{change.kind_enum.label}：{source.name}", ref=("budget_change", change.id), actor_id=actor.id,
     )
-
-
-def close_campaign(campaign_id: int, actor: User, reason: str, *, at: datetime | None = None) -> Campaign:
-    """Close a campaign: unclaimed vouchers are withdrawn, unused claimed ones expire, and all money
-    not spent goes back to its funders, by posting. Spent money stays for settlement.
-
-    `at` is when the campaign closed (default now): closed_at, the postings and the audit entry are
-    dated with it, for a loader replaying history (seed/city_scale.py)."""
-    campaign = lock_campaign(campaign_id)
-    if not reason.strip():
-        raise InvalidInput("结束活动时请填写原因")
-    if actor.id == campaign.created_by_id:
-        raise MakerCheckerViolation("活动须由经办人以外的审批人结束")
-    before = campaign.status
-    move(campaign, CampaignStatus.CLOSED)
-    campaign.closed_at = at or utcnow()
-    sources = ledger.source_accounts(campaign.id)
-
-    if campaign.product is not None:
-        for status, new_status in ((VoucherStatus.AVAILABLE, VoucherStatus.WITHDRAWN),
-                                   (VoucherStatus.CLAIMED, VoucherStatus.EXPIRED)):
-            # The money moved is counted from the rows this update changed, not from a count read
-            # before it: a redemption that committed meanwhile took its voucher out of the update.
-            count = db.session.execute(
-                update(Voucher)
-                .where(Voucher.campaign_id == campaign.id, Voucher.status == status.value)
-                .values(status=new_status.value)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if not count:
-                continue
-            ledger.post(
-                (EntryKind.WITHDRAWAL if status is VoucherStatus.AVAILABLE else EntryKind.EXPIRY).value, campaign.id,
-                ledger.voucher_lines(sources, AccountKind.RESERVED, AccountKind.AVAILABLE,
-                                     campaign.product.face_value_fen, count),
-                memo=f"活动结束：{count} 张券{new_status.label}", ref=("campaign", campaign.id), actor_id=actor.id,
-                at=at,
-            )
-        db.session.execute(
-            update(Release)
-            .where(Release.campaign_id == campaign.id, Release.status != ReleaseStatus.CLOSED.value)
-            .values(status=ReleaseStatus.CLOSED.value)
-        )
-
-    balances = ledger.balances({s.ids[AccountKind.AVAILABLE] for s in sources})
-    returned = {}
-    for source in sources:
-        amount = balances.get(source.ids[AccountKind.AVAILABLE], 0)
-        if amount:
-            ledger.post(
-                EntryKind.CLOSE_RETURN.value, campaign.id,
-                [(source.ids[AccountKind.AVAILABLE], -amount), (source.ids[AccountKind.FUNDING], amount)],
-                memo="活动结束，未使用资金退回出资方", ref=("funding_source", source.source_id), actor_id=actor.id,
-                at=at,
-            )
-            _locked_source(source.source_id).returned_fen += amount
-            returned[source.source_id] = amount
-    audit.record(
-        "campaign.close", campaign, actor=actor, before={"status": before},
-        after={"status": campaign.status, "reason": reason.strip(), "returned_fen": returned}, at=at,
-    )
-    return campaign
 
 
 @dataclass(frozen=True)

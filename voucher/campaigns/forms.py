@@ -16,7 +16,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Vali
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from voucher.campaigns.models import FUNDING_KIND_LABELS, INSTRUMENT_LABELS, BudgetChangeKind
-from voucher.core.forms import PercentField, YuanField
+from voucher.core.forms import PercentField, YuanField, as_choices
 from voucher.core.reference import CATEGORIES, DISTRICTS
 
 
@@ -34,10 +34,10 @@ class SourceForm(Form):
     """One funding source row; a row left blank is ignored."""
 
     # Choices are checked by the service, so a blank padding row does not fail here.
-    kind = SelectField("类型", choices=list(FUNDING_KIND_LABELS.items()), validate_choice=False)
+    kind = SelectField("类型", choices=as_choices(FUNDING_KIND_LABELS.items()), validate_choice=False)
     name = StringField("出资单位", validators=[Optional(), Length(max=80)])
     amount = YuanField("金额（元）", optional=True)
-    status = SelectField("状态", choices=[("in_hand", "已到位"), ("sought", "争取中")], validate_choice=False)
+    status = SelectField("状态", choices=as_choices([("in_hand", "已到位"), ("sought", "争取中")]), validate_choice=False)
     share = IntegerField(
         "出资比例", default=1, validators=[Optional(), NumberRange(min=0, max=1000, message="出资比例应为 0 到 1000 的整数")]
     )
@@ -51,7 +51,7 @@ class CampaignForm(FlaskForm):
     measure_id = SelectField("政策措施", coerce=int, validators=[DataRequired("请选择政策措施")])
     name = StringField("活动名称", validators=[DataRequired("请填写活动名称"), Length(max=120)])
     description = TextAreaField("活动说明", validators=[Optional(), Length(max=2000)])
-    instrument = SelectField("活动工具", choices=list(INSTRUMENT_LABELS.items()))
+    instrument = SelectField("活动工具", choices=as_choices(INSTRUMENT_LABELS.items()))
     sources = FieldList(FormField(SourceForm), min_entries=3, max_entries=6)
     face_value = YuanField("券面额 / 门票价格 / 单张补贴上限（元）", optional=True)
     threshold = YuanField("使用门槛（元，满X可用，0 为无门槛）", allow_zero=True, optional=True)
@@ -62,8 +62,8 @@ class CampaignForm(FlaskForm):
     )
     award_min = YuanField("单笔补贴下限（元）", optional=True)
     award_max = YuanField("单笔补贴上限（元）", optional=True)
-    categories = MultiCheckboxField("适用行业（不选为全部）", choices=[(c, c) for c in CATEGORIES])
-    districts = MultiCheckboxField("适用区县（不选为全部）", choices=[(d, d) for d in DISTRICTS])
+    categories = MultiCheckboxField("适用行业（不选为全部）", choices=as_choices((c, c) for c in CATEGORIES))
+    districts = MultiCheckboxField("适用区县（不选为全部）", choices=as_choices((d, d) for d in DISTRICTS))
     merchant_ids = MultiCheckboxField("指定商户（不选为符合条件的全部商户）", coerce=int, choices=[])
     valid_from = DateField("有效期开始", validators=[DataRequired("请选择有效期开始日期"), _plausible_year])
     valid_until = DateField("有效期结束", validators=[DataRequired("请选择有效期结束日期"), _plausible_year])
@@ -90,7 +90,9 @@ class ReleaseForm(FlaskForm):
     opens_at = DateTimeLocalField(
         "开放时间（北京时间）", format="%Y-%m-%dT%H:%M", validators=[DataRequired("请选择开放时间"), _plausible_year]
     )
-    mode = SelectField("发放方式", choices=[("first_come", "先到先得"), ("lottery", "摇号（可验证）")], default="first_come")
+    mode = SelectField(
+        "发放方式", choices=as_choices([("first_come", "先到先得"), ("lottery", "摇号（可验证）")]), default="first_come"
+    )
 
 
 class ApproveForm(FlaskForm):
@@ -105,7 +107,7 @@ class ReasonForm(FlaskForm):
 
 
 class BudgetChangeForm(FlaskForm):
-    kind = SelectField("调整类型", choices=[(k.value, k.label) for k in BudgetChangeKind])
+    kind = SelectField("调整类型", choices=as_choices((k.value, k.label) for k in BudgetChangeKind))
     funding_source_id = SelectField("资金来源", coerce=int)
     amount = YuanField("金额（元）")
     target_funding_source_id = SelectField("调剂至（仅调剂时填写）", coerce=int, validators=[Optional()])
@@ -118,7 +120,7 @@ class GrantApplicationForm(FlaskForm):
     project = StringField("申报项目（活动名称、时间）", validators=[DataRequired("请填写申报项目"), Length(max=200)])
     evidence = TextAreaField("申报材料", validators=[DataRequired("请填写申报材料"), Length(max=4000)])
     requested = YuanField("申请金额（元）")
-    district = SelectField("所在区县", choices=[("", "—")] + [(d, d) for d in DISTRICTS], validate_choice=False)
+    district = SelectField("所在区县", choices=as_choices([("", "—")] + [(d, d) for d in DISTRICTS]), validate_choice=False)
 
 
 class GrantReviewForm(FlaskForm):
@@ -138,4 +140,4 @@ class TargetProgressForm(FlaskForm):
     )
     description = StringField("进展说明", validators=[DataRequired("请填写进展说明"), Length(max=200)])
     evidence = TextAreaField("佐证材料", validators=[DataRequired("请填写佐证材料"), Length(max=2000)])
-    district = SelectField("区县", choices=[("", "全市")] + [(d, d) for d in DISTRICTS], validate_choice=False)
+    district = SelectField("区县", choices=as_choices([("", "全市")] + [(d, d) for d in DISTRICTS]), validate_choice=False)

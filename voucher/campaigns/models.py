@@ -385,7 +385,7 @@ class Release(db.Model):
 
     A lottery round takes entries while open; the draw then gives its vouchers to the winners. Before
     the round, the product publishes seed_commitment = SHA-256(seed); after the draw it publishes the
-    seed, so anyone can recompute the winners from the published entries (see campaigns/lottery.py).
+    seed, so anyone can recompute the winners from the published entries (see vouchers/lottery.py).
     """
 
     __tablename__ = "releases"

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from voucher.accounts.forms import ActionForm
 from voucher.analytics.services import campaign_figures
-from voucher.campaigns import budget, lottery, plan_check, releases, services
+from voucher.campaigns import budget, plan_check, services
 from voucher.campaigns.forms import ApproveForm, BudgetChangeForm, CampaignForm, ReasonForm, ReleaseForm
 from voucher.campaigns.models import (
     BudgetChange,
@@ -22,8 +22,10 @@ from voucher.campaigns.models import (
 from voucher.core.clock import LOCAL_TZ, local_today
 from voucher.core.db import db
 from voucher.core.errors import DomainError
+from voucher.core.forms import as_choices
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
 from voucher.merchants.models import Merchant
+from voucher.vouchers import closing, lottery, releases
 from voucher.web import in_transaction, unit_of_work
 
 bp = Blueprint("campaigns", __name__)
@@ -45,13 +47,13 @@ def index():
 
 def _campaign_form(campaign: Campaign | None = None) -> CampaignForm:
     form = CampaignForm(obj=None)
-    form.measure_id.choices = [
+    form.measure_id.choices = as_choices(
         (m.id, f"{m.number}. {m.short_title}") for m in db.session.scalars(select(Measure).order_by(Measure.number))
-    ]
-    form.merchant_ids.choices = [
+    )
+    form.merchant_ids.choices = as_choices(
         (m.id, f"{m.name}（{m.category}）")
         for m in db.session.scalars(select(Merchant).where(Merchant.status == "approved").order_by(Merchant.id))
-    ]
+    )
     if not form.is_submitted():
         _fill(form, campaign)
     return form
@@ -170,15 +172,17 @@ def detail(campaign_id: int):
 
 def _budget_form(campaign: Campaign, formdata=None) -> BudgetChangeForm:
     form = BudgetChangeForm(formdata=formdata)
-    form.funding_source_id.choices = [
+    form.funding_source_id.choices = as_choices(
         (s.id, f"{s.name}（{s.kind_label}）") for s in campaign.funding_sources if s.status == "in_hand"
-    ]
+    )
     others = db.session.scalars(
         select(FundingSource).join(Campaign)
         .where(Campaign.id != campaign.id, Campaign.status.in_(["active", "paused"]), FundingSource.status == "in_hand")
         .order_by(Campaign.id)
     ).all()
-    form.target_funding_source_id.choices = [(0, "—")] + [(s.id, f"{s.campaign.name} · {s.name}") for s in others]
+    form.target_funding_source_id.choices = as_choices(
+        [(0, "—")] + [(s.id, f"{s.campaign.name} · {s.name}") for s in others]
+    )
     return form
 
 
@@ -270,7 +274,7 @@ def resume(campaign_id: int):
 @bp.post("/campaigns/<int:campaign_id>/close")
 @roles_required(Role.BUREAU_APPROVER)
 def close(campaign_id: int):
-    return _act(campaign_id, lambda c, f: budget.close_campaign(c.id, current_user, f.reason.data),
+    return _act(campaign_id, lambda c, f: closing.close_campaign(c.id, current_user, f.reason.data),
                 "活动已结束，未使用资金已退回出资方", form=ReasonForm(prefix="close"))
 
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import date
 
-from wtforms import StringField
+from wtforms import SelectChoice, StringField
 from wtforms.validators import ValidationError
 
 from voucher.core.errors import DomainError, InvalidAmount, InvalidInput
@@ -44,6 +45,13 @@ def parse_id(text: str | None) -> int | None:
     """A positive whole number of at most 9 ASCII digits (a record's id, a year, a count), else None.
     Not str.isdigit(): it admits digits such as "²" that int() then refuses."""
     return int(text) if text and _ID.fullmatch(text) else None
+
+
+def as_choices(pairs: Iterable[tuple[object, str]]) -> list[SelectChoice]:
+    """(value, label) pairs as the options of a SelectField, SelectMultipleField or RadioField, declared or
+    set in a view: `choices=as_choices(LABELS.items())`. WTForms 3.3 deprecates choices given as tuples
+    (removed in 3.4); a value keeps its type (an id stays an int, for coerce=int)."""
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 def _field_name(field) -> str:

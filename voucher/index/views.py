@@ -16,7 +16,7 @@ from voucher.core.forms import parse_id
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
 from voucher.index import analysis, catalogue, charts, feed, importing, method, services, xlsx
 from voucher.index.models import DEMO_FILE_NAME, CatalogueVersion, IndexImportBatch
-from voucher.web import unit_of_work
+from voucher.web import refused, unit_of_work
 
 bp = Blueprint("index", __name__, url_prefix="/index")
 
@@ -322,8 +322,7 @@ def import_values():
     except importing.ImportRefused as error:
         return _data_page(error.problems, upload.filename, 422)
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("index.data_page")), 303
+        return refused(error, "index.data_page")
     flash(f"已导入 {summary.cells} 个数值（{len(summary.cities)} 个城市，{summary.years[0]}-{summary.years[-1]} 年），"
           f"替换原有官方数值 {summary.replaced} 个", "success")
     return redirect(url_for("index.data_page")), 303
@@ -368,8 +367,7 @@ def tag_campaign(campaign_id: int):
         with unit_of_work():
             campaign = feed.set_tag(campaign_id, request.form.get("tagged") == "1", current_user)
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("index.data_page")), 303
+        return refused(error, "index.data_page")
     flash(f"活动“{campaign.name}”已{'标记' if campaign.is_information_consumption else '取消标记'}为信息消费活动", "success")
     return redirect(url_for("index.data_page")), 303
 
@@ -386,8 +384,7 @@ def record_computation():
             data = services.load()
             row = services.record(services.compute(data, settings), data.version, current_user)
     except (DomainError, method.MethodError) as error:
-        flash(getattr(error, "message", str(error)), "error")
-        return redirect(url_for("index.ranking", **_query(settings))), 303
+        return refused(error, "index.ranking", **_query(settings))
     flash(f"已记录计算 #{row.id}（指标目录第 {data.version.version} 版）", "success")
     return redirect(url_for("index.data_page")), 303
 
@@ -412,8 +409,7 @@ def catalogue_draft():
         with unit_of_work():
             draft = catalogue.draft_from(catalogue.require_active(), current_user)
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("index.catalogue_page")), 303
+        return refused(error, "index.catalogue_page")
     return redirect(url_for("index.catalogue_page", version=draft.version)), 303
 
 
@@ -443,8 +439,7 @@ def catalogue_edit(version_id: int):
             if form.get("submit") == "1":
                 catalogue.submit(draft, current_user)
     except (DomainError, method.MethodError) as error:
-        flash(getattr(error, "message", str(error)), "error")
-        return redirect(url_for("index.catalogue_page", version=_version_number(version_id))), 303
+        return refused(error, "index.catalogue_page", version=_version_number(version_id))
     flash("已保存" + ("并提交审批" if form.get("submit") == "1" else "草稿"), "success")
     return redirect(url_for("index.catalogue_page", version=_version_number(version_id))), 303
 
@@ -467,7 +462,6 @@ def catalogue_decide(version_id: int):
                 catalogue.reject(version, request.form.get("reason", ""), current_user)
                 message = f"指标目录第 {version.version} 版已退回"
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("index.catalogue_page", version=_version_number(version_id))), 303
+        return refused(error, "index.catalogue_page", version=_version_number(version_id))
     flash(message, "success")
     return redirect(url_for("index.catalogue_page", version=_version_number(version_id))), 303

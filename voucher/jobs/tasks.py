@@ -12,16 +12,16 @@ from voucher.analytics import rollup
 from voucher.analytics.daily import snapshot_day
 from voucher.api import auth
 from voucher.campaigns.models import Campaign, CampaignStatus, Release, ReleaseStatus
-from voucher.campaigns.releases import open_release
 from voucher.core import audit_chain
 from voucher.core.clock import to_local
 from voucher.core.db import db
 from voucher.core.errors import DomainError
+from voucher.counter import risk
 from voucher.jobs.models import JobRun
 from voucher.jobs.registry import daily, every
-from voucher.merchants import risk
 from voucher.settlement import batches as settlement
 from voucher.vouchers import expiry
+from voucher.vouchers.releases import open_release
 
 logger = logging.getLogger(__name__)
 

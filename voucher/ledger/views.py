@@ -8,7 +8,7 @@ from voucher.core.clock import local_today
 from voucher.core.errors import DomainError
 from voucher.core.permissions import Role, roles_required
 from voucher.ledger import closing, periods
-from voucher.web import in_transaction
+from voucher.web import in_transaction, refused
 
 bp = Blueprint("periods", __name__, url_prefix="/finance/periods")
 
@@ -31,7 +31,6 @@ def close():
     try:
         in_transaction(lambda: closing.close_period(period, current_user))
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("periods.index")), 303
+        return refused(error, "periods.index")
     flash(f"{period} 已结账：此后记入该月的分录将被拒绝", "success")
     return redirect(url_for("periods.index"))

@@ -1,1 +1,1 @@
-"""Merchants, their stores and cashiers, and redemption at the counter."""
+"""Merchants, their stores, cashiers and terminals (redemption at the counter is voucher/counter/)."""

@@ -2,7 +2,7 @@ from flask_wtf import FlaskForm
 from wtforms import FieldList, Form, FormField, HiddenField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
-from voucher.core.forms import YuanField
+from voucher.core.forms import YuanField, as_choices
 from voucher.core.reference import CATEGORIES, DISTRICTS
 
 
@@ -19,14 +19,14 @@ class ReverseForm(FlaskForm):
 
 class StoreRowForm(Form):
     name = StringField("门店名称", validators=[Optional(), Length(max=120)])
-    district = SelectField("区县", choices=[("", "—")] + [(d, d) for d in DISTRICTS], validate_choice=False)
+    district = SelectField("区县", choices=as_choices([("", "—")] + [(d, d) for d in DISTRICTS]), validate_choice=False)
     address = StringField("地址", validators=[Optional(), Length(max=200)])
 
 
 class MerchantApplicationForm(FlaskForm):
     name = StringField("商户名称（与营业执照一致）", validators=[DataRequired("请填写商户名称"), Length(max=120)])
     uscc = StringField("统一社会信用代码", validators=[DataRequired("请填写统一社会信用代码"), Length(max=18)])
-    category = SelectField("行业类别", choices=[(c, c) for c in CATEGORIES], validate_choice=False)
+    category = SelectField("行业类别", choices=as_choices((c, c) for c in CATEGORIES), validate_choice=False)
     stores = FieldList(FormField(StoreRowForm), min_entries=3, max_entries=10)
     bank_account_name = StringField("结算账户户名", validators=[DataRequired("请填写结算账户户名"), Length(max=120)])
     bank_name = StringField("开户行", validators=[DataRequired("请填写开户行"), Length(max=120)])

@@ -10,12 +10,14 @@ from voucher.accounts.models import User
 from voucher.campaigns.forms import ReasonForm
 from voucher.core.db import db
 from voucher.core.errors import DomainError
+from voucher.core.forms import as_choices
 from voucher.core.permissions import OVERSIGHT, Role, public, roles_required
-from voucher.merchants import onboarding, risk
+from voucher.counter import risk
+from voucher.merchants import onboarding
 from voucher.merchants.forms import ApproveMerchantForm, CashierForm, MerchantApplicationForm, TerminalForm
 from voucher.merchants.models import MERCHANT_STATUS_LABELS, Merchant, RiskFlag, Store, StoreTerminal
 from voucher.ops import limits
-from voucher.web import in_transaction, unit_of_work
+from voucher.web import in_transaction, refused, unit_of_work
 
 bp = Blueprint("onboarding", __name__)
 
@@ -74,15 +76,14 @@ def decide(merchant_id: int, decision: str):
             else:
                 merchant = onboarding.decide(merchant_id, current_user, approve=False, note=form.reason.data)
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("onboarding.index", status="pending")), 303
+        return refused(error, "onboarding.index", status="pending")
     flash(f"商户「{merchant.name}」{'已入驻，管理员账号已启用' if approving else '不予入驻，原因已记录'}", "success")
     return redirect(url_for("onboarding.index", status="pending"))
 
 
 def _staff_page(status: int = 200, *, new_token: str | None = None, cashier_form=None, terminal_form=None):
     merchant = current_user.merchant
-    stores = [(s.id, s.name) for s in merchant.stores]
+    stores = as_choices((s.id, s.name) for s in merchant.stores)
     cashier_form = cashier_form or CashierForm(formdata=None)
     terminal_form = terminal_form or TerminalForm(formdata=None)
     cashier_form.store_id.choices = terminal_form.store_id.choices = stores
@@ -187,7 +188,6 @@ def clear_risk(flag_id: int):
         with unit_of_work():
             risk.review(flag_id, current_user, note=form.reason.data)
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("onboarding.risk_flags")), 303
+        return refused(error, "onboarding.risk_flags")
     flash("已处理该风险提示", "success")
     return redirect(url_for("onboarding.risk_flags"))

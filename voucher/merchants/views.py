@@ -12,11 +12,11 @@ from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.permissions import Role, roles_required
+from voucher.counter.redemption import redeem, reverse
 from voucher.merchants.forms import RedeemForm, ReverseForm
 from voucher.merchants.models import Redemption
-from voucher.merchants.redemption import redeem, reverse
 from voucher.ops import limits
-from voucher.web import unit_of_work
+from voucher.web import refused, unit_of_work
 
 bp = Blueprint("merchants", __name__)
 
@@ -87,8 +87,7 @@ def reverse_redemption(redemption_id: int):
         with unit_of_work():
             reverse(redemption_id, reason=form.reason.data, cashier=current_user)
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("merchants.counter")), 303
+        return refused(error, "merchants.counter")
     flash("已撤销核销：券已恢复为未使用，金额已退回", "success")
     return redirect(url_for("merchants.counter"))
 

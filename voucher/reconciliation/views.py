@@ -13,7 +13,7 @@ from voucher.reconciliation import payments
 from voucher.reconciliation import services as reconciliation
 from voucher.reconciliation.errors import MalformedStatement
 from voucher.reconciliation.models import MatchStatus
-from voucher.web import in_transaction, unit_of_work
+from voucher.web import in_transaction, refused, unit_of_work
 
 bp = Blueprint("reconciliation", __name__, url_prefix="/finance/reconciliation")
 
@@ -53,8 +53,7 @@ def import_statement():
     except MalformedStatement as error:
         return _index(error.problems, upload.filename, 422)
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("reconciliation.index")), 303
+        return refused(error, "reconciliation.index")
     counts = result.counts
     message = (f"已导入对账单 #{result.statement.id}：{result.statement.line_count} 条流水，"
                f"已匹配 {counts['matched']}，金额不符 {counts['amount_mismatch']}，"

@@ -22,8 +22,7 @@ from voucher.core.errors import InvalidInput, InvalidTransition, NotFound
 from voucher.core.upsert import insert_ignore
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
-from voucher.merchants.models import Merchant, Redemption
-from voucher.merchants.risk import open_flags_by_merchant
+from voucher.merchants.models import Merchant, Redemption, RiskFlag
 from voucher.settlement.models import BatchStatus, SettlementBatch, SettlementItem
 
 
@@ -171,6 +170,15 @@ def batches(business_date: date | None = None, status: str | None = None) -> lis
     if status:
         query = query.where(SettlementBatch.status == status)
     return list(db.session.scalars(query))
+
+
+def open_flags_by_merchant() -> dict[int, int]:
+    """Merchants with open flags (settlement holds them until a reviewer clears every one)."""
+    rows = db.session.execute(
+        select(RiskFlag.merchant_id, func.count(RiskFlag.id)).where(RiskFlag.status == "open")
+        .group_by(RiskFlag.merchant_id)
+    )
+    return dict(rows.all())
 
 
 def held_amounts(now: datetime | None = None) -> list[tuple[Merchant, int, int]]:

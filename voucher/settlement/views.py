@@ -15,7 +15,7 @@ from voucher.reconciliation import payments
 from voucher.settlement import batches as settlement
 from voucher.settlement import payout_files
 from voucher.settlement.models import BatchStatus
-from voucher.web import in_transaction
+from voucher.web import in_transaction, refused
 
 bp = Blueprint("settlement", __name__, url_prefix="/finance/settlement")
 
@@ -77,8 +77,7 @@ def build():
         day = _day(request.form.get("business_date")) or settlement.latest_buildable_day()
         result = in_transaction(lambda: settlement.build_batches(day, current_user))
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("settlement.index")), 303
+        return refused(error, "settlement.index")
     message = f"{day:%Y-%m-%d}：新建 {len(result.batches)} 个结算批次，合计 {format_yuan(result.total_fen)} 元"
     if result.held:
         message += f"；{len(result.held)} 家商户因风险核查暂缓结算"

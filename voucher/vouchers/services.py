@@ -6,7 +6,6 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy import bindparam, func, select, update
 
-from voucher.campaigns.lottery import ranked as lottery_ranked
 from voucher.campaigns.models import Campaign, CampaignStatus, LotteryEntry, Release, ReleaseMode, ReleaseStatus
 from voucher.campaigns.services import voucher_validity
 from voucher.core import audit
@@ -14,6 +13,7 @@ from voucher.core.clock import local_day_end_utc, utcnow
 from voucher.core.db import connection, db
 from voucher.core.errors import ClaimLimitReached, InvalidToken, NotFound, ReleaseNotOpen, SoldOut
 from voucher.vouchers import codes, tokens
+from voucher.vouchers.lottery import ranked as lottery_ranked
 from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
 
 
@@ -109,7 +109,7 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, act
     # a lottery must not be shut out of a first-come round while waiting for a draw they will probably
     # not win, nor have to guess which to try. The limit still holds whenever a voucher is handed out:
     # the draw takes this same citizen lock and passes over an entrant who holds the limit by then (the
-    # voucher goes to the next in the drawn order; campaigns/lottery.py draw), so nobody ends up past it
+    # voucher goes to the next in the drawn order; vouchers/lottery.py draw), so nobody ends up past it
     # and no voucher is lost.
     if round_.campaign_limit is not None and in_campaign >= round_.campaign_limit:
         raise ClaimLimitReached(f"本活动每人限领 {round_.campaign_limit} 张，您已领取 {in_campaign} 张")

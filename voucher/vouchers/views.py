@@ -6,16 +6,15 @@ from functools import wraps
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, session, url_for
 
 from voucher.accounts.forms import ActionForm
-from voucher.campaigns import lottery
 from voucher.campaigns.models import Release
 from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.permissions import Access, public
 from voucher.ops import limits
-from voucher.vouchers import citizens, codes, qr, services
+from voucher.vouchers import citizens, codes, lottery, qr, services
 from voucher.vouchers.forms import CodeForm, PhoneForm
 from voucher.vouchers.models import Citizen, Voucher
-from voucher.web import unit_of_work
+from voucher.web import refused, unit_of_work
 
 bp = Blueprint("vouchers", __name__, url_prefix="/c")
 
@@ -107,8 +106,7 @@ def claim(release_id: int):
         with unit_of_work():
             voucher = services.claim(release_id, current_citizen())
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("vouchers.home")), 303
+        return refused(error, "vouchers.home")
     flash(f"领取成功！券码 {codes.display(voucher.code)}", "success")
     return redirect(url_for("vouchers.mine"))
 
@@ -123,8 +121,7 @@ def enter_lottery(release_id: int):
         with unit_of_work():
             entry = lottery.enter(release_id, current_citizen())
     except DomainError as error:
-        flash(error.message, "error")
-        return redirect(url_for("vouchers.home")), 303
+        return refused(error, "vouchers.home")
     flash(f"报名成功，您的报名编号为 #{entry.id}，开奖后中签的券会出现在“我的消费券”", "success")
     return redirect(url_for("vouchers.home"))
 

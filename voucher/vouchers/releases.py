@@ -6,7 +6,6 @@ from datetime import datetime
 from sqlalchemy import insert
 
 from voucher.accounts.models import User
-from voucher.campaigns import lottery
 from voucher.campaigns.models import Campaign, CampaignStatus, Instrument, Release, ReleaseMode, ReleaseStatus
 from voucher.campaigns.services import lock_campaign, lock_release
 from voucher.core import audit
@@ -16,7 +15,7 @@ from voucher.core.errors import AccountWouldGoNegative, BudgetExhausted, Invalid
 from voucher.core.money import format_yuan
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
-from voucher.vouchers import codes
+from voucher.vouchers import codes, lottery
 from voucher.vouchers.models import Voucher, VoucherStatus
 
 

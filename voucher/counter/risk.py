@@ -7,6 +7,9 @@ Rules for one local day (each merchant at most one flag per rule and day, so a r
 - threshold_cluster: most threshold orders sit just above the threshold (within 5%), a sign of
   orders shaped to the voucher rather than real baskets;
 - off_hours: redemptions between 00:00 and 06:00 local time.
+
+Settlement holds a merchant with open flags until a reviewer clears every one
+(settlement/batches.py, open_flags_by_merchant).
 """
 from __future__ import annotations
 
@@ -103,12 +106,3 @@ def review(flag_id: int, actor: User, *, note: str) -> RiskFlag:
     flag.review_note = note.strip()
     audit.record("risk.clear", flag, actor=actor, before={"status": "open"}, after={"status": "cleared", "note": flag.review_note})
     return flag
-
-
-def open_flags_by_merchant() -> dict[int, int]:
-    """Merchants with open flags (settlement holds them until a reviewer clears every one)."""
-    rows = db.session.execute(
-        select(RiskFlag.merchant_id, func.count(RiskFlag.id)).where(RiskFlag.status == "open")
-        .group_by(RiskFlag.merchant_id)
-    )
-    return dict(rows.all())
