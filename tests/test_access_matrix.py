@@ -47,7 +47,6 @@ from voucher.core.permissions import PUBLIC, Access, Role
 from voucher.counter.redemption import redeem
 from voucher.merchants import terminals
 from voucher.vouchers import citizens
-from voucher.vouchers.services import forget_sold_out
 
 ROLES = tuple(role.value for role in Role)
 CALLERS = ("anonymous", *ROLES, "citizen", "terminal", "partner", "metrics")
@@ -287,7 +286,6 @@ def tables(app):
     as in production, so no request finds the previous one's transaction (on SQLite, its write lock)."""
     yield _db
     with app.app_context():
-        forget_sold_out()
         empty_tables(_db)
 
 

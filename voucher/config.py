@@ -7,6 +7,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from limits import parse_many
 
@@ -61,7 +62,7 @@ def parse_networks(text: str) -> tuple:
 
 
 def rate_limits_from_env(env: dict[str, str]) -> dict:
-    settings = {name: env.get(name, default) for name, default in RATE_LIMITS.items()}
+    settings: dict[str, Any] = {name: env.get(name, default) for name, default in RATE_LIMITS.items()}
     for name, value in settings.items():
         try:
             parse_many(value)

@@ -6,10 +6,11 @@ import json
 from contextlib import contextmanager
 from typing import Callable, Iterator, TypeVar
 
-from flask import Flask, Response, flash, jsonify, make_response, redirect, render_template, request, url_for
+from flask import Flask, flash, jsonify, make_response, redirect, render_template, request, url_for
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError, DBAPIError
+from werkzeug.wrappers import Response as BaseResponse
 
 from voucher.core.clock import to_local
 from voucher.core.db import db, is_conflict
@@ -54,7 +55,7 @@ def in_transaction(work: Callable[[], T]) -> T:
         return work()
 
 
-def refused(error: Exception, endpoint: str, /, **values) -> Response:
+def refused(error: Exception, endpoint: str, /, **values) -> BaseResponse:
     """The answer to an action a service refused, for a form posted from a page: the error's message
     flashed, and the browser sent back (303 See Other) to `endpoint`, with `values` as url_for takes them.
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from flask_login import UserMixin
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String, UniqueConstraint, false
@@ -8,14 +9,17 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from voucher.core.clock import utcnow
-from voucher.core.db import created_at, db, intpk
+from voucher.core.db import Model, created_at, intpk
 from voucher.core.field_crypto import EncryptedString
 from voucher.core.permissions import Role
+
+if TYPE_CHECKING:
+    from voucher.merchants.models import Merchant, Store
 
 ROLE_VALUES = tuple(r.value for r in Role)
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint(f"role IN {ROLE_VALUES!r}", name="role_known"),
@@ -54,8 +58,8 @@ class User(UserMixin, db.Model):
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[created_at]
 
-    merchant = relationship("Merchant", foreign_keys=[merchant_id])
-    store = relationship("Store", foreign_keys=[store_id])
+    merchant: Mapped[Merchant | None] = relationship("Merchant", foreign_keys=[merchant_id])
+    store: Mapped[Store | None] = relationship("Store", foreign_keys=[store_id])
 
     @property
     def is_active(self) -> bool:  # Flask-Login
@@ -92,7 +96,7 @@ SESSION_END_REASONS = (
 )
 
 
-class UserSession(db.Model):
+class UserSession(Model):
     """A staff sign-in, kept on the server. The signed session cookie carries only a random token whose
     SHA-256 digest is stored here; every request looks the token up, so a copy of the cookie stops
     working as soon as the session ends (sign-out, idle or absolute timeout, password change or reset,
@@ -117,10 +121,10 @@ class UserSession(db.Model):
     #: one of SESSION_END_REASONS
     end_reason: Mapped[str | None] = mapped_column(String(32))
 
-    user = relationship(User)
+    user: Mapped[User] = relationship(User)
 
 
-class RecoveryCode(db.Model):
+class RecoveryCode(Model):
     """A one-time recovery code of two-factor sign-in, for a lost phone. Only its SHA-256 is kept: the
     codes are random (50 bits each), so a slow hash would add nothing but time."""
 

@@ -21,7 +21,7 @@ from voucher.accounts import passwords, sessions, two_factor
 from voucher.accounts.models import User
 from voucher.core import audit
 from voucher.core.clock import utcnow
-from voucher.core.db import db
+from voucher.core.db import db, rowcount
 from voucher.core.errors import DomainError, InvalidInput, NotFound
 from voucher.core.permissions import Role
 
@@ -157,7 +157,7 @@ def finish_second_factor(attempt: SignInAttempt, code: str) -> User:
 
 
 def _refuse(attempt: SignInAttempt, error: DomainError | None = None) -> NoReturn:
-    if attempt.number >= current_app.config["LOGIN_MAX_FAILURES"]:
+    if attempt.user_id is not None and attempt.number >= current_app.config["LOGIN_MAX_FAILURES"]:
         _lock(attempt.user_id, utcnow())
         raise AccountLocked()
     raise error or LoginFailed()
@@ -167,10 +167,10 @@ def _lock(user_id: int, now) -> None:
     until = now + timedelta(minutes=current_app.config["LOGIN_LOCKOUT_MINUTES"])
     # Only the attempt that finds the account unlocked locks it (and writes the audit entry); the count
     # starts again from zero for when the lock ends.
-    locked = db.session.execute(
+    locked = rowcount(db.session.execute(
         update(User).where(User.id == user_id, _unlocked(now)).values(locked_until=until, failed_logins=0)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if locked:
         user = db.session.get(User, user_id)
         audit.record("user.locked", user, actor_label="system", after={"locked_until": until})
@@ -210,9 +210,10 @@ def change_password(attempt: SignInAttempt, current: str, new: str, *, keep_sess
     """The signed-in user's own change (修改密码). `attempt` is start_sign_in() for their username, already
     committed: a wrong current password counts towards the lock like a wrong sign-in. Every other session
     of the user ends; the one making the change (keep_session_id) goes on."""
-    if not check_password_hash(attempt.password_hash, current):
+    # an unknown name carries a dummy hash, which a current password could match
+    if not check_password_hash(attempt.password_hash, current) or attempt.user_id is None:
         _refuse(attempt, WrongPassword())
-    user = db.session.get(User, attempt.user_id)
+    user = db.session.get_one(User, attempt.user_id)  # its row was just counted by start_sign_in
     user.failed_logins = 0
     if check_password_hash(user.password_hash, new):
         raise passwords.WeakPassword("新密码不能与当前密码相同")

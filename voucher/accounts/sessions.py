@@ -29,7 +29,7 @@ from sqlalchemy import delete, select, update
 from voucher.accounts import two_factor
 from voucher.accounts.models import User, UserSession
 from voucher.core.clock import utcnow
-from voucher.core.db import db
+from voucher.core.db import db, rowcount
 
 #: the cookie session's key for the token (Flask-Login keeps the user id under `_user_id`)
 TOKEN_KEY = "staff_session"
@@ -88,9 +88,9 @@ def end_all(user_id: int, reason: str, *, keep: int | None = None) -> int:
     statement = update(UserSession).where(UserSession.user_id == user_id, UserSession.ended_at.is_(None))
     if keep is not None:
         statement = statement.where(UserSession.id != keep)
-    return db.session.execute(
+    return rowcount(db.session.execute(
         statement.values(ended_at=utcnow(), end_reason=reason).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
 
 
 def open_counts(user_ids: list[int]) -> dict[int, int]:

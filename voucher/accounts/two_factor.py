@@ -32,7 +32,7 @@ from sqlalchemy import delete, func, select, update
 from voucher.accounts.models import RecoveryCode, User
 from voucher.core import audit
 from voucher.core.clock import utcnow
-from voucher.core.db import db
+from voucher.core.db import db, rowcount
 from voucher.core.errors import DomainError, InvalidInput
 
 STEP_SECONDS = 30
@@ -180,10 +180,10 @@ def _use_totp(user: User, code: str) -> bool:
         return False
     # Only forward: of two requests with the same code (a double click, or a code seen over a shoulder
     # and typed at once), one moves the step and the other finds it moved.
-    moved = db.session.execute(
+    moved = rowcount(db.session.execute(
         update(User).where(User.id == user.id, (User.totp_last_step.is_(None)) | (User.totp_last_step < step))
         .values(totp_last_step=step).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if moved:
         user.totp_last_step = step
     return bool(moved)
@@ -204,11 +204,11 @@ def _matching_step(secret: str, code: str, *, after: int | None) -> int | None:
 
 
 def _use_recovery_code(user: User, code: str) -> bool:
-    used = db.session.execute(
+    used = rowcount(db.session.execute(
         update(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.code_digest == _digest(code),
                                    RecoveryCode.used_at.is_(None))
         .values(used_at=utcnow()).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if used:
         audit.record("user.recovery_code_used", user, actor=user,
                      after={"remaining": unused_recovery_codes(user)})

@@ -18,7 +18,7 @@ from sqlalchemy import delete, insert, select, tuple_
 from voucher.accounts.models import User
 from voucher.analytics.models import MerchantDailySales
 from voucher.core import audit
-from voucher.core.db import db
+from voucher.core.db import db, rowcount
 from voucher.core.errors import RefusedFile
 from voucher.core.forms import parse_id
 from voucher.core.uploads import Limits, UploadRefused, read_table
@@ -139,19 +139,20 @@ def import_baselines(content: bytes, file_name: str, actor: User | None) -> Base
     from voucher.analytics.rollup import lock_state
 
     lock_state(panel.NAME)  # one import or panel rebuild at a time: none sees another's half-written rows
+    first_day, last_day = min(r["day"] for r in parsed), max(r["day"] for r in parsed)
     result = BaselineImport(rows=len(parsed), merchants=len({r["merchant_id"] for r in parsed}),
-                            first_day=min(r["day"] for r in parsed), last_day=max(r["day"] for r in parsed))
+                            first_day=first_day, last_day=last_day)
     for start in range(0, len(parsed), 1000):
         chunk = parsed[start:start + 1000]
         keys = [(r["merchant_id"], r["day"]) for r in chunk]
-        result.replaced += db.session.execute(
+        result.replaced += rowcount(db.session.execute(
             delete(MerchantDailySales).where(tuple_(MerchantDailySales.merchant_id, MerchantDailySales.day).in_(keys))
-        ).rowcount or 0
+        )) or 0
         db.session.execute(insert(MerchantDailySales), chunk)
     result.panel_units = panel.build()
     entry = audit.row("baselines.import", None, actor=actor, after={
         "file": file_name[:120], "rows": result.rows, "replaced": result.replaced, "merchants": result.merchants,
-        "first_day": result.first_day.isoformat(), "last_day": result.last_day.isoformat()})
+        "first_day": first_day.isoformat(), "last_day": last_day.isoformat()})
     audit.write({**entry, "object_type": MerchantDailySales.__tablename__})
     return result
 

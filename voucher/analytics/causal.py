@@ -14,6 +14,7 @@ merchants of very different size. Pure numpy: the panel comes from voucher/analy
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,9 @@ class CausalEstimate:
     missing_reason: str | None = None
 
     def as_tuple(self) -> tuple[float, float, float] | None:
-        return None if self.value is None else (self.value, self.low, self.high)
+        if self.value is None or self.low is None or self.high is None:  # all three, or none
+            return None
+        return self.value, self.low, self.high
 
 
 def estimate(group: np.ndarray, change: np.ndarray, dose: np.ndarray, cluster: np.ndarray,
@@ -50,7 +53,7 @@ def estimate(group: np.ndarray, change: np.ndarray, dose: np.ndarray, cluster: n
     treated = len(np.unique(cluster[is_treated]))
     comparable = len(np.unique(cluster[~is_treated]))
     groups, g_index = np.unique(group, return_inverse=True)
-    counts = dict(treated=treated, comparable=comparable, campaigns=len(groups))
+    counts: dict[str, Any] = dict(treated=treated, comparable=comparable, campaigns=len(groups))
     if treated < MIN_TREATED or comparable < MIN_COMPARABLE:
         return CausalEstimate(None, None, None, None, **counts, missing_reason=(
             f"样本不足：需要至少 {MIN_TREATED} 家有基线的核销商户和 {MIN_COMPARABLE} 家可比商户，"

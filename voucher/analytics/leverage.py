@@ -180,7 +180,7 @@ def headline(f: LeverageFilter = LeverageFilter()) -> Figures:
     if split.rolled is not None:
         _add(figures, *db.session.execute(_facts(f, split.rolled)).one())
     if split.live is not None:
-        _add(figures, *db.session.execute(_claims(split.live)).one(), 0, 0, 0, 0)
+        _add(figures, *db.session.execute(_claims(split.live)).one())  # the claims: the first two figures
         _add(figures, 0, 0, *db.session.execute(_redemptions(split.live)).one())
     figures.merchants = _merchant_count(f, split)
     return figures
@@ -190,8 +190,8 @@ def _merchant_count(f: LeverageFilter, split: _Split) -> int:
     """Distinct merchants: the rolled-up days' bitmaps, plus the live days' merchants."""
     if split.rolled is None:
         query = select(Redemption.merchant_id).where(Redemption.reversed_at.is_(None)).distinct()
-        return int(db.session.scalar(select(func.count()).select_from(
-            _filtered(query, f, Redemption.created_at, Redemption.campaign_id).subquery())))
+        return int(db.session.execute(select(func.count()).select_from(
+            _filtered(query, f, Redemption.created_at, Redemption.campaign_id).subquery())).scalar_one())
     ids = rollup.merchant_ids(f.campaign_id, *split.rolled)
     if split.live is None:
         return len(ids)

@@ -29,6 +29,7 @@ def _values(f: Figures) -> list:
 def as_xlsx(selection: LeverageFilter) -> bytes:
     book = Workbook()
     sheet = book.active
+    assert sheet is not None  # a new Workbook has one sheet, the active one
     sheet.title = "总览"
     sheet.append(["以下均为毛口径（带动消费 = 用券订单全额）；按商户维度无法归属发放，杠杆率与下限按支付计。"])
     sheet.append(["", *COLUMNS])
@@ -37,10 +38,12 @@ def as_xlsx(selection: LeverageFilter) -> bytes:
     causal = panel.estimate(selection.campaign_id, selection.date_from, selection.date_until).estimate
     sheet.append(["因果口径（双重差分，每元已付补贴带来的增量销售额）", "增量杠杆率", "95% 下限", "95% 上限", "核销商户", "可比商户",
                   "活动数"])
-    if causal.value is None:
+    estimate = causal.as_tuple()
+    if estimate is None:
         sheet.append(["", causal.missing_reason])
     else:
-        sheet.append(["", round(causal.value, 4), round(causal.low, 4), round(causal.high, 4), causal.treated,
+        value, low, high = estimate
+        sheet.append(["", round(value, 4), round(low, 4), round(high, 4), causal.treated,
                       causal.comparable, causal.campaigns])
     for name, (label, _) in leverage.DIMENSIONS.items():
         part = book.create_sheet(f"按{label}")

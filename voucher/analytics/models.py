@@ -6,10 +6,10 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from voucher.core.db import created_at, db, fen, intpk
+from voucher.core.db import Model, created_at, fen, intpk
 
 
-class DailyStat(db.Model):
+class DailyStat(Model):
     """One campaign's figures for one local calendar day, snapshotted nightly; a re-run replaces them."""
 
     __tablename__ = "daily_stats"
@@ -33,7 +33,7 @@ class DailyStat(db.Model):
     created_at: Mapped[created_at]
 
 
-class MerchantDailySales(db.Model):
+class MerchantDailySales(Model):
     """A merchant's whole sales on one local day (with or without vouchers): the baseline the causal
     (difference-in-differences) leverage estimate compares redeeming merchants against."""
 
@@ -60,7 +60,7 @@ class MerchantDailySales(db.Model):
 LEVERAGE_TRUTH = "city_scale.true_incremental_leverage"
 
 
-class SyntheticTruth(db.Model):
+class SyntheticTruth(Model):
     """A value planted in a generated data set (such as the true causal leverage), so an estimator
     run on that data can be checked against what was put in."""
 
@@ -72,7 +72,7 @@ class SyntheticTruth(db.Model):
     created_at: Mapped[created_at]
 
 
-class LeverageFact(db.Model):
+class LeverageFact(Model):
     """The leverage figures pre-aggregated per local day, campaign, round and merchant class, so the
     page answers over millions of redemptions at once (voucher/analytics/rollup.py builds it).
 
@@ -100,7 +100,7 @@ class LeverageFact(db.Model):
     floor_fen: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class LeverageMerchantDay(db.Model):
+class LeverageMerchantDay(Model):
     """Which merchants redeemed for a campaign on a local day, as a bitmap over merchant ids (bit i set:
     merchant i), zlib-compressed: the distinct count of merchants over any range of days, which does not
     add up from daily counts, is the OR of a few hundred small bitmaps instead of a scan of every redemption."""
@@ -114,7 +114,7 @@ class LeverageMerchantDay(db.Model):
     merchants: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class RollupState(db.Model):
+class RollupState(Model):
     """How far a pre-aggregation reaches: every local day up to `built_through` is in its tables;
     later days are read live from the source rows."""
 
@@ -125,7 +125,7 @@ class RollupState(db.Model):
     built_at: Mapped[datetime]
 
 
-class CausalPanelUnit(db.Model):
+class CausalPanelUnit(Model):
     """One merchant in one campaign's difference-in-differences panel: its sales and the subsidy paid
     to it over the weeks before the campaign and over the campaign's days, summed over the days with a
     sales baseline (voucher/analytics/panel.py builds it; causal.py estimates from it)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -116,12 +117,14 @@ def refresh(through: date | None = None, full: bool = False) -> RefreshSummary:
     state.built_through, state.built_at = through, started - REVERSAL_MARGIN
     db.session.flush()
     written = select(func.count(LeverageFact.id))
-    facts = db.session.scalar(written.where(LeverageFact.day >= start) if start else written)
-    return RefreshSummary(start, through, facts, db.session.scalar(select(func.count(LeverageMerchantDay.id))))
+    facts = db.session.execute(written.where(LeverageFact.day >= start) if start else written).scalar_one()
+    merchant_days = db.session.execute(select(func.count(LeverageMerchantDay.id))).scalar_one()
+    return RefreshSummary(start, through, facts, merchant_days)
 
 
 def _rebuild_from(state: RollupState) -> date:
     """The day after the last one built, or the earliest day with a redemption reversed since."""
+    assert state.built_through is not None  # refresh() rebuilds everything when nothing was built yet
     start = state.built_through + timedelta(days=1)
     earliest = db.session.scalar(
         select(func.min(Redemption.created_at))
@@ -132,7 +135,7 @@ def _rebuild_from(state: RollupState) -> date:
     return start
 
 
-def _write_bitmaps(rows: list) -> None:
+def _write_bitmaps(rows: Sequence) -> None:
     by_key: dict[tuple, list[int]] = defaultdict(list)
     for day, campaign_id, merchant_id in rows:
         by_key[day, campaign_id].append(merchant_id)

@@ -11,7 +11,7 @@ from sqlalchemy import Row, bindparam, delete, select
 
 from voucher.api.models import Partner, PartnerNonce
 from voucher.core.clock import utcnow
-from voucher.core.db import connection, db
+from voucher.core.db import connection, db, rowcount
 from voucher.core.errors import DomainError
 from voucher.core.upsert import cached, insert_ignore
 from voucher.counter.redemption import TERMINAL_BY_TOKEN, Terminal
@@ -87,4 +87,4 @@ def prune_nonces() -> int:
     result = db.session.execute(
         delete(PartnerNonce).where(PartnerNonce.seen_at < utcnow() - timedelta(seconds=2 * window))
     )
-    return result.rowcount or 0
+    return rowcount(result) or 0

@@ -5,10 +5,10 @@ from datetime import datetime
 from sqlalchemy import DateTime, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from voucher.core.db import created_at, db, intpk
+from voucher.core.db import Model, created_at, intpk
 
 
-class Partner(db.Model):
+class Partner(Model):
     """A channel partner (the city app, a bank) that claims vouchers for verified citizens.
 
     Its signing secret is derived from PARTNER_MASTER_KEY and the key id, so no secret is stored;
@@ -24,7 +24,7 @@ class Partner(db.Model):
     created_at: Mapped[created_at]
 
 
-class PartnerNonce(db.Model):
+class PartnerNonce(Model):
     """Nonces seen inside the replay window: a signed request is accepted once."""
 
     __tablename__ = "partner_nonces"

@@ -91,9 +91,13 @@ def documented(
 
 
 def _response(status: int, description: str, schema: dict | None) -> dict:
+    body = ERROR
+    if status < 400:
+        assert schema is not None  # a success documents what it answers; only errors share ERROR
+        body = envelope(schema)
     response: dict[str, Any] = {
         "description": description,
-        "content": {"application/json": {"schema": envelope(schema) if status < 400 else ERROR}},
+        "content": {"application/json": {"schema": body}},
     }
     if status == 429:
         response["headers"] = {"Retry-After": {

@@ -88,6 +88,7 @@ def decide_change(change_id: int, actor: User, *, approve: bool, note: str = "")
     change = db.session.scalar(
         select(BudgetChange).where(BudgetChange.id == change_id).with_for_update().execution_options(populate_existing=True)
     )
+    assert change is not None  # found above, and a budget change is never deleted
     if change.status != "pending":
         raise InvalidTransition("该申请已处理")
     if not approve and not note.strip():
@@ -104,6 +105,8 @@ def decide_change(change_id: int, actor: User, *, approve: bool, note: str = "")
         else:
             _defund(change.funding_source_id, change.amount_fen, change, actor)
             if change.kind_enum is BudgetChangeKind.MOVE:
+                # a move names its target (CHECK move_has_target), whose campaign was read and locked above
+                assert change.target_funding_source_id is not None and target_campaign_id is not None
                 if locked[target_campaign_id].status_enum not in _FUNDED:
                     raise InvalidTransition("接收调剂资金的活动已不在进行中或暂停状态")
                 _fund(change.target_funding_source_id, change.amount_fen, change, actor)
@@ -116,10 +119,13 @@ def decide_change(change_id: int, actor: User, *, approve: bool, note: str = "")
 
 def locked_source(source_id: int) -> FundingSource:
     """A funding source read fresh under its campaign's lock (never an earlier, stale copy)."""
-    return db.session.scalar(
+    source = db.session.scalar(
         select(FundingSource).where(FundingSource.id == source_id).with_for_update()
         .execution_options(populate_existing=True)
     )
+    if source is None:
+        raise NotFound("找不到该资金来源")
+    return source
 
 
 def _accounts_of(source: FundingSource) -> dict[AccountKind, int]:

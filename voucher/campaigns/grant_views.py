@@ -38,8 +38,9 @@ def new(campaign_id: int):
         try:
             with unit_of_work():
                 application = grants.submit(
-                    campaign_id, applicant_name=form.applicant_name.data, applicant_uscc=form.applicant_uscc.data,
-                    project=form.project.data, evidence=form.evidence.data, requested_fen=form.requested.fen,
+                    campaign_id, applicant_name=form.applicant_name.data or "",
+                    applicant_uscc=form.applicant_uscc.data or "", project=form.project.data or "",
+                    evidence=form.evidence.data or "", requested_fen=form.requested.fen or 0,
                     district=form.district.data or None, actor=current_user,
                 )
         except DomainError as error:

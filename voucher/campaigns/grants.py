@@ -81,6 +81,8 @@ def _move(application: GrantApplication, target: GrantStatus) -> str:
 
 
 def _check_bounds(campaign: Campaign, amount: int) -> None:
+    # a grant scheme has both bounds (campaigns.services sets them with the instrument)
+    assert campaign.award_min_fen is not None and campaign.award_max_fen is not None
     if not campaign.award_min_fen <= amount <= campaign.award_max_fen:
         raise InvalidInput(
             f"补贴金额应在 {format_yuan(campaign.award_min_fen)} 至 {format_yuan(campaign.award_max_fen)} 元之间"
@@ -146,6 +148,7 @@ def pay(application_id: int, actor: User) -> GrantApplication:
     application = _load(application_id)
     before = _move(application, GrantStatus.PAID)
     sources = ledger.source_accounts(application.campaign_id)
+    assert application.approved_fen is not None  # CHECK approved_has_amount
     ledger.post(
         EntryKind.GRANT_PAYOUT.value, application.campaign_id,
         ledger.transfer_lines(sources, AccountKind.RESERVED, AccountKind.SETTLED, application.approved_fen),

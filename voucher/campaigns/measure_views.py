@@ -64,9 +64,10 @@ def record_progress(target_id: int):
         return _render_measure(target.measure, form, 422)
     try:
         with unit_of_work():
+            assert form.quantity.data is not None  # validated: DataRequired
             targets.record_progress(
-                target_id, quantity=form.quantity.data, description=form.description.data,
-                evidence=form.evidence.data, district=form.district.data or None, actor=current_user,
+                target_id, quantity=form.quantity.data, description=form.description.data or "",
+                evidence=form.evidence.data or "", district=form.district.data or None, actor=current_user,
             )
     except DomainError as error:
         flash(error.message, "error")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -21,10 +21,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from voucher.core.db import created_at, db, fen, intpk
+from voucher.core.db import Model, created_at, db, fen, intpk
+
+if TYPE_CHECKING:
+    from voucher.accounts.models import User
+    from voucher.merchants.models import Merchant
 
 
-class Measure(db.Model):
+class Measure(Model):
     """One of the twenty measures of 连政办发〔2022〕61号, loaded from seed/measures.toml."""
 
     __tablename__ = "measures"
@@ -69,7 +73,7 @@ class Measure(db.Model):
         return [line for line in self.money_lines if not line.amount_fen]
 
 
-class MeasureMoneyLine(db.Model):
+class MeasureMoneyLine(Model):
     """A sum of money the policy plans for a measure (in hand or still sought, 争取)."""
 
     __tablename__ = "measure_money_lines"
@@ -92,7 +96,7 @@ class MeasureMoneyLine(db.Model):
     measure: Mapped[Measure] = relationship(back_populates="money_lines")
 
 
-class MeasureTarget(db.Model):
+class MeasureTarget(Model):
     """A non-monetary target of a measure (events, sites, stations...)."""
 
     __tablename__ = "measure_targets"
@@ -162,7 +166,7 @@ campaign_merchants = Table(
 )
 
 
-class Campaign(db.Model):
+class Campaign(Model):
     """A funded programme under a measure, with one instrument (its voucher product, or grants)."""
 
     __tablename__ = "campaigns"
@@ -228,9 +232,9 @@ class Campaign(db.Model):
     product: Mapped[VoucherProduct | None] = relationship(back_populates="campaign", uselist=False)
     releases: Mapped[list[Release]] = relationship(back_populates="campaign", order_by="Release.id")
     #: named merchants (e.g. the winning-bid appliance sellers); empty means any merchant that fits the rules
-    merchants = relationship("Merchant", secondary=campaign_merchants, order_by="Merchant.id")
-    created_by = relationship("User", foreign_keys=[created_by_id])
-    approved_by = relationship("User", foreign_keys=[approved_by_id])
+    merchants: Mapped[list[Merchant]] = relationship("Merchant", secondary=campaign_merchants, order_by="Merchant.id")
+    created_by: Mapped[User] = relationship("User", foreign_keys=[created_by_id])
+    approved_by: Mapped[User | None] = relationship("User", foreign_keys=[approved_by_id])
 
     @property
     def status_enum(self) -> CampaignStatus:
@@ -273,7 +277,7 @@ FUNDING_KIND_LABELS = {
 }
 
 
-class FundingSource(db.Model):
+class FundingSource(Model):
     """Who pays for a campaign, how much, and its share of each subsidy (e.g. 政府:企业 = 2:1)."""
 
     __tablename__ = "funding_sources"
@@ -314,11 +318,12 @@ def discount_fen(kind: str, face_value_fen: int, percent_bp: int | None, order_a
     """What the campaign pays on an order: a percentage rounded down to the fen, or the face value;
     never more than the face value (what was reserved for the voucher) nor more than the order."""
     if kind == ProductKind.PERCENTAGE.value:
+        assert percent_bp is not None  # a percentage product has one (CHECK percent_for_percentage)
         return min(order_amount_fen * percent_bp // 10000, face_value_fen)
     return min(face_value_fen, order_amount_fen)
 
 
-class VoucherProduct(db.Model):
+class VoucherProduct(Model):
     """The rule of a campaign's vouchers (券种)."""
 
     __tablename__ = "voucher_products"
@@ -353,6 +358,7 @@ class VoucherProduct(db.Model):
         if self.kind == ProductKind.FREE_TICKET.value:
             return f"免费门票（票面{face}元）"
         if self.kind == ProductKind.PERCENTAGE.value:
+            assert self.percent_bp is not None  # a percentage product has one (CHECK percent_for_percentage)
             whole, hundredths = divmod(self.percent_bp, 100)
             percent = f"{whole}.{hundredths:02d}".rstrip("0").rstrip(".")
             return f"按开票金额{percent}%补贴，单张最高{face}元"
@@ -380,7 +386,7 @@ class ReleaseMode(str, enum.Enum):
         return {"first_come": "先到先得", "lottery": "摇号"}[self.value]
 
 
-class Release(db.Model):
+class Release(Model):
     """A release round (发放场次). Opening it reserves its whole budget and mints its vouchers.
 
     A lottery round takes entries while open; the draw then gives its vouchers to the winners. Before
@@ -436,7 +442,7 @@ class BudgetChangeKind(str, enum.Enum):
         return {"top_up": "追加", "cut": "核减", "move": "调剂至其他活动"}[self.value]
 
 
-class BudgetChange(db.Model):
+class BudgetChange(Model):
     """A requested change to a campaign's budget. It is posted only when someone else approves it."""
 
     __tablename__ = "budget_changes"
@@ -465,7 +471,7 @@ class BudgetChange(db.Model):
     campaign: Mapped[Campaign] = relationship(foreign_keys=[campaign_id])
     funding_source: Mapped[FundingSource] = relationship(foreign_keys=[funding_source_id])
     target_funding_source: Mapped[FundingSource | None] = relationship(foreign_keys=[target_funding_source_id])
-    requested_by = relationship("User", foreign_keys=[requested_by_id])
+    requested_by: Mapped[User] = relationship("User", foreign_keys=[requested_by_id])
 
     @property
     def kind_enum(self) -> BudgetChangeKind:
@@ -494,7 +500,7 @@ GRANT_TRANSITIONS: dict[GrantStatus, set[GrantStatus]] = {
 }
 
 
-class GrantApplication(db.Model):
+class GrantApplication(Model):
     """补贴申报: an organiser or enterprise asks a grant campaign for money for an event or a result."""
 
     __tablename__ = "grant_applications"
@@ -537,7 +543,7 @@ class GrantApplication(db.Model):
         return GrantStatus(self.status)
 
 
-class TargetProgress(db.Model):
+class TargetProgress(Model):
     """Progress towards a measure's non-monetary target (e.g. one more night-economy zone), with evidence."""
 
     __tablename__ = "target_progress"
@@ -554,10 +560,10 @@ class TargetProgress(db.Model):
     created_at: Mapped[created_at]
 
     target: Mapped[MeasureTarget] = relationship()
-    recorded_by = relationship("User")
+    recorded_by: Mapped[User] = relationship("User")
 
 
-class LotteryEntry(db.Model):
+class LotteryEntry(Model):
     """One citizen's entry in a lottery round; its id is the public entry number."""
 
     __tablename__ = "lottery_entries"

@@ -72,9 +72,9 @@ def policy_overview(unit: str | None = None, district: str | None = None) -> Ove
         line.planned_in_hand_fen, line.planned_sought_fen = m.planned_in_hand_fen, m.planned_sought_fen
         line.targets = [TargetLine(t, achieved.get(t.id, 0)) for t in m.targets]
     for campaign in campaigns:
-        line = lines.get(campaign.measure_id)
-        if line is None:
+        if campaign.measure_id not in lines:
             continue
+        line = lines[campaign.measure_id]
         by_kind = balances.get(campaign.id)
         line.campaigns += 1
         if by_kind:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import Protocol
 
 from sqlalchemy import select
 
@@ -108,7 +109,7 @@ def _validate(data: CampaignInput) -> tuple[Measure, list[Merchant]]:
         raise InvalidInput("领取后有效天数必须大于 0")
     if (data.usable_from is None) != (data.usable_until is None):
         raise InvalidInput("每日可用时段请同时填写开始和结束时间")
-    if data.usable_from is not None and data.usable_from >= data.usable_until:
+    if data.usable_from is not None and data.usable_until is not None and data.usable_from >= data.usable_until:
         raise InvalidInput("每日可用时段的开始时间应早于结束时间")
     if data.per_person_limit is not None and data.per_person_limit <= 0:
         raise InvalidInput("每人限领数量必须大于 0")
@@ -308,6 +309,7 @@ def lock_release(release_id: int) -> tuple[Campaign, Release]:
     release = db.session.scalar(
         select(Release).where(Release.id == release_id).with_for_update().execution_options(populate_existing=True)
     )
+    assert release is not None  # found above, and a round is never deleted
     return campaign, release
 
 
@@ -394,7 +396,18 @@ def resume(campaign_id: int, actor: User) -> Campaign:
     return campaign
 
 
-def voucher_validity(campaign: Campaign, claimed_at: datetime) -> tuple[datetime, datetime]:
+class HasValidity(Protocol):
+    """What voucher_validity reads: a Campaign, or a row of these columns of it."""
+
+    @property
+    def valid_from(self) -> date: ...
+    @property
+    def valid_until(self) -> date: ...
+    @property
+    def validity_days(self) -> int | None: ...
+
+
+def voucher_validity(campaign: HasValidity, claimed_at: datetime) -> tuple[datetime, datetime]:
     """A claimed voucher is usable from the campaign's first local day to its last, or for
     validity_days after the claim where the campaign says so (never past the campaign's end)."""
     start = local_day_start_utc(campaign.valid_from)

@@ -98,9 +98,11 @@ def _yuan_text(fen: int | None) -> str:
 
 
 def _input_from(form: CampaignForm) -> services.CampaignInput:
+    # only after validate_on_submit(): the dates are DataRequired
+    assert form.valid_from.data is not None and form.valid_until.data is not None
     return services.CampaignInput(
         measure_id=form.measure_id.data,
-        name=form.name.data,
+        name=form.name.data or "",
         description=form.description.data or "",
         instrument=form.instrument.data,
         sources=[
@@ -117,9 +119,9 @@ def _input_from(form: CampaignForm) -> services.CampaignInput:
         planned_quantity=form.planned_quantity.data,
         award_min_fen=form.award_min.fen,
         award_max_fen=form.award_max.fen,
-        categories=form.categories.data,
-        districts=form.districts.data,
-        merchant_ids=form.merchant_ids.data,
+        categories=form.categories.data or [],
+        districts=form.districts.data or [],
+        merchant_ids=form.merchant_ids.data or [],
         valid_from=form.valid_from.data,
         valid_until=form.valid_until.data,
         validity_days=form.validity_days.data,

@@ -15,10 +15,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from voucher.core import keyed_mac
 from voucher.core.clock import utcnow
-from voucher.core.db import connection, created_at, db, intpk
+from voucher.core.db import Model, connection, created_at, intpk
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Model):
     __tablename__ = "audit_entries"
     __table_args__ = (Index("ix_audit_entries_object", "object_type", "object_id"),)
 

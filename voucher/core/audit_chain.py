@@ -30,14 +30,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 from voucher.core import keyed_mac
 from voucher.core.audit import MAC_FIELDS, AuditEntry, content_mac
 from voucher.core.clock import utcnow
-from voucher.core.db import db, intpk, serialize
+from voucher.core.db import Model, db, intpk, serialize
 
 SEAL_AFTER = timedelta(minutes=10)
 GENESIS = "0" * 64
 _BATCH = 5000
 
 
-class AuditSeal(db.Model):
+class AuditSeal(Model):
     """One link of the chain: the records with ids in (previous seal's last_entry_id, last_entry_id]."""
 
     __tablename__ = "audit_seals"

@@ -1,13 +1,27 @@
 """Declarative base with a constraint naming convention, so migrations name every constraint."""
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import BigInteger, Connection, Date, DateTime, MetaData, cast, func, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    CursorResult,
+    Date,
+    DateTime,
+    MetaData,
+    Result,
+    Table,
+    cast,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
 
@@ -25,8 +39,22 @@ NAMING_CONVENTION = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+    if TYPE_CHECKING:
+        # Every model here is mapped to a Table (DeclarativeBase types it as any FromClause), and the
+        # per-request paths build Core statements on it: Model.__table__.insert(), update(Model.__table__).
+        __table__: ClassVar[Table]
+
 
 db = SQLAlchemy(model_class=Base)
+
+# The base every model subclasses. At run time it is db.Model, which Flask-SQLAlchemy builds from Base (same
+# registry and metadata, plus its bind, repr and session glue); mypy cannot follow a class made at run time
+# (`class User(db.Model)` reads as "Name db.Model is not defined" and every model as Any), so it checks the
+# models against Base, the declarative base db.Model is made from.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 
 # Reusable column types. Timestamps are naive UTC everywhere (SQLite keeps no zone).
 intpk = Annotated[int, mapped_column(primary_key=True)]
@@ -65,12 +93,18 @@ def consistent_reads() -> Iterator[Session]:
     look broken. PostgreSQL: a read-only REPEATABLE READ transaction on a connection of its own.
     SQLite: the current session, whose BEGIN IMMEDIATE already keeps every other writer out."""
     if db.session.get_bind().dialect.name != "postgresql":
-        yield db.session
+        yield db.session()  # the scoped session's current Session, the one db.session stands for
         return
     with db.engine.connect() as conn:
         snapshot = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         with Session(bind=snapshot) as session:
             yield session
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run by Session.execute matched. Session.execute is typed to return
+    a Result whatever it runs; for such a statement the Result is a CursorResult, which counts them."""
+    return typing.cast(CursorResult[Any], result).rowcount
 
 
 def connection() -> Connection:

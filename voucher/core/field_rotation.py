@@ -21,7 +21,7 @@ class ColumnRotation:
     column: str
     values: int = 0
     #: how many were rewritten, by the key they were under before
-    rewritten: Counter[str] = field(default_factory=Counter)
+    rewritten: Counter[str | None] = field(default_factory=Counter)  # None: in no key's format
 
 
 def encrypted_columns() -> list[tuple[Table, Column]]:

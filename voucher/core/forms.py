@@ -5,7 +5,8 @@ import re
 from collections.abc import Iterable
 from datetime import date
 
-from wtforms import SelectChoice, StringField
+# types-WTForms 3.2 predates SelectChoice (WTForms 3.3)
+from wtforms import SelectChoice, StringField  # type: ignore[attr-defined]
 from wtforms.validators import ValidationError
 
 from voucher.core.errors import DomainError, InvalidAmount, InvalidInput

@@ -195,7 +195,7 @@ def redeem(
     )
     audit_row = audit.row(
         "voucher.redeem", Redemption(), actor=cashier,
-        actor_label=None if cashier is not None else f"终端#{terminal.id}",
+        actor_label=None if cashier is not None or terminal is None else f"终端#{terminal.id}",
         before={"voucher_status": status.value},
         after={"voucher_id": voucher.id, "order_amount_fen": order_amount_fen, "subsidy_fen": subsidy,
                "store_id": counter.store_id},
@@ -288,6 +288,11 @@ def _replay(earlier: Redemption | None, voucher_id: int, order_amount_fen: int, 
 _NAMED_MERCHANTS: dict[tuple[int, object], frozenset[int] | None] = {}
 
 
+def forget_named_merchants() -> None:
+    """For a database whose ids start over (the test suite empties its tables between tests)."""
+    _NAMED_MERCHANTS.clear()
+
+
 def _named_merchants(campaign_id: int, approved_at: object) -> frozenset[int] | None:
     """The campaign's named merchants (None: any merchant). A campaign's list is fixed once it is
     approved, so it is read once per process and campaign approval (the key includes approved_at)."""
@@ -336,6 +341,8 @@ def reverse(
         select(Redemption).where(Redemption.id == redemption_id).with_for_update()
         .execution_options(populate_existing=True)
     )
+    if redemption is None:
+        raise NotFound("找不到该核销记录")
     if redemption.store_id != counter.store_id:
         raise Forbidden("只能由原核销门店撤销")
     if redemption.reversed_at is not None:
@@ -354,6 +361,7 @@ def reverse(
         select(Voucher).where(Voucher.id == redemption.voucher_id).with_for_update()
         .execution_options(populate_existing=True)
     )
+    assert voucher is not None  # a redemption's voucher is a foreign key, never deleted
     original = db.session.execute(
         select(Posting.account_id, Posting.amount_fen)
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
@@ -380,7 +388,7 @@ def reverse(
     redemption.reversed_by_id = getattr(cashier, "id", None)
     audit.record(
         "voucher.reverse", redemption, actor=cashier,
-        actor_label=None if cashier is not None else f"终端#{terminal.id}",
+        actor_label=None if cashier is not None or terminal is None else f"终端#{terminal.id}",
         before={"voucher_status": "redeemed"}, after={"voucher_status": "claimed", "reason": redemption.reversal_reason},
     )
     return redemption

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -69,7 +70,7 @@ def lines(labels: list[str], series: list[tuple[str, list[float | None]]], title
              f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" font-size="11">{fmt.format(high)}</text>']
     for i, label in enumerate(labels):
         parts.append(f'<text x="{left + i * step:.1f}" y="{bottom + 18}" text-anchor="middle">{escape(label)}</text>')
-    ends = []
+    ends: list[list[Any]] = []  # [label y, name, colour, value]; y is moved below
     for s, (name, values) in enumerate(series):
         colour = colours[s % len(colours)]
         xy = [(left + i * step, bottom - (bottom - top_pad) * (v - low) / span, v)

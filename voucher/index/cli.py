@@ -101,5 +101,6 @@ def register(app: Flask) -> None:
         row = feed.publish(city or services.home_city(), year)
         db.session.commit()
         p = row.provenance
+        assert p is not None  # publish() records where the figure came from
         click.echo(f"{row.city} {year} 年 S11（活动数据）：{format_yuan(p['executed_fen'])} 元，"
                    f"来自 {len(p['campaigns'])} 个信息消费活动；信息消费类商户用券带动消费 {format_yuan(p['driven_consumption_fen'])} 元")

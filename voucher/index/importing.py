@@ -242,6 +242,7 @@ def template_csv(catalogue: method.Catalogue, layout: str = "wide") -> bytes:
 def template_xlsx(catalogue: method.Catalogue) -> bytes:
     book = Workbook()
     sheet = book.active
+    assert sheet is not None  # a new Workbook has one sheet, the active one
     sheet.title = "数据"
     sheet.append(["city", "year", *catalogue.codes])
     for cell in sheet[1]:

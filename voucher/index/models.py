@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, CheckConstraint, DateTime, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from voucher.core.db import created_at, db, intpk
+from voucher.core.db import Model, created_at, intpk
+
+if TYPE_CHECKING:
+    from voucher.accounts.models import User
 
 
 class VersionStatus(str, enum.Enum):
@@ -35,7 +38,7 @@ VERSION_TRANSITIONS = {
 }
 
 
-class CatalogueVersion(db.Model):
+class CatalogueVersion(Model):
     """One version of the indicator catalogue and its weights. Exactly one is active; an edit is a new
     version, drafted by an administrator and approved by someone else before it takes effect."""
 
@@ -65,15 +68,15 @@ class CatalogueVersion(db.Model):
     indicators: Mapped[list[CatalogueIndicator]] = relationship(
         back_populates="catalogue_version", order_by="CatalogueIndicator.position", cascade="all, delete-orphan"
     )
-    created_by = relationship("User", foreign_keys=[created_by_id])
-    approved_by = relationship("User", foreign_keys=[approved_by_id])
+    created_by: Mapped[User | None] = relationship("User", foreign_keys=[created_by_id])
+    approved_by: Mapped[User | None] = relationship("User", foreign_keys=[approved_by_id])
 
     @property
     def status_enum(self) -> VersionStatus:
         return VersionStatus(self.status)
 
 
-class CatalogueIndicator(db.Model):
+class CatalogueIndicator(Model):
     """A third-level indicator of one catalogue version, with its absolute weight."""
 
     __tablename__ = "index_indicators"
@@ -116,7 +119,7 @@ class ValueSource(str, enum.Enum):
 DEMO_FILE_NAME = "index_demo.csv"
 
 
-class IndexImportBatch(db.Model):
+class IndexImportBatch(Model):
     """One accepted import file (a refused file leaves no row at all)."""
 
     __tablename__ = "index_import_batches"
@@ -135,10 +138,10 @@ class IndexImportBatch(db.Model):
     imported_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[created_at]
 
-    imported_by = relationship("User")
+    imported_by: Mapped[User | None] = relationship("User")
 
 
-class IndexValue(db.Model):
+class IndexValue(Model):
     """One city-year value of an indicator (by code) from one source. Official and campaign-fed values
     are kept side by side: the computation takes the official one where both exist."""
 
@@ -166,7 +169,7 @@ class IndexValue(db.Model):
     batch: Mapped[IndexImportBatch | None] = relationship()
 
 
-class IndexComputation(db.Model):
+class IndexComputation(Model):
     """A recorded computation: the catalogue version and settings it used, and its headline results."""
 
     __tablename__ = "index_computations"

@@ -3,6 +3,8 @@ catalogue versions; xlsx export of everything. Every page states the settings an
 used; the settings come from the query string, defaulting to the report's method."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -41,7 +43,7 @@ def _settings() -> tuple[method.Settings, str | None]:
 
 def _query(settings: method.Settings) -> dict:
     """The settings as query arguments, for links that keep them."""
-    q = {"normalisation": settings.normalisation, "aggregation": settings.aggregation, "std": settings.std,
+    q: dict[str, Any] = {"normalisation": settings.normalisation, "aggregation": settings.aggregation, "std": settings.std,
          "cap": "1" if settings.cap else "0", "missing": settings.missing}
     if settings.base_year:
         q["base_year"] = settings.base_year
@@ -113,8 +115,9 @@ def city_profile(city: str):
     if result is not None and city not in result.cities:
         abort(404)
     year = _year(result)
-    context = dict(city=city, year=year)
+    context: dict[str, Any] = dict(city=city, year=year)
     if result is not None:
+        assert year is not None  # _year() gives a year whenever there is a result
         t, c = result.year_index(year), result.cities.index(city)
         if not result.present[t, c]:
             error = f"{city} 没有 {year} 年的数据"

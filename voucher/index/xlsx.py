@@ -32,6 +32,7 @@ def as_xlsx(data: Data, result: method.Result, sensitivity: dict[int, analysis.S
     book = Workbook()
     cat = result.catalogue
     about = book.active
+    assert about is not None  # a new Workbook has one sheet, the active one
     about.title = "说明"
     if demo:
         about.append(["注意：含示意数据（合成，按报告 2020 年均值校准），非官方统计"])

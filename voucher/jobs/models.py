@@ -6,12 +6,12 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, DateTime, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from voucher.core.db import db, intpk
+from voucher.core.db import Model, intpk
 
 JOB_STATUS_LABELS = {"running": "运行中", "succeeded": "成功", "failed": "失败"}
 
 
-class JobRun(db.Model):
+class JobRun(Model):
     """One run of a scheduled job for one schedule slot.
 
     The unique (job, slot) is the lock: whichever process inserts the row runs the slot, and every
@@ -48,7 +48,7 @@ class JobRun(db.Model):
         return JOB_STATUS_LABELS[self.status]
 
 
-class SchedulerHeartbeat(db.Model):
+class SchedulerHeartbeat(Model):
     """The last tick of each process running the scheduler, so any process can tell /readyz
     whether the clock is still going."""
 

@@ -35,10 +35,12 @@ class Schedule:
     def label(self) -> str:
         if self.daily_at is not None:
             return f"每天 {self.daily_at:%H:%M}"
-        if self.every_minutes == 1:
+        every = self.every_minutes
+        assert every is not None  # __post_init__: a schedule is either daily_at or every_minutes
+        if every == 1:
             return "每分钟"
-        if self.every_minutes % 60 == 0:
-            hours = self.every_minutes // 60
+        if every % 60 == 0:
+            hours = every // 60
             return "每小时" if hours == 1 else f"每 {hours} 小时"
         return f"每 {self.every_minutes} 分钟"
 
@@ -52,7 +54,9 @@ class Schedule:
         if self.daily_at is not None:
             day = local.date() if local.time() >= self.daily_at else local.date() - timedelta(days=1)
             return day.isoformat()
-        minutes = (local.hour * 60 + local.minute) // self.every_minutes * self.every_minutes
+        every = self.every_minutes
+        assert every is not None  # __post_init__: a schedule is either daily_at or every_minutes
+        minutes = (local.hour * 60 + local.minute) // every * every
         return f"{local.date().isoformat()}T{minutes // 60:02d}:{minutes % 60:02d}"
 
     def run_time(self, slot: str, now: datetime) -> datetime:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from voucher.core import audit
 from voucher.core.clock import utcnow
-from voucher.core.db import db
+from voucher.core.db import db, rowcount
 from voucher.core.errors import DomainError, NotFound
 from voucher.core.upsert import insert_ignore
 from voucher.jobs import registry
@@ -92,6 +92,7 @@ def run_now(name: str, actor: Any = None, now: datetime | None = None) -> Outcom
     now = now or utcnow()
     slot = MANUAL_PREFIX + uuid.uuid4().hex
     run_id = _claim(job.name, slot, now)
+    assert run_id is not None  # a manual slot is new (a fresh uuid): nobody else can hold it
     audit.record("job.run_now", JobRun(id=run_id), actor=actor, after={"job": job.name, "slot": slot})
     db.session.commit()
     return _execute(job, run_id, slot, 1, now)
@@ -120,7 +121,7 @@ def _execute(job: Job, run_id: int, slot: str, attempt: int, now: datetime) -> O
             .values(status="succeeded", finished_at=finished_at(), summary=summary, error=None, next_attempt_at=None)
             .execution_options(synchronize_session=False)
         )
-        if done.rowcount != 1:
+        if rowcount(done) != 1:
             raise LeaseLost()
         db.session.commit()  # the job's work and its success, together
     except LeaseLost:
@@ -196,10 +197,10 @@ def _fail_stale_runs(now: datetime) -> None:
 def _beat(now: datetime) -> None:
     """Record this process's tick, for /readyz; forget processes silent for a day."""
     me = holder()
-    touched = db.session.execute(
+    touched = rowcount(db.session.execute(
         update(SchedulerHeartbeat).where(SchedulerHeartbeat.holder == me).values(ticked_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if not touched:
         db.session.execute(insert_ignore(SchedulerHeartbeat).values(holder=me, ticked_at=now))
     db.session.execute(delete(SchedulerHeartbeat).where(SchedulerHeartbeat.ticked_at < now - timedelta(days=1)))

@@ -14,7 +14,7 @@ from voucher.api import auth
 from voucher.campaigns.models import Campaign, CampaignStatus, Release, ReleaseStatus
 from voucher.core import audit_chain
 from voucher.core.clock import to_local
-from voucher.core.db import db
+from voucher.core.db import db, rowcount
 from voucher.core.errors import DomainError
 from voucher.counter import risk
 from voucher.jobs.models import JobRun
@@ -69,7 +69,7 @@ def prune_job_runs(now: datetime) -> dict[str, Any]:
     result = db.session.execute(
         delete(JobRun).where(JobRun.status == "succeeded", JobRun.started_at < now - RUN_HISTORY)
     )
-    return {"runs": result.rowcount or 0}
+    return {"runs": rowcount(result) or 0}
 
 
 def risk_scan(now: datetime) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import enum
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from voucher.core.db import created_at, db, fen, intpk
+from voucher.core.db import Model, created_at, fen, intpk
 
 
 class AccountKind(str, enum.Enum):
@@ -47,7 +47,7 @@ class EntryKind(str, enum.Enum):
     LOTTERY_RETURN = "lottery_return"  # reserved -> available: vouchers of a lottery nobody won
 
 
-class LedgerAccount(db.Model):
+class LedgerAccount(Model):
     __tablename__ = "ledger_accounts"
     __table_args__ = (
         UniqueConstraint("funding_source_id", "kind"),
@@ -62,7 +62,7 @@ class LedgerAccount(db.Model):
     share: Mapped[int] = mapped_column(default=1, server_default="1")
 
 
-class JournalEntry(db.Model):
+class JournalEntry(Model):
     """One balanced movement of money: its postings sum to zero."""
 
     __tablename__ = "journal_entries"
@@ -81,7 +81,7 @@ class JournalEntry(db.Model):
     postings: Mapped[list[Posting]] = relationship(back_populates="entry")
 
 
-class Posting(db.Model):
+class Posting(Model):
     __tablename__ = "postings"
     __table_args__ = (CheckConstraint("amount_fen <> 0", name="amount_nonzero"),)
 

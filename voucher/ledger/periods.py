@@ -12,7 +12,7 @@ from sqlalchemy import DateTime, ForeignKey, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voucher.core.clock import local_day_start_utc, local_today, to_local
-from voucher.core.db import db, intpk
+from voucher.core.db import Model, db, intpk
 from voucher.core.errors import DomainError
 
 
@@ -22,7 +22,7 @@ class PeriodClosed(DomainError):
     default_message = "会计期间已结账，不能记入"
 
 
-class ClosedPeriod(db.Model):
+class ClosedPeriod(Model):
     __tablename__ = "closed_periods"
 
     id: Mapped[intpk]

@@ -57,6 +57,12 @@ def source_accounts(campaign_id: int) -> list[SourceAccounts]:
 _APPROVED_SOURCES: dict[tuple[int, object], list[SourceAccounts]] = {}
 
 
+def forget_approved_sources() -> None:
+    """For a database whose ids start over (the test suite empties its tables between tests): there a
+    new campaign can have an old one's id, and the approval time alone is not enough to tell them apart."""
+    _APPROVED_SOURCES.clear()
+
+
 def source_accounts_of_approved(campaign_id: int, approved_at: object) -> list[SourceAccounts]:
     """source_accounts() for the hot path. Accounts and shares never change once a campaign is
     approved, so they are read once per process and approval (approved_at is part of the key)."""
@@ -92,7 +98,9 @@ def post(
         params = {f"e_{name}": value for name, value in entry.items()}
         for i, (account_id, amount) in enumerate(lines):
             params[f"a{i}"], params[f"m{i}"] = account_id, amount
-        return conn.exec_driver_sql(_entry_with_postings(len(lines), conn), params).scalar()
+        entry_id = conn.exec_driver_sql(_entry_with_postings(len(lines), conn), params).scalar()
+        assert entry_id is not None  # one row per posting (lines is not empty), each with the entry id
+        return entry_id
     entry_id = conn.execute(_INSERT_ENTRY, entry).scalar_one()
     if lines:
         conn.execute(_INSERT_POSTINGS, [{"entry_id": entry_id, "account_id": a, "amount_fen": amt} for a, amt in lines])

@@ -16,7 +16,7 @@ def verify_postings(session: Session | None = None) -> list[str]:
     """One Chinese line per broken invariant of the ledger itself; an empty list means it holds. Pass a
     core.db.consistent_reads() session when others may be writing: each check is its own statement."""
     problems: list[str] = []
-    session = session or db.session
+    session = session or db.session()
 
     unbalanced = session.execute(
         select(Posting.entry_id, func.sum(Posting.amount_fen))

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from voucher.core.db import created_at, db, fen, intpk
+from voucher.core.db import Model, created_at, fen, intpk
 from voucher.core.field_crypto import EncryptedString
+
+if TYPE_CHECKING:
+    from voucher.vouchers.models import Voucher
 
 MERCHANT_STATUS_LABELS = {"pending": "待审核", "approved": "已入驻", "rejected": "未通过", "suspended": "已暂停"}
 #: 企业规模 (the leverage breakdown "by merchant size" groups by it)
@@ -17,7 +20,7 @@ SIZE_CLASS_LABELS = {"micro": "微型", "small": "小型", "medium": "中型", "
 BANK_ACCOUNT_PURPOSE = "merchants.bank_account_no"
 
 
-class Merchant(db.Model):
+class Merchant(Model):
     """A business that redeems vouchers; it applies, and takes part once the bureau approves it."""
 
     __tablename__ = "merchants"
@@ -57,7 +60,7 @@ class Merchant(db.Model):
     stores: Mapped[list[Store]] = relationship(back_populates="merchant", order_by="Store.id")
 
 
-class Store(db.Model):
+class Store(Model):
     """A shop (门店) with its counter; a cashier redeems for exactly one store."""
 
     __tablename__ = "stores"
@@ -72,7 +75,7 @@ class Store(db.Model):
     merchant: Mapped[Merchant] = relationship(back_populates="stores")
 
 
-class Redemption(db.Model):
+class Redemption(Model):
     """A voucher used against an order at a store (核销)."""
 
     __tablename__ = "redemptions"
@@ -118,16 +121,16 @@ class Redemption(db.Model):
     reversal_reason: Mapped[str | None] = mapped_column(String(200))
     reversed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
-    voucher = relationship("Voucher")
-    store = relationship("Store")
-    merchant = relationship("Merchant")
+    voucher: Mapped[Voucher] = relationship("Voucher")
+    store: Mapped[Store] = relationship("Store")
+    merchant: Mapped[Merchant] = relationship("Merchant")
 
     @property
     def paid_by_citizen_fen(self) -> int:
         return self.order_amount_fen - self.subsidy_fen
 
 
-class StoreTerminal(db.Model):
+class StoreTerminal(Model):
     """A store's POS terminal with an API token; only the token's SHA-256 is kept."""
 
     __tablename__ = "store_terminals"
@@ -157,7 +160,7 @@ class RiskKind(str, enum.Enum):
                 "off_hours": "非营业时间核销"}[self.value]
 
 
-class RiskFlag(db.Model):
+class RiskFlag(Model):
     """A pattern for a reviewer to look at; settlement holds the merchant while a flag is open."""
 
     __tablename__ = "risk_flags"

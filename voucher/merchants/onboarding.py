@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -61,7 +62,12 @@ def requested_usernames(merchant_ids: list[int]) -> dict[int, str]:
         User.merchant_id.in_(merchant_ids), User.role == Role.MERCHANT_MANAGER.value,
         User.username.contains(PENDING_MARK),
     ))
-    return {m.merchant_id: requested_username(m) for m in managers}
+    named: dict[int, str] = {}
+    for m in managers:
+        requested = requested_username(m)
+        if m.merchant_id is not None and requested is not None:  # always, by the query
+            named[m.merchant_id] = requested
+    return named
 
 
 def apply(data: MerchantApplication) -> Merchant:
@@ -134,7 +140,7 @@ def decide(merchant_id: int, actor: User, *, approve: bool, note: str = "", mana
     merchant.status = "approved" if approve else "rejected"
     merchant.decided_by_id = actor.id
     merchant.decision_note = note.strip() or None
-    after = {"status": merchant.status, "note": merchant.decision_note}
+    after: dict[str, Any] = {"status": merchant.status, "note": merchant.decision_note}
     if named:
         after["manager_usernames"] = sorted(named.values())
     audit.record("merchant.approve" if approve else "merchant.reject", merchant, actor=actor,

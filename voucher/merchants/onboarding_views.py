@@ -74,7 +74,7 @@ def decide(merchant_id: int, decision: str):
                 merchant = onboarding.decide(merchant_id, current_user, approve=True,
                                              manager_username=form.manager_username.data or "")
             else:
-                merchant = onboarding.decide(merchant_id, current_user, approve=False, note=form.reason.data)
+                merchant = onboarding.decide(merchant_id, current_user, approve=False, note=form.reason.data or "")
     except DomainError as error:
         return refused(error, "onboarding.index", status="pending")
     flash(f"商户「{merchant.name}」{'已入驻，管理员账号已启用' if approving else '不予入驻，原因已记录'}", "success")
@@ -186,7 +186,7 @@ def clear_risk(flag_id: int):
         return redirect(url_for("onboarding.risk_flags"))
     try:
         with unit_of_work():
-            risk.review(flag_id, current_user, note=form.reason.data)
+            risk.review(flag_id, current_user, note=form.reason.data or "")
     except DomainError as error:
         return refused(error, "onboarding.risk_flags")
     flash("已处理该风险提示", "success")

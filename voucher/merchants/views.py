@@ -85,7 +85,7 @@ def reverse_redemption(redemption_id: int):
         return redirect(url_for("merchants.counter"))
     try:
         with unit_of_work():
-            reverse(redemption_id, reason=form.reason.data, cashier=current_user)
+            reverse(redemption_id, reason=form.reason.data or "", cashier=current_user)
     except DomainError as error:
         return refused(error, "merchants.counter")
     flash("已撤销核销：券已恢复为未使用，金额已退回", "success")

@@ -11,4 +11,6 @@ def init_app(app: Flask) -> None:
     hops = app.config["TRUSTED_PROXIES"]
     if hops > 0:
         # X-Forwarded-Prefix is not trusted: the app is served at the root (deploy/nginx.conf).
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=0)
+        # mypy reads wsgi_app as a method; wrapping it in middleware is Flask's documented way
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=0)

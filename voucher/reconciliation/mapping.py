@@ -129,7 +129,8 @@ def presets() -> list[Mapping]:
 
 def _from_row(row: StatementMapping) -> Mapping:
     columns = {key: list(row.columns.get(key) or []) for key in FIELD_BY_KEY}
-    sign = row.columns.get("amount_sign") if row.columns.get("amount_sign") in AMOUNT_SIGNS else POSITIVE_IS_PAYOUT
+    stored = row.columns.get("amount_sign")
+    sign = stored if isinstance(stored, str) and stored in AMOUNT_SIGNS else POSITIVE_IS_PAYOUT
     return Mapping(row.name, columns, "saved", sign, row=row)
 
 

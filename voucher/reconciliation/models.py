@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, CheckConstraint, Date, DateTime, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from voucher.core.db import created_at, db, fen, intpk
+from voucher.core.db import Model, created_at, fen, intpk
+
+if TYPE_CHECKING:
+    from voucher.accounts.models import User
+    from voucher.settlement.models import SettlementBatch
 
 
 class MatchStatus(str, enum.Enum):
@@ -21,7 +25,7 @@ class MatchStatus(str, enum.Enum):
         return {"matched": "已匹配", "amount_mismatch": "金额不符", "unmatched_line": "银行流水未匹配"}[self.value]
 
 
-class StatementMapping(db.Model):
+class StatementMapping(Model):
     """A saved column mapping: for each statement field, the header names the bank uses for it
     (and "amount_sign" when negative amounts are the payouts). The built-in default and the bank presets
     live in code (reconciliation.mapping.DEFAULT_MAPPING, reconciliation.presets), not in this table."""
@@ -37,7 +41,7 @@ class StatementMapping(db.Model):
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
-class BankStatement(db.Model):
+class BankStatement(Model):
     """One imported statement file. The file's SHA-256 is unique: importing the same file again is
     refused and changes nothing."""
 
@@ -71,13 +75,13 @@ class BankStatement(db.Model):
     #: "non_payout_count", "credit_total_fen"} (statements imported before the presets hold the first three)
     mapping: Mapped[dict[str, Any]] = mapped_column(JSON)
 
-    imported_by = relationship("User")
+    imported_by: Mapped[User | None] = relationship("User")
     lines: Mapped[list[BankStatementLine]] = relationship(
         back_populates="statement", order_by="BankStatementLine.row_number"
     )
 
 
-class BankStatementLine(db.Model):
+class BankStatementLine(Model):
     """One payment on a bank statement. The bank serial number is unique across all statements, so a
     payment in two overlapping statements is stored (and matched) once."""
 
@@ -117,15 +121,15 @@ class BankStatementLine(db.Model):
     resolution: Mapped[str | None] = mapped_column(String(200))
 
     statement: Mapped[BankStatement] = relationship(back_populates="lines")
-    batch = relationship("SettlementBatch")
-    resolved_by = relationship("User")
+    batch: Mapped[SettlementBatch | None] = relationship("SettlementBatch")
+    resolved_by: Mapped[User | None] = relationship("User")
 
     @property
     def status_enum(self) -> MatchStatus:
         return MatchStatus(self.match_status)
 
 
-class BatchResolution(db.Model):
+class BatchResolution(Model):
     """A finance officer's explanation for an exported or paid batch that no statement line pays
     (e.g. "银行退票，已重新提交"). One per batch; a line arriving later still matches the batch."""
 
@@ -137,5 +141,5 @@ class BatchResolution(db.Model):
     resolved_at: Mapped[datetime] = mapped_column(DateTime)
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
-    batch = relationship("SettlementBatch")
-    resolved_by = relationship("User")
+    batch: Mapped[SettlementBatch] = relationship("SettlementBatch")
+    resolved_by: Mapped[User | None] = relationship("User")

@@ -254,9 +254,9 @@ def _header_in(index: int, cells: list[str], mapping: Mapping) -> _Header:
         if f.key in MULTI_FIELDS:
             continue
         for header in mapping.columns.get(f.key, []):
-            column = position.get(normalize_header(header))
-            if column is not None and column not in columns.values():
-                columns[f.key] = column
+            at = position.get(normalize_header(header))
+            if at is not None and at not in columns.values():
+                columns[f.key] = at
                 break
     extra: dict[str, list[int]] = {}
     for key in MULTI_FIELDS:
@@ -496,8 +496,10 @@ def parse(content: bytes, file_name: str, mapping: Mapping | dict[str, list[str]
                 skip(row, f"金额为 0（{_excerpt(cells)}），未导入")
                 continue
             elif layout == "signed_amount":
+                assert value is not None  # parse_money gives a value or a reason
                 direction, amount_fen = ("debit" if value < 0 else "credit"), abs(value)
             else:
+                assert value is not None  # parse_money gives a value or a reason
                 amount_fen = abs(value)
                 flag = _flag(get["direction"])
                 if flag in debit_flags:
@@ -563,6 +565,7 @@ def parse(content: bytes, file_name: str, mapping: Mapping | dict[str, list[str]
         if problems:
             result.problems.extend(f"第 {row} 行：{p}" for p in problems)
             continue
+        assert value_date is not None and amount_fen is not None  # a row without them has a problem
         result.lines.append(ParsedLine(
             row_number=row, serial=serial, value_date=value_date, reference_text=reference_text,
             batch_references=references, payee_name=get.get("payee_name") or None,

@@ -50,6 +50,7 @@ def evidence_for(batch_ids: list[int]) -> dict[int, Evidence]:
     for start in range(0, len(batch_ids), 500):
         for line in db.session.scalars(select(BankStatementLine).where(
                 BankStatementLine.batch_id.in_(batch_ids[start:start + 500]))):
+            assert line.batch_id is not None  # selected by its batch
             found[line.batch_id] = Evidence(line)
     return found
 
@@ -126,6 +127,7 @@ def confirm_all_matched(actor: User, statement_id: int | None = None, now: datet
         query = query.where(BankStatementLine.statement_id == statement_id)
     result = BulkResult()
     for batch_id in db.session.scalars(query):
+        assert batch_id is not None  # joined to its batch
         batch = settlement.lock_batch(batch_id)
         if batch.status_enum is BatchStatus.EXPORTED:  # another officer may have confirmed it meanwhile
             result.confirmed.append(confirm_paid(batch.id, actor, now))
@@ -141,4 +143,5 @@ def confirm_line_paid(line_id: int, actor: User, now: datetime | None = None) ->
         raise NotFound("找不到该银行流水")
     if line.status_enum is not MatchStatus.MATCHED:
         raise InvalidTransition("只有金额一致的已匹配流水可以据此确认支付")
+    assert line.batch_id is not None  # a matched line names its batch
     return confirm_paid(line.batch_id, actor, now)

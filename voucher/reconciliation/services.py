@@ -166,7 +166,7 @@ def _match(lines: list[ParsedLine]) -> list[BankStatementLine]:
         batches.update({b.reference: b for b in db.session.scalars(
             select(SettlementBatch).where(SettlementBatch.reference.in_(chunk)).order_by(SettlementBatch.id)
             .with_for_update())})
-    claimed: dict[int, str] = {}
+    claimed: dict[int | None, str] = {}  # batch id -> the serial of the line that matched it
     for chunk in _chunks([b.id for b in batches.values()]):
         claimed.update({batch_id: serial for batch_id, serial in db.session.execute(
             select(BankStatementLine.batch_id, BankStatementLine.serial)

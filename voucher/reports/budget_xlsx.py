@@ -19,7 +19,9 @@ SHEETS = (("按措施", "by_measure", "措施"), ("按活动", "by_campaign", "�
 
 def as_xlsx(report: BudgetReport) -> bytes:
     book = Workbook()
-    book.remove(book.active)
+    first = book.active
+    assert first is not None  # a new Workbook has one sheet, the active one
+    book.remove(first)
     for title, attribute, first_column in SHEETS:
         sheet = book.create_sheet(title)
         sheet.append([f"预算执行情况（截至 {report.as_of:%Y-%m-%d} 日终，单位：元）"])

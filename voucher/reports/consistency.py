@@ -26,7 +26,7 @@ from voucher.vouchers.models import Voucher, VoucherStatus
 def verify_ledger(session: Session | None = None) -> list[str]:
     """The ledger's own invariants and its agreement with the domains: one Chinese line per broken
     invariant, an empty list when all hold (`flask ledger verify`, the month-end close)."""
-    session = session or db.session
+    session = session or db.session()
     return verify_postings(session) + verify_against_domains(session)
 
 
@@ -70,8 +70,11 @@ def verify_against_domains(session: Session) -> list[str]:
         .where(GrantApplication.status.in_([GrantStatus.APPROVED.value, GrantStatus.PAID.value]))
         .group_by(GrantApplication.campaign_id, GrantApplication.status)
     ).all()
-    grants_reserved = {c: int(t) for c, s, t in grant_rows if s == GrantStatus.APPROVED.value}
-    grants_paid = {c: int(t) for c, s, t in grant_rows if s == GrantStatus.PAID.value}
+    grants_reserved: dict[int, int] = {}
+    grants_paid: dict[int, int] = {}
+    for c, s, t in grant_rows:  # approved or paid, each with its amount (CHECK approved_has_amount)
+        assert t is not None
+        (grants_reserved if s == GrantStatus.APPROVED.value else grants_paid)[c] = int(t)
     for campaign_id, by_kind in campaign_balances(session=session).items():
         expected_reserved = int(reserved_by_vouchers.get(campaign_id) or 0) + grants_reserved.get(campaign_id, 0)
         if by_kind[AccountKind.RESERVED] != expected_reserved:

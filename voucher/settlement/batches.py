@@ -102,7 +102,7 @@ def build_batches(business_date: date, actor: User | None = None, now: datetime 
         )
         if batch_id is None:
             continue
-        batch = db.session.get(SettlementBatch, batch_id)
+        batch = db.session.get_one(SettlementBatch, batch_id)  # inserted just above
         batch.reference = reference_for(batch)
         db.session.execute(
             SettlementItem.__table__.insert(),
@@ -195,6 +195,6 @@ def held_amounts(now: datetime | None = None) -> list[tuple[Merchant, int, int]]
 
 
 def settled_redemption(redemption_id: int) -> bool:
-    return db.session.scalar(
+    return db.session.execute(
         select(func.count(SettlementItem.id)).where(SettlementItem.redemption_id == redemption_id)
-    ) > 0
+    ).scalar_one() > 0

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, CheckConstraint, Date, DateTime, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from voucher.core.db import created_at, db, fen, intpk
+from voucher.core.db import Model, created_at, fen, intpk
+
+if TYPE_CHECKING:
+    from voucher.accounts.models import User
+    from voucher.campaigns.models import Campaign, FundingSource
+    from voucher.merchants.models import Merchant
 
 
 class BatchStatus(str, enum.Enum):
@@ -26,7 +32,7 @@ class BatchStatus(str, enum.Enum):
         return {"pending": "待支付", "exported": "已导出待确认", "paid": "已支付"}[self.value]
 
 
-class SettlementBatch(db.Model):
+class SettlementBatch(Model):
     """One merchant's redemptions for one funding source (one funder of one campaign), up to the end
     of a business day. Co-funded campaigns give one batch per funder, so each funder pays its part."""
 
@@ -68,19 +74,19 @@ class SettlementBatch(db.Model):
     override_requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     override_requested_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    merchant = relationship("Merchant")
-    campaign = relationship("Campaign")
-    funding_source = relationship("FundingSource")
-    payout_file = relationship("PayoutFile", foreign_keys=[payout_file_id])
-    confirmed_by = relationship("User", foreign_keys=[confirmed_by_id])
-    override_requested_by = relationship("User", foreign_keys=[override_requested_by_id])
+    merchant: Mapped[Merchant] = relationship("Merchant")
+    campaign: Mapped[Campaign] = relationship("Campaign")
+    funding_source: Mapped[FundingSource] = relationship("FundingSource")
+    payout_file: Mapped[PayoutFile | None] = relationship("PayoutFile", foreign_keys=[payout_file_id])
+    confirmed_by: Mapped[User | None] = relationship("User", foreign_keys=[confirmed_by_id])
+    override_requested_by: Mapped[User | None] = relationship("User", foreign_keys=[override_requested_by_id])
 
     @property
     def status_enum(self) -> BatchStatus:
         return BatchStatus(self.status)
 
 
-class SettlementItem(db.Model):
+class SettlementItem(Model):
     """A redemption's part for one funder, in one batch. Unique per redemption and source: a
     redemption is settled exactly once, whatever runs the build and however often."""
 
@@ -97,7 +103,7 @@ class SettlementItem(db.Model):
     amount_fen: Mapped[fen]
 
 
-class PayoutFile(db.Model):
+class PayoutFile(Model):
     """A numbered payout file, as handed to the bank. Its bytes are kept: a second download is the same
     file, never a new one that would pay the same batches again."""
 
@@ -123,12 +129,12 @@ class PayoutFile(db.Model):
     csv_bytes: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     xlsx_bytes: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
 
-    created_by = relationship("User")
+    created_by: Mapped[User | None] = relationship("User")
     items: Mapped[list[PayoutFileItem]] = relationship(
         back_populates="payout_file", order_by="PayoutFileItem.id", foreign_keys="PayoutFileItem.payout_file_id")
 
 
-class PayoutFileItem(db.Model):
+class PayoutFileItem(Model):
     """A batch as written in a payout file. A batch is in one current file; a re-issue marks its item in
     the earlier file superseded, so the history of every file stays as it was sent."""
 
@@ -142,5 +148,5 @@ class PayoutFileItem(db.Model):
     superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("payout_files.id"))
 
     payout_file: Mapped[PayoutFile] = relationship(back_populates="items", foreign_keys=[payout_file_id])
-    batch = relationship("SettlementBatch")
-    superseded_by = relationship("PayoutFile", foreign_keys=[superseded_by_id])
+    batch: Mapped[SettlementBatch] = relationship("SettlementBatch")
+    superseded_by: Mapped[PayoutFile | None] = relationship("PayoutFile", foreign_keys=[superseded_by_id])

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
 
 from voucher.core.clock import to_local
 from voucher.core.money import format_yuan, to_yuan
@@ -57,6 +58,7 @@ def as_xlsx(batches: list[SettlementBatch], number: str, created_at: datetime,
             held_out: list[dict[str, str]]) -> bytes:
     book = Workbook()
     sheet = book.active
+    assert sheet is not None  # a new Workbook has one sheet, the active one
     sheet.title = "结算付款"
     sheet.append(COLUMNS)
     for cell in sheet[1]:
@@ -70,7 +72,7 @@ def as_xlsx(batches: list[SettlementBatch], number: str, created_at: datetime,
         account = sheet.cell(line, ACCOUNT + 1)
         account.value, account.data_type, account.number_format = str(account.value), "s", "@"
     for index, width in enumerate(WIDTHS, start=1):
-        sheet.column_dimensions[sheet.cell(1, index).column_letter].width = width
+        sheet.column_dimensions[get_column_letter(index)].width = width
     sheet.freeze_panes = "A2"
 
     summary = book.create_sheet("汇总")

@@ -98,7 +98,7 @@ def _write(batches: list[SettlementBatch], actor: User | None, now: datetime, bu
     db.session.flush()  # the id makes the number
     file.number = f"FK{to_local(now):%Y%m%d}-{file.id:05d}"
     file.csv_bytes = payout_file.as_csv(batches, file.number)
-    file.xlsx_bytes = payout_file.as_xlsx(batches, file.number, now, file.held_out)
+    file.xlsx_bytes = payout_file.as_xlsx(batches, file.number, now, [h.as_dict() for h in held_out])
     for batch in batches:
         db.session.add(PayoutFileItem(payout_file_id=file.id, batch_id=batch.id, amount_fen=batch.amount_fen))
         batch.status = BatchStatus.EXPORTED.value

@@ -70,11 +70,11 @@ def request_code(raw_phone: str) -> str:
     """Create a one-time code for a phone and return it (for the SMS gateway, or the dev page)."""
     identity = Identity(normalise_phone(raw_phone))
     now = utcnow()
-    recent = db.session.scalar(
+    recent = db.session.execute(
         select(func.count(OneTimeCode.id)).where(
             OneTimeCode.identity_hash.in_(identity.hashes), OneTimeCode.created_at > now - CODE_WINDOW
         )
-    )
+    ).scalar_one()
     if recent >= MAX_CODES_PER_WINDOW:
         raise TooManyCodes()
     code = f"{secrets.randbelow(1_000_000):06d}"

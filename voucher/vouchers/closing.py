@@ -16,7 +16,7 @@ from voucher.campaigns.models import Campaign, CampaignStatus, Release, ReleaseS
 from voucher.campaigns.services import lock_campaign, move
 from voucher.core import audit
 from voucher.core.clock import utcnow
-from voucher.core.db import db
+from voucher.core.db import db, rowcount
 from voucher.core.errors import InvalidInput, MakerCheckerViolation
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
@@ -53,12 +53,12 @@ def close_campaign(campaign_id: int, actor: User, reason: str, *, at: datetime |
                                    (VoucherStatus.CLAIMED, VoucherStatus.EXPIRED)):
             # The money moved is counted from the rows this update changed, not from a count read
             # before it: a redemption that committed meanwhile took its voucher out of the update.
-            count = db.session.execute(
+            count = rowcount(db.session.execute(
                 update(Voucher)
                 .where(Voucher.campaign_id == campaign.id, Voucher.status == status.value)
                 .values(status=new_status.value)
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            ))
             if not count:
                 continue
             ledger.post(

@@ -78,10 +78,10 @@ def enter(release_id: int, citizen: Citizen) -> LotteryEntry:
         # other pending entries do not count (an entry is not a voucher): the draw enforces the limit
         # again when it hands vouchers out, passing over whoever holds it by then.
         db.session.scalar(select(Citizen.id).where(Citizen.id == citizen.id).with_for_update())
-        held = db.session.scalar(
+        held = db.session.execute(
             select(func.count(Voucher.id)).where(Voucher.campaign_id == release.campaign_id,
                                                  Voucher.citizen_id == citizen.id)
-        )
+        ).scalar_one()
         if held >= limit:
             raise ClaimLimitReached(f"本活动每人限领 {limit} 张，您已领取 {held} 张，不能再报名摇号")
     try:
@@ -111,7 +111,7 @@ def draw(release_id: int, actor: User) -> list[int]:
         select(LotteryEntry).where(LotteryEntry.release_id == release.id).execution_options(populate_existing=True)
     )}
     limit = campaign.per_person_limit
-    held: dict[int, int] = {}
+    held: dict[int | None, int] = {}  # citizen id -> vouchers of the campaign held
     if limit is not None and entries:
         # Every entrant's row, in ascending id order, with the lock a first-come claim takes: a claim
         # by an entrant either committed before this (its voucher is counted below) or waits for the
@@ -132,6 +132,7 @@ def draw(release_id: int, actor: User) -> list[int]:
     valid_from, valid_until = voucher_validity(campaign, now)
     chosen: list[int] = []
     passed_over: dict[int, int] = {}  # entry number -> vouchers of the campaign its citizen held
+    assert release.seed is not None  # a lottery round is created with its seed (releases.create_release)
     for number in ranked(release.seed, list(entries)):
         if len(chosen) == prizes:
             break
@@ -162,6 +163,7 @@ def draw(release_id: int, actor: User) -> list[int]:
             .values(status=VoucherStatus.WITHDRAWN.value)
         )
         sources = ledger.source_accounts(campaign.id)
+        assert campaign.product is not None  # its rounds were created with one (releases.create_release)
         face = campaign.product.face_value_fen
         ledger.post(
             EntryKind.LOTTERY_RETURN.value, campaign.id,

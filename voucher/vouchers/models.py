@@ -2,11 +2,15 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from voucher.core.db import created_at, db, fen, intpk
+from voucher.core.db import Model, created_at, fen, intpk
+
+if TYPE_CHECKING:
+    from voucher.campaigns.models import Campaign, Release
 
 
 class VoucherStatus(str, enum.Enum):
@@ -23,7 +27,7 @@ class VoucherStatus(str, enum.Enum):
         }[self.value]
 
 
-class Citizen(db.Model):
+class Citizen(Model):
     """A citizen, known only by a keyed hash of a verified phone number; the number is never stored."""
 
     __tablename__ = "citizens"
@@ -33,7 +37,7 @@ class Citizen(db.Model):
     created_at: Mapped[created_at]
 
 
-class Voucher(db.Model):
+class Voucher(Model):
     """One voucher, minted when its round opens (its face value is already reserved in the ledger)."""
 
     __tablename__ = "vouchers"
@@ -77,15 +81,15 @@ class Voucher(db.Model):
     valid_until: Mapped[datetime | None] = mapped_column(DateTime)
     redeemed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
-    release = relationship("Release")
-    campaign = relationship("Campaign")
+    release: Mapped[Release] = relationship("Release")
+    campaign: Mapped[Campaign] = relationship("Campaign")
 
     @property
     def status_enum(self) -> VoucherStatus:
         return VoucherStatus(self.status)
 
 
-class OneTimeCode(db.Model):
+class OneTimeCode(Model):
     """A sign-in code sent to a phone; stored hashed, short-lived, with an attempt counter."""
 
     __tablename__ = "one_time_codes"

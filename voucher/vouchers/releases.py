@@ -50,6 +50,8 @@ def create_release(
         raise InvalidInput("摇号场次每人限中 1 张")
     if any(r.name == name.strip() for r in campaign.releases):
         raise InvalidInput(f"场次名称「{name.strip()}」已存在")
+    if campaign.product is None:
+        raise InvalidTransition("活动尚未设置券面，不能安排发放场次")
     needed = quantity * campaign.product.face_value_fen
     if needed > campaign.budget_fen:
         raise BudgetExhausted(
@@ -96,6 +98,7 @@ def open_release(release_id: int, actor: User | None, now: datetime | None = Non
         raise InvalidTransition("尚未到场次的开放时间")
     if now > local_day_end_utc(campaign.valid_until):
         raise InvalidTransition("活动已过有效期，不能再开放场次")
+    assert campaign.product is not None  # its rounds were created with one (create_release)
     face = campaign.product.face_value_fen
     needed = release.quantity * face
     sources = ledger.source_accounts(campaign.id)

@@ -24,6 +24,13 @@ def current_citizen() -> Citizen | None:
     return db.session.get(Citizen, citizen_id) if citizen_id else None
 
 
+def signed_in_citizen() -> Citizen:
+    """The citizen, in a view behind @citizen_required."""
+    citizen = current_citizen()
+    assert citizen is not None  # @citizen_required sent everyone else to sign in
+    return citizen
+
+
 def citizen_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
@@ -77,7 +84,7 @@ def _verify_code(code_form: CodeForm):
     if not code_form.validate_on_submit():
         return render_template("vouchers/login.html", code_form=code_form), 422
     try:
-        citizen = citizens.verify_code(code_form.phone.data, code_form.code.data)
+        citizen = citizens.verify_code(code_form.phone.data or "", code_form.code.data or "")
     except DomainError as error:
         db.session.commit()  # keep the attempt count, so guessing stays limited
         flash(error.message, "error")
@@ -104,7 +111,7 @@ def claim(release_id: int):
         abort(400)
     try:
         with unit_of_work():
-            voucher = services.claim(release_id, current_citizen())
+            voucher = services.claim(release_id, signed_in_citizen())
     except DomainError as error:
         return refused(error, "vouchers.home")
     flash(f"领取成功！券码 {codes.display(voucher.code)}", "success")
@@ -119,7 +126,7 @@ def enter_lottery(release_id: int):
         abort(400)
     try:
         with unit_of_work():
-            entry = lottery.enter(release_id, current_citizen())
+            entry = lottery.enter(release_id, signed_in_citizen())
     except DomainError as error:
         return refused(error, "vouchers.home")
     flash(f"报名成功，您的报名编号为 #{entry.id}，开奖后中签的券会出现在“我的消费券”", "success")
@@ -135,7 +142,9 @@ def lottery_page(release_id: int):
         abort(404)
     entries = services.lottery_entry_numbers(release_id)
     winners = services.lottery_entry_numbers(release_id, won=True) if release.drawn_at else []
-    passed_over = services.lottery_passed_over(release.seed, entries, winners) if release.drawn_at else []
+    # a lottery round has its seed from the start (published only after the draw)
+    passed_over = (services.lottery_passed_over(release.seed, entries, winners)
+                   if release.drawn_at and release.seed is not None else [])
     return render_template("vouchers/lottery.html", release=release, entries=entries, winners=winners,
                            passed_over=passed_over)
 
