@@ -242,3 +242,15 @@ def test_a_rejection_needs_and_keeps_its_reason(client, db):
     assert balances(campaign.id)[AccountKind.AVAILABLE] == BUDGET
     assert balances(campaign.id)[AccountKind.RESERVED] == 0
     assert verify_ledger() == []
+
+
+def test_an_application_without_an_amount_is_refused_with_a_message(client, db):
+    """The amount field has no required validator of its own: the service's rule answers an empty one, in
+    Chinese, and nothing is kept (the view passes 0 for it, not None, since the types were checked)."""
+    world = make_world()
+    campaign = grant_campaign(world)
+    login(client, "maker")
+    response = client.post(f"/campaigns/{campaign.id}/grants/new", data=application_form(1, requested=""))
+    assert response.status_code == 422, response.status_code
+    assert "金额" in response.get_data(as_text=True)
+    assert count_applications(db) == 0

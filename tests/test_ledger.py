@@ -1,10 +1,15 @@
 """Ledger invariants, and `flask ledger verify` catching a ledger that was tampered with."""
 from __future__ import annotations
 
-import pytest
-from sqlalchemy import func, insert, select
+from datetime import datetime
 
+import pytest
+from sqlalchemy import func, insert, select, update
+
+from tests.conftest import empty_tables
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
+from voucher.campaigns import services as campaigns
+from voucher.campaigns.models import Campaign
 from voucher.core.errors import UnbalancedPosting
 from voucher.counter.redemption import redeem
 from voucher.ledger import services as ledger
@@ -83,3 +88,28 @@ def test_verify_finds_tampering_and_the_cli_fails(db, app, tamper):
     result = runner.invoke(args=["ledger", "verify"])
     assert result.exit_code == 1
     assert "账本核对失败" in result.output
+
+
+def test_a_campaign_with_a_reused_id_gets_its_own_funding_sources(db):
+    """The suite empties its tables and ids start over, so a campaign 1 can follow an earlier campaign 1
+    approved at the same instant: what the process remembers by (id, approval time) must go with the rows
+    (tests/conftest.py empty_tables), or the second campaign is split by the first one's sources."""
+    instant = datetime(2027, 3, 17, 2, 0, 0)
+
+    def approved_campaign_redeeming_once(sources):
+        world = make_world()
+        campaign, release = make_campaign(world, sources=sources, quantity=10)
+        db.session.execute(update(Campaign).where(Campaign.id == campaign.id).values(approved_at=instant))
+        db.session.commit()
+        redeem(claim_one(release, make_citizen()).code, 150_00, world.cashier)
+        db.session.commit()
+        return campaign.id
+
+    first = approved_campaign_redeeming_once([campaigns.SourceInput("municipal_finance", "市财政", 1_000_00)])
+    empty_tables(db)
+    second = approved_campaign_redeeming_once([campaigns.SourceInput("municipal_finance", "市财政", 600_00, share=3),
+                                               campaigns.SourceInput("bank", "港城银行", 400_00, share=2)])
+    assert first == second == 1
+    spent = ledger.balances({s.ids[AccountKind.SPENT] for s in ledger.source_accounts(second)})
+    assert sorted(spent.values()) == [8_00, 12_00]  # a 20-yuan voucher split 3:2, not all to one source
+    assert verify_ledger() == []
