@@ -103,7 +103,7 @@ def make_database(path: Path) -> None:
     from voucher.cli import SEED_DIR
     from voucher.core.db import db
     from voucher.core.permissions import Role
-    from voucher.index import catalogue
+    from voucher.info_consumption_index import catalogue
 
     app = create_app({**CONFIG, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"})
     with app.app_context():

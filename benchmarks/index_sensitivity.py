@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from voucher.index import analysis, method  # noqa: E402
-from voucher.index.catalogue import default_catalogue  # noqa: E402
+from voucher.info_consumption_index import analysis, method  # noqa: E402
+from voucher.info_consumption_index.catalogue import default_catalogue  # noqa: E402
 
 
 def synthetic_panel(cities: int, years: int, seed: int = 7) -> method.Panel:

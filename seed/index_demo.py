@@ -17,9 +17,9 @@ import sys
 
 import numpy as np
 
-from voucher.index import method
-from voucher.index.catalogue import default_catalogue
-from voucher.index.models import DEMO_FILE_NAME
+from voucher.info_consumption_index import method
+from voucher.info_consumption_index.catalogue import default_catalogue
+from voucher.info_consumption_index.models import DEMO_FILE_NAME
 
 SEED = 20220301
 YEARS = (2018, 2019, 2020)
@@ -127,8 +127,8 @@ def load_demo(path) -> int:
     from sqlalchemy import select
 
     from voucher.core.db import db
-    from voucher.index import catalogue, importing
-    from voucher.index.models import IndexValue
+    from voucher.info_consumption_index import catalogue, importing
+    from voucher.info_consumption_index.models import IndexValue
 
     if db.session.scalar(select(IndexValue.id).limit(1)) is not None:
         return 0

@@ -206,7 +206,7 @@ class Importer:
     def stored(self, db) -> int:
         from voucher.analytics.models import MerchantDailySales
         from voucher.core.audit import AuditEntry
-        from voucher.index.models import IndexImportBatch, IndexValue
+        from voucher.info_consumption_index.models import IndexImportBatch, IndexValue
         from voucher.reconciliation.models import BankStatement, BankStatementLine
 
         return sum(db.session.scalar(select(func.count()).select_from(model)) for model in (
@@ -258,7 +258,7 @@ def _content(files: dict, hostile: Hostile) -> bytes:
 
 @pytest.fixture
 def world(db):
-    from voucher.index import catalogue
+    from voucher.info_consumption_index import catalogue
 
     made = make_world()
     catalogue.install_default_catalogue()

@@ -16,8 +16,8 @@ from tests.test_instruments import merchant_with_cashier
 from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_today
 from voucher.counter.redemption import redeem, reverse
-from voucher.index import catalogue, feed, importing, method, services
-from voucher.index.models import IndexImportBatch, IndexValue
+from voucher.info_consumption_index import catalogue, feed, importing, method, services
+from voucher.info_consumption_index.models import IndexImportBatch, IndexValue
 
 CODES = catalogue.default_catalogue().codes
 
@@ -282,7 +282,7 @@ def test_whoever_edited_a_catalogue_draft_cannot_approve_it_and_only_one_version
     from voucher.accounts.services import create_user
     from voucher.core.errors import InvalidTransition, MakerCheckerViolation
     from voucher.core.permissions import Role
-    from voucher.index.models import CatalogueVersion
+    from voucher.info_consumption_index.models import CatalogueVersion
 
     world = make_world()
     editor = create_user("admin2", PASSWORD, Role.ADMIN)

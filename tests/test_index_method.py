@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from voucher.index import analysis, method
-from voucher.index.catalogue import default_catalogue
-from voucher.index.method import Catalogue, Indicator, Panel, Settings
+from voucher.info_consumption_index import analysis, method
+from voucher.info_consumption_index.catalogue import default_catalogue
+from voucher.info_consumption_index.method import Catalogue, Indicator, Panel, Settings
 
 # A small catalogue: demand has a numeric and a share indicator (0.2 each), supply two numeric ones in
 # two second-level groups (0.3 each); environment is empty.

@@ -14,8 +14,8 @@ from tests.test_access import login
 from voucher.accounts.services import create_user
 from voucher.cli import SEED_DIR
 from voucher.core.permissions import Role
-from voucher.index import catalogue, method, services
-from voucher.index.models import CatalogueVersion, IndexComputation, IndexValue
+from voucher.info_consumption_index import catalogue, method, services
+from voucher.info_consumption_index.models import CatalogueVersion, IndexComputation, IndexValue
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ def _register_blueprints(app: Flask) -> None:
     from voucher.campaigns.views import bp as campaigns_bp
     from voucher.extensions import csrf
     from voucher.health import bp as health_bp
-    from voucher.index.views import bp as index_bp
+    from voucher.info_consumption_index.views import bp as index_bp
     from voucher.jobs.views import bp as jobs_bp
     from voucher.ledger.views import bp as periods_bp
     from voucher.merchants.onboarding_views import bp as onboarding_bp

@@ -15,7 +15,7 @@ SEED_DIR = PROJECT_ROOT / "seed"
 def register_cli(app: Flask) -> None:
     from voucher.accounts.cli import register as register_users
     from voucher.analytics.cli import register as register_leverage
-    from voucher.index.cli import register as register_index
+    from voucher.info_consumption_index.cli import register as register_index
     from voucher.ops.cli import register as register_backup
     from voucher.settlement.cli import register as register_settlement
 

@@ -25,7 +25,13 @@ from voucher.campaigns.models import (  # noqa: F401
 )
 from voucher.core.audit import AuditEntry  # noqa: F401
 from voucher.core.audit_chain import AuditSeal  # noqa: F401
-from voucher.index.models import CatalogueIndicator, CatalogueVersion, IndexComputation, IndexImportBatch, IndexValue  # noqa: F401
+from voucher.info_consumption_index.models import (  # noqa: F401
+    CatalogueIndicator,
+    CatalogueVersion,
+    IndexComputation,
+    IndexImportBatch,
+    IndexValue,
+)
 from voucher.jobs.models import JobRun, SchedulerHeartbeat  # noqa: F401
 from voucher.ledger.models import JournalEntry, LedgerAccount, Posting  # noqa: F401
 from voucher.ledger.periods import ClosedPeriod  # noqa: F401

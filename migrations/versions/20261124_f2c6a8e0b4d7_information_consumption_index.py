@@ -17,7 +17,7 @@ down_revision = 'e6b1d4f8a2c9'
 branch_labels = None
 depends_on = None
 
-# A copy of voucher/index/catalogue.py DEFAULT_INDICATORS at the time of writing: a migration must not
+# A copy of voucher/info_consumption_index/catalogue.py DEFAULT_INDICATORS at the time of writing: a migration must not
 # change when the code does. (code, first level, second level, name, unit, kind)
 DEFAULT_INDICATORS = (
     ("D1", "demand", "消费者购买力", "人均可支配收入", "元", "numeric"),

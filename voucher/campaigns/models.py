@@ -196,7 +196,7 @@ class Campaign(Model):
     #: eligible districts (区县/功能板块); empty means all
     districts: Mapped[list[str]] = mapped_column(JSON, default=list)
     #: tagged as information consumption: its executed money feeds ICDI-EC indicator S11 (see
-    #: voucher/index/feed.py; campaigns under measure 17, 信息消费, count without the tag)
+    #: voucher/info_consumption_index/feed.py; campaigns under measure 17, 信息消费, count without the tag)
     is_information_consumption: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: vouchers are usable from the first to the last local day, inclusive
     valid_from: Mapped[date] = mapped_column(Date)

@@ -24,8 +24,8 @@ from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import RefusedFile
 from voucher.core.uploads import Limits, UploadRefused, read_table
-from voucher.index import method
-from voucher.index.models import IndexImportBatch, IndexValue, ValueSource
+from voucher.info_consumption_index import method
+from voucher.info_consumption_index.models import IndexImportBatch, IndexValue, ValueSource
 
 MAX_CELLS = 200_000
 #: checked while the file is read (voucher/core/uploads.py): long form, a value a row; wide form, a city-year

@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from voucher.core import audit
 from voucher.core.db import db
-from voucher.index import catalogue as catalogue_service
-from voucher.index import method
-from voucher.index.models import CatalogueVersion, IndexComputation, IndexValue, ValueSource
+from voucher.info_consumption_index import catalogue as catalogue_service
+from voucher.info_consumption_index import method
+from voucher.info_consumption_index.models import CatalogueVersion, IndexComputation, IndexValue, ValueSource
 
 DEFAULT_HOME_CITY = "连云港"
 

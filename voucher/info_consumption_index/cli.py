@@ -39,7 +39,7 @@ def register(app: Flask) -> None:
     @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
     def index_import(path: Path) -> None:
         """Import city-year values (CSV or xlsx, long or wide form); all or nothing."""
-        from voucher.index import catalogue, importing
+        from voucher.info_consumption_index import catalogue, importing
 
         try:
             version = catalogue.require_active()
@@ -65,7 +65,7 @@ def register(app: Flask) -> None:
                       base_year: int | None, missing: str) -> None:
         """Compute the index; CSV on stdout: city,composite,demand,supply,environment,rank (best first),
         and an imputed column naming the imputed indicators when an imputation is chosen."""
-        from voucher.index import method, services
+        from voucher.info_consumption_index import method, services
 
         try:
             settings = method.Settings(normalisation, aggregation, std, cap, base_year, missing)
@@ -96,7 +96,7 @@ def register(app: Flask) -> None:
         """Publish the campaign side's S11 (money executed by information-consumption campaigns) for the
         home city and year, with its provenance."""
         from voucher.core.money import format_yuan
-        from voucher.index import feed, services
+        from voucher.info_consumption_index import feed, services
 
         row = feed.publish(city or services.home_city(), year)
         db.session.commit()

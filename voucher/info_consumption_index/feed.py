@@ -25,7 +25,7 @@ from voucher.core.clock import local_day_end_utc, local_day_start_utc, utcnow
 from voucher.core.db import db
 from voucher.core.errors import NotFound
 from voucher.core.money import to_yuan
-from voucher.index.models import IndexValue, ValueSource
+from voucher.info_consumption_index.models import IndexValue, ValueSource
 from voucher.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
 from voucher.merchants.models import Merchant, Redemption
 

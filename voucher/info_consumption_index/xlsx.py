@@ -10,9 +10,9 @@ from openpyxl import Workbook
 from openpyxl.styles import Font, PatternFill
 
 from voucher.core.money import format_yuan, to_yuan
-from voucher.index import analysis, method
-from voucher.index.models import ValueSource
-from voucher.index.services import Data
+from voucher.info_consumption_index import analysis, method
+from voucher.info_consumption_index.models import ValueSource
+from voucher.info_consumption_index.services import Data
 
 IMPUTED_FILL = PatternFill("solid", fgColor="FFF2CC")
 

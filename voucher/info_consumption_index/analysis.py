@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from voucher.index import method
-from voucher.index.method import Catalogue, Panel, Result, Settings
+from voucher.info_consumption_index import method
+from voucher.info_consumption_index.method import Catalogue, Panel, Result, Settings
 
 COMBINATIONS: tuple[tuple[str, str], ...] = (
     ("threshold", "arithmetic"),

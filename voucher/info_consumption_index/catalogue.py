@@ -15,8 +15,13 @@ from voucher.core.audit import AuditEntry
 from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
-from voucher.index import method
-from voucher.index.models import VERSION_TRANSITIONS, CatalogueIndicator, CatalogueVersion, VersionStatus
+from voucher.info_consumption_index import method
+from voucher.info_consumption_index.models import (
+    VERSION_TRANSITIONS,
+    CatalogueIndicator,
+    CatalogueVersion,
+    VersionStatus,
+)
 
 #: (code, first level, second level, name, unit, kind): the report's table 2, in its order. The migration
 #: f2c6a8e0b4d7 inserts the same rows as version 1 (a copy, so the migration never changes with the code).

@@ -16,11 +16,11 @@ from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.forms import parse_id
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
-from voucher.index import analysis, catalogue, charts, feed, importing, method, services, xlsx
-from voucher.index.models import DEMO_FILE_NAME, CatalogueVersion, IndexImportBatch
+from voucher.info_consumption_index import analysis, catalogue, charts, feed, importing, method, services, xlsx
+from voucher.info_consumption_index.models import DEMO_FILE_NAME, CatalogueVersion, IndexImportBatch
 from voucher.web import refused, unit_of_work
 
-bp = Blueprint("index", __name__, url_prefix="/index")
+bp = Blueprint("info_consumption_index", __name__, url_prefix="/index")
 
 EDITORS = (Role.BUREAU_MAKER, Role.ADMIN)  # import data, publish the feed, tag campaigns, record computations
 CATALOGUE_CHECKERS = (Role.BUREAU_APPROVER, Role.ADMIN)
@@ -103,7 +103,7 @@ def ranking():
                              + [(method.FIRST_LEVEL_LABELS[f][-2:] + "平均", [float(v) for v in result.first_average[:, n]])
                                 for n, f in enumerate(method.FIRST_LEVELS)],
                              "各年城市平均指数")
-    return render_template("index/ranking.html", **_common(
+    return render_template("info_consumption_index/ranking.html", **_common(
         settings, data, result, error, year=year, rows=result.table(year) if result else [], trend=trend))
 
 
@@ -150,7 +150,7 @@ def city_profile(city: str):
                 boards=analysis.short_boards(result, data.panel, city, year, limit=None),
                 peer_median_second=peer_second,
             )
-    return render_template("index/city.html", **_common(settings, data, result, error, **context))
+    return render_template("info_consumption_index/city.html", **_common(settings, data, result, error, **context))
 
 
 @bp.get("/indicators")
@@ -193,7 +193,7 @@ def indicators():
                                              for n in range(len(result.years))])],
                                f"{code} 历年平均与中位数", fmt="{:,.2f}"),
         )
-    return render_template("index/indicators.html", **_common(settings, data, result, error, **context))
+    return render_template("info_consumption_index/indicators.html", **_common(settings, data, result, error, **context))
 
 
 def _draws() -> tuple[int, float]:
@@ -223,7 +223,7 @@ def sensitivity():
         context.update(s=s, rows=rows, chart=charts.rank_intervals(rows, f"{year} 年排名的 90% 区间",
                                                                     highlight=services.home_city()),
                        labels={combo: analysis.combination_label(*combo) for combo in s.combinations})
-    return render_template("index/sensitivity.html", **_common(settings, data, result, error, **context))
+    return render_template("info_consumption_index/sensitivity.html", **_common(settings, data, result, error, **context))
 
 
 @bp.get("/what-if")
@@ -267,7 +267,7 @@ def what_if():
                 curve = [analysis.what_if(result, data.panel, city, year, {"S11": base * f}).after for f in steps]
                 context["s11_curve"] = charts.lines([f"×{f:g}" for f in steps], [("综合指数", curve)],
                                                     f"{city} 的综合指数随 S11 变化（其余不变）", zero_based=False)
-    return render_template("index/what_if.html", **_common(settings, data, result, error, **context))
+    return render_template("info_consumption_index/what_if.html", **_common(settings, data, result, error, **context))
 
 
 @bp.get("/export.xlsx")
@@ -293,7 +293,7 @@ def _data_page(problems: list[str] | None = None, file_name: str | None = None, 
     batches = list(db.session.scalars(select(IndexImportBatch).order_by(IndexImportBatch.id.desc()).limit(20)))
     home = services.home_city()
     return render_template(
-        "index/data.html", version=version, batches=batches, problems=problems, problem_file=file_name,
+        "info_consumption_index/data.html", version=version, batches=batches, problems=problems, problem_file=file_name,
         feed_views=feed.feed_views(home), campaigns=feed.tagged_campaigns(), all_campaigns=_campaigns(),
         computations=services.computations(), home=home, demo=_is_demo(), editors=[r.value for r in EDITORS],
         information_measure=feed.INFORMATION_MEASURE, this_year=local_today().year,
@@ -317,7 +317,7 @@ def import_values():
     upload = request.files.get("values")
     if upload is None or not upload.filename:
         flash("请选择要导入的文件（CSV 或 xlsx）", "error")
-        return redirect(url_for("index.data_page")), 303
+        return redirect(url_for("info_consumption_index.data_page")), 303
     try:
         with unit_of_work():
             version = catalogue.require_active()
@@ -325,10 +325,10 @@ def import_values():
     except importing.ImportRefused as error:
         return _data_page(error.problems, upload.filename, 422)
     except DomainError as error:
-        return refused(error, "index.data_page")
+        return refused(error, "info_consumption_index.data_page")
     flash(f"已导入 {summary.cells} 个数值（{len(summary.cities)} 个城市，{summary.years[0]}-{summary.years[-1]} 年），"
           f"替换原有官方数值 {summary.replaced} 个", "success")
-    return redirect(url_for("index.data_page")), 303
+    return redirect(url_for("info_consumption_index.data_page")), 303
 
 
 @bp.get("/template.<fmt>")
@@ -355,12 +355,12 @@ def publish_feed():
     text = request.form.get("year", "")
     if not 1990 <= (parse_id(text) or 0) <= 2100:
         flash("年份应为 1990-2100 之间的整数", "error")
-        return redirect(url_for("index.data_page")), 303
+        return redirect(url_for("info_consumption_index.data_page")), 303
     with unit_of_work():
         row = feed.publish(services.home_city(), parse_id(text), current_user)
     flash(f"已推送 {row.city} {row.year} 年 S11：{row.value:,.2f} 元（来自 {len(row.provenance['campaigns'])} 个信息消费活动）",
           "success")
-    return redirect(url_for("index.data_page")), 303
+    return redirect(url_for("info_consumption_index.data_page")), 303
 
 
 @bp.post("/feed/tag/<int:campaign_id>")
@@ -370,9 +370,9 @@ def tag_campaign(campaign_id: int):
         with unit_of_work():
             campaign = feed.set_tag(campaign_id, request.form.get("tagged") == "1", current_user)
     except DomainError as error:
-        return refused(error, "index.data_page")
+        return refused(error, "info_consumption_index.data_page")
     flash(f"活动“{campaign.name}”已{'标记' if campaign.is_information_consumption else '取消标记'}为信息消费活动", "success")
-    return redirect(url_for("index.data_page")), 303
+    return redirect(url_for("info_consumption_index.data_page")), 303
 
 
 @bp.post("/computations")
@@ -381,15 +381,15 @@ def record_computation():
     settings, settings_error = _settings()
     if settings_error:
         flash(settings_error, "error")
-        return redirect(url_for("index.ranking")), 303
+        return redirect(url_for("info_consumption_index.ranking")), 303
     try:
         with unit_of_work():
             data = services.load()
             row = services.record(services.compute(data, settings), data.version, current_user)
     except (DomainError, method.MethodError) as error:
-        return refused(error, "index.ranking", **_query(settings))
+        return refused(error, "info_consumption_index.ranking", **_query(settings))
     flash(f"已记录计算 #{row.id}（指标目录第 {data.version.version} 版）", "success")
-    return redirect(url_for("index.data_page")), 303
+    return redirect(url_for("info_consumption_index.data_page")), 303
 
 
 # Catalogue versions -----------------------------------------------------------------------------------
@@ -401,7 +401,7 @@ def catalogue_page():
     chosen = request.args.get("version", "")
     all_versions = catalogue.versions()
     shown = next((v for v in all_versions if str(v.version) == chosen), None) or catalogue.active_version()
-    return render_template("index/catalogue.html", versions=all_versions, shown=shown,
+    return render_template("info_consumption_index/catalogue.html", versions=all_versions, shown=shown,
                            first_labels=method.FIRST_LEVEL_LABELS, kinds=method.KINDS, first_levels=method.FIRST_LEVELS)
 
 
@@ -412,8 +412,8 @@ def catalogue_draft():
         with unit_of_work():
             draft = catalogue.draft_from(catalogue.require_active(), current_user)
     except DomainError as error:
-        return refused(error, "index.catalogue_page")
-    return redirect(url_for("index.catalogue_page", version=draft.version)), 303
+        return refused(error, "info_consumption_index.catalogue_page")
+    return redirect(url_for("info_consumption_index.catalogue_page", version=draft.version)), 303
 
 
 @bp.post("/catalogue/<int:version_id>/edit")
@@ -442,9 +442,9 @@ def catalogue_edit(version_id: int):
             if form.get("submit") == "1":
                 catalogue.submit(draft, current_user)
     except (DomainError, method.MethodError) as error:
-        return refused(error, "index.catalogue_page", version=_version_number(version_id))
+        return refused(error, "info_consumption_index.catalogue_page", version=_version_number(version_id))
     flash("已保存" + ("并提交审批" if form.get("submit") == "1" else "草稿"), "success")
-    return redirect(url_for("index.catalogue_page", version=_version_number(version_id))), 303
+    return redirect(url_for("info_consumption_index.catalogue_page", version=_version_number(version_id))), 303
 
 
 def _version_number(version_id: int) -> int | None:
@@ -465,6 +465,6 @@ def catalogue_decide(version_id: int):
                 catalogue.reject(version, request.form.get("reason", ""), current_user)
                 message = f"指标目录第 {version.version} 版已退回"
     except DomainError as error:
-        return refused(error, "index.catalogue_page", version=_version_number(version_id))
+        return refused(error, "info_consumption_index.catalogue_page", version=_version_number(version_id))
     flash(message, "success")
-    return redirect(url_for("index.catalogue_page", version=_version_number(version_id))), 303
+    return redirect(url_for("info_consumption_index.catalogue_page", version=_version_number(version_id))), 303
