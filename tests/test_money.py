@@ -6,8 +6,10 @@ from fractions import Fraction
 
 import pytest
 
+from voucher.analytics.baselines import _sales_fen
 from voucher.core.errors import InvalidAmount
 from voucher.core.money import format_yuan, parse_yuan, split_by_shares
+from voucher.reconciliation.parsing import parse_amount
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
@@ -28,6 +30,12 @@ CHINESE = re.compile(r"[\u4e00-\u9fff]")
         ("0.01", 1),
         ("12,345,678.9", 1234567890),
         ("999999999999.99", 99999999999999),
+        # a Chinese IME: full-width digits and point, the ideographic full stop, the full-width yen sign
+        ("１２．５", 1250),
+        ("99。5", 9950),
+        ("￥１，０００", 100000),
+        ("20元", 2000),
+        ("1.500", 150),  # zeros past the second decimal, as some banks write
     ],
 )
 def test_parse_yuan_accepts(text, fen):
@@ -38,12 +46,35 @@ def test_parse_yuan_accepts(text, fen):
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", None, "abc", "1e3", "-1", "100.505", "0", "0.00", "1,00", "1,0000", "10.", ".5", "1 000", "12a"],
+    ["", "   ", None, "abc", "1e3", "-1", "100.505", "0", "0.00", "1,00", "1,0000", "10.", ".5", "1 000", "12a",
+     "１\u3000０００", "1,23", "(5.00)", "－５", "99。50。"],
 )
 def test_parse_yuan_refuses_with_chinese_message(text):
     with pytest.raises(InvalidAmount) as info:
         parse_yuan(text)
     assert CHINESE.search(info.value.message), info.value.message
+
+
+def _form(text):
+    try:
+        return parse_yuan(text)
+    except InvalidAmount:
+        return None
+
+
+#: every place the product reads an amount of yuan: a form, a bank statement's payout, a sales baseline
+READERS = {"form": _form, "statement": lambda text: parse_amount(text)[0], "baseline": lambda text: _sales_fen(text)[0]}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["12.50", "１２．５０", "12。5", "¥1,234.5", "1,234.50元", "1.500", " 7 ", "1,23", "1 000", "12.345", "-5", "1e3"],
+)
+def test_every_reader_of_yuan_reads_the_same_text_the_same_way(text):
+    """One reader behind all of them: a text a cashier's form refuses is not paid from a bank file or
+    counted as sales, and "1,23" is never read as 123 anywhere."""
+    read = {name: reader(text) for name, reader in READERS.items()}
+    assert len(set(read.values())) == 1, read
 
 
 def test_parse_yuan_message_names_the_field():

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import unicodedata
 from datetime import timezone
 
 import pyotp
@@ -34,6 +33,7 @@ from voucher.core import audit
 from voucher.core.clock import utcnow
 from voucher.core.db import db, rowcount
 from voucher.core.errors import DomainError, InvalidInput
+from voucher.core.typed_text import clean
 
 STEP_SECONDS = 30
 #: steps either side of now that still count: a phone's clock a little off, a code typed as it turned
@@ -73,8 +73,7 @@ def must_enrol(user: User) -> bool:
 def normalise(text: str | None) -> str:
     """What a person typed, as a code: full-width digits and letters from an IME made plain, spaces and
     dashes dropped, lower case."""
-    plain = unicodedata.normalize("NFKC", text or "")
-    return re.sub(r"[\s\-_]", "", plain).lower()
+    return clean(text).replace("-", "").replace("_", "").lower()
 
 
 # -- enrolment ---------------------------------------------------------------------------------------

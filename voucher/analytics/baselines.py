@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import delete, insert, select, tuple_
 
@@ -21,6 +20,7 @@ from voucher.core import audit
 from voucher.core.db import db, rowcount
 from voucher.core.errors import RefusedFile
 from voucher.core.forms import parse_id
+from voucher.core.money import AmountUnreadable, read_fen
 from voucher.core.uploads import Limits, UploadRefused, read_table
 from voucher.merchants.models import Merchant
 from voucher.reconciliation.parsing import parse_date
@@ -35,8 +35,6 @@ HEADERS = {
     "sales": ("销售额（元）", "销售额(元)", "销售额", "sales_yuan", "sales"),
 }
 TEMPLATE_CSV = "统一社会信用代码,日期,销售额（元）\n91320700MA1XXXXXX0,2026-10-01,12345.67\n"
-_AMOUNT = re.compile(r"^\d+(?:\.\d{1,2})?$")
-_FULL_WIDTH = str.maketrans("０１２３４５６７８９．，－", "0123456789.,-")
 
 
 class BadBaselineFile(RefusedFile):
@@ -73,18 +71,12 @@ def _columns(header: list[str]) -> tuple[dict[str, int], list[str]]:
 
 
 def _sales_fen(text: str) -> tuple[int | None, str | None]:
-    raw = text.translate(_FULL_WIDTH).replace(",", "").replace(" ", "").removesuffix("元").lstrip("¥￥")
-    if raw.startswith("-"):
-        return None, f"销售额「{text}」为负数"
-    if not _AMOUNT.match(raw):
-        return None, f"销售额「{text}」不是有效金额（元，最多两位小数）"
     try:
-        fen = int(Decimal(raw) * 100)
-    except InvalidOperation:  # pragma: no cover - the pattern admits only digits
-        return None, f"销售额「{text}」不是有效金额"
-    if fen >= 10**14:
-        return None, f"销售额「{text}」超出允许范围"
-    return fen, None
+        return read_fen(text, what="销售额"), None
+    except AmountUnreadable as error:
+        if error.reason in ("format", "decimals"):
+            return None, f"销售额「{text}」不是有效金额（元，最多两位小数）"
+        return None, error.message
 
 
 def import_baselines(content: bytes, file_name: str, actor: User | None) -> BaselineImport:

@@ -2,24 +2,68 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Decimal
 
 from voucher.core.errors import InvalidAmount
+from voucher.core.typed_text import clean
 
-# Up to 12 integer digits (under a trillion yuan, far inside BIGINT fen) and at most two decimals;
-# thousands separators allowed. ASCII digits only, after folding a Chinese IME's full-width input.
-_YUAN = re.compile(r"^(?:[0-9]{1,3}(?:,[0-9]{3}){1,3}|[0-9]{1,12})(?:\.[0-9]{1,2})?$")
-_FULL_WIDTH = str.maketrans("０１２３４５６７８９．，", "0123456789.,")
+#: Digits with thousands separators in groups of three, or without; then decimals. More than two
+#: decimals are read only when the extra ones are zeros ("1.500", as some banks write).
+_AMOUNT = re.compile(r"^(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.([0-9]+))?$")
+#: "1 000" or "12 50": a space between digits could be a separator or a slip; refused, never guessed
+_SPACED_DIGITS = re.compile(r"[0-9]\s+[0-9]")
+#: a trillion yuan: far inside BIGINT fen, far above any real amount; longer digit strings are typos
+LIMIT_FEN = 10**14
+
+
+class AmountUnreadable(InvalidAmount):
+    """Text that is not an amount of yuan. `reason` says why, for a reader that words its own message:
+    blank | format | decimals | range | negative."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_fen(text: str | None, *, signed: bool = False, what: str = "金额") -> int:
+    """The one reader of yuan written by a person, a spreadsheet or a bank, into fen.
+
+    Reads "100", "99.5", "1,000.00", "¥20", "20元", a Chinese IME's "１２．５" and "99。5", spaces
+    around the number (not between digits); with `signed`, "-5.00", "+5", "(5.00)" and "-¥5" too. Never through a float. Raises
+    AmountUnreadable with a message naming `what` and quoting the text."""
+    raw = clean(text).removesuffix("元").lstrip("¥")
+    if _SPACED_DIGITS.search(unicodedata.normalize("NFKC", text or "")):
+        raise AmountUnreadable("format", f"{what}「{text}」不是有效金额")
+    negative = False
+    if raw.startswith(("+", "-")):
+        negative, raw = raw[0] == "-", raw[1:]
+    elif raw.startswith("(") and raw.endswith(")"):
+        negative, raw = True, raw[1:-1]
+    raw = raw.lstrip("¥")
+    if not raw:
+        raise AmountUnreadable("blank", f"请填写{what}")
+    if negative and not signed:
+        raise AmountUnreadable("negative", f"{what}「{text}」为负数")
+    match = _AMOUNT.match(raw)
+    if not match:
+        raise AmountUnreadable("format", f"{what}「{text}」不是有效金额")
+    if len((match.group(1) or "").rstrip("0")) > 2:
+        raise AmountUnreadable("decimals", f"{what}「{text}」超过两位小数")
+    fen_value = int(Decimal(raw.replace(",", "")) * 100)
+    if fen_value >= LIMIT_FEN:
+        raise AmountUnreadable("range", f"{what}「{text}」超出允许范围")
+    return -fen_value if negative else fen_value
 
 
 def parse_yuan(text: str | None, *, field: str = "金额", allow_zero: bool = False) -> int:
-    """Parse user input in yuan ("100", "99.5", "1,000.00", "¥20") into fen; refuse anything else."""
-    raw = (text or "").translate(_FULL_WIDTH).strip().lstrip("¥￥").strip()
-    if not raw:
-        raise InvalidAmount(f"请填写{field}")
-    if not _YUAN.match(raw):
-        raise InvalidAmount(f"{field}格式不正确：请输入不超过两位小数的元金额，例如 100 或 99.50")
-    fen_value = int(Decimal(raw.replace(",", "")) * 100)
+    """A form's amount in yuan, into fen: what read_fen reads, positive (or zero where allowed)."""
+    try:
+        fen_value = read_fen(text, what=field)
+    except AmountUnreadable as error:
+        if error.reason == "blank":
+            raise
+        raise InvalidAmount(f"{field}格式不正确：请输入不超过两位小数的元金额，例如 100 或 99.50") from None
     if fen_value == 0 and not allow_zero:
         raise InvalidAmount(f"{field}必须大于 0")
     return fen_value

@@ -23,6 +23,7 @@ from voucher.core import audit
 from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import RefusedFile
+from voucher.core.typed_text import clean
 from voucher.core.uploads import Limits, UploadRefused, read_table
 from voucher.info_consumption_index import method
 from voucher.info_consumption_index.models import IndexImportBatch, IndexValue, ValueSource
@@ -40,7 +41,6 @@ HEADERS = {
     #: ignored: a remark such as the illustrative data's label
     "note": ("note", "备注", "说明"),
 }
-_FULL_WIDTH = str.maketrans("０１２３４５６７８９．，－％", "0123456789.,-%")
 _YEAR = re.compile(r"^[0-9]{4}$")
 _NUMBER = re.compile(r"^-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$|^-?\.\d+$")
 
@@ -73,7 +73,7 @@ def normalize_city(name: str) -> str:
 
 
 def parse_number(text: str) -> float | None:
-    raw = text.translate(_FULL_WIDTH).strip().replace(" ", "")
+    raw = clean(text)
     if not _NUMBER.match(raw):
         return None
     value = float(raw.replace(",", ""))
@@ -156,7 +156,7 @@ def parse(content: bytes, file_name: str, catalogue: method.Catalogue) -> Parsed
         city = normalize_city(row[column["city"]])
         if not city:
             problems.append(f"第 {offset} 行：城市为空")
-        year_text = row[column["year"]].translate(_FULL_WIDTH).strip().removesuffix("年").removesuffix(".0")
+        year_text = clean(row[column["year"]]).removesuffix("年").removesuffix(".0")
         year = int(year_text) if _YEAR.match(year_text) and 1990 <= int(year_text) <= 2100 else None
         if year is None:
             problems.append(f"第 {offset} 行：年份“{row[column['year']]}”应为 1990-2100 之间的整数")

@@ -18,8 +18,9 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 
+from voucher.core.money import AmountUnreadable, read_fen
+from voucher.core.typed_text import clean
 from voucher.core.uploads import Limits, UploadRefused, read_table
 from voucher.reconciliation.mapping import (
     FIELD_BY_KEY,
@@ -44,8 +45,6 @@ MAX_SKIPPED_LISTED = 200
 _BATCH_REFERENCE = re.compile(r"(?<![A-Z0-9])JS(\d{8})(\d{6,})")
 #: SettlementBatch.id is a 32-bit integer: at most 10 digits
 MAX_ID_DIGITS = 10
-_FULL_WIDTH = str.maketrans("０１２３４５６７８９．，－", "0123456789.,-")
-_AMOUNT = re.compile(r"^(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?$")
 _NO_AMOUNT = {"", "-", "--", "—", "——", "0", "0.0", "0.00"}
 _DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d", "%Y年%m月%d日")
 #: a date at the start of a timestamp as banks write it: "2026-12-02 10:15:30", "2026-12-02-10.15.30.123456",
@@ -127,43 +126,24 @@ def find_batch_references(text: str) -> tuple[list[str], list[str]]:
 
 def parse_money(text: str) -> tuple[int | None, str | None]:
     """Signed fen: "1,234.50", "-1,234.50", "(5.00)", "¥12", "" (0). Returns (fen, None) or (None, why not)."""
-    raw = unicodedata.normalize("NFKC", text).translate(_FULL_WIDTH).strip().replace(" ", "")
-    raw = raw.removesuffix("元").lstrip("¥￥").strip()
-    if raw in _NO_AMOUNT:
+    if clean(text).removesuffix("元").lstrip("¥") in _NO_AMOUNT:
         return 0, None
-    negative = False
-    if raw.startswith("+"):
-        raw = raw[1:]
-    elif raw.startswith("-"):
-        negative, raw = True, raw[1:]
-    elif raw.startswith("(") and raw.endswith(")"):
-        negative, raw = True, raw[1:-1]
-    raw = raw.lstrip("¥￥")
-    match = _AMOUNT.match(raw)
-    if not match:
-        return None, f"金额「{text}」不是有效金额"
-    decimals = match.group(1) or ""
-    if len(decimals.rstrip("0")) > 2:
-        return None, f"金额「{text}」超过两位小数"
     try:
-        value = Decimal(raw.replace(",", "")) * 100
-    except InvalidOperation:  # pragma: no cover - the pattern admits only digits
-        return None, f"金额「{text}」不是有效金额"
-    if value >= Decimal(10) ** 14:
-        return None, f"金额「{text}」超出允许范围"
-    return -int(value) if negative else int(value), None
+        return read_fen(text, signed=True), None
+    except AmountUnreadable as error:
+        return None, error.message
 
 
 def parse_amount(text: str) -> tuple[int | None, str | None]:
     """"1,234.50", "¥1234.5", "1234" -> fen of a payout. Returns (fen, None) or (None, why not)."""
-    raw = text.translate(_FULL_WIDTH).strip().replace(" ", "").removesuffix("元").lstrip("¥￥").strip()
-    if raw.startswith("-") or (raw.startswith("(") and raw.endswith(")")):
-        return None, f"金额「{text}」为负数（退款或转入），对账单只应包含付给商户的款项"
-    if not raw:
-        return None, f"金额「{text}」不是有效金额"
-    value, why = parse_money(text)
-    if why:
-        return None, why
+    try:
+        value = read_fen(text)
+    except AmountUnreadable as error:
+        if error.reason == "negative":
+            return None, f"金额「{text}」为负数（退款或转入），对账单只应包含付给商户的款项"
+        if error.reason == "blank":
+            return None, f"金额「{text}」不是有效金额"
+        return None, error.message
     if value == 0:
         return None, "金额必须大于 0"
     return value, None
