@@ -211,6 +211,11 @@ def test_bad_input_on_the_settlement_pages_is_refused_in_chinese(client, db, day
     # An off-site "next" is never followed.
     away = client.post("/finance/settlement/999999/paid", data={"next": "//evil.example/finance/"})
     assert away.headers["Location"].endswith("/finance/settlement")
+    # A refused action on a filtered list goes back to that list, filtered, with the reason.
+    filtered = "/finance/settlement?status=exported&date=2026-11-24"
+    kept = client.post("/finance/settlement/999999/paid", data={"next": filtered})
+    assert kept.status_code == 303 and kept.headers["Location"] == filtered
+    assert "找不到该结算批次" in client.get(filtered).get_data(as_text=True)
     assert db.session.scalar(select(func.count(SettlementBatch.id))) == 0
     assert db.session.scalar(select(func.count(PayoutFile.id))) == 0
 

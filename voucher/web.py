@@ -55,9 +55,10 @@ def in_transaction(work: Callable[[], T]) -> T:
         return work()
 
 
-def refused(error: Exception, endpoint: str, /, **values) -> BaseResponse:
+def refused(error: Exception, endpoint: str, /, *, within: str | None = None, **values) -> BaseResponse:
     """The answer to an action a service refused, for a form posted from a page: the error's message
-    flashed, and the browser sent back (303 See Other) to `endpoint`, with `values` as url_for takes them.
+    flashed, and the browser sent back (303 See Other) to `endpoint`, with `values` as url_for takes them;
+    with `within`, to the page the form came from instead (see back_to).
 
         except DomainError as error:
             return refused(error, "accounts.users")
@@ -66,7 +67,17 @@ def refused(error: Exception, endpoint: str, /, **values) -> BaseResponse:
     MethodError). A form that must be shown again with what was typed is re-rendered with error.status
     instead."""
     flash(getattr(error, "message", str(error)), "error")
-    return redirect(url_for(endpoint, **values), 303)
+    return redirect(back_to(endpoint, within=within, **values) if within else url_for(endpoint, **values), 303)
+
+
+def back_to(endpoint: str, /, *, within: str | None = None, **values) -> str:
+    """Where to send the browser after a form: the page it was posted from, as its hidden `next` field
+    names it, when that is a local path under `within` (so a filtered list stays filtered); otherwise
+    url_for(endpoint). Never another site: "//host" and backslashes are refused."""
+    target = request.form.get("next") or ""
+    if within and target.startswith(within) and "//" not in target and "\\" not in target:
+        return target
+    return url_for(endpoint, **values)
 
 
 class CookieSessions(SecureCookieSessionInterface):

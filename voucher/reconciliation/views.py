@@ -1,8 +1,11 @@
 """Finance pages: import a bank statement, see what matched, resolve what did not, set column mappings."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from werkzeug.wrappers import Response as BaseResponse
 
 from voucher.core.errors import DomainError
 from voucher.core.forms import parse_id
@@ -76,10 +79,15 @@ def statement(statement_id: int):
     return render_template("reconciliation/statement.html", s=reconciliation.sections(statement_id))
 
 
-def _back(statement_id: str | None):
-    if parse_id(statement_id) is not None:
-        return redirect(url_for("reconciliation.statement", statement_id=parse_id(statement_id))), 303
-    return redirect(url_for("reconciliation.index")), 303
+def _page(statement_id: str | int | None) -> tuple[str, dict[str, Any]]:
+    """url_for's endpoint and values for the statement page a form was posted from, else the list."""
+    ident = parse_id(str(statement_id)) if statement_id is not None else None
+    return ("reconciliation.statement", {"statement_id": ident}) if ident is not None else ("reconciliation.index", {})
+
+
+def _back(statement_id: str | int | None) -> BaseResponse:
+    endpoint, values = _page(statement_id)
+    return redirect(url_for(endpoint, **values), 303)
 
 
 @bp.post("/lines/<int:line_id>/resolve")
@@ -89,10 +97,10 @@ def resolve_line(line_id: int):
         with unit_of_work():
             line = reconciliation.resolve_line(line_id, request.form.get("reason"), current_user)
     except DomainError as error:
-        flash(error.message, "error")
-        return _back(request.form.get("statement_id"))
+        endpoint, values = _page(request.form.get("statement_id"))
+        return refused(error, endpoint, **values)
     flash(f"流水 {line.serial} 已处理", "success")
-    return _back(str(line.statement_id))
+    return _back(line.statement_id)
 
 
 @bp.post("/batches/<int:batch_id>/resolve")
@@ -103,8 +111,8 @@ def resolve_batch(batch_id: int):
             resolution = reconciliation.resolve_batch(batch_id, request.form.get("reason"), current_user)
             reference = resolution.batch.reference
     except DomainError as error:
-        flash(error.message, "error")
-        return _back(request.form.get("statement_id"))
+        endpoint, values = _page(request.form.get("statement_id"))
+        return refused(error, endpoint, **values)
     flash(f"批次 {reference} 已处理", "success")
     return _back(request.form.get("statement_id"))
 
@@ -115,8 +123,8 @@ def confirm_paid(line_id: int):
     try:
         batch = in_transaction(lambda: payments.confirm_line_paid(line_id, current_user))
     except DomainError as error:
-        flash(error.message, "error")
-        return _back(request.form.get("statement_id"))
+        endpoint, values = _page(request.form.get("statement_id"))
+        return refused(error, endpoint, **values)
     flash(f"已确认批次 {batch.reference} 支付 {format_yuan(batch.amount_fen)} 元", "success")
     return _back(request.form.get("statement_id"))
 
@@ -128,10 +136,10 @@ def confirm_matched(statement_id: int):
     try:
         result = in_transaction(lambda: payments.confirm_all_matched(current_user, statement_id))
     except DomainError as error:
-        flash(error.message, "error")
-        return _back(str(statement_id))
+        endpoint, values = _page(statement_id)
+        return refused(error, endpoint, **values)
     flash(f"已确认 {len(result.confirmed)} 个批次支付，合计 {format_yuan(result.total_fen)} 元", "success")
-    return _back(str(statement_id))
+    return _back(statement_id)
 
 
 @bp.get("/template.<fmt>")

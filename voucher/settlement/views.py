@@ -15,7 +15,7 @@ from voucher.reconciliation import payments
 from voucher.settlement import batches as settlement
 from voucher.settlement import payout_files
 from voucher.settlement.models import BatchStatus
-from voucher.web import in_transaction, refused
+from voucher.web import back_to, in_transaction, refused
 
 bp = Blueprint("settlement", __name__, url_prefix="/finance/settlement")
 
@@ -44,12 +44,8 @@ def _filters() -> tuple[date | None, str | None]:
     return _day(request.args.get("date")), status
 
 
-def _back():
-    """Back to the finance page the form was on (a local path only, never another site)."""
-    target = request.form.get("next") or ""
-    if not target.startswith("/finance/") or "//" in target or "\\" in target:
-        target = url_for("settlement.index")
-    return redirect(target, 303)
+#: where a form on the finance pages sends the browser back to (web.back_to)
+PAGES = "/finance/"
 
 
 @bp.get("")
@@ -93,8 +89,7 @@ def create_payout_file():
         day = _day(request.form.get("business_date"))
         file = in_transaction(lambda: payout_files.create(current_user, day))
     except DomainError as error:
-        flash(error.message, "error")
-        return _back()
+        return refused(error, "settlement.index", within=PAGES)
     message = f"已生成付款文件 {file.number}：{file.batch_count} 个批次，合计 {format_yuan(file.total_fen)} 元"
     if file.held_out:
         message += f"；{len(file.held_out)} 个批次因商户结算信息不完整未纳入"
@@ -128,14 +123,12 @@ def reissue():
     try:
         ids = [int(v) for v in request.form.getlist("batch_id")]
     except ValueError:
-        flash("所选批次无效", "error")
-        return _back()
+        return refused(InvalidInput("所选批次无效"), "settlement.index", within=PAGES)
     try:
         file = in_transaction(lambda: payout_files.reissue(
             ids, request.form.get("reason"), current_user, payments.bank_claimed(ids)))
     except DomainError as error:
-        flash(error.message, "error")
-        return _back()
+        return refused(error, "settlement.index", within=PAGES)
     flash(f"已重新导出 {file.batch_count} 个批次到付款文件 {file.number}（原文件中的这些批次已作废）", "success")
     return redirect(url_for("settlement.payout_file", file_id=file.id), 303)
 
@@ -146,10 +139,9 @@ def confirm_paid(batch_id: int):
     try:
         batch = in_transaction(lambda: payments.confirm_paid(batch_id, current_user, now=utcnow()))
     except DomainError as error:
-        flash(error.message, "error")
-        return _back()
+        return refused(error, "settlement.index", within=PAGES)
     flash(f"已确认批次 {batch.reference} 支付 {format_yuan(batch.amount_fen)} 元", "success")
-    return _back()
+    return redirect(back_to("settlement.index", within=PAGES), 303)
 
 
 @bp.post("/<int:batch_id>/override")
@@ -159,10 +151,9 @@ def request_override(batch_id: int):
         batch = in_transaction(lambda: payments.request_override(batch_id, request.form.get("reason"),
                                                                  current_user))
     except DomainError as error:
-        flash(error.message, "error")
-        return _back()
+        return refused(error, "settlement.index", within=PAGES)
     flash(f"已申请批次 {batch.reference} 例外确认，待另一位财务人员复核", "success")
-    return _back()
+    return redirect(back_to("settlement.index", within=PAGES), 303)
 
 
 @bp.post("/confirm-matched")
@@ -171,7 +162,6 @@ def confirm_matched():
     try:
         result = in_transaction(lambda: payments.confirm_all_matched(current_user, now=utcnow()))
     except DomainError as error:
-        flash(error.message, "error")
-        return _back()
+        return refused(error, "settlement.index", within=PAGES)
     flash(f"已确认 {len(result.confirmed)} 个批次支付，合计 {format_yuan(result.total_fen)} 元", "success")
-    return _back()
+    return redirect(back_to("settlement.index", within=PAGES), 303)
