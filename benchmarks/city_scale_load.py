@@ -36,7 +36,7 @@ def psql(database: str, sql: str) -> None:
 
 
 PAGES = [("/analytics/leverage", "page, by campaign (headline, 4 charts, the table, causal)")] + [
-    (f"/analytics/leverage?by={d}", f"page, by {d}") for d in ("measure", "round", "day", "category", "district", "size")
+    (f"/analytics/leverage?by={d}", f"page, by {d}") for d in ("measure", "release", "day", "category", "district", "size")
 ] + [
     ("/analytics/leverage?campaign=1", "page, one campaign"),
     ("/analytics/leverage?from=2021-01-01&until=2021-12-31", "page, one year"),

@@ -90,7 +90,7 @@ def _load_campaign(spec: dict, users: dict[str, User], by_uscc: dict[str, Mercha
     if spec.get("status") == "pending_approval":
         return
     campaigns.approve(campaign.id, users["approver"], plan_override_reason=spec.get("plan_override_reason"))
-    for item in spec.get("rounds", []):
+    for item in spec.get("releases", []):
         release = releases.create_release(
             campaign, name=item["name"], quantity=item["quantity"], per_person_limit=item["per_person_limit"],
             opens_at=utcnow(), actor=users["maker"], mode=item.get("mode", "first_come"),

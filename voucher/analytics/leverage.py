@@ -99,7 +99,7 @@ FORCED_ORDER = case(
 DIMENSIONS = {
     "measure": ("措施", True),
     "campaign": ("活动", True),
-    "round": ("场次", True),
+    "release": ("场次", True),
     "day": ("日期", True),
     "category": ("商户类别", False),
     "district": ("区县", False),
@@ -235,7 +235,7 @@ def _live_breakdown(dimension: str, f: LeverageFilter, row) -> None:
         _add(row(key), 0, 0, redeemed, paid, driven, forced)
     if claim_key is not None:
         claims = _claims(f).add_columns(claim_key).group_by(claim_key)
-        if dimension in ("measure", "round"):
+        if dimension in ("measure", "release"):
             claims = claims.join(Release, Release.id == Voucher.release_id).join(
                 Campaign, Campaign.id == Voucher.campaign_id).join(Measure, Measure.id == Campaign.measure_id)
         elif dimension == "campaign":
@@ -263,7 +263,7 @@ def _fact_key(dimension: str):
         return _MEASURE_LABEL, [via_measure]
     if dimension == "campaign":
         return Campaign.name, [via_campaign]
-    if dimension == "round":
+    if dimension == "release":
         return _ROUND_LABEL, [via_release]
     if dimension == "day":
         if db.session.get_bind().dialect.name == "postgresql":
@@ -297,7 +297,7 @@ def _keys(dimension: str):
         return _MEASURE_LABEL, _MEASURE_LABEL, [via_measure]
     if dimension == "campaign":
         return Campaign.name, Campaign.name, [via_campaign]
-    if dimension == "round":
+    if dimension == "release":
         return _ROUND_LABEL, _ROUND_LABEL, [via_release]
     if dimension == "day":
         return local_day_text(Redemption.created_at), local_day_text(Voucher.claimed_at), []

@@ -73,7 +73,7 @@ class SyntheticTruth(Model):
 
 
 class LeverageFact(Model):
-    """The leverage figures pre-aggregated per local day, campaign, round and merchant class, so the
+    """The leverage figures pre-aggregated per local day, campaign, release and merchant class, so the
     page answers over millions of redemptions at once (voucher/analytics/rollup.py builds it).
 
     A claim row has no merchant (category, district and size are empty); a redemption row counts the

@@ -51,6 +51,10 @@ def _leverage_filter() -> tuple[LeverageFilter, list[str]]:
     return selection, problems
 
 
+#: a bookmark from before the model and the UI used one word for 场次
+OLD_DIMENSION_NAMES = {"round": "release"}
+
+
 @bp.get("/analytics/leverage")
 @roles_required(*OVERSIGHT)
 def leverage_page():
@@ -58,6 +62,7 @@ def leverage_page():
     for problem in problems:
         flash(problem, "error")
     dimension = request.args.get("by", "campaign")
+    dimension = OLD_DIMENSION_NAMES.get(dimension, dimension)
     if dimension not in leverage.DIMENSIONS:
         dimension = "campaign"
     campaigns = db.session.scalars(

@@ -1,2 +1,2 @@
-"""Policy measures, campaigns, funding sources, voucher products and release rounds (opening and drawing a
-round, which mint and hand out its vouchers, is in voucher/vouchers/)."""
+"""Policy measures, campaigns, funding sources, voucher products and releases (opening and drawing a
+release, which mint and hand out its vouchers, is in voucher/vouchers/)."""

@@ -206,7 +206,7 @@ class Campaign(Model):
     #: daily usable hours (local time); both null means all day
     usable_from: Mapped[time | None] = mapped_column(Time)
     usable_until: Mapped[time | None] = mapped_column(Time)
-    #: vouchers one citizen may hold across all rounds of the campaign; null means no campaign-wide limit
+    #: vouchers one citizen may hold across all releases of the campaign; null means no campaign-wide limit
     per_person_limit: Mapped[int | None]
     #: planned number of vouchers (e.g. 110,000 community vouchers); the budget must cover them
     planned_quantity: Mapped[int | None]
@@ -387,10 +387,10 @@ class ReleaseMode(str, enum.Enum):
 
 
 class Release(Model):
-    """A release round (发放场次). Opening it reserves its whole budget and mints its vouchers.
+    """A release (发放场次). Opening it reserves its whole budget and mints its vouchers.
 
-    A lottery round takes entries while open; the draw then gives its vouchers to the winners. Before
-    the round, the product publishes seed_commitment = SHA-256(seed); after the draw it publishes the
+    A lottery release takes entries while open; the draw then gives its vouchers to the winners. Before
+    the release, the product publishes seed_commitment = SHA-256(seed); after the draw it publishes the
     seed, so anyone can recompute the winners from the published entries (see vouchers/lottery.py).
     """
 
@@ -564,7 +564,7 @@ class TargetProgress(Model):
 
 
 class LotteryEntry(Model):
-    """One citizen's entry in a lottery round; its id is the public entry number."""
+    """One citizen's entry in a lottery release; its id is the public entry number."""
 
     __tablename__ = "lottery_entries"
     __table_args__ = (UniqueConstraint("release_id", "citizen_id"),)

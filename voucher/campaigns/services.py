@@ -301,7 +301,7 @@ def lock_campaigns(campaign_ids: list[int]) -> dict[int, Campaign]:
 
 
 def lock_release(release_id: int) -> tuple[Campaign, Release]:
-    """Lock a round and its campaign (campaign first, the order every budget move takes)."""
+    """Lock a release and its campaign (campaign first, the order every budget move takes)."""
     release = db.session.get(Release, release_id)
     if release is None:
         raise NotFound("找不到该场次")
@@ -309,7 +309,7 @@ def lock_release(release_id: int) -> tuple[Campaign, Release]:
     release = db.session.scalar(
         select(Release).where(Release.id == release_id).with_for_update().execution_options(populate_existing=True)
     )
-    assert release is not None  # found above, and a round is never deleted
+    assert release is not None  # found above, and a release is never deleted
     return campaign, release
 
 

@@ -30,9 +30,9 @@ RUN_HISTORY = timedelta(days=30)
 
 
 def open_releases(now: datetime) -> dict[str, Any]:
-    """Open the rounds of active campaigns whose opening time has come. Each round opens in a
+    """Open the releases of active campaigns whose opening time has come. Each release opens in a
     savepoint: one that cannot open (budget exhausted) is reported and the others still open.
-    The job is one transaction holding each campaign it opens a round of, so it takes them in the
+    The job is one transaction holding each campaign it opens a release of, so it takes them in the
     system's order, ascending campaign id (docs/concurrency.md): in opening-time order it deadlocked
     with a budget move holding two campaigns (found by the randomized money soak)."""
     due = db.session.scalars(
@@ -51,7 +51,7 @@ def open_releases(now: datetime) -> dict[str, Any]:
             opened.append(release_id)
         except DomainError as error:
             failed[str(release_id)] = error.message
-            logger.warning("round %s could not open: %s", release_id, error.code)
+            logger.warning("release %s could not open: %s", release_id, error.code)
     return {"opened": opened, "failed": failed}
 
 

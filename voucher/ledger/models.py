@@ -34,13 +34,13 @@ class AccountKind(str, enum.Enum):
 
 class EntryKind(str, enum.Enum):
     FUNDING = "funding"  # funding -> available, when a campaign is approved
-    RELEASE_RESERVE = "release_reserve"  # available -> reserved, when a round opens
+    RELEASE_RESERVE = "release_reserve"  # available -> reserved, when a release opens
     REDEMPTION = "redemption"  # reserved -> spent
     REVERSAL = "reversal"  # spent -> reserved
     EXPIRY = "expiry"  # reserved -> available
     SETTLEMENT = "settlement"  # spent -> settled
     BUDGET_CHANGE = "budget_change"  # funding <-> available, after approval
-    WITHDRAWAL = "withdrawal"  # reserved -> available: unclaimed vouchers of a closed round
+    WITHDRAWAL = "withdrawal"  # reserved -> available: unclaimed vouchers of a closed release
     CLOSE_RETURN = "close_return"  # available -> funding: a closed campaign's unused money
     GRANT_APPROVAL = "grant_approval"  # available -> reserved: an approved grant awaiting payout
     GRANT_PAYOUT = "grant_payout"  # reserved -> settled: the grant paid to the applicant

@@ -159,7 +159,7 @@ def voucher_lines(
     sources: list[SourceAccounts], from_kind: AccountKind, to_kind: AccountKind, face: int, count: int
 ) -> list[tuple[int, int]]:
     """Lines that move the money of `count` vouchers of one face value. Each voucher is split across
-    sources the same way, so rounds, redemptions, withdrawals and expiries move the same fen per source."""
+    sources the same way, so releases, redemptions, withdrawals and expiries move the same fen per source."""
     per_voucher = split(sources, face)
     return transfer_lines(sources, from_kind, to_kind, face * count, parts=[p * count for p in per_voucher])
 
@@ -167,8 +167,8 @@ def voucher_lines(
 def require_balance(sources: list[SourceAccounts], kind: AccountKind, lines: list[tuple[int, int]]) -> None:
     """Refuse lines that would take an account of `kind` below zero.
 
-    Only for paths that hold the campaign's row lock (round opening, budget changes): the hot paths
-    (claim, redemption) never need it, because a round's money is reserved before its vouchers exist.
+    Only for paths that hold the campaign's row lock (release opening, budget changes): the hot paths
+    (claim, redemption) never need it, because a release's money is reserved before its vouchers exist.
     """
     ids = {s.ids[kind] for s in sources}
     current = balances(ids)

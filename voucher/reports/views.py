@@ -51,7 +51,7 @@ def budget_workbook():
 @bp.get("/vouchers")
 @roles_required(*OVERSIGHT)
 def vouchers():
-    return render_template("reports/vouchers.html", rounds=voucher_statistics())
+    return render_template("reports/vouchers.html", releases=voucher_statistics())
 
 
 AUDITORS = (Role.AUDITOR, Role.ADMIN, Role.FINANCE)

@@ -1,4 +1,4 @@
-"""Voucher statistics per campaign and round: issued, claimed, redeemed, reversed, expired."""
+"""Voucher statistics per campaign and release: issued, claimed, redeemed, reversed, expired."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +14,7 @@ from voucher.vouchers.models import Voucher, VoucherStatus
 @dataclass
 class RoundFigures:
     campaign: str
-    round: str
+    release: str
     issued: int
     claimed: int
     redeemed: int
@@ -33,7 +33,7 @@ def _count(status: VoucherStatus):
 
 
 def voucher_statistics(campaign_id: int | None = None) -> list[RoundFigures]:
-    """One row per round. Claimed counts every voucher ever claimed (also those since redeemed or
+    """One row per release. Claimed counts every voucher ever claimed (also those since redeemed or
     expired); reversed counts reversals, a voucher reversed and redeemed again counting in both."""
     reversed_by_release = dict(db.session.execute(
         select(Voucher.release_id, func.count(Redemption.id))

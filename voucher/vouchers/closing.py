@@ -1,5 +1,5 @@
 """Closing a campaign (结束活动): its unclaimed vouchers are withdrawn and its claimed ones expire, its
-rounds close, and its unused money goes back to the funders.
+releases close, and its unused money goes back to the funders.
 
 Here rather than in campaigns/budget.py (budget changes and funder statements) because closing changes
 vouchers, which sit above campaigns (docs/architecture.md, Layers).
@@ -39,7 +39,7 @@ def close_campaign(campaign_id: int, actor: User, reason: str, *, at: datetime |
     campaign.closed_at = at or utcnow()
     sources = ledger.source_accounts(campaign.id)
     # The campaign's own rows before its vouchers (docs/concurrency.md, steps 3 then 5): its funding
-    # sources, whose returned money is written below, and its rounds, closed here.
+    # sources, whose returned money is written below, and its releases, closed here.
     for source in sources:
         locked_source(source.source_id)
 

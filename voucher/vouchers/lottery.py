@@ -1,10 +1,10 @@
-"""Verifiable lottery rounds (commit and reveal).
+"""Verifiable lottery releases (commit and reveal).
 
-Before a lottery round opens, the product publishes commitment = SHA-256(seed). Citizens enter while
+Before a lottery release opens, the product publishes commitment = SHA-256(seed). Citizens enter while
 it is open; each entry's id is its public number. At the draw every entry is ranked by
 SHA-256("<seed>:<entry number>") (hex, ascending) and, going down that order, the first `quantity`
 entries win, passing over any entrant who by then already holds the campaign's per-person limit
-(每人限领, counting vouchers of every round of the campaign): the prize goes to the next entrant in the
+(每人限领, counting vouchers of every release of the campaign): the prize goes to the next entrant in the
 drawn order. The seed, the entry list and the entries passed over are then published (the audit log
 records each one with its reason), so anyone can check that the seed matches the commitment and
 recompute the winners with `winners()` below, or three lines of any language.
@@ -59,7 +59,7 @@ def winners(seed: str, entry_numbers: list[int], quantity: int, passed_over: fro
 
 
 def enter(release_id: int, citizen: Citizen) -> LotteryEntry:
-    # A shared lock: entries may come in together, but not while the draw (which locks the round
+    # A shared lock: entries may come in together, but not while the draw (which locks the release
     # for update) is running, so an entry either makes the published list or is refused.
     release = db.session.scalar(
         select(Release).where(Release.id == release_id).with_for_update(read=True)
@@ -99,11 +99,11 @@ def draw(release_id: int, actor: User) -> list[int]:
     money of vouchers nobody won. Returns the winning entry numbers.
 
     The campaign-wide per-person limit holds here, at the moment vouchers are handed out: an entrant
-    who already holds it (vouchers claimed first-come from any round of the campaign, or won at an
+    who already holds it (vouchers claimed first-come from any release of the campaign, or won at an
     earlier draw) is passed over, and the voucher goes to the next entrant in the drawn order.
     """
-    # The system's lock order: the campaign, then the round (entries wait on it: the list is final
-    # from here), then the entrants' citizen rows, then the round's vouchers.
+    # The system's lock order: the campaign, then the release (entries wait on it: the list is final
+    # from here), then the entrants' citizen rows, then the release's vouchers.
     campaign, release = lock_release(release_id)
     if release.mode_enum is not ReleaseMode.LOTTERY or release.status_enum is not ReleaseStatus.OPEN:
         raise InvalidTransition("只有报名中的摇号场次可以开奖")
@@ -132,7 +132,7 @@ def draw(release_id: int, actor: User) -> list[int]:
     valid_from, valid_until = voucher_validity(campaign, now)
     chosen: list[int] = []
     passed_over: dict[int, int] = {}  # entry number -> vouchers of the campaign its citizen held
-    assert release.seed is not None  # a lottery round is created with its seed (releases.create_release)
+    assert release.seed is not None  # a lottery release is created with its seed (releases.create_release)
     for number in ranked(release.seed, list(entries)):
         if len(chosen) == prizes:
             break
@@ -163,7 +163,7 @@ def draw(release_id: int, actor: User) -> list[int]:
             .values(status=VoucherStatus.WITHDRAWN.value)
         )
         sources = ledger.source_accounts(campaign.id)
-        assert campaign.product is not None  # its rounds were created with one (releases.create_release)
+        assert campaign.product is not None  # its releases were created with one (releases.create_release)
         face = campaign.product.face_value_fen
         ledger.post(
             EntryKind.LOTTERY_RETURN.value, campaign.id,

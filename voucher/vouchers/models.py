@@ -14,11 +14,11 @@ if TYPE_CHECKING:
 
 
 class VoucherStatus(str, enum.Enum):
-    AVAILABLE = "available"  # minted with its round, waiting for a claimant
+    AVAILABLE = "available"  # minted with its release, waiting for a claimant
     CLAIMED = "claimed"
     REDEEMED = "redeemed"
     EXPIRED = "expired"  # claimed, never used; its money went back to available
-    WITHDRAWN = "withdrawn"  # never claimed; pulled back when its round or campaign closed
+    WITHDRAWN = "withdrawn"  # never claimed; pulled back when its release or campaign closed
 
     @property
     def label(self) -> str:
@@ -38,7 +38,7 @@ class Citizen(Model):
 
 
 class Voucher(Model):
-    """One voucher, minted when its round opens (its face value is already reserved in the ledger)."""
+    """One voucher, minted when its release opens (its face value is already reserved in the ledger)."""
 
     __tablename__ = "vouchers"
     __table_args__ = (
@@ -49,14 +49,14 @@ class Voucher(Model):
         CheckConstraint(
             "(status IN ('available', 'withdrawn')) = (citizen_id IS NULL)", name="claimed_has_citizen"
         ),
-        # The per-person limit holds under concurrency: the k-th claim of a citizen in a round takes
+        # The per-person limit holds under concurrency: the k-th claim of a citizen in a release takes
         # slot k, and two claims racing for the same slot cannot both commit.
         UniqueConstraint("release_id", "citizen_id", "claim_slot"),
         Index("ix_vouchers_release_status", "release_id", "status"),
         # The leverage page reads the claims after its pre-aggregation live (voucher/analytics/rollup.py).
         Index("ix_vouchers_claimed_at", "claimed_at"),
-        # Claims take the lowest free voucher of a round. Without this index PostgreSQL walks the
-        # primary key past every voucher already claimed, so each claim got slower as the round filled.
+        # Claims take the lowest free voucher of a release. Without this index PostgreSQL walks the
+        # primary key past every voucher already claimed, so each claim got slower as the release filled.
         Index(
             "ix_vouchers_release_available",
             "release_id",

@@ -1,4 +1,4 @@
-"""Release rounds (发放场次): scheduling, and opening, which reserves the round's money and mints its vouchers."""
+"""Releases (发放场次): scheduling, and opening, which reserves the release's money and mints its vouchers."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -30,8 +30,8 @@ def create_release(
     mode: str = ReleaseMode.FIRST_COME.value,
     at: datetime | None = None,
 ) -> Release:
-    """Schedule a round. `at` (default now) dates it and its audit entry, as in open_release()."""
-    # Under the campaign's lock: a close committing meanwhile would otherwise leave this round
+    """Schedule a release. `at` (default now) dates it and its audit entry, as in open_release()."""
+    # Under the campaign's lock: a close committing meanwhile would otherwise leave this release
     # scheduled in a closed campaign (found by the randomized money soak).
     campaign = lock_campaign(campaign.id)
     if campaign.status_enum not in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED):
@@ -78,15 +78,15 @@ def create_release(
 
 def open_release(release_id: int, actor: User | None, now: datetime | None = None, *, at: datetime | None = None,
                  mint: bool = True) -> Release:
-    """Open a round: reserve quantity x face value in one posting, then mint its vouchers.
+    """Open a release: reserve quantity x face value in one posting, then mint its vouchers.
 
-    Reserving the whole round up front keeps claims off the ledger entirely: a claim only takes one
+    Reserving the whole release up front keeps claims off the ledger entirely: a claim only takes one
     minted voucher row, so the hot path touches no shared balance.
 
     `now` (default now) is what the opening time and the campaign's validity are checked against: the
     job passes its slot. `at` is when the opening happened, for a loader replaying history
     (seed/city_scale.py): it is then `now` too, and dates the posting and the audit entry as well as
-    opened_at. With `mint=False` the caller writes the round's vouchers itself (that loader, in bulk).
+    opened_at. With `mint=False` the caller writes the release's vouchers itself (that loader, in bulk).
     """
     now = now or at or utcnow()
     campaign, release = lock_release(release_id)
@@ -98,7 +98,7 @@ def open_release(release_id: int, actor: User | None, now: datetime | None = Non
         raise InvalidTransition("尚未到场次的开放时间")
     if now > local_day_end_utc(campaign.valid_until):
         raise InvalidTransition("活动已过有效期，不能再开放场次")
-    assert campaign.product is not None  # its rounds were created with one (create_release)
+    assert campaign.product is not None  # its releases were created with one (create_release)
     face = campaign.product.face_value_fen
     needed = release.quantity * face
     sources = ledger.source_accounts(campaign.id)

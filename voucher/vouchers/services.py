@@ -37,7 +37,7 @@ def remaining(release_ids: list[int]) -> dict[int, int]:
     return dict(rows.all())
 
 
-# Rounds seen sold out by this process. A round's pool never refills (a claimed voucher can only be
+# Releases seen sold out by this process. A release's pool never refills (a claimed voucher can only be
 # redeemed, expire or be withdrawn, never become claimable again), so the answer is final; release
 # ids are never reused by a live database.
 _SOLD_OUT: set[int] = set()
@@ -81,9 +81,9 @@ _ANY_LEFT = select(Voucher.id).where(
 
 
 def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, actor_label: str | None = None) -> Voucher:
-    """Give the citizen one free voucher of the round, within the per-person limits.
+    """Give the citizen one free voucher of the release, within the per-person limits.
 
-    Touches one voucher row and no balance: the money was reserved when the round opened. Runs
+    Touches one voucher row and no balance: the money was reserved when the release opened. Runs
     constant statements, one round trip each: a flash crowd makes this the busiest path.
     """
     now = now or utcnow()
@@ -104,9 +104,9 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, act
     in_round, in_campaign = conn.execute(
         _HELD, {"release_id": release_id, "campaign_id": round_.campaign_id, "citizen_id": citizen.id}
     ).one()
-    # The campaign-wide limit counts vouchers held (from any round, first-come or won at a draw), not
+    # The campaign-wide limit counts vouchers held (from any release, first-come or won at a draw), not
     # pending lottery entries. An entry is only a chance, and most entrants lose: a citizen who entered
-    # a lottery must not be shut out of a first-come round while waiting for a draw they will probably
+    # a lottery must not be shut out of a first-come release while waiting for a draw they will probably
     # not win, nor have to guess which to try. The limit still holds whenever a voucher is handed out:
     # the draw takes this same citizen lock and passes over an entrant who holds the limit by then (the
     # voucher goes to the next in the drawn order; vouchers/lottery.py draw), so nobody ends up past it
@@ -163,7 +163,7 @@ def lottery_entry_counts(release_ids: list[int]) -> dict[int, int]:
 
 
 def lottery_entries_of(citizen_id: int, release_ids: list[int]) -> dict[int, int]:
-    """The citizen's entry number per lottery round entered."""
+    """The citizen's entry number per lottery release entered."""
     rows = db.session.execute(
         select(LotteryEntry.release_id, LotteryEntry.id)
         .where(LotteryEntry.citizen_id == citizen_id, LotteryEntry.release_id.in_(release_ids))

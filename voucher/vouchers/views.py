@@ -142,7 +142,7 @@ def lottery_page(release_id: int):
         abort(404)
     entries = services.lottery_entry_numbers(release_id)
     winners = services.lottery_entry_numbers(release_id, won=True) if release.drawn_at else []
-    # a lottery round has its seed from the start (published only after the draw)
+    # a lottery release has its seed from the start (published only after the draw)
     passed_over = (services.lottery_passed_over(release.seed, entries, winners)
                    if release.drawn_at and release.seed is not None else [])
     return render_template("vouchers/lottery.html", release=release, entries=entries, winners=winners,
