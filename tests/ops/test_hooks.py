@@ -170,11 +170,18 @@ def test_templates_and_charts_need_no_inline_script_or_style():
         for match in inline.finditer(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
-    from voucher.analytics import charts
+    from voucher.core import charts
 
-    drawn = str(charts.bars([("餐饮", 1.5), ("零售", None)], "标题")) + str(
-        charts.floor_and_excess([("餐饮", 1.0, 0.5)], "标题"))
-    assert not inline.search(drawn)
+    drawn = [
+        charts.bars([("餐饮", 1.5), ("零售", None)], "标题"),
+        charts.floor_and_excess([("餐饮", 1.0, 0.5)], "标题"),
+        charts.line([("2026-11-01", 2.0), ("2026-11-02", None)], "标题"),
+        charts.radar(["需求", "供给", "环境"], [("连云港", [40.0, 50.0, 60.0])], "标题"),
+        charts.lines(["2021", "2022"], [("连云港", [40.0, None])], "标题"),
+        charts.distribution([("连云港", 40.0), ("苏州", 70.0)], "标题", highlight="连云港"),
+        charts.rank_intervals([{"city": "连云港", "low": 3, "median": 5, "high": 8, "rank": 5}], "标题"),
+    ]
+    assert all("<svg" in str(chart) and not inline.search(str(chart)) for chart in drawn)
 
 
 def test_production_cookies_are_secure(monkeypatch, tmp_path: Path):

@@ -6,10 +6,11 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import current_user
 from sqlalchemy import select
 
-from voucher.analytics import baselines, charts, leverage, leverage_xlsx, panel, rollup
+from voucher.analytics import baselines, leverage, leverage_xlsx, panel, rollup
 from voucher.analytics.leverage import LeverageFilter
 from voucher.analytics.services import campaign_figures
 from voucher.campaigns.models import Campaign, CampaignStatus
+from voucher.core import charts
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput
 from voucher.core.forms import parse_day, parse_id

@@ -11,12 +11,13 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from voucher.campaigns.models import Campaign
+from voucher.core import charts
 from voucher.core.clock import local_today
 from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.forms import parse_id
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
-from voucher.info_consumption_index import analysis, catalogue, charts, feed, importing, method, services, xlsx
+from voucher.info_consumption_index import analysis, catalogue, feed, importing, method, services, xlsx
 from voucher.info_consumption_index.models import DEMO_FILE_NAME, CatalogueVersion, IndexImportBatch
 from voucher.web import refused, unit_of_work
 
