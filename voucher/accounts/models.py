@@ -10,19 +10,18 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from voucher.core.clock import utcnow
 from voucher.core.db import Model, created_at, intpk
+from voucher.core.enum_check import one_of
 from voucher.core.field_crypto import EncryptedString
 from voucher.core.permissions import Role
 
 if TYPE_CHECKING:
     from voucher.merchants.models import Merchant, Store
 
-ROLE_VALUES = tuple(r.value for r in Role)
-
 
 class User(UserMixin, Model):
     __tablename__ = "users"
     __table_args__ = (
-        CheckConstraint(f"role IN {ROLE_VALUES!r}", name="role_known"),
+        one_of("role", Role, name="role_known"),
         # A cashier belongs to exactly one store; a merchant manager to one merchant.
         CheckConstraint("role <> 'cashier' OR store_id IS NOT NULL", name="cashier_has_store"),
         CheckConstraint("role <> 'merchant_manager' OR merchant_id IS NOT NULL", name="manager_has_merchant"),
@@ -104,7 +103,7 @@ class UserSession(Model):
 
     __tablename__ = "user_sessions"
     __table_args__ = (
-        CheckConstraint(f"end_reason IS NULL OR end_reason IN {SESSION_END_REASONS!r}", name="end_reason_known"),
+        one_of("end_reason", SESSION_END_REASONS, name="end_reason_known", nullable=True),
         CheckConstraint("(ended_at IS NULL) = (end_reason IS NULL)", name="ended_with_reason"),
     )
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 from datetime import date, datetime
 from typing import Any
 
@@ -7,6 +8,7 @@ from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, Lar
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voucher.core.db import Model, created_at, fen, intpk
+from voucher.core.enum_check import one_of
 
 
 class DailyStat(Model):
@@ -33,6 +35,11 @@ class DailyStat(Model):
     created_at: Mapped[created_at]
 
 
+class SalesSource(str, enum.Enum):
+    IMPORTED = "imported"  # from the merchant's or the tax bureau's figures
+    SYNTHETIC = "synthetic"  # a generated data set
+
+
 class MerchantDailySales(Model):
     """A merchant's whole sales on one local day (with or without vouchers): the baseline the causal
     (difference-in-differences) leverage estimate compares redeeming merchants against."""
@@ -41,7 +48,7 @@ class MerchantDailySales(Model):
     __table_args__ = (
         UniqueConstraint("merchant_id", "day"),
         CheckConstraint("sales_fen >= 0", name="sales_not_negative"),
-        CheckConstraint("source IN ('imported', 'synthetic')", name="source_known"),
+        one_of("source", SalesSource, name="source_known"),
     )
 
     id: Mapped[intpk]
@@ -51,7 +58,7 @@ class MerchantDailySales(Model):
     #: all the merchant's sales that day, in fen
     sales_fen: Mapped[int] = mapped_column(BigInteger)
     #: imported (from the merchant's or the tax bureau's figures) | synthetic (a generated data set)
-    source: Mapped[str] = mapped_column(String(16), default="imported")
+    source: Mapped[str] = mapped_column(String(16), default=SalesSource.IMPORTED.value)
 
 
 #: The SyntheticTruth row holding the causal leverage planted in the reference case's synthetic data set

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import Model, created_at, db, fen, intpk
+from voucher.core.enum_check import one_of, sql_list
 
 if TYPE_CHECKING:
     from voucher.accounts.models import User
@@ -73,13 +74,20 @@ class Measure(Model):
         return [line for line in self.money_lines if not line.amount_fen]
 
 
+class FundingStatus(str, enum.Enum):
+    """Of a sum of money: a measure's planned line, a campaign's funding source."""
+
+    IN_HAND = "in_hand"  # can be funded
+    SOUGHT = "sought"  # 争取: still being sought, planned only
+
+
 class MeasureMoneyLine(Model):
     """A sum of money the policy plans for a measure (in hand or still sought, 争取)."""
 
     __tablename__ = "measure_money_lines"
     __table_args__ = (
         CheckConstraint("amount_fen >= 0", name="amount_non_negative"),
-        CheckConstraint("status IN ('in_hand', 'sought')", name="status_known"),
+        one_of("status", FundingStatus, name="status_known"),
     )
 
     id: Mapped[intpk]
@@ -172,12 +180,8 @@ class Campaign(Model):
     __tablename__ = "campaigns"
     __table_args__ = (
         CheckConstraint("valid_until >= valid_from", name="validity_ordered"),
-        CheckConstraint(
-            "status IN ('draft', 'pending_approval', 'active', 'paused', 'closed')", name="status_known"
-        ),
-        CheckConstraint(
-            "instrument IN ('voucher', 'free_ticket', 'purchase_subsidy', 'grant')", name="instrument_known"
-        ),
+        one_of("status", CampaignStatus, name="status_known"),
+        one_of("instrument", Instrument, name="instrument_known"),
         CheckConstraint("validity_days IS NULL OR validity_days > 0", name="validity_days_positive"),
         CheckConstraint("per_person_limit IS NULL OR per_person_limit > 0", name="limit_positive"),
         CheckConstraint(
@@ -284,7 +288,7 @@ class FundingSource(Model):
     __table_args__ = (
         CheckConstraint("amount_fen >= 0", name="amount_non_negative"),
         CheckConstraint("share >= 0", name="share_non_negative"),
-        CheckConstraint("status IN ('in_hand', 'sought')", name="status_known"),
+        one_of("status", FundingStatus, name="status_known"),
         CheckConstraint("status = 'in_hand' OR share = 0", name="sought_has_no_share"),
         CheckConstraint("returned_fen >= 0 AND returned_fen <= amount_fen", name="returned_within_amount"),
     )
@@ -295,7 +299,7 @@ class FundingSource(Model):
     name: Mapped[str] = mapped_column(String(80))
     amount_fen: Mapped[fen]
     #: in_hand money can be funded; sought (争取) money is planned only
-    status: Mapped[str] = mapped_column(String(16), default="in_hand")
+    status: Mapped[str] = mapped_column(String(16), default=FundingStatus.IN_HAND.value)
     #: co-funding weight; each subsidy is split across sources by these weights
     share: Mapped[int] = mapped_column(default=1)
     #: money given back to the funder when the campaign closed
@@ -332,7 +336,7 @@ class VoucherProduct(Model):
         CheckConstraint(
             "kind <> 'fixed' OR threshold_fen = 0 OR threshold_fen >= face_value_fen", name="threshold_covers_face"
         ),
-        CheckConstraint("kind IN ('fixed', 'free_ticket', 'percentage')", name="kind_known"),
+        one_of("kind", ProductKind, name="kind_known"),
         CheckConstraint(
             "(kind = 'percentage') = (percent_bp IS NOT NULL) AND (percent_bp IS NULL OR percent_bp BETWEEN 1 AND 10000)",
             name="percent_for_percentage",
@@ -396,11 +400,11 @@ class Release(Model):
 
     __tablename__ = "releases"
     __table_args__ = (
-        CheckConstraint("mode IN ('first_come', 'lottery')", name="mode_known"),
+        one_of("mode", ReleaseMode, name="mode_known"),
         CheckConstraint("mode = 'first_come' OR seed_commitment IS NOT NULL", name="lottery_has_commitment"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("per_person_limit > 0", name="limit_positive"),
-        CheckConstraint("status IN ('scheduled', 'open', 'closed')", name="status_known"),
+        one_of("status", ReleaseStatus, name="status_known"),
         UniqueConstraint("campaign_id", "name"),
     )
 
@@ -442,14 +446,20 @@ class BudgetChangeKind(str, enum.Enum):
         return {"top_up": "追加", "cut": "核减", "move": "调剂至其他活动"}[self.value]
 
 
+class BudgetChangeStatus(str, enum.Enum):
+    PENDING = "pending"  # requested; someone other than the requester decides it
+    APPROVED = "approved"  # posted to the ledger
+    REJECTED = "rejected"
+
+
 class BudgetChange(Model):
     """A requested change to a campaign's budget. It is posted only when someone else approves it."""
 
     __tablename__ = "budget_changes"
     __table_args__ = (
         CheckConstraint("amount_fen > 0", name="amount_positive"),
-        CheckConstraint("kind IN ('top_up', 'cut', 'move')", name="kind_known"),
-        CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status_known"),
+        one_of("kind", BudgetChangeKind, name="kind_known"),
+        one_of("status", BudgetChangeStatus, name="status_known"),
         CheckConstraint("(kind = 'move') = (target_funding_source_id IS NOT NULL)", name="move_has_target"),
     )
 
@@ -461,7 +471,7 @@ class BudgetChange(Model):
     #: for a move: the receiving campaign's funding source
     target_funding_source_id: Mapped[int | None] = mapped_column(ForeignKey("funding_sources.id"))
     reason: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=BudgetChangeStatus.PENDING.value)
     requested_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -507,10 +517,11 @@ class GrantApplication(Model):
     __table_args__ = (
         CheckConstraint("requested_fen > 0", name="requested_positive"),
         CheckConstraint("approved_fen IS NULL OR approved_fen > 0", name="approved_positive"),
+        one_of("status", GrantStatus, name="status_known"),
         CheckConstraint(
-            "status IN ('submitted', 'reviewed', 'approved', 'rejected', 'paid')", name="status_known"
+            f"status NOT IN {sql_list(GrantStatus.APPROVED, GrantStatus.PAID)} OR approved_fen IS NOT NULL",
+            name="approved_has_amount",
         ),
-        CheckConstraint("status NOT IN ('approved', 'paid') OR approved_fen IS NOT NULL", name="approved_has_amount"),
     )
 
     id: Mapped[intpk]

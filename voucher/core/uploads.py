@@ -21,6 +21,7 @@ written. Within the limits the work is bounded by them (see docs/operations.md, 
 from __future__ import annotations
 
 import csv
+import enum
 import io
 import math
 import warnings
@@ -78,11 +79,18 @@ class Limits:
     max_ratio: int = 100
 
 
+class FileType(str, enum.Enum):
+    """What read_table found a file to be (kept as its value, e.g. on an ICDI-EC import batch)."""
+
+    CSV = "csv"
+    XLSX = "xlsx"
+
+
 @dataclass
 class Table:
     #: every row as text, padded with "" to the widest; trailing blank rows dropped
     rows: list[list[str]]
-    file_type: str  # csv | xlsx
+    file_type: str  # a FileType value
     encoding: str | None = None
 
 
@@ -98,11 +106,11 @@ def read_table(content: bytes, file_name: str, limits: Limits, sniff_lines: int 
         raise UploadRefused("不支持旧版 Excel（.xls）文件，请在 Excel 中另存为 .xlsx 或 CSV")
     if content.startswith(b"PK\x03\x04"):
         rows = _read_xlsx(content, limits)
-        return Table(_finish(rows, limits), "xlsx")
+        return Table(_finish(rows, limits), FileType.XLSX.value)
     if lower.endswith(".xlsx"):
         raise UploadRefused("文件扩展名为 .xlsx，但内容不是 Excel 表格")
     rows, encoding = _read_csv(content, limits, sniff_lines)
-    return Table(_finish(rows, limits), "csv", encoding)
+    return Table(_finish(rows, limits), FileType.CSV.value, encoding)
 
 
 class _Counter:

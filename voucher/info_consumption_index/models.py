@@ -10,6 +10,9 @@ from sqlalchemy import JSON, CheckConstraint, DateTime, Float, ForeignKey, Index
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import Model, created_at, intpk
+from voucher.core.enum_check import one_of
+from voucher.core.uploads import FileType
+from voucher.info_consumption_index.method import FIRST_LEVELS, KINDS
 
 if TYPE_CHECKING:
     from voucher.accounts.models import User
@@ -44,8 +47,7 @@ class CatalogueVersion(Model):
 
     __tablename__ = "index_catalogue_versions"
     __table_args__ = (
-        CheckConstraint("status IN ('draft', 'pending_approval', 'active', 'retired', 'rejected')",
-                        name="status_known"),
+        one_of("status", VersionStatus, name="status_known"),
         CheckConstraint("version > 0", name="version_positive"),
         # Exactly one version is in force: two approvals at once cannot both make theirs active.
         Index("uq_index_catalogue_versions_one_active", "status", unique=True,
@@ -82,8 +84,8 @@ class CatalogueIndicator(Model):
     __tablename__ = "index_indicators"
     __table_args__ = (
         UniqueConstraint("version_id", "code"),
-        CheckConstraint("kind IN ('share', 'numeric')", name="kind_known"),
-        CheckConstraint("first_level IN ('demand', 'supply', 'environment')", name="first_level_known"),
+        one_of("kind", KINDS, name="kind_known"),
+        one_of("first_level", FIRST_LEVELS, name="first_level_known"),
         CheckConstraint("weight >= 0 AND weight <= 1", name="weight_range"),
     )
 
@@ -119,13 +121,18 @@ class ValueSource(str, enum.Enum):
 DEMO_FILE_NAME = "index_demo.csv"
 
 
+class ImportLayout(str, enum.Enum):
+    LONG = "long"  # one row per city, year and indicator
+    WIDE = "wide"  # one row per city and year, a column per indicator
+
+
 class IndexImportBatch(Model):
     """One accepted import file (a refused file leaves no row at all)."""
 
     __tablename__ = "index_import_batches"
     __table_args__ = (
-        CheckConstraint("layout IN ('long', 'wide')", name="layout_known"),
-        CheckConstraint("file_type IN ('csv', 'xlsx')", name="file_type_known"),
+        one_of("layout", ImportLayout, name="layout_known"),
+        one_of("file_type", FileType, name="file_type_known"),
     )
 
     id: Mapped[intpk]
@@ -148,7 +155,7 @@ class IndexValue(Model):
     __tablename__ = "index_values"
     __table_args__ = (
         UniqueConstraint("city", "year", "code", "source"),
-        CheckConstraint("source IN ('official', 'campaign_feed')", name="source_known"),
+        one_of("source", ValueSource, name="source_known"),
         CheckConstraint("year BETWEEN 1990 AND 2100", name="year_range"),
         CheckConstraint("value >= 0", name="value_not_negative"),
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any
 
@@ -7,6 +8,14 @@ from sqlalchemy import JSON, CheckConstraint, DateTime, String, Text, UniqueCons
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voucher.core.db import Model, intpk
+from voucher.core.enum_check import one_of
+
+
+class JobStatus(str, enum.Enum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # may be tried again at next_attempt_at, until its attempts are used up
+
 
 JOB_STATUS_LABELS = {"running": "运行中", "succeeded": "成功", "failed": "失败"}
 
@@ -21,7 +30,7 @@ class JobRun(Model):
     __tablename__ = "job_runs"
     __table_args__ = (
         UniqueConstraint("job", "slot"),
-        CheckConstraint("status IN ('running', 'succeeded', 'failed')", name="status_known"),
+        one_of("status", JobStatus, name="status_known"),
         CheckConstraint("attempts >= 1", name="attempts_positive"),
     )
 
@@ -29,7 +38,7 @@ class JobRun(Model):
     job: Mapped[str] = mapped_column(String(60))
     #: the schedule slot ("2026-11-24", "2026-11-24T10:05") or "manual-<uuid>" for a hand run
     slot: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(12), default="running")
+    status: Mapped[str] = mapped_column(String(12), default=JobStatus.RUNNING.value)
     attempts: Mapped[int] = mapped_column(default=1)
     #: when the current attempt started (naive UTC)
     started_at: Mapped[datetime] = mapped_column(DateTime)

@@ -6,6 +6,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstra
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import Model, created_at, fen, intpk
+from voucher.core.enum_check import one_of
 
 
 class AccountKind(str, enum.Enum):
@@ -51,7 +52,7 @@ class LedgerAccount(Model):
     __tablename__ = "ledger_accounts"
     __table_args__ = (
         UniqueConstraint("funding_source_id", "kind"),
-        CheckConstraint("kind IN ('funding', 'available', 'reserved', 'spent', 'settled')", name="kind_known"),
+        one_of("kind", AccountKind, name="kind_known"),
     )
 
     id: Mapped[intpk]

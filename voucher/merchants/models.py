@@ -8,13 +8,30 @@ from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, Index, Strin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import Model, created_at, fen, intpk
+from voucher.core.enum_check import one_of
 from voucher.core.field_crypto import EncryptedString
 
 if TYPE_CHECKING:
     from voucher.vouchers.models import Voucher
 
+
+class MerchantStatus(str, enum.Enum):
+    PENDING = "pending"  # applied, waiting for the bureau
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    SUSPENDED = "suspended"
+
+
+class SizeClass(str, enum.Enum):
+    """企业规模 (the leverage breakdown "by merchant size" groups by it)."""
+
+    MICRO = "micro"
+    SMALL = "small"
+    MEDIUM = "medium"
+    LARGE = "large"
+
+
 MERCHANT_STATUS_LABELS = {"pending": "待审核", "approved": "已入驻", "rejected": "未通过", "suspended": "已暂停"}
-#: 企业规模 (the leverage breakdown "by merchant size" groups by it)
 SIZE_CLASS_LABELS = {"micro": "微型", "small": "小型", "medium": "中型", "large": "大型"}
 #: what a settlement account number's ciphertext is bound to (voucher/core/field_crypto.py)
 BANK_ACCOUNT_PURPOSE = "merchants.bank_account_no"
@@ -25,8 +42,8 @@ class Merchant(Model):
 
     __tablename__ = "merchants"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'approved', 'rejected', 'suspended')", name="status_known"),
-        CheckConstraint("size_class IN ('micro', 'small', 'medium', 'large')", name="size_class_known"),
+        one_of("status", MerchantStatus, name="status_known"),
+        one_of("size_class", SizeClass, name="size_class_known"),
     )
 
     id: Mapped[intpk]
@@ -35,9 +52,11 @@ class Merchant(Model):
     uscc: Mapped[str] = mapped_column(String(18), unique=True)
     #: 行业类别
     category: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(16), default="approved")
-    #: 企业规模: micro | small | medium | large
-    size_class: Mapped[str] = mapped_column(String(12), default="small", server_default="small")
+    status: Mapped[str] = mapped_column(String(16), default=MerchantStatus.APPROVED.value)
+    #: 企业规模
+    size_class: Mapped[str] = mapped_column(
+        String(12), default=SizeClass.SMALL.value, server_default=SizeClass.SMALL.value
+    )
     #: the settlement bank account payouts go to
     bank_account_name: Mapped[str | None] = mapped_column(String(120))
     bank_name: Mapped[str | None] = mapped_column(String(120))

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, CheckConstraint, Date, DateTime, ForeignKey, Index,
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import Model, created_at, fen, intpk
+from voucher.core.enum_check import one_of
 
 if TYPE_CHECKING:
     from voucher.accounts.models import User
@@ -88,9 +89,7 @@ class BankStatementLine(Model):
     __tablename__ = "bank_statement_lines"
     __table_args__ = (
         CheckConstraint("amount_fen > 0", name="amount_positive"),
-        CheckConstraint(
-            "match_status IN ('matched', 'amount_mismatch', 'unmatched_line')", name="match_status_known"
-        ),
+        one_of("match_status", MatchStatus, name="match_status_known"),
         # matched and amount_mismatch lines point at their batch; an unmatched line points at none
         CheckConstraint("(match_status = 'unmatched_line') = (batch_id IS NULL)", name="batch_iff_matched"),
         CheckConstraint("(resolved_at IS NULL) = (resolution IS NULL)", name="resolution_has_time"),

@@ -15,6 +15,7 @@ from sqlalchemy import JSON, CheckConstraint, Date, DateTime, ForeignKey, Index,
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import Model, created_at, fen, intpk
+from voucher.core.enum_check import one_of
 
 if TYPE_CHECKING:
     from voucher.accounts.models import User
@@ -32,6 +33,13 @@ class BatchStatus(str, enum.Enum):
         return {"pending": "待支付", "exported": "已导出待确认", "paid": "已支付"}[self.value]
 
 
+class PaidEvidence(str, enum.Enum):
+    """What a paid batch's confirmation rested on."""
+
+    BANK_LINE = "bank_line"  # a matched statement line of the same amount
+    OVERRIDE = "override"  # one officer's reason, agreed by a second
+
+
 class SettlementBatch(Model):
     """One merchant's redemptions for one funding source (one funder of one campaign), up to the end
     of a business day. Co-funded campaigns give one batch per funder, so each funder pays its part."""
@@ -40,12 +48,11 @@ class SettlementBatch(Model):
     __table_args__ = (
         UniqueConstraint("business_date", "merchant_id", "funding_source_id"),
         CheckConstraint("amount_fen > 0", name="amount_positive"),
-        CheckConstraint("status IN ('pending', 'exported', 'paid')", name="status_known"),
+        one_of("status", BatchStatus, name="status_known"),
         CheckConstraint("(status = 'paid') = (paid_at IS NOT NULL)", name="paid_has_time"),
         # a pending batch is in no payout file; batches exported before payout files existed have none
         CheckConstraint("status <> 'pending' OR payout_file_id IS NULL", name="pending_not_in_file"),
-        CheckConstraint("paid_evidence IS NULL OR paid_evidence IN ('bank_line', 'override')",
-                        name="paid_evidence_known"),
+        one_of("paid_evidence", PaidEvidence, name="paid_evidence_known", nullable=True),
         CheckConstraint("(override_reason IS NULL) = (override_requested_by_id IS NULL)",
                         name="override_has_requester"),
     )

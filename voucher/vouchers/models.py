@@ -8,6 +8,7 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String, Uni
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import Model, created_at, fen, intpk
+from voucher.core.enum_check import one_of, sql_list
 
 if TYPE_CHECKING:
     from voucher.campaigns.models import Campaign, Release
@@ -43,11 +44,10 @@ class Voucher(Model):
     __tablename__ = "vouchers"
     __table_args__ = (
         CheckConstraint("face_value_fen > 0", name="face_value_positive"),
+        one_of("status", VoucherStatus, name="status_known"),
         CheckConstraint(
-            "status IN ('available', 'claimed', 'redeemed', 'expired', 'withdrawn')", name="status_known"
-        ),
-        CheckConstraint(
-            "(status IN ('available', 'withdrawn')) = (citizen_id IS NULL)", name="claimed_has_citizen"
+            f"(status IN {sql_list(VoucherStatus.AVAILABLE, VoucherStatus.WITHDRAWN)}) = (citizen_id IS NULL)",
+            name="claimed_has_citizen",
         ),
         # The per-person limit holds under concurrency: the k-th claim of a citizen in a release takes
         # slot k, and two claims racing for the same slot cannot both commit.
