@@ -15,12 +15,14 @@ from tests.test_concurrency import run_at_once
 from voucher.accounts.models import User
 from voucher.campaigns.budget import decide_change, request_change
 from voucher.campaigns.models import Campaign, FundingSource
+from voucher.core.audit import AuditEntry
 from voucher.core.db import db as _db
 from voucher.counter.redemption import redeem
 from voucher.ledger import closing
 from voucher.ledger.models import AccountKind
 from voucher.ledger.services import campaign_balances
 from voucher.merchants import onboarding
+from voucher.merchants.models import Merchant
 from voucher.reports.consistency import verify_ledger
 from voucher.settlement.models import SettlementItem
 from voucher.vouchers.closing import close_campaign
@@ -166,6 +168,7 @@ def test_identical_merchant_applications_posted_at_once(app, db):
             stores=[onboarding.StoreInput("港城新开小馆", "海州区", "海州区人民路 1 号")],
             bank_account_name="港城新开小馆", bank_name="港城银行", bank_account_no="6222020000009999",
             manager_username=f"xinkai{i}", manager_password="Xinkai-2026-secure", manager_display_name="",
+            contact_phone="0518-85821234",
         )
 
     outcomes = race(app, [lambda i=i: onboarding.apply(application(i)).id for i in range(4)])
@@ -173,3 +176,29 @@ def test_identical_merchant_applications_posted_at_once(app, db):
     assert not unexpected(outcomes), outcomes
     kinds = Counter("ok" if isinstance(o, int) else o for o in outcomes)
     assert kinds["ok"] == 1 and sum(kinds.values()) == 4, outcomes
+
+
+def test_a_refused_applicant_applying_again_twice_at_once_reopens_once(app, db):
+    """A double click on 提交申请 after a refusal: the merchant row is locked before it is read, so one
+    application reopens it and the other is told it is already pending, never a 500 or two reopenings."""
+    world = make_world()
+
+    def application(i: int) -> onboarding.MerchantApplication:
+        return onboarding.MerchantApplication(
+            name="港城重申小馆", uscc="91320706MA1NEW002R", category="餐饮",
+            stores=[onboarding.StoreInput(f"重申小馆{i}号店", "海州区", "")],
+            bank_account_name="港城重申小馆", bank_name="港城银行", bank_account_no="6222020000009999",
+            manager_username=f"chongshen{i}", manager_password="Chongshen-2026-secure", contact_phone="13800138000",
+        )
+
+    first = onboarding.apply(application(0))
+    onboarding.decide(first.id, world.approver, approve=False, note="材料不全")
+    _db.session.commit()
+    outcomes = race(app, [lambda i=i: onboarding.apply(application(i)).id for i in (1, 2)])
+
+    assert not unexpected(outcomes), outcomes
+    assert sorted(map(str, outcomes)) == sorted([str(first.id), "invalid_input"]), outcomes
+    _db.session.expire_all()
+    again = _db.session.get(Merchant, first.id)
+    assert again.status == "pending" and len(again.stores) == 1
+    assert _db.session.scalar(select(func.count(AuditEntry.id)).where(AuditEntry.action == "merchant.reapply")) == 1

@@ -22,7 +22,7 @@ def application(**overrides):
         "stores-0-name": "新开张（解放路店）", "stores-0-district": "海州区", "stores-0-address": "解放路 1 号",
         "bank_account_name": "连云港港城新开张餐厅", "bank_name": "中国银行连云港分行",
         "bank_account_no": "6216 6100 0001 2345 678", "manager_username": "newshop",
-        "manager_display_name": "王店长", "manager_password": "shop-pass-99",
+        "manager_display_name": "王店长", "manager_password": "shop-pass-99", "contact_phone": "13800138000",
     }
     data.update(overrides)
     return data

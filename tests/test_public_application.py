@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from tests.conftest import make_app
 from tests.factories import PASSWORD, make_world
 from voucher.accounts.models import User
+from voucher.core.audit import AuditEntry
 from voucher.core.db import db as _db
 from voucher.core.uscc import check_char
 from voucher.merchants.models import Merchant
@@ -27,7 +28,7 @@ def application(n: int, username: str, **overrides) -> dict:
         "stores-0-name": f"公开申请{n}号店", "stores-0-district": "海州区", "stores-0-address": "解放路 9 号",
         "bank_account_name": f"港城公开申请商户{n}", "bank_name": "中国银行连云港分行",
         "bank_account_no": "6216610000012345678", "manager_username": username,
-        "manager_display_name": "王店长", "manager_password": "shop-pass-99",
+        "manager_display_name": "王店长", "manager_password": "shop-pass-99", "contact_phone": "13800138000",
     }
     data.update(overrides)
     return data
@@ -131,3 +132,97 @@ def test_applications_are_rate_limited_per_address(limited_client, db):
     other = limited_client.post("/merchants/apply", data=application(21, "elsewhere"),
                                 environ_base={"REMOTE_ADDR": "198.51.100.7"})
     assert other.status_code == 200
+
+
+# The applicant's status page (issue 17) ----------------------------------------------------------------
+
+
+def status_page(client, n: int, phone: str):
+    return client.post("/merchants/apply/status", data={"uscc": uscc(n), "contact_phone": phone})
+
+
+def test_an_applicant_follows_the_application_and_applies_again_after_a_refusal(client, db):
+    make_world()
+    # A Chinese IME's full-width digits and a space are the same phone number.
+    applied = client.post("/merchants/apply", data=application(30, "gangcheng30", contact_phone="１３８ ００１３ ８０００"))
+    assert "申请进度查询" in applied.get_data(as_text=True)
+    # Signing in before the bureau decides says nothing about the account, but shows where to look.
+    refused = login(client, "gangcheng30", "shop-pass-99")
+    assert refused.status_code == 401 and "/merchants/apply/status" in refused.get_data(as_text=True)
+
+    waiting = status_page(client, 30, "138-0013-8000")
+    assert waiting.status_code == 200 and "待审核" in waiting.get_data(as_text=True)
+    # A wrong phone gets the answer an unknown USCC gets: the page tells nothing to one who knows only the USCC.
+    wrong, unknown = status_page(client, 30, "13900139000"), status_page(client, 31, "13900139000")
+    assert wrong.status_code == unknown.status_code == 404
+    assert "未找到与该统一社会信用代码和联系电话相符的入驻申请" in wrong.get_data(as_text=True)
+    assert answer_text(wrong, 30) == answer_text(unknown, 31)
+
+    login(client, "approver")
+    assert "港城公开申请商户30" in client.get("/approvals").get_data(as_text=True)
+    client.post(f"/merchants/{merchant(30).id}/reject", data={"reason": "营业执照照片不清晰"})
+    client.post("/logout")
+    rejected = status_page(client, 30, "13800138000").get_data(as_text=True)
+    assert "未通过" in rejected and "营业执照照片不清晰" in rejected and "重新提交申请" in rejected
+
+    # The same USCC applies again, with another store and manager name: the same merchant waits once more.
+    first_id = merchant(30).id
+    again = client.post("/merchants/apply", data=application(
+        30, "gangcheng30b", contact_phone="13800138000", **{"stores-0-name": "新址店"}))
+    assert again.status_code == 200 and "申请已提交" in again.get_data(as_text=True)
+    db.session.expire_all()
+    reopened = merchant(30)
+    assert (reopened.id, reopened.status, reopened.decision_note) == (first_id, "pending", None)
+    assert [s.name for s in reopened.stores] == ["新址店"]
+    assert "待审核" in status_page(client, 30, "13800138000").get_data(as_text=True)
+    # Once pending again, a third application is refused, pointing to the status page.
+    third = client.post("/merchants/apply", data=application(30, "gangcheng30c", contact_phone="13800138000"))
+    assert third.status_code == 422 and "申请进度查询" in third.get_data(as_text=True)
+
+    login(client, "approver")
+    assert client.post(f"/merchants/{first_id}/approve").status_code == 302
+    client.post("/logout")
+    approved = status_page(client, 30, "13800138000").get_data(as_text=True)
+    assert "已入驻" in approved and "gangcheng30b" in approved
+    assert login(client, "gangcheng30b", "shop-pass-99").status_code == 302
+    actions = list(db.session.scalars(select(AuditEntry.action).where(
+        AuditEntry.object_type == "merchants", AuditEntry.object_id == first_id).order_by(AuditEntry.id)))
+    assert actions == ["merchant.apply", "merchant.reject", "merchant.reapply", "merchant.approve"]
+
+
+def text_sql(sql: str):
+    from sqlalchemy import text
+
+    return text(sql)
+
+
+def test_the_contact_phone_is_encrypted_at_rest_and_checked(client, db):
+    bad = client.post("/merchants/apply", data=application(32, "gangcheng32", contact_phone="12345"))
+    assert bad.status_code == 422 and "联系电话不正确" in bad.get_data(as_text=True)
+    assert merchant(32) is None
+    client.post("/merchants/apply", data=application(33, "gangcheng33", contact_phone="0518-85821234"))
+    stored = db.session.execute(text_sql("SELECT contact_phone FROM merchants WHERE uscc = :u"), {"u": uscc(33)}).scalar()
+    assert stored and "85821234" not in stored
+    assert merchant(33).contact_phone == "0518-85821234"
+
+
+@pytest.fixture
+def status_limited_client(app, db):
+    limited = make_app(app.config["SQLALCHEMY_DATABASE_URI"], RATELIMIT_ENABLED=True,
+                       RATELIMIT_MERCHANT_STATUS="3 per minute")
+    context = limited.app_context()
+    context.push()
+    yield limited.test_client()
+    _db.session.rollback()
+    _db.session.remove()
+    _db.engine.dispose()
+    context.pop()
+
+
+def test_guessing_the_phone_on_the_status_page_is_cut_off(status_limited_client, db):
+    client = status_limited_client
+    client.post("/merchants/apply", data=application(34, "gangcheng34", contact_phone="13800138000"))
+    # Looking up one's own application as often as one likes is not counted.
+    assert {status_page(client, 34, "13800138000").status_code for _ in range(5)} == {200}
+    guesses = [status_page(client, 34, f"1390013900{n}").status_code for n in range(4)]
+    assert guesses[:3] == [404, 404, 404] and guesses[3] == 429

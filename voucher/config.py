@@ -46,6 +46,8 @@ RATE_LIMITS = {
     "RATELIMIT_CLAIM": "30 per minute",
     # the public merchant application form, per address (every POST, whatever its outcome)
     "RATELIMIT_MERCHANT_APPLY": "5 per minute;20 per hour",
+    # the application's status page, per address: only lookups that find nothing count (guessing a phone)
+    "RATELIMIT_MERCHANT_STATUS": "10 per minute;30 per hour",
     # partner claim API, per address and per partner
     "RATELIMIT_CHANNEL_CLAIM_IP": "3000 per minute",
     "RATELIMIT_CHANNEL_CLAIM_PARTNER": "3000 per minute",

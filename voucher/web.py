@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from voucher.core.clock import to_local
 from voucher.core.db import db, is_conflict
 from voucher.core.errors import ConcurrentChange, DomainError
-from voucher.core.masking import mask_account_no
+from voucher.core.masking import mask_account_no, mask_phone
 from voucher.core.money import format_yuan
 from voucher.core.permissions import ROLE_LABELS, Role
 from voucher.core.uploads import MAX_BYTES, MB
@@ -180,6 +180,7 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["voucher_code"] = display_code
     app.jinja_env.filters["masked_account"] = mask_account_no
+    app.jinja_env.filters["masked_phone"] = mask_phone
     app.jinja_env.filters["local_time"] = lambda value: to_local(value).strftime("%Y-%m-%d %H:%M") if value else "—"
     # JSON as a reader sees it (Chinese as is); autoescaping still applies on the page
     app.jinja_env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True)

@@ -24,6 +24,7 @@ from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.forms import as_choices
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
+from voucher.merchants import onboarding
 from voucher.merchants.models import Merchant
 from voucher.vouchers import closing, lottery, releases
 from voucher.web import in_transaction, unit_of_work
@@ -360,4 +361,4 @@ def approvals():
     ).all()
     plans = {c.id: plan_check.assess(c) for c in pending}
     return render_template("campaigns/approvals.html", campaigns=pending, plans=plans, budget_changes=changes,
-                           grants=grants, action_form=ActionForm())
+                           grants=grants, merchants=onboarding.pending(), action_form=ActionForm())

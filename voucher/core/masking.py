@@ -1,4 +1,4 @@
-"""How a bank account number is shown on a page: the bank's first four digits and the last four.
+"""How a bank account number and a contact phone are shown on a page: masked.
 
 The full number is for the payout file the bank imports (voucher/settlement/payout_file.py) and
 nowhere else: not on a page, in an audit record or in a log line. The masked form hides the length too.
@@ -16,3 +16,14 @@ def mask_account_no(number: str | None) -> str:
     if len(digits) < 12:
         return f"**** {digits[-4:]}" if len(digits) > 4 else "****"
     return f"{digits[:4]} **** **** {digits[-4:]}"
+
+
+def mask_phone(number: str | None) -> str:
+    """"138****8000": the carrier prefix and the last four; a landline keeps its area code and last four."""
+    text = number or ""
+    if not text:
+        return ""
+    if "-" in text:
+        area, local = text.split("-", 1)
+        return f"{area}-****{local[-4:]}"
+    return f"{text[:3]}****{text[-4:]}" if len(text) > 7 else "****"

@@ -34,6 +34,14 @@ class MerchantApplicationForm(FlaskForm):
     manager_username = StringField("管理员用户名", validators=[DataRequired("请填写管理员用户名"), Length(max=32)])
     manager_display_name = StringField("管理员称呼", validators=[Optional(), Length(max=64)])
     manager_password = PasswordField("管理员密码（至少 10 位）", validators=[DataRequired("请设置密码"), Length(max=128)])
+    contact_phone = StringField("联系电话", validators=[DataRequired("请填写联系电话"), Length(max=32)])
+
+
+class ApplicationStatusForm(FlaskForm):
+    """申请进度查询: the USCC and the contact phone given in the application."""
+
+    uscc = StringField("统一社会信用代码", validators=[DataRequired("请填写统一社会信用代码"), Length(max=40)])
+    contact_phone = StringField("联系电话", validators=[DataRequired("请填写联系电话"), Length(max=32)])
 
 
 class ApproveMerchantForm(FlaskForm):

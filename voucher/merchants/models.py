@@ -35,6 +35,7 @@ MERCHANT_STATUS_LABELS = {"pending": "待审核", "approved": "已入驻", "reje
 SIZE_CLASS_LABELS = {"micro": "微型", "small": "小型", "medium": "中型", "large": "大型"}
 #: what a settlement account number's ciphertext is bound to (voucher/core/field_crypto.py)
 BANK_ACCOUNT_PURPOSE = "merchants.bank_account_no"
+CONTACT_PHONE_PURPOSE = "merchants.contact_phone"
 
 
 class Merchant(Model):
@@ -63,6 +64,9 @@ class Merchant(Model):
     #: encrypted at rest (the plain number has at most 34 digits); shown masked (core/masking.py) except
     #: in the payout file the bank imports
     bank_account_no: Mapped[str | None] = mapped_column(EncryptedString(BANK_ACCOUNT_PURPOSE, 255))
+    #: the applicant's contact phone (联系电话): with the USCC it opens the application's status page;
+    #: encrypted at rest, shown masked to the bureau
+    contact_phone: Mapped[str | None] = mapped_column(EncryptedString(CONTACT_PHONE_PURPOSE, 255))
     # use_alter: users also point at merchants; the cycle is created after both tables.
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", use_alter=True))
     decision_note: Mapped[str | None] = mapped_column(Text)

@@ -1,12 +1,14 @@
 """Merchant onboarding: an application, the bureau's decision, and the manager's own cashiers and terminals."""
 from __future__ import annotations
 
+import hmac
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 
+from voucher.accounts import passwords
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
 from voucher.core import audit, uscc
@@ -14,10 +16,13 @@ from voucher.core.db import db
 from voucher.core.errors import Forbidden, InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
 from voucher.core.permissions import Role
 from voucher.core.reference import CATEGORIES, DISTRICTS
-from voucher.merchants.models import Merchant, Store, StoreTerminal
+from voucher.core.typed_text import clean
+from voucher.merchants.models import Merchant, MerchantStatus, Store, StoreTerminal
 from voucher.merchants.terminals import issue_terminal_token
 
 _ACCOUNT_NO = re.compile(r"^[0-9]{8,34}$")
+#: a mainland mobile number, or a landline with its area code (0518-85821234, 051885821234)
+_CONTACT_PHONE = re.compile(r"^(?:1[3-9][0-9]{9}|0[1-9][0-9]{1,2}-?[0-9]{7,8})$")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,32}\Z")  # \Z: "$" would let a trailing newline through
 
 
@@ -40,6 +45,28 @@ class MerchantApplication:
     manager_username: str
     manager_password: str
     manager_display_name: str = ""
+    contact_phone: str = ""
+
+
+@dataclass(frozen=True)
+class ApplicationStatus:
+    """What the status page tells an applicant who gave the right USCC and contact phone."""
+
+    merchant: Merchant
+    #: the manager's sign-in name once approved (the bureau may have given another than the one asked)
+    manager_username: str | None
+
+
+def contact_phone(text: str | None) -> str:
+    """A contact phone as typed (full-width digits from an IME, spaces, dashes, +86) in one form, or
+    InvalidInput."""
+    plain = clean(text).removeprefix("+86")
+    mobile = plain.replace("-", "")
+    if re.fullmatch(r"1[3-9][0-9]{9}", mobile):
+        return mobile
+    if not _CONTACT_PHONE.match(plain):
+        raise InvalidInput("联系电话不正确：请填写 11 位手机号，或带区号的固定电话（如 0518-85821234）")
+    return plain
 
 
 #: marks a manager account whose sign-in name the bureau has not confirmed yet: "<asked for>#<merchant id>".
@@ -77,13 +104,16 @@ def apply(data: MerchantApplication) -> Merchant:
     is not checked against the accounts here, nor held: the manager account is kept under a pending name
     ("newshop#12"), and the bureau gives it its sign-in name at approval (decide), where a name taken
     meanwhile is the bureau's to settle. Every well-formed application gets the same answer."""
-    code = (data.uscc or "").strip().upper()
+    code = clean(data.uscc).upper()
     if not data.name.strip():
         raise InvalidInput("请填写商户名称")
     if not uscc.is_valid(code):
         raise InvalidInput("统一社会信用代码不正确：应为 18 位，且最后一位校验码正确（GB 32100-2015）")
-    if db.session.scalar(select(Merchant.id).where(Merchant.uscc == code)):
-        raise InvalidInput("该统一社会信用代码已申请或已入驻")
+    phone = contact_phone(data.contact_phone)
+    # Locked: two re-applications of one rejected merchant posted at once must not both reopen it.
+    earlier = db.session.scalar(select(Merchant).where(Merchant.uscc == code).with_for_update())
+    if earlier is not None and earlier.status != MerchantStatus.REJECTED.value:
+        raise InvalidInput("该统一社会信用代码已申请或已入驻；可在「申请进度查询」中查看")
     if data.category not in CATEGORIES:
         raise InvalidInput("请选择行业类别")
     stores = [s for s in data.stores if s.name.strip()]
@@ -92,15 +122,17 @@ def apply(data: MerchantApplication) -> Merchant:
     for store in stores:
         if store.district not in DISTRICTS:
             raise InvalidInput(f"门店「{store.name}」的区县不正确")
-    account_no = re.sub(r"[\s-]", "", data.bank_account_no or "")
+    account_no = re.sub(r"[\s-]", "", clean(data.bank_account_no))
     if not data.bank_account_name.strip() or not data.bank_name.strip():
         raise InvalidInput("请填写结算账户户名和开户行")
     if not _ACCOUNT_NO.match(account_no):
         raise InvalidInput("结算账号应为 8 到 34 位数字")
     if not _USERNAME.match(data.manager_username or ""):
         raise InvalidInput("管理员用户名应为 3 到 32 位字母、数字或 _ . -")
+    if earlier is not None:
+        return _reapply(earlier, data, stores, account_no, phone)
     merchant = Merchant(
-        name=data.name.strip(), uscc=code, category=data.category, status="pending",
+        name=data.name.strip(), uscc=code, category=data.category, status=MerchantStatus.PENDING.value, contact_phone=phone,
         bank_account_name=data.bank_account_name.strip(), bank_name=data.bank_name.strip(), bank_account_no=account_no,
     )
     merchant.stores = [Store(name=s.name.strip(), district=s.district, address=s.address.strip()) for s in stores]
@@ -116,6 +148,59 @@ def apply(data: MerchantApplication) -> Merchant:
     return merchant
 
 
+def _reapply(merchant: Merchant, data: MerchantApplication, stores: list[StoreInput], account_no: str,
+             phone: str) -> Merchant:
+    """A rejected applicant applies again: the same merchant row (its USCC is unique) waits for the bureau
+    once more, with what was sent now. A rejected merchant never traded, so its stores have nothing
+    attached and are replaced; the reason it was refused stays in the audit log."""
+    before = {"status": merchant.status, "note": merchant.decision_note}
+    merchant.name, merchant.category, merchant.status = data.name.strip(), data.category, MerchantStatus.PENDING.value
+    merchant.contact_phone = phone
+    merchant.bank_account_name, merchant.bank_name = data.bank_account_name.strip(), data.bank_name.strip()
+    merchant.bank_account_no = account_no
+    merchant.decided_by_id, merchant.decision_note = None, None
+    for old in merchant.stores:
+        db.session.delete(old)
+    db.session.flush()
+    db.session.expire(merchant, ["stores"])
+    merchant.stores = [Store(name=s.name.strip(), district=s.district, address=s.address.strip()) for s in stores]
+    managers = db.session.scalars(select(User).where(
+        User.merchant_id == merchant.id, User.role == Role.MERCHANT_MANAGER.value)).all()
+    for manager in managers:  # one: the account the first application asked for, still inactive
+        manager.username = f"{data.manager_username}{PENDING_MARK}{merchant.id}"
+        manager.display_name = data.manager_display_name.strip() or f"{merchant.name}管理员"
+        passwords.check(data.manager_password, data.manager_username, manager.display_name)
+        manager.set_password(data.manager_password)
+    db.session.flush()
+    audit.record("merchant.reapply", merchant, actor_label="商户申请", before=before,
+                 after={"name": merchant.name, "category": data.category, "stores": len(stores)})
+    return merchant
+
+
+def application_status(uscc_text: str | None, phone_text: str | None) -> ApplicationStatus:
+    """The application with this USCC, if its contact phone is the one given; else NotFound, the same
+    answer whether the USCC is unknown, the phone wrong or the merchant applied before phones were asked
+    (so the page tells nothing to one who knows only a company's public USCC)."""
+    not_found = NotFound("未找到与该统一社会信用代码和联系电话相符的入驻申请，请核对后重试")
+    try:
+        phone = contact_phone(phone_text)
+    except InvalidInput:
+        raise not_found from None
+    merchant = db.session.scalar(select(Merchant).where(Merchant.uscc == clean(uscc_text).upper()))
+    if merchant is None or merchant.contact_phone is None or not hmac.compare_digest(merchant.contact_phone, phone):
+        raise not_found
+    username = None
+    if merchant.status in (MerchantStatus.APPROVED.value, MerchantStatus.SUSPENDED.value):
+        username = db.session.scalar(select(User.username).where(
+            User.merchant_id == merchant.id, User.role == Role.MERCHANT_MANAGER.value).order_by(User.id).limit(1))
+    return ApplicationStatus(merchant, username)
+
+
+def pending() -> list[Merchant]:
+    """Applications waiting for the bureau, oldest first (the approver's 待审批 page)."""
+    return list(db.session.scalars(select(Merchant).where(Merchant.status == MerchantStatus.PENDING.value).order_by(Merchant.id)))
+
+
 def decide(merchant_id: int, actor: User, *, approve: bool, note: str = "", manager_username: str = "") -> Merchant:
     """The bureau's decision. Approving gives the pending manager account its sign-in name: the one the
     applicant asked for, or `manager_username` when the approver sets another (the one asked for is
@@ -123,7 +208,7 @@ def decide(merchant_id: int, actor: User, *, approve: bool, note: str = "", mana
     merchant = db.session.scalar(select(Merchant).where(Merchant.id == merchant_id).with_for_update())
     if merchant is None:
         raise NotFound("找不到该商户")
-    if merchant.status != "pending":
+    if merchant.status != MerchantStatus.PENDING.value:
         raise InvalidTransition(f"该商户当前为「{merchant.status_label}」，无需审核")
     if not approve and not note.strip():
         raise InvalidInput("不予入驻时请填写原因")
@@ -137,7 +222,7 @@ def decide(merchant_id: int, actor: User, *, approve: bool, note: str = "", mana
             if asked is not None:
                 named[manager.id] = _confirm_username(manager, (manager_username or "").strip() or asked)
             manager.is_active_account = True
-    merchant.status = "approved" if approve else "rejected"
+    merchant.status = (MerchantStatus.APPROVED if approve else MerchantStatus.REJECTED).value
     merchant.decided_by_id = actor.id
     merchant.decision_note = note.strip() or None
     after: dict[str, Any] = {"status": merchant.status, "note": merchant.decision_note}
@@ -162,7 +247,7 @@ def _own_store(manager: User, store_id: int) -> Store:
     # Another merchant's store is refused the same way as a missing one.
     if store is None or store.merchant_id != manager.merchant_id:
         raise Forbidden("只能管理本商户的门店")
-    if store.merchant.status != "approved":
+    if store.merchant.status != MerchantStatus.APPROVED.value:
         raise Forbidden("商户尚未通过审核")
     return store
 

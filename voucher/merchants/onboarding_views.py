@@ -14,7 +14,13 @@ from voucher.core.forms import as_choices
 from voucher.core.permissions import OVERSIGHT, Role, public, roles_required
 from voucher.counter import risk
 from voucher.merchants import onboarding
-from voucher.merchants.forms import ApproveMerchantForm, CashierForm, MerchantApplicationForm, TerminalForm
+from voucher.merchants.forms import (
+    ApplicationStatusForm,
+    ApproveMerchantForm,
+    CashierForm,
+    MerchantApplicationForm,
+    TerminalForm,
+)
 from voucher.merchants.models import MERCHANT_STATUS_LABELS, Merchant, RiskFlag, Store, StoreTerminal
 from voucher.ops import limits
 from voucher.web import in_transaction, refused, unit_of_work
@@ -35,6 +41,7 @@ def apply():
             bank_account_name=form.bank_account_name.data, bank_name=form.bank_name.data,
             bank_account_no=form.bank_account_no.data, manager_username=form.manager_username.data,
             manager_password=form.manager_password.data, manager_display_name=form.manager_display_name.data or "",
+            contact_phone=form.contact_phone.data or "",
         )
         try:
             # Four identical applications posted at once: one is recorded, the others are told it exists.
@@ -45,6 +52,23 @@ def apply():
         return render_template("merchants/applied.html", merchant=merchant)
     status = 422 if form.is_submitted() else 200
     return render_template("merchants/apply.html", form=form), status
+
+
+@bp.route("/merchants/apply/status", methods=["GET", "POST"])
+@public
+@limits.merchant_status
+def application_status():
+    """申请进度查询: by the USCC and contact phone of the application (a POST: neither lands in a URL or log)."""
+    form = ApplicationStatusForm()
+    if not form.validate_on_submit():
+        status = 422 if form.is_submitted() else 200
+        return render_template("merchants/application_status.html", form=form, found=None), status
+    try:
+        found = onboarding.application_status(form.uscc.data, form.contact_phone.data)
+    except DomainError as error:
+        flash(error.message, "error")
+        return render_template("merchants/application_status.html", form=form, found=None), error.status
+    return render_template("merchants/application_status.html", form=form, found=found)
 
 
 @bp.get("/merchants")

@@ -235,6 +235,7 @@ login = limited_failures("RATELIMIT_LOGIN", "登录尝试过于频繁，请一�
 citizen_login = limited("RATELIMIT_CITIZEN_LOGIN", "验证请求过于频繁，请稍后再试")
 claim_page = limited("RATELIMIT_CLAIM", "领取请求过于频繁，请稍后再试")
 merchant_apply = limited("RATELIMIT_MERCHANT_APPLY", "提交入驻申请过于频繁，请稍后再试")
+merchant_status = limited_failures("RATELIMIT_MERCHANT_STATUS", "查询过于频繁，请稍后再试")
 counter_page = limited("RATELIMIT_COUNTER", "核销请求过于频繁，请稍后再试")
 channel_claim_ip = limited("RATELIMIT_CHANNEL_CLAIM_IP", "该地址的领券请求过于频繁，请稍后再试")
 redemption_ip = limited("RATELIMIT_REDEMPTION_IP", "该地址的核销请求过于频繁，请稍后再试")
