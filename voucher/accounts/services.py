@@ -18,6 +18,7 @@ from sqlalchemy import or_, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from voucher.accounts import passwords, sessions, two_factor
+from voucher.accounts.locking import lock_user
 from voucher.accounts.models import User
 from voucher.core import audit
 from voucher.core.clock import utcnow
@@ -229,7 +230,7 @@ def reset_password(user_id: int, actor: User | None) -> tuple[User, str]:
     """An administrator's 重置密码 (or `flask users reset-password` with actor None): a random temporary
     password, which the user must replace at the next sign-in; every session of the user ends and a lock
     is lifted. Returns the user and the temporary password, to be shown once."""
-    user = _account(user_id)
+    user = lock_user(user_id)
     if actor is not None and actor.id == user.id:
         raise InvalidInput("不能重置自己的密码，请使用“修改密码”")
     temporary = passwords.temporary()
@@ -246,7 +247,7 @@ def reset_password(user_id: int, actor: User | None) -> tuple[User, str]:
 def set_password(user_id: int, password: str) -> User:
     """`flask users set-password`: a password of the operator's choosing, under the rule; every session
     of the user ends and a lock is lifted."""
-    user = _account(user_id)
+    user = lock_user(user_id)
     passwords.check(password, user.username, user.display_name)
     user.set_password(password)
     user.is_password_temporary = False
@@ -261,7 +262,7 @@ def reset_two_factor(user_id: int, actor: User | None) -> User:
     """An administrator's 重置两步验证 (or `flask users reset-two-factor`), for a lost phone: the secret
     and recovery codes are forgotten and every session ends; a role that requires two-factor sets it
     up again at the next sign-in."""
-    user = _account(user_id)
+    user = lock_user(user_id)
     if actor is not None and actor.id == user.id:
         raise InvalidInput("不能重置自己的两步验证")
     two_factor.clear(user)
@@ -273,7 +274,7 @@ def reset_two_factor(user_id: int, actor: User | None) -> User:
 
 def sign_out_everywhere(user_id: int, actor: User) -> int:
     """An administrator's 全部下线: every open session of the user ends at once. Returns how many."""
-    user = _account(user_id)
+    user = lock_user(user_id)
     ended = sessions.end_all(user.id, "signed_out_everywhere")
     audit.record("user.sign_out_everywhere", user, actor=actor, after={"sessions_ended": ended})
     return ended
@@ -293,12 +294,4 @@ def find_user(username: str) -> User:
     user = db.session.scalar(select(User).where(User.username == username.strip()))
     if user is None:
         raise NotFound(f"找不到用户 {username}")
-    return user
-
-
-def _account(user_id: int) -> User:
-    # Locked for the change: a reset and a sign-in or another reset of the same account queue.
-    user = db.session.scalar(select(User).where(User.id == user_id).with_for_update())
-    if user is None:
-        raise NotFound("找不到该用户")
     return user

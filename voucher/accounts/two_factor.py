@@ -28,6 +28,7 @@ from flask import current_app
 from markupsafe import Markup
 from sqlalchemy import delete, func, select, update
 
+from voucher.accounts.locking import lock_user
 from voucher.accounts.models import RecoveryCode, User
 from voucher.core import audit
 from voucher.core.clock import utcnow
@@ -106,7 +107,7 @@ def grouped(secret: str) -> str:
 def confirm_enrolment(user: User, typed: str) -> list[str]:
     """The first code from the app for the pending secret switches two-factor on; returns the recovery
     codes, to be shown once."""
-    locked = _locked(user.id)
+    locked = lock_user(user.id)
     if enabled(locked):
         raise InvalidInput("两步验证已启用")
     if not locked.totp_pending_secret:
@@ -125,7 +126,7 @@ def confirm_enrolment(user: User, typed: str) -> list[str]:
 
 def regenerate_recovery_codes(user: User, typed: str) -> list[str]:
     """New recovery codes (the old ones stop working), on a current code from the app."""
-    locked = _locked(user.id)
+    locked = lock_user(user.id)
     if not enabled(locked) or not _use_totp(locked, normalise(typed)):
         raise WrongCode("请输入验证器应用中当前显示的 6 位数字")
     codes = _new_recovery_codes(locked)
@@ -135,7 +136,7 @@ def regenerate_recovery_codes(user: User, typed: str) -> list[str]:
 
 def disable(user: User, typed: str) -> None:
     """关闭两步验证, on a current code from the app; refused to roles that require it."""
-    locked = _locked(user.id)
+    locked = lock_user(user.id)
     if required_for(locked):
         raise TwoFactorRequired()
     if not enabled(locked) or not _use_totp(locked, normalise(typed)):
@@ -225,12 +226,3 @@ def _new_recovery_codes(user: User) -> list[str]:
 
 def _digest(code: str) -> str:
     return hashlib.sha256(f"recovery:{code}".encode()).hexdigest()
-
-
-def _locked(user_id: int) -> User:
-    # One change at a time per account: two tabs confirming at once get one set of recovery codes.
-    user = db.session.scalar(select(User).where(User.id == user_id).with_for_update().execution_options(
-        populate_existing=True))
-    if user is None:
-        raise InvalidInput("找不到该用户")
-    return user

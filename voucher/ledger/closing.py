@@ -19,17 +19,18 @@ from voucher.core.clock import to_local, utcnow
 from voucher.core.db import consistent_reads, db, serialize
 from voucher.core.errors import InvalidInput, InvalidTransition
 from voucher.ledger.periods import ClosedPeriod
-from voucher.ledger.verify import verify_postings
+from voucher.ledger.verify import LedgerReads, read_ledger, verify_postings
 
 if TYPE_CHECKING:  # the actor's type only; the ledger keys users by id
     from voucher.accounts.models import User
 
 #: checks a close runs besides the ledger's own, by name (registering twice replaces)
-_CHECKS: dict[str, Callable[[Session], list[str]]] = {}
+_CHECKS: dict[str, Callable[[Session, LedgerReads], list[str]]] = {}
 
 
-def register_check(name: str, check: Callable[[Session], list[str]]) -> None:
-    """Run `check(session)` (one Chinese line per problem) before every month-end close."""
+def register_check(name: str, check: Callable[[Session, LedgerReads], list[str]]) -> None:
+    """Run `check(session, ledger)` (one Chinese line per problem) before every month-end close; `ledger`
+    is what the ledger's own checks read in the same snapshot."""
     _CHECKS[name] = check
 
 
@@ -47,9 +48,10 @@ def close_period(period: str, actor: User, now: datetime | None = None) -> Close
     if not _CHECKS:  # fail closed: a close that compared the ledger with nothing is no close
         raise InvalidTransition("整体账务核对未登记，不能结账")
     with consistent_reads() as snapshot:  # redemptions go on while finance closes the month
-        problems = verify_postings(snapshot)
+        ledger = read_ledger(snapshot)
+        problems = verify_postings(snapshot, ledger)
         for check in _CHECKS.values():
-            problems += check(snapshot)
+            problems += check(snapshot, ledger)
     if problems:
         raise InvalidTransition(f"账务核对未通过，不能结账：{problems[0]}")
     closed = ClosedPeriod(period=period, closed_at=now, closed_by_id=actor.id)

@@ -15,9 +15,8 @@ from sqlalchemy.orm import Session
 from voucher.campaigns.models import Campaign, CampaignStatus, FundingSource, GrantApplication, GrantStatus
 from voucher.core.db import db
 from voucher.core.money import format_yuan
-from voucher.ledger.models import AccountKind, LedgerAccount
-from voucher.ledger.services import balances, campaign_balances
-from voucher.ledger.verify import verify_postings
+from voucher.ledger.models import AccountKind
+from voucher.ledger.verify import LedgerReads, read_ledger, verify_postings
 from voucher.merchants.models import Redemption
 from voucher.settlement.models import BatchStatus, SettlementBatch, SettlementItem
 from voucher.vouchers.models import Voucher, VoucherStatus
@@ -27,14 +26,15 @@ def verify_ledger(session: Session | None = None) -> list[str]:
     """The ledger's own invariants and its agreement with the domains: one Chinese line per broken
     invariant, an empty list when all hold (`flask ledger verify`, the month-end close)."""
     session = session or db.session()
-    return verify_postings(session) + verify_against_domains(session)
+    ledger = read_ledger(session)
+    return verify_postings(session, ledger) + verify_against_domains(session, ledger)
 
 
-def verify_against_domains(session: Session) -> list[str]:
-    """Where the ledger and the domains' records disagree (one line each)."""
+def verify_against_domains(session: Session, ledger: LedgerReads) -> list[str]:
+    """Where the ledger (as read_ledger read it, in the same session) and the domains' records disagree
+    (one line each)."""
     problems: list[str] = []
-    accounts = {a.id: a for a in session.scalars(select(LedgerAccount))}
-    account_balances = balances(session=session)
+    accounts, account_balances, by_campaign = ledger.accounts, ledger.balances, ledger.campaign_balances
 
     # Each funded source holds exactly its approved amount, less what went back at closing.
     funded_statuses = {CampaignStatus.ACTIVE.value, CampaignStatus.PAUSED.value, CampaignStatus.CLOSED.value}
@@ -75,7 +75,7 @@ def verify_against_domains(session: Session) -> list[str]:
     for c, s, t in grant_rows:  # approved or paid, each with its amount (CHECK approved_has_amount)
         assert t is not None
         (grants_reserved if s == GrantStatus.APPROVED.value else grants_paid)[c] = int(t)
-    for campaign_id, by_kind in campaign_balances(session=session).items():
+    for campaign_id, by_kind in by_campaign.items():
         expected_reserved = int(reserved_by_vouchers.get(campaign_id) or 0) + grants_reserved.get(campaign_id, 0)
         if by_kind[AccountKind.RESERVED] != expected_reserved:
             problems.append(
@@ -97,7 +97,7 @@ def verify_against_domains(session: Session) -> list[str]:
             .where(SettlementBatch.status == BatchStatus.PAID.value).group_by(SettlementBatch.campaign_id)
         ).all()
     )
-    for campaign_id, by_kind in campaign_balances(session=session).items():
+    for campaign_id, by_kind in by_campaign.items():
         expected_settled = int(paid_batches.get(campaign_id) or 0) + grants_paid.get(campaign_id, 0)
         if by_kind[AccountKind.SETTLED] != expected_settled:
             problems.append(
