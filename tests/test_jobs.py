@@ -560,6 +560,20 @@ def test_the_nav_links_to_the_jobs_page_for_admin_and_finance_only(client, db):
 # The clock and the readiness probe ---------------------------------------------------------------
 
 
+def test_the_jobs_page_says_plainly_when_no_clock_runs(client, db, only_jobs):
+    """The README's first run once left the scheduler off: a release set to open at 21:24 stayed 待开放
+    and the jobs page never said why."""
+    only_jobs(("hello", "问候任务", every(5), lambda now: {"greeted": 3}))
+    make_world()
+    login(client, "finance")
+    page = client.get("/admin/jobs").get_data(as_text=True)
+    assert "定时任务的时钟未在运行" in page and "从未调度过" in page and "SCHEDULER_ENABLED=1" in page
+    runner.tick(utcnow() - timedelta(minutes=10))
+    assert "定时任务的时钟未在运行" in client.get("/admin/jobs").get_data(as_text=True)
+    runner.tick()
+    assert "定时任务的时钟未在运行" not in client.get("/admin/jobs").get_data(as_text=True)
+
+
 def test_readyz_wants_a_recent_tick_when_the_scheduler_is_on(client, db, monkeypatch, only_jobs):
     only_jobs()
     assert "scheduler" not in client.get("/readyz").get_json()["checks"]  # off: not checked

@@ -1,20 +1,17 @@
 """Liveness and readiness for a load balancer or an orchestrator. No login, no personal data."""
 from __future__ import annotations
 
-from datetime import timedelta
-
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.permissions import public
+from voucher.jobs.runner import clock_running
 
 #: with the scheduler on, some process must have ticked this recently (it ticks every 30 s)
-SCHEDULER_STALE_AFTER = timedelta(minutes=5)
 
 bp = Blueprint("health", __name__)
 
@@ -60,6 +57,6 @@ def _scheduler_check(connection: Connection) -> str:
     ticked = connection.execute(select(func.max(SchedulerHeartbeat.ticked_at))).scalar()
     if ticked is None:
         return "stale: no tick recorded"
-    if utcnow() - ticked > SCHEDULER_STALE_AFTER:
+    if not clock_running(ticked):
         return f"stale: last tick {ticked.isoformat(timespec='seconds')}Z"
     return "ok"

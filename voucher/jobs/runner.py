@@ -40,6 +40,8 @@ MAX_ATTEMPTS = len(BACKOFF) + 1
 RUNNING_TIMEOUT = timedelta(minutes=30)
 MANUAL_PREFIX = "manual-"
 STALE_ERROR = "超时未完成：运行它的进程可能已中断"
+#: no tick for this long: no process runs the clock (the jobs page says so, /readyz answers 503)
+CLOCK_STALE_AFTER = timedelta(minutes=5)
 
 
 class LeaseLost(Exception):
@@ -210,6 +212,11 @@ def _beat(now: datetime) -> None:
 def last_tick() -> datetime | None:
     """The latest tick of any process."""
     return db.session.scalar(select(func.max(SchedulerHeartbeat.ticked_at)))
+
+
+def clock_running(ticked: datetime | None, now: datetime | None = None) -> bool:
+    """Whether some process ticked recently enough for the schedule to be kept (a tick every 30 s)."""
+    return ticked is not None and (now or utcnow()) - ticked <= CLOCK_STALE_AFTER
 
 
 def latest_runs() -> dict[str, JobRun]:

@@ -16,9 +16,11 @@ _ROLES = (Role.ADMIN, Role.FINANCE)
 @bp.get("/admin/jobs")
 @roles_required(*_ROLES)
 def index():
+    ticked = runner.last_tick()
     return render_template(
         "jobs/list.html", jobs=registry.jobs(), latest=runner.latest_runs(), failures=runner.recent_failures(),
-        last_tick=runner.last_tick(), max_attempts=runner.MAX_ATTEMPTS, action_form=ActionForm(),
+        last_tick=ticked, clock_running=runner.clock_running(ticked), max_attempts=runner.MAX_ATTEMPTS,
+        action_form=ActionForm(),
     )
 
 
