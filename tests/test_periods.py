@@ -7,13 +7,15 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.factories import PASSWORD, make_campaign, make_world
+from voucher.accounts.models import User
+from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_day_start_utc, local_today, utcnow
 from voucher.core.errors import InvalidInput, InvalidTransition
 from voucher.ledger import closing
 from voucher.ledger import services as ledger
 from voucher.ledger.closing import close_period
 from voucher.ledger.models import AccountKind, JournalEntry
-from voucher.ledger.periods import PeriodClosed
+from voucher.ledger.periods import PeriodClosed, closed_periods
 from voucher.vouchers.models import Voucher
 
 
@@ -72,7 +74,55 @@ def test_finance_closes_a_month_on_the_page_and_others_cannot(client, db):
     assert "会计期间格式应为 YYYY-MM" in bad.get_data(as_text=True)
     done = client.post("/finance/periods", data={"period": period}, follow_redirects=True)
     text = done.get_data(as_text=True)
-    assert f"{period} 已结账" in text and f"<td>{period}</td>" in text
+    assert f"{period} 已结账" in text and "<h2 id=" in text
+    # Who closed it by name (it showed "#3"), and what the close verified.
+    finance_name = db.session.scalar(select(User.display_name).where(User.username == "finance"))
+    assert finance_name in text and "#" + str(db.session.scalar(select(User.id).where(User.username == "finance"))) \
+        not in text.split("<h1>")[1]
+    assert "每笔分录借贷平衡" in text and "券状态与核销记录相符" in text
+    assert 'data-confirm="结账后该月不能再记入任何分录' in text
+
+
+def test_an_administrator_reopens_a_closed_month_with_a_reason_and_finance_closes_it_again(client, db):
+    """A correction that cannot wait for the open month: the administrator reopens, with a reason on
+    record; the month takes postings again until finance closes it again, verified afresh."""
+    world = make_world()
+    campaign, _ = make_campaign(world)
+    period, moment_in_it = _last_month()
+    close_period(period, world.finance)
+    db.session.commit()
+
+    for username, status in (("finance", 403), ("auditor", 403), ("approver", 403)):
+        client.post("/logout")
+        client.post("/login", data={"username": username, "password": PASSWORD})
+        assert client.post(f"/finance/periods/{period}/reopen", data={"reason": "更正"}).status_code == status
+    client.post("/logout")
+    client.post("/login", data={"username": "admin", "password": PASSWORD})
+    page = client.get("/finance/periods").get_data(as_text=True)
+    assert "重新开放原因" in page and 'data-confirm="重新开放' in page
+    no_reason = client.post(f"/finance/periods/{period}/reopen", data={"reason": "  "}, follow_redirects=True)
+    assert "须填写原因" in no_reason.get_data(as_text=True)
+    reopened = client.post(f"/finance/periods/{period}/reopen", data={"reason": "补记上月漏记的预算调整"},
+                           follow_redirects=True)
+    text = reopened.get_data(as_text=True)
+    assert f"{period} 已重新开放" in text and "补记上月漏记的预算调整" in text and "已重新开放" in text
+    again = client.post(f"/finance/periods/{period}/reopen", data={"reason": "再来一次"}, follow_redirects=True)
+    assert "未结账或已重新开放" in again.get_data(as_text=True)
+
+    # The month takes a posting again; then finance closes it a second time and it is shut again.
+    sources = ledger.source_accounts(campaign.id)
+    lines = ledger.transfer_lines(sources, AccountKind.AVAILABLE, AccountKind.RESERVED, 1_00)
+    ledger.post("budget_change", campaign.id, lines, memo="补记", at=moment_in_it)
+    ledger.post("budget_change", campaign.id, [(a, -m) for a, m in lines], memo="补记冲回", at=moment_in_it)
+    close_period(period, world.finance)
+    db.session.commit()
+    with pytest.raises(PeriodClosed):
+        ledger.post("budget_change", campaign.id, lines, memo="迟到的分录", at=moment_in_it)
+    db.session.rollback()
+    actions = list(db.session.scalars(select(AuditEntry.action).where(AuditEntry.action.like("period.%"))
+                                      .order_by(AuditEntry.id)))
+    assert actions == ["period.close", "period.reopen", "period.close"]
+    assert len(closed_periods()) == 2 and [p.in_force for p in closed_periods()] == [True, False]
 
 
 def test_a_month_does_not_close_without_the_whole_system_check(db, monkeypatch):

@@ -80,7 +80,8 @@ def _register_hooks() -> None:
     from voucher.ledger import closing
     from voucher.reports.consistency import verify_against_domains
 
-    closing.register_check("consistency.verify_against_domains", verify_against_domains)
+    closing.register_check("consistency.verify_against_domains", verify_against_domains,
+                           "账簿与业务一致：各资金来源到位金额、预留（未用券面值与已批补贴）、已支出（有效核销与已拨补贴）、已结算（已支付批次）与账户余额相符，券状态与核销记录相符")
 
 
 def _bound_integer_urls(app: Flask) -> None:

@@ -295,3 +295,11 @@ def find_user(username: str) -> User:
     if user is None:
         raise NotFound(f"找不到用户 {username}")
     return user
+
+
+def display_names(user_ids: set[int]) -> dict[int, str]:
+    """User id -> the name pages show for it (a record that keeps only the id: a close, a decision)."""
+    if not user_ids:
+        return {}
+    rows = db.session.execute(select(User.id, User.display_name).where(User.id.in_(user_ids)))
+    return {user_id: name for user_id, name in rows}

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from voucher.accounts.services import display_names
 from voucher.core.clock import local_today
 from voucher.core.errors import DomainError
 from voucher.core.permissions import Role, roles_required
@@ -21,7 +22,9 @@ def _last_month() -> str:
 @bp.get("")
 @roles_required(Role.FINANCE, Role.ADMIN, Role.AUDITOR)
 def index():
-    return render_template("ledger/periods.html", closed=periods.closed_periods(), suggested=_last_month())
+    closes = periods.closed_periods()
+    ids = {p.closed_by_id for p in closes} | {p.reopened_by_id for p in closes if p.reopened_by_id}
+    return render_template("ledger/periods.html", closed=closes, suggested=_last_month(), names=display_names(ids))
 
 
 @bp.post("")
@@ -33,4 +36,15 @@ def close():
     except DomainError as error:
         return refused(error, "periods.index")
     flash(f"{period} 已结账：此后记入该月的分录将被拒绝", "success")
-    return redirect(url_for("periods.index"))
+    return redirect(url_for("periods.index"), 303)
+
+
+@bp.post("/<period>/reopen")
+@roles_required(Role.ADMIN)
+def reopen(period: str):
+    try:
+        in_transaction(lambda: closing.reopen_period(period, current_user, request.form.get("reason")))
+    except DomainError as error:
+        return refused(error, "periods.index")
+    flash(f"{period} 已重新开放：可记入该月的更正分录，更正后请财务重新结账", "success")
+    return redirect(url_for("periods.index"), 303)
