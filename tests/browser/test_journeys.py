@@ -71,11 +71,13 @@ def test_maker_configures_and_approver_approves_a_campaign(demo, new_page, shots
     row.get_by_role("link", name="超出计划：填写理由后审批").click()
     check = page.locator("section", has=page.get_by_role("heading", name="措施计划资金核对"))
     expect(check).to_contain_text("批准后措施 1 的活动资金将超出计划")
+    page.once("dialog", lambda dialog: dialog.accept())  # 超出措施计划资金批准本活动？
     page.get_by_role("button", name="超计划批准").click()  # without a reason: refused, nothing changes
     expect(page.get_by_role("alert")).to_contain_text("请填写超计划批准理由后再批准")
     expect(page.get_by_role("heading", level=1)).to_contain_text("待审批")
     page.get_by_label("超计划批准理由").fill("市财政局追加预算批复（浏览器测试）")
     shots(page, "plan-override")
+    page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="超计划批准").click()
     expect(page.get_by_role("status")).to_contain_text("活动已审批通过，预算已入账")
     expect(page.get_by_text("市财政局追加预算批复（浏览器测试）")).to_be_visible()
@@ -94,8 +96,11 @@ def test_maker_configures_and_approver_approves_a_campaign(demo, new_page, shots
     page.get_by_label("每人限领（张）").fill("1")
     page.get_by_label("开放时间（北京时间）").fill(f"{local_today().isoformat()}T00:00")
     page.get_by_role("button", name="创建场次").click()
+    questions = []
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
     page.get_by_role("button", name="开放领取").click()
     expect(page.get_by_role("row").filter(has_text="第一轮")).to_contain_text("领取中")
+    assert questions == ["开放「第一轮」？将预留 50 张券的全部面值并生成券，不能撤回。"]
     expect(budget).to_contain_text("1,000.00 元")  # 50 x 20 yuan reserved
     shots(page, "round-open")
     page.goto("/c/")
@@ -173,6 +178,15 @@ def test_cashier_redeems_with_a_usb_scanner_and_reverses(demo, new_page, shots):
             break
         page.keyboard.press("Tab")
     expect(undo).to_be_focused()
+    # It asks first (one confirmation pattern: a native dialog, keyboard-reachable). Cancelled: nothing sent.
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    assert asked and "撤销这笔核销（订单 150.00 元" in asked[0]
+    expect(page.get_by_role("row").filter(has_text="150.00")).not_to_contain_text("已撤销")
+    expect(undo).to_be_enabled()
+    page.once("dialog", lambda dialog: dialog.accept())
     page.keyboard.press("Enter")
     expect(page.get_by_role("status")).to_contain_text("已撤销核销")
     expect(page.get_by_role("row").filter(has_text="150.00")).to_contain_text("已撤销")

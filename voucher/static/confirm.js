@@ -17,4 +17,11 @@
       }, 0);
     }
   });
+  // Back/forward cache: a page restored as it was left must not keep the buttons it disabled.
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) { return; }
+    document.querySelectorAll("form[method=post] button[type=submit]:disabled").forEach(function (b) {
+      b.disabled = false;
+    });
+  });
 })();
