@@ -1,20 +1,25 @@
 """Campaign definition and lifecycle, with maker-checker approval."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, literal, select
 
 from voucher.accounts.models import User
 from voucher.campaigns import plan_check
 from voucher.campaigns.models import (
     CAMPAIGN_TRANSITIONS,
+    BudgetChange,
+    BudgetChangeStatus,
     Campaign,
     CampaignStatus,
     FundingKind,
     FundingSource,
+    GrantApplication,
+    GrantStatus,
     Instrument,
     Measure,
     ProductKind,
@@ -25,11 +30,12 @@ from voucher.core import audit
 from voucher.core.clock import local_day_end_utc, local_day_start_utc, utcnow
 from voucher.core.db import db, serialize
 from voucher.core.errors import InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
+from voucher.core.forms import parse_id
 from voucher.core.money import format_yuan
 from voucher.core.reference import CATEGORIES, DISTRICTS
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
-from voucher.merchants.models import Merchant
+from voucher.merchants.models import Merchant, MerchantStatus
 
 # The product rule each instrument uses.
 PRODUCT_KIND = {
@@ -226,6 +232,69 @@ def create_campaign(data: CampaignInput, actor: User) -> Campaign:
     return campaign
 
 
+def delete_draft(campaign_id: int, actor: User) -> str:
+    """删除草稿: a draft that was never approved goes, with its funding rows and voucher product (it has
+    no ledger accounts, releases or vouchers: those come with approval). What it held stays in the
+    audit log. Returns its name, for the page's message."""
+    campaign = lock_campaign(campaign_id)
+    if campaign.status_enum is not CampaignStatus.DRAFT:
+        raise InvalidTransition("只有草稿可以删除；已提交或已审批的活动不能删除")
+    if campaign.approved_at is not None or campaign.releases:
+        raise InvalidTransition("该活动曾经审批通过，不能删除")  # returned drafts are never approved; a guard
+    before = snapshot(campaign)
+    name = campaign.name
+    audit.record("campaign.delete", campaign, actor=actor, before=before)
+    campaign.merchants = []
+    if campaign.product is not None:
+        db.session.delete(campaign.product)
+    for source in campaign.funding_sources:
+        db.session.delete(source)
+    db.session.flush()  # the campaign's rows go before the campaign they point at
+    db.session.delete(campaign)
+    db.session.flush()
+    return name
+
+
+@dataclass(frozen=True)
+class CampaignFilter:
+    """The campaign list's search: words in the name, a status, a measure."""
+
+    text: str = ""
+    status: str | None = None
+    measure_number: int | None = None
+
+    @classmethod
+    def parse(cls, args: Mapping[str, str]) -> CampaignFilter:
+        status = args.get("status") or None
+        measure = parse_id(args.get("measure"))
+        return cls(text=(args.get("q") or "").strip()[:60],
+                   status=status if status in {s.value for s in CampaignStatus} else None,
+                   measure_number=measure if measure is not None and 1 <= measure <= 99 else None)
+
+    def args(self) -> dict[str, str | int]:
+        """The filter as the list's query arguments, for its page links."""
+        found: dict[str, str | int] = {}
+        if self.text:
+            found["q"] = self.text
+        if self.status:
+            found["status"] = self.status
+        if self.measure_number:
+            found["measure"] = self.measure_number
+        return found
+
+
+def campaign_query(f: CampaignFilter) -> Select[Campaign]:
+    """Campaigns matching the filter, newest first (the list pages through it)."""
+    query = select(Campaign).order_by(Campaign.id.desc())
+    if f.text:
+        query = query.where(Campaign.name.contains(f.text, autoescape=True))
+    if f.status:
+        query = query.where(Campaign.status == f.status)
+    if f.measure_number:
+        query = query.join(Measure).where(Measure.number == f.measure_number)
+    return query
+
+
 def update_draft(campaign_id: int, data: CampaignInput, actor: User) -> Campaign:
     campaign = lock_campaign(campaign_id)
     if campaign.status_enum is not CampaignStatus.DRAFT:
@@ -415,3 +484,15 @@ def voucher_validity(campaign: HasValidity, claimed_at: datetime) -> tuple[datet
     if campaign.validity_days:
         end = min(end, claimed_at + timedelta(days=campaign.validity_days))
     return start, end
+
+
+def approvals_waiting() -> int:
+    """What waits for an approver on 待审批: campaigns submitted, budget changes requested, grant
+    applications reviewed and merchant applications (the count beside the link in the navigation)."""
+    from_each = [
+        select(func.count(Campaign.id)).where(Campaign.status == CampaignStatus.PENDING_APPROVAL.value),
+        select(func.count(BudgetChange.id)).where(BudgetChange.status == BudgetChangeStatus.PENDING.value),
+        select(func.count(GrantApplication.id)).where(GrantApplication.status == GrantStatus.REVIEWED.value),
+        select(func.count(Merchant.id)).where(Merchant.status == MerchantStatus.PENDING.value),
+    ]
+    return int(db.session.scalar(select(sum((q.scalar_subquery() for q in from_each), start=literal(0)))) or 0)

@@ -21,13 +21,14 @@ from voucher.campaigns.models import (
 )
 from voucher.core.clock import LOCAL_TZ, local_today
 from voucher.core.db import db
-from voucher.core.errors import DomainError
+from voucher.core.errors import DomainError, NotFound
 from voucher.core.forms import as_choices
+from voucher.core.paging import page_number, page_of
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
 from voucher.merchants import onboarding
 from voucher.merchants.models import Merchant
 from voucher.vouchers import closing, lottery, releases
-from voucher.web import in_transaction, unit_of_work
+from voucher.web import in_transaction, refused, unit_of_work
 
 bp = Blueprint("campaigns", __name__)
 
@@ -39,8 +40,24 @@ def _campaign_or_404(campaign_id: int) -> Campaign:
 @bp.get("/campaigns")
 @roles_required(*OVERSIGHT)
 def index():
-    campaigns = db.session.scalars(select(Campaign).order_by(Campaign.id.desc())).all()
-    return render_template("campaigns/list.html", campaigns=campaigns)
+    found = services.CampaignFilter.parse(request.args)
+    page = page_of(services.campaign_query(found), page_number(request.args.get("page")))
+    measures = db.session.scalars(select(Measure).order_by(Measure.number)).all()
+    return render_template("campaigns/list.html", page=page, f=found, measures=measures,
+                           statuses=list(CampaignStatus))
+
+
+@bp.post("/campaigns/<int:campaign_id>/delete")
+@roles_required(Role.BUREAU_MAKER)
+def delete_draft(campaign_id: int):
+    try:
+        name = in_transaction(lambda: services.delete_draft(campaign_id, current_user))
+    except NotFound as error:  # deleted already (a double click): back to the list, not to its page
+        return refused(error, "campaigns.index")
+    except DomainError as error:
+        return refused(error, "campaigns.detail", campaign_id=campaign_id)
+    flash(f"草稿「{name}」已删除", "success")
+    return redirect(url_for("campaigns.index"), 303)
 
 
 # The editor -----------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 
 from voucher.accounts import passwords
 from voucher.accounts.models import User
@@ -194,6 +194,17 @@ def application_status(uscc_text: str | None, phone_text: str | None) -> Applica
         username = db.session.scalar(select(User.username).where(
             User.merchant_id == merchant.id, User.role == Role.MERCHANT_MANAGER.value).order_by(User.id).limit(1))
     return ApplicationStatus(merchant, username)
+
+
+def merchant_query(text: str, status: str | None) -> Select[Merchant]:
+    """The merchant list's search: words of the name, or a USCC (any case), and a status; newest first."""
+    query = select(Merchant).order_by(Merchant.id.desc())
+    words = clean(text)
+    if words:
+        query = query.where(or_(Merchant.name.contains(words, autoescape=True), Merchant.uscc == words.upper()))
+    if status in {s.value for s in MerchantStatus}:
+        query = query.where(Merchant.status == status)
+    return query
 
 
 def pending() -> list[Merchant]:

@@ -11,6 +11,7 @@ from voucher.campaigns.forms import ReasonForm
 from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.forms import as_choices
+from voucher.core.paging import page_number, page_of
 from voucher.core.permissions import OVERSIGHT, Role, public, roles_required
 from voucher.counter import risk
 from voucher.merchants import onboarding
@@ -21,7 +22,7 @@ from voucher.merchants.forms import (
     MerchantApplicationForm,
     TerminalForm,
 )
-from voucher.merchants.models import MERCHANT_STATUS_LABELS, Merchant, RiskFlag, Store, StoreTerminal
+from voucher.merchants.models import MERCHANT_STATUS_LABELS, RiskFlag, Store, StoreTerminal
 from voucher.ops import limits
 from voucher.web import in_transaction, refused, unit_of_work
 
@@ -75,12 +76,12 @@ def application_status():
 @roles_required(*OVERSIGHT)
 def index():
     status = request.args.get("status") or None
-    query = select(Merchant).order_by(Merchant.id.desc())
-    if status in MERCHANT_STATUS_LABELS:
-        query = query.where(Merchant.status == status)
-    merchants = db.session.scalars(query).all()
-    return render_template("merchants/list.html", merchants=merchants, status=status, labels=MERCHANT_STATUS_LABELS,
-                           action_form=ActionForm(), reason_form=ReasonForm(formdata=None),
+    text = (request.args.get("q") or "").strip()[:60]
+    page = page_of(onboarding.merchant_query(text, status), page_number(request.args.get("page")))
+    merchants = page.items
+    args = {k: v for k, v in (("q", text), ("status", status if status in MERCHANT_STATUS_LABELS else None)) if v}
+    return render_template("merchants/list.html", merchants=merchants, page=page, args=args, q=text, status=status,
+                           labels=MERCHANT_STATUS_LABELS, action_form=ActionForm(), reason_form=ReasonForm(formdata=None),
                            asked_names=onboarding.requested_usernames([m.id for m in merchants]))
 
 
