@@ -234,7 +234,7 @@ def test_a_rejection_needs_and_keeps_its_reason(client, db):
     assert application.rejection_reason == "缺少活动票据，参与人数无佐证"
     assert application.decided_by_id == world.approver.id
     page = client.get(f"/grants/{application_id}").get_data(as_text=True)
-    assert "缺少活动票据，参与人数无佐证" in page and "未通过" in page
+    assert "缺少活动票据，参与人数无佐证" in page and "已驳回" in page
 
     # A rejected application cannot be approved afterwards; the budget is untouched.
     assert client.post(f"/grants/{application_id}/approve", data={"amount": "30,000"}).status_code == 409

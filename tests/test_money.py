@@ -8,7 +8,7 @@ import pytest
 
 from voucher.analytics.baselines import _sales_fen
 from voucher.core.errors import InvalidAmount
-from voucher.core.money import format_yuan, parse_yuan, split_by_shares
+from voucher.core.money import format_yuan, parse_yuan, short_yuan, split_by_shares
 from voucher.reconciliation.parsing import parse_amount
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
@@ -233,3 +233,12 @@ def test_full_width_digits_from_a_chinese_keyboard_are_accepted_other_scripts_ar
     assert parse_yuan("１００．５") == 100_50
     with pytest.raises(InvalidAmount):
         parse_yuan("١٠٠")  # Arabic-Indic digits are not an amount a cashier types
+
+
+@pytest.mark.parametrize(("fen", "text"), [
+    (100_000_00, "10万"), (15_000_00, "1.5万"), (12_345_678_000_00, "1234567.8万"), (12_345_00, "12345"),
+    (3000_00, "3000"), (20_00, "20"), (99_50, "99.5"), (1, "0.01"), (10_000_01, "10000.01"),
+])
+def test_short_yuan_reads_like_a_rule_and_loses_nothing(fen, text):
+    """A car subsidy read 满100000减3000; a rule says 满10万减3000."""
+    assert short_yuan(fen) == text

@@ -163,7 +163,7 @@ def test_an_applicant_follows_the_application_and_applies_again_after_a_refusal(
     client.post(f"/merchants/{merchant(30).id}/reject", data={"reason": "营业执照照片不清晰"})
     client.post("/logout")
     rejected = status_page(client, 30, "13800138000").get_data(as_text=True)
-    assert "未通过" in rejected and "营业执照照片不清晰" in rejected and "重新提交申请" in rejected
+    assert "已驳回" in rejected and "营业执照照片不清晰" in rejected and "重新提交申请" in rejected
 
     # The same USCC applies again, with another store and manager name: the same merchant waits once more.
     first_id = merchant(30).id

@@ -182,8 +182,9 @@ def sign_out(page) -> None:
 
 
 def nav(page, name: str) -> None:
-    """Follows a link of the main navigation."""
-    page.get_by_role("navigation", name="主导航").get_by_role("link", name=name, exact=True).click()
+    """Follows a link of the main navigation (by its words; 待审批 may carry a count: "待审批 2 项")."""
+    link = re.compile(rf"^{re.escape(name)}( \d+ 项)?$")
+    page.get_by_role("navigation", name="主导航").get_by_role("link", name=link).click()
     page.wait_for_load_state()
 
 

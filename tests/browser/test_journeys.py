@@ -54,7 +54,7 @@ def test_maker_configures_and_approver_approves_a_campaign(demo, new_page, shots
     shots(page, "submitted")
     campaign_url = page.url
     # The maker cannot approve: no button, and the approvals page answers 403.
-    expect(page.get_by_role("button", name="审批通过")).to_have_count(0)
+    expect(page.get_by_role("button", name="批准", exact=True)).to_have_count(0)
     assert page.goto("/approvals").status == 403
     page.go_back()
     sign_out(page)
@@ -66,7 +66,7 @@ def test_maker_configures_and_approver_approves_a_campaign(demo, new_page, shots
     # The demo's campaigns already hold 15,000,000 of measure 1's planned 10,000,000: this one goes past it, so
     # there is no one-click approval; the campaign page shows the figures and asks for a reason.
     expect(row).to_contain_text("超出 15,000,000.00")
-    expect(row.get_by_role("button", name="审批通过")).to_have_count(0)
+    expect(row.get_by_role("button", name="批准", exact=True)).to_have_count(0)
     shots(page, "approvals")
     row.get_by_role("link", name="超出计划：填写理由后审批").click()
     check = page.locator("section", has=page.get_by_role("heading", name="措施计划资金核对"))
@@ -79,7 +79,7 @@ def test_maker_configures_and_approver_approves_a_campaign(demo, new_page, shots
     shots(page, "plan-override")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="超计划批准").click()
-    expect(page.get_by_role("status")).to_contain_text("活动已审批通过，预算已入账")
+    expect(page.get_by_role("status")).to_contain_text("活动已批准，预算已入账")
     expect(page.get_by_text("市财政局追加预算批复（浏览器测试）")).to_be_visible()
     assert page.url == campaign_url
     expect(page.get_by_role("heading", level=1)).to_contain_text("进行中")

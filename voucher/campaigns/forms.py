@@ -96,7 +96,7 @@ class ReleaseForm(FlaskForm):
 
 
 class ApproveForm(FlaskForm):
-    """审批通过: a plain button, or with the reason for approving beyond the measure's plan. The service
+    """批准: a plain button, or with the reason for approving beyond the measure's plan. The service
     decides whether a reason is needed and checks it (campaigns/plan_check.py): the rule lives there."""
 
     plan_override_reason = TextAreaField("超计划批准理由", validators=[Optional()])

@@ -95,7 +95,7 @@ def approve(application_id: int):
 @roles_required(Role.BUREAU_MAKER, Role.BUREAU_APPROVER)
 def reject(application_id: int):
     return _act(application_id, ReasonForm(), "reason_form",
-                lambda f: grants.reject(application_id, current_user, reason=f.reason.data), "已记录不予补贴及原因")
+                lambda f: grants.reject(application_id, current_user, reason=f.reason.data), "补贴申报已驳回，原因已记录")
 
 
 @bp.post("/grants/<int:application_id>/pay")

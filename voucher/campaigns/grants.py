@@ -134,7 +134,7 @@ def approve(application_id: int, actor: User, *, amount_fen: int) -> GrantApplic
 def reject(application_id: int, actor: User, *, reason: str) -> GrantApplication:
     application = _load(application_id)
     if not reason.strip():
-        raise InvalidInput("不予补贴时请填写原因")
+        raise InvalidInput("驳回时请填写原因")
     before = _move(application, GrantStatus.REJECTED)
     application.rejection_reason = reason.strip()
     application.decided_by_id = actor.id

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from voucher.core.db import Model, created_at, db, fen, intpk
 from voucher.core.enum_check import one_of, sql_list
+from voucher.core.money import short_yuan
 
 if TYPE_CHECKING:
     from voucher.accounts.models import User
@@ -356,9 +357,7 @@ class VoucherProduct(Model):
 
     @property
     def label(self) -> str:
-        from voucher.core.money import format_yuan
-
-        face = format_yuan(self.face_value_fen, grouping=False).removesuffix(".00")
+        face = short_yuan(self.face_value_fen)
         if self.kind == ProductKind.FREE_TICKET.value:
             return f"免费门票（票面{face}元）"
         if self.kind == ProductKind.PERCENTAGE.value:
@@ -367,7 +366,7 @@ class VoucherProduct(Model):
             percent = f"{whole}.{hundredths:02d}".rstrip("0").rstrip(".")
             return f"按开票金额{percent}%补贴，单张最高{face}元"
         if self.threshold_fen:
-            return f"满{format_yuan(self.threshold_fen, grouping=False).removesuffix('.00')}减{face}"
+            return f"满{short_yuan(self.threshold_fen)}减{face}"
         return f"无门槛{face}元"
 
 
@@ -497,7 +496,7 @@ class GrantStatus(str, enum.Enum):
 
     @property
     def label(self) -> str:
-        return {"submitted": "已提交", "reviewed": "已初审", "approved": "已批准待拨付", "rejected": "未通过",
+        return {"submitted": "已提交", "reviewed": "已初审", "approved": "已批准待拨付", "rejected": "已驳回",
                 "paid": "已拨付"}[self.value]
 
 

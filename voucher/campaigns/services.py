@@ -240,7 +240,7 @@ def delete_draft(campaign_id: int, actor: User) -> str:
     if campaign.status_enum is not CampaignStatus.DRAFT:
         raise InvalidTransition("只有草稿可以删除；已提交或已审批的活动不能删除")
     if campaign.approved_at is not None or campaign.releases:
-        raise InvalidTransition("该活动曾经审批通过，不能删除")  # returned drafts are never approved; a guard
+        raise InvalidTransition("该活动曾经批准，不能删除")  # returned drafts are never approved; a guard
     before = snapshot(campaign)
     name = campaign.name
     audit.record("campaign.delete", campaign, actor=actor, before=before)

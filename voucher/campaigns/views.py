@@ -268,7 +268,7 @@ def approve(campaign_id: int):
     return _act(
         campaign_id,
         lambda c, f: services.approve(c.id, current_user, plan_override_reason=f.plan_override_reason.data),
-        "活动已审批通过，预算已入账", form=ApproveForm(), form_name="approve_form",
+        "活动已批准，预算已入账", form=ApproveForm(), form_name="approve_form",
     )
 
 
@@ -342,7 +342,7 @@ def request_budget_change(campaign_id: int):
             target_funding_source_id=form.target_funding_source_id.data or None,
         )
 
-    return _act(campaign_id, action, "预算调整已提交，审批通过后生效",
+    return _act(campaign_id, action, "预算调整已提交，批准后生效",
                 form=_budget_form(campaign, formdata=request.form), form_name="budget_form")
 
 

@@ -79,6 +79,18 @@ def format_yuan(fen_value: int | None, *, grouping: bool = True) -> str:
     return f"{sign}{whole_text}.{cents:02d}"
 
 
+def short_yuan(fen_value: int) -> str:
+    """An amount as a rule is read aloud: 100000 yuan as "10万", 15000 as "1.5万", 2500 as "2500", 99.5
+    as "99.5" (满10万减3000, not 满100000减3000). Exact: 万 only where it loses nothing."""
+    whole, cents = divmod(int(fen_value), 100)
+    if cents:
+        return f"{whole}.{cents:02d}".rstrip("0")
+    wan, rest = divmod(whole, 10_000)
+    if wan and rest % 1_000 == 0:  # 10万, 1.5万; never a rounded 万
+        return f"{wan}万" if rest == 0 else f"{wan}.{rest // 1_000}万"
+    return str(whole)
+
+
 def to_yuan(fen_value: int) -> Decimal:
     """Fen as an exact Decimal of yuan, for a number cell in an export (never a float)."""
     return Decimal(int(fen_value)) / 100

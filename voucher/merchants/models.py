@@ -31,7 +31,7 @@ class SizeClass(str, enum.Enum):
     LARGE = "large"
 
 
-MERCHANT_STATUS_LABELS = {"pending": "待审核", "approved": "已入驻", "rejected": "未通过", "suspended": "已暂停"}
+MERCHANT_STATUS_LABELS = {"pending": "待审核", "approved": "已入驻", "rejected": "已驳回", "suspended": "已暂停"}
 SIZE_CLASS_LABELS = {"micro": "微型", "small": "小型", "medium": "中型", "large": "大型"}
 #: what a settlement account number's ciphertext is bound to (voucher/core/field_crypto.py)
 BANK_ACCOUNT_PURPOSE = "merchants.bank_account_no"

@@ -222,7 +222,7 @@ def decide(merchant_id: int, actor: User, *, approve: bool, note: str = "", mana
     if merchant.status != MerchantStatus.PENDING.value:
         raise InvalidTransition(f"该商户当前为「{merchant.status_label}」，无需审核")
     if not approve and not note.strip():
-        raise InvalidInput("不予入驻时请填写原因")
+        raise InvalidInput("驳回时请填写原因")
     managers = db.session.scalars(select(User).where(User.merchant_id == merchant.id)).all()
     if any(m.id == actor.id for m in managers):
         raise MakerCheckerViolation()

@@ -91,7 +91,7 @@ def decide(merchant_id: int, decision: str):
     approving = decision == "approve"
     form = ApproveMerchantForm() if approving else ReasonForm()
     if not form.validate_on_submit():
-        flash("管理员用户名过长" if approving else "不予入驻时请填写原因", "error")
+        flash("管理员用户名过长" if approving else "驳回时请填写原因", "error")
         return redirect(url_for("onboarding.index", status="pending"))
     try:
         with unit_of_work():
@@ -102,7 +102,7 @@ def decide(merchant_id: int, decision: str):
                 merchant = onboarding.decide(merchant_id, current_user, approve=False, note=form.reason.data or "")
     except DomainError as error:
         return refused(error, "onboarding.index", status="pending")
-    flash(f"商户「{merchant.name}」{'已入驻，管理员账号已启用' if approving else '不予入驻，原因已记录'}", "success")
+    flash(f"商户「{merchant.name}」{'已批准入驻，管理员账号已启用' if approving else '的入驻申请已驳回，原因已记录'}", "success")
     return redirect(url_for("onboarding.index", status="pending"))
 
 

@@ -35,7 +35,7 @@ def create_release(
     # scheduled in a closed campaign (found by the randomized money soak).
     campaign = lock_campaign(campaign.id)
     if campaign.status_enum not in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED):
-        raise InvalidTransition("活动审批通过后才能安排发放场次")
+        raise InvalidTransition("活动批准后才能安排发放场次")
     if campaign.instrument_enum is Instrument.GRANT:
         raise InvalidTransition("补贴申报类活动不发券，没有发放场次")
     if not name.strip():
