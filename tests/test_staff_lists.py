@@ -38,18 +38,18 @@ def test_the_campaign_list_pages_and_searches_thousands_of_campaigns(client, db)
     _bulk_campaigns(db, world, 2400)
     login(client, "approver")
     first = client.get("/campaigns").get_data(as_text=True)
-    assert "共 2400 条" in first and "第 1–50 条" in first and "批量草稿2399" in first and "批量草稿2349" not in first
+    assert "共 2,400 条" in first and "第 1–50 条" in first and "批量草稿2399" in first and "批量草稿2349" not in first
     assert 'aria-label="第 48 页"' in first and "下一页" in first
     last = client.get("/campaigns?page=48").get_data(as_text=True)
-    assert "第 2351–2400 条" in last and "批量草稿0000" in last and "下一页" not in last
-    assert "第 2351–2400 条" in client.get("/campaigns?page=999").get_data(as_text=True)  # past the end: the last
+    assert "第 2,351–2,400 条" in last and "批量草稿0000" in last and "下一页" not in last
+    assert "第 2,351–2,400 条" in client.get("/campaigns?page=999").get_data(as_text=True)  # past the end: the last
     assert client.get("/campaigns?page=abc").status_code == 200  # a typo is the first page, not an error
     # Search by words of the name (server side, with the count), combined with the status; links keep both.
     found = client.get("/campaigns?q=观影&status=draft").get_data(as_text=True)
     assert "共 240 条" in found and "批量草稿2390（观影）" in found and "批量草稿2399" not in found
     assert "q=%E8%A7%82%E5%BD%B1" in found and "status=draft" in found
     assert "没有符合条件的活动" in client.get("/campaigns?q=100%25").get_data(as_text=True)  # % is a character
-    assert "共 2400 条" in client.get("/campaigns?status=bogus").get_data(as_text=True)  # unknown: ignored
+    assert "共 2,400 条" in client.get("/campaigns?status=bogus").get_data(as_text=True)  # unknown: ignored
 
 
 def test_a_maker_deletes_a_draft_and_nothing_else(client, db):
@@ -89,7 +89,7 @@ def test_the_merchant_list_pages_and_searches(client, db):
     db.session.commit()
     login(client, "approver")
     first = client.get("/merchants").get_data(as_text=True)
-    assert f"共 {1200 + existing} 条" in first and "批量商户1199" in first
+    assert f"共 {1200 + existing:,} 条" in first and "批量商户1199" in first
     found = client.get("/merchants?q=批量商户00").get_data(as_text=True)
     assert "共 100 条" in found and "批量商户0099" in found and "批量商户0100" not in found
     by_code = client.get("/merchants?q=91320700bulk000007").get_data(as_text=True)  # a USCC, any case

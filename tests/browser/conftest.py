@@ -214,3 +214,31 @@ def redeem_demo_voucher(db, phone: str = "13900002222") -> None:
     token = claim_demo_voucher(db, phone)
     redeem(token, 150_00, db.session.scalar(select(User).where(User.username == "cashier")))
     db.session.commit()
+
+
+def settle_and_pay_demo(db) -> None:
+    """The merchant portal's figures: a demo redemption yesterday, settled and paid through the bank (a
+    payout file, the bank's statement, the matched line confirmed), one today not settled yet, and one at
+    another merchant (苏果便民超市) that the demo manager must never see. Moves the clock a day on (the
+    `clock` fixture puts it back)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from tests.factories import pay_through_bank
+    from voucher.accounts.models import User
+    from voucher.core.clock import set_clock, to_local, utcnow
+    from voucher.counter.redemption import redeem
+    from voucher.settlement import batches
+
+    redeem_demo_voucher(db, "13900003333")
+    redeemed_on = to_local(utcnow()).date()
+    set_clock(utcnow() + timedelta(days=1, hours=1))
+    finance = db.session.scalar(select(User).where(User.username == "finance"))
+    built = batches.build_batches(redeemed_on, finance)
+    pay_through_bank(built.batches, finance)
+    db.session.commit()
+    redeem_demo_voucher(db, "13900004444")
+    market = db.session.scalar(select(User).where(User.username == "cashier_market"))
+    redeem(claim_demo_voucher(db, "13900005555"), 234_00, market)
+    db.session.commit()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.browser.conftest import PHONE, claim_demo_voucher, redeem_demo_voucher, sign_in
+from tests.browser.conftest import PHONE, claim_demo_voucher, redeem_demo_voucher, settle_and_pay_demo, sign_in
 from voucher.campaigns.models import Campaign
 
 # What a page looks like does not depend on the database: these run on SQLite only (see conftest.py).
@@ -79,6 +79,21 @@ def _staff(username: str, path):
     return open_screen
 
 
+def _new_terminal_token(page, db) -> None:
+    sign_in(page, "manager")
+    page.goto("/merchant/staff")
+    page.get_by_role("button", name="签发").click()
+    page.get_by_role("button", name="复制令牌").wait_for()
+
+
+def _temporary_password(page, db) -> None:
+    sign_in(page, "manager")
+    page.goto("/merchant/staff")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("row").filter(has_text="cashier").get_by_role("button", name="重置密码").click()
+    page.get_by_role("heading", name="已重置密码").wait_for()
+
+
 SCREENS = {
     "home": lambda page, db: page.goto("/"),
     "login": lambda page, db: page.goto("/login"),
@@ -96,13 +111,28 @@ SCREENS = {
     "leverage": _staff("finance", "/analytics/leverage"),
     "change-password": _staff("finance", "/account/password"),
     "user-management": _staff("admin", "/admin/users"),
+    "merchant-redemptions": _staff("manager", "/merchant/redemptions"),
+    "merchant-redemptions-phone": _staff("manager", "/merchant/redemptions?status=paid"),
+    "cashier-redemptions-phone": _staff("cashier", "/merchant/redemptions"),
+    "merchant-statement": _staff("manager", "/merchant/statement"),
+    "merchant-statement-phone": _staff("manager", "/merchant/statement"),
+    "merchant-staff-new-token": _new_terminal_token,
+    "merchant-staff-new-token-phone": _new_terminal_token,
+    "cashier-temporary-password": _temporary_password,
 }
-PHONE_SCREENS = {"counter", "counter-refusal", "citizen-home", "citizen-one-time-code", "my-vouchers"}
+PHONE_SCREENS = {"counter", "counter-refusal", "citizen-home", "citizen-one-time-code", "my-vouchers",
+                 "merchant-redemptions-phone", "cashier-redemptions-phone", "merchant-statement-phone",
+                 "merchant-staff-new-token-phone"}
+#: the merchant portal's screens get its figures: a paid batch, a redemption waiting, another merchant's
+PORTAL_SCREENS = {name for name in SCREENS if name.startswith(("merchant-", "cashier-"))}
 
 
 @pytest.mark.parametrize("screen", SCREENS)
 def test_screen_passes_axe(screen, demo, new_page, shots):
-    redeem_demo_voucher(demo)  # figures on the dashboards, a row at the counter
+    if screen in PORTAL_SCREENS:
+        settle_and_pay_demo(demo)
+    else:
+        redeem_demo_voucher(demo)  # figures on the dashboards, a row at the counter
     options = dict(viewport=PHONE, is_mobile=True, has_touch=True) if screen in PHONE_SCREENS else {}
     page = new_page(**options)
     SCREENS[screen](page, demo)

@@ -18,6 +18,7 @@ from tests.browser.conftest import (
     nav,
     playwright_api,
     redeem_demo_voucher,
+    settle_and_pay_demo,
     sign_in,
     sign_out,
 )
@@ -406,3 +407,104 @@ def test_finance_sets_up_two_factor_by_scanning_the_qr_and_signs_in_with_it(demo
         page.get_by_role("button", name="验证并登录").click()
         expect(page.get_by_role("button", name="退出")).to_be_visible()
         shots(page, "signed-in")
+
+
+def test_merchant_manager_follows_redemptions_and_payouts_and_manages_cashiers(demo, new_page, shots):
+    """The merchant portal: the manager's redemptions (campaign column, totals, filter, export), the
+    settlement statement with the bank's serial, a cashier's password reset (asked first) and a new
+    terminal token copied with the keyboard; the cashier sees only their own store."""
+    from voucher.settlement.models import PayoutFile, SettlementBatch
+
+    settle_and_pay_demo(demo)
+    serial = f"T{demo.session.scalar(select(SettlementBatch.id)):08d}"
+    payout_number = demo.session.scalar(select(PayoutFile.number))
+    demo.session.rollback()
+    page = new_page()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    sign_in(page, "manager")
+
+    nav(page, "核销记录")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("核销记录")
+    totals = page.locator("section", has=page.get_by_role("heading", name="筛选结果合计"))
+    expect(totals).to_contain_text("2 笔")
+    expect(totals).to_contain_text("300.00 元")  # two orders of 150
+    expect(totals).to_contain_text("260.00 元")  # paid by the citizens
+    rows = page.locator("section", has=page.get_by_role("heading", name="明细")).locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("演示第一期")
+    expect(page.get_by_text("234.00")).to_have_count(0)  # 苏果便民超市's redemption
+    shots(page, "redemptions")
+    page.get_by_label("状态").select_option("paid")
+    page.get_by_role("button", name="筛选").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("已支付")
+    expect(totals).to_contain_text("1 笔")
+    shots(page, "redemptions-paid")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="导出 Excel").click()
+    saved = shots.next_path(download_info.value.suggested_filename)
+    download_info.value.save_as(saved)
+    sheet = load_workbook(saved)["核销记录"]
+    data = [r for r in sheet.iter_rows(min_row=3, values_only=True) if isinstance(r[0], int)]
+    assert len(data) == 1 and data[0][5] == 150 and data[0][9] == "已支付"
+
+    nav(page, "结算对账单")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("结算对账单")
+    expect(page.get_by_text(serial).first).to_be_visible()
+    expect(page.get_by_text(payout_number).first).to_be_visible()
+    expect(page.locator("section", has=page.get_by_role("heading", name="结算批次"))).to_contain_text("已支付")
+    shots(page, "statement")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="导出 Excel").click()
+    saved = shots.next_path(download_info.value.suggested_filename)
+    download_info.value.save_as(saved)
+    book = load_workbook(saved)
+    assert serial in [r[-1] for r in book["结算批次"].iter_rows(min_row=2, values_only=True)]
+
+    # 重置密码 asks first; "cancel" changes nothing.
+    nav(page, "收银员与终端")
+    row = page.get_by_role("row").filter(has_text="cashier")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    row.get_by_role("button", name="重置密码").click()
+    page.wait_for_timeout(300)
+    expect(page.get_by_role("heading", level=1)).to_contain_text("收银员与终端")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="重置密码").click()
+    expect(page.get_by_role("heading", name="已重置密码")).to_be_visible()
+    temporary = page.locator("p.code code").inner_text()
+    assert re.fullmatch(r"[a-z0-9-]{19}", temporary)
+    shots(page, "temporary-password")
+    page.get_by_role("link", name="返回收银员与终端").click()
+
+    # A new terminal token, copied with the keyboard: Tab to 复制令牌, Enter; 已复制 is announced.
+    page.get_by_label("终端名称").fill("一号收银机")
+    page.get_by_role("button", name="签发").click()
+    token = page.locator("#new-token").inner_text()
+    copy = page.get_by_role("button", name="复制令牌")
+    expect(copy).to_be_visible()
+    page.locator("#new-token").click()
+    for _ in range(10):
+        if copy.evaluate("button => button === document.activeElement"):
+            break
+        page.keyboard.press("Tab")
+    expect(copy).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_have_text("已复制")
+    assert page.evaluate("navigator.clipboard.readText()") == token
+    shots(page, "token-copied")
+    sign_out(page)
+
+    # The cashier signs in with the temporary password, sets a new one, and sees only their own store.
+    page.goto("/login")
+    page.get_by_label("用户名", exact=True).fill("cashier")
+    page.get_by_label("密码", exact=True).fill(temporary)
+    page.get_by_role("button", name="登录").click()
+    page.get_by_label("当前密码").fill(temporary)
+    page.get_by_label("新密码", exact=True).fill("harbour-lantern-42")
+    page.get_by_label("再次输入新密码").fill("harbour-lantern-42")
+    page.get_by_role("button", name="修改密码").click()
+    nav(page, "核销记录")
+    expect(page.locator("tbody tr")).to_have_count(2)
+    expect(page.get_by_text("234.00")).to_have_count(0)
+    expect(page.get_by_label("门店")).to_have_count(0)  # one store: nothing to choose
+    shots(page, "cashier-redemptions")

@@ -1,8 +1,8 @@
-"""The counter and the citizen's pages on a 360 px wide phone: nothing scrolls sideways, and every button
+"""The counter, the merchant portal and the citizen's pages on a 360 px wide phone: nothing scrolls sideways, and every button
 and input is a touch target of at least 44 x 44 CSS px."""
 from __future__ import annotations
 
-from tests.browser.conftest import PHONE, redeem_demo_voucher, sign_in
+from tests.browser.conftest import PHONE, redeem_demo_voucher, settle_and_pay_demo, sign_in, sign_out
 
 # What a page looks like does not depend on the database: these run on SQLite only (see conftest.py).
 SQLITE_ONLY = True
@@ -61,3 +61,24 @@ def test_counter_fits_a_360px_phone(demo, new_page, shots):
     page.get_by_role("button", name="确认核销").tap()
     page.locator("section.result").wait_for()
     check(page, shots, "counter-refused")
+
+
+def test_merchant_portal_fits_a_360px_phone(demo, new_page, shots):
+    settle_and_pay_demo(demo)  # rows on every page: paid, waiting, and a batch with its bank serial
+    page = new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    sign_in(page, "manager")
+    page.goto("/merchant/redemptions")
+    check(page, shots, "manager-redemptions")
+    page.goto("/merchant/redemptions?status=paid")
+    check(page, shots, "manager-redemptions-filtered")
+    page.goto("/merchant/statement")
+    page.get_by_text("T0000000").first.wait_for()
+    check(page, shots, "statement")
+    page.goto("/merchant/staff")
+    page.get_by_role("button", name="签发").tap()
+    page.get_by_role("button", name="复制令牌").wait_for()
+    check(page, shots, "staff-new-token")
+    sign_out(page)
+    sign_in(page, "cashier")
+    page.goto("/merchant/redemptions")
+    check(page, shots, "cashier-redemptions")

@@ -52,12 +52,16 @@ def page_number(text: str | None) -> int:
     return parse_id(text) or 1
 
 
+def clamp(number: int, total: int, size: int = PAGE_SIZE) -> int:
+    """The page to show when `number` is asked for: a number past the last page shows the last page."""
+    return min(max(1, number), max(1, -(-total // size)))
+
+
 def page_of(query: Select[Any], number: int, size: int = PAGE_SIZE, *, scalars: bool = True) -> Page[Any]:
     """One page of `query`, which must order its rows (a page of an unordered query is not a page).
     A number past the last page shows the last page."""
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    pages = max(1, -(-total // size))
-    number = min(max(1, number), pages)
+    number = clamp(number, total, size)
     bounded = query.limit(size).offset((number - 1) * size)
     result = db.session.execute(bounded)
     rows = list(result.scalars()) if scalars else list(result.tuples())

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import Select, or_, select
 
 from voucher.accounts import passwords
+from voucher.accounts.locking import lock_user
 from voucher.accounts.models import User
-from voucher.accounts.services import create_user
+from voucher.accounts.services import create_user, reset_password
 from voucher.core import audit, uscc
 from voucher.core.db import db
 from voucher.core.errors import Forbidden, InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
@@ -282,6 +283,20 @@ def set_cashier_active(manager: User, cashier_id: int, active: bool) -> User:
     audit.record("user.activate" if active else "user.deactivate", cashier, actor=manager,
                  after={"is_active": active})
     return cashier
+
+
+def reset_cashier_password(manager: User, cashier_id: int) -> tuple[User, str]:
+    """The manager's 重置密码 for one of the merchant's own cashiers: accounts' reset_password with the
+    manager as its actor (a random temporary password, to be shown once; every session of the cashier
+    ends; audited as user.password_reset). Another merchant's cashier, or an account that is not a
+    cashier, is refused as Forbidden, the same answer as for an id that does not exist."""
+    try:
+        cashier: User | None = lock_user(cashier_id)  # reset_password locks it too: the same row, the same lock
+    except NotFound:
+        cashier = None
+    if cashier is None or cashier.role != Role.CASHIER.value or cashier.merchant_id != manager.merchant_id:
+        raise Forbidden("只能管理本商户的收银员")
+    return reset_password(cashier.id, manager)
 
 
 def issue_terminal(manager: User, *, store_id: int, label: str) -> tuple[StoreTerminal, str]:

@@ -1,7 +1,7 @@
 """Onboarding pages: the public application, the bureau's review, and a manager's cashiers and terminals."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -161,6 +161,26 @@ def cashier_active(user_id: int, action: str):
     return redirect(url_for("onboarding.staff"))
 
 
+@bp.post("/merchant/cashiers/<int:user_id>/reset-password")
+@roles_required(Role.MERCHANT_MANAGER)
+def reset_cashier_password(user_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        with unit_of_work():
+            cashier, temporary = onboarding.reset_cashier_password(current_user, user_id)
+            username, display_name = cashier.username, cashier.display_name
+    except DomainError as error:
+        flash(error.message, "error")
+        return _staff_page(error.status)
+    # Shown in this answer only (as the administrator's reset): never flashed into the session cookie.
+    response = make_response(render_template(
+        "accounts/temporary_password.html", username=username, display_name=display_name, temporary=temporary,
+        back_url=url_for("onboarding.staff"), back_label="返回收银员与终端"))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.post("/merchant/terminals")
 @roles_required(Role.MERCHANT_MANAGER)
 def issue_terminal():
@@ -173,8 +193,10 @@ def issue_terminal():
     except DomainError as error:
         flash(error.message, "error")
         return _staff_page(error.status, terminal_form=form)
-    # Shown in this response only; only its hash is kept.
-    return _staff_page(new_token=token)
+    # Shown in this response only; only its hash is kept, and no cache keeps the page.
+    response = make_response(*_staff_page(new_token=token))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.post("/merchant/terminals/<int:terminal_id>/revoke")

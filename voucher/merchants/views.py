@@ -1,14 +1,14 @@
-"""The counter page for cashiers, and a merchant's own redemptions."""
+"""The counter page for cashiers, and the merchant portal: its own redemptions and settlement statement."""
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
 
-from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
-from voucher.core.clock import utcnow
+from voucher.core.clock import local_today, utcnow
 from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.permissions import Role, roles_required
@@ -16,6 +16,7 @@ from voucher.counter.redemption import redeem, reverse
 from voucher.merchants.forms import RedeemForm, ReverseForm
 from voucher.merchants.models import Redemption
 from voucher.ops import limits
+from voucher.reports import merchant_redemptions, merchant_statement
 from voucher.web import refused, unit_of_work
 
 bp = Blueprint("merchants", __name__)
@@ -92,11 +93,52 @@ def reverse_redemption(redemption_id: int):
     return redirect(url_for("merchants.counter"))
 
 
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
 @bp.get("/merchant/redemptions")
-@roles_required(Role.MERCHANT_MANAGER)
+@roles_required(Role.MERCHANT_MANAGER, Role.CASHIER)
 def redemptions():
-    # A merchant sees only its own redemptions.
-    rows = db.session.scalars(
-        select(Redemption).where(Redemption.merchant_id == current_user.merchant_id).order_by(Redemption.id.desc()).limit(200)
-    ).all()
-    return render_template("merchants/redemptions.html", redemptions=rows, merchant=current_user.merchant)
+    """核销记录: a manager's of every store of the merchant, a cashier's of their own store only."""
+    status = 200
+    try:
+        found_filter = merchant_redemptions.RedemptionFilter.parse(request.args)
+    except DomainError as error:
+        flash(error.message, "error")
+        found_filter, status = merchant_redemptions.RedemptionFilter(), error.status
+    listing = merchant_redemptions.search(current_user, found_filter)  # another store: Forbidden, a 403
+    return render_template("merchants/redemptions.html", listing=listing, f=listing.filter,
+                           statuses=merchant_redemptions.STATUSES,
+                           export_limit=merchant_redemptions.EXPORT_LIMIT), status
+
+
+@bp.get("/merchant/redemptions.xlsx")
+@roles_required(Role.MERCHANT_MANAGER, Role.CASHIER)
+def redemptions_workbook():
+    found_filter = merchant_redemptions.RedemptionFilter.parse(request.args)
+    body = merchant_redemptions.as_xlsx(current_user, found_filter)
+    name = merchant_redemptions.file_name(found_filter, local_today())
+    return Response(body, mimetype=XLSX, headers={"Content-Disposition": f"attachment; filename={name}"})
+
+
+@bp.get("/merchant/statement")
+@roles_required(Role.MERCHANT_MANAGER)
+def statement():
+    """结算对账单: redeemed -> settled -> paid, per business day, campaign and funder."""
+    status = 200
+    try:
+        found_filter = merchant_statement.StatementFilter.parse(request.args)
+    except DomainError as error:
+        flash(error.message, "error")
+        found_filter, status = merchant_statement.StatementFilter.default(), error.status
+    found = merchant_statement.statement(current_user, found_filter)
+    return render_template("merchants/statement.html", statement=found, f=found_filter), status
+
+
+@bp.get("/merchant/statement.xlsx")
+@roles_required(Role.MERCHANT_MANAGER)
+def statement_workbook():
+    found_filter = merchant_statement.StatementFilter.parse(request.args)
+    body = merchant_statement.as_xlsx(current_user, found_filter)
+    name = f"statement-{found_filter.date_from:%Y%m%d}-{found_filter.date_until:%Y%m%d}.xlsx"
+    return Response(body, mimetype=XLSX, headers={"Content-Disposition": f"attachment; filename={name}"})
