@@ -1,6 +1,6 @@
-"""`flask --app wsgi seed demo` and `seed city-scale`: development data, added to the product's `seed`
-group (voucher/cli.py, which keeps `seed measures`) by wsgi.py outside production. Each command is one
-unit of work."""
+"""`flask --app wsgi seed demo`, `seed demo-statement` and `seed city-scale`: development data, added to
+the product's `seed` group (voucher/cli.py, which keeps `seed measures`) by wsgi.py outside production. Each
+command is one unit of work."""
 from __future__ import annotations
 
 import sys
@@ -19,6 +19,7 @@ def register(app: Flask) -> None:
     """Add the development commands to the app's `seed` group."""
     seed_group = app.cli.commands["seed"]
     seed_group.add_command(seed_demo)
+    seed_group.add_command(seed_demo_statement)
     seed_group.add_command(seed_city_scale)
 
 
@@ -48,6 +49,24 @@ def seed_demo() -> None:
     for username, label, password in accounts:
         click.echo(f"  {username:<16} 密码 {password}   {label}")
     click.echo("市民领券页面：http://127.0.0.1:5000/c/   （手机号任意，开发模式下验证码直接显示在页面上）")
+
+
+@click.command("demo-statement")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("demo-bank-statement.csv"),
+              show_default=True, help="写入的对账单文件")
+@with_appcontext
+def seed_demo_statement(out: Path) -> None:
+    """Write the bank's statement of the payout files not yet confirmed (development only): the file the
+    对账 page imports, so reconciliation can be tried on the demo."""
+    from seed.demo import bank_statement
+
+    _refuse_in_production("生产环境不能生成演示对账单")
+    content, lines = bank_statement()
+    if not lines:
+        click.echo("没有已导出待确认的结算批次：请先在「商户结算」生成结算批次和付款文件", err=True)
+        sys.exit(1)
+    out.write_bytes(content)
+    click.echo(f"演示银行对账单已写入 {out}：{lines} 笔付款（请在「对账」页导入）")
 
 
 @click.command("city-scale")

@@ -1,5 +1,6 @@
 """`flask seed demo`: the demo accounts, merchants and a campaign for most measures, loaded through the
-services (so the ledger verifies), and loading twice changes nothing."""
+services (so the ledger verifies), with a week of history to settle, reconcile and chart; loading twice
+changes nothing."""
 from __future__ import annotations
 
 import base64
@@ -7,10 +8,13 @@ import os
 import secrets
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select, text
 
+from seed.demo import load_demo
+from tests.conftest import empty_tables
 from voucher.accounts.models import User
 from voucher.campaigns.models import (
     Campaign,
@@ -22,10 +26,12 @@ from voucher.campaigns.models import (
     TargetProgress,
 )
 from voucher.campaigns.overview import policy_overview
-from voucher.ledger.models import JournalEntry
-from voucher.merchants.models import Merchant
+from voucher.cli import SEED_DIR
+from voucher.core.clock import local_today, to_local
+from voucher.ledger.models import EntryKind, JournalEntry
+from voucher.merchants.models import Merchant, Redemption, Store
 from voucher.reports.consistency import verify_ledger
-from voucher.vouchers.models import Voucher
+from voucher.vouchers.models import Citizen, Voucher
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_ACCOUNTS = ("maker", "approver", "finance", "finance2", "auditor", "admin", "manager", "cashier", "cashier_market",
@@ -43,7 +49,7 @@ def counts(db) -> dict[str, int]:
     return {
         model.__name__: db.session.scalar(select(func.count()).select_from(model))
         for model in (Campaign, User, Merchant, FundingSource, Release, Voucher, GrantApplication, TargetProgress,
-                      JournalEntry)
+                      JournalEntry, Citizen, Redemption)
     }
 
 
@@ -102,6 +108,90 @@ def test_seed_demo_loads_accounts_and_a_campaign_per_measure(app, db):
     assert next(t.achieved for t in line.targets if t.target.id == first_target.id) == 12
 
 
+def history(db) -> list[tuple[int, str, str, int, int]]:
+    """The demo's redemptions before today: (days ago, local time, store, order, subsidy), in order."""
+    db.session.rollback()
+    today = local_today()
+    rows = db.session.execute(
+        select(Redemption.created_at, Store.name, Redemption.order_amount_fen, Redemption.subsidy_fen)
+        .join(Store, Store.id == Redemption.store_id).order_by(Redemption.created_at, Redemption.id)
+    ).all()
+    return [((today - to_local(at).date()).days, f"{to_local(at):%H:%M}", store, order, subsidy)
+            for at, store, order, subsidy in rows if to_local(at).date() < today]
+
+
+def test_seed_demo_loads_a_week_of_history_to_settle_reconcile_and_chart(app, db, tmp_path):
+    """The first campaign's last week, replayed through the services: settlement of yesterday's batches, a
+    payout file, the bank's statement of it (`seed demo-statement`) and the leverage by day can be tried at
+    once; the same history every run."""
+    from voucher.accounts.models import User as Staff
+    from voucher.analytics import leverage
+    from voucher.reconciliation import services as reconciliation
+    from voucher.settlement import batches as settlement
+    from voucher.settlement import payout_files
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["seed", "demo"]).exit_code == 0
+    loaded = history(db)
+    (first,) = [c for c in campaigns_of(db, 1) if "演示第一期" in c.name]
+    threshold = first.product.threshold_fen
+
+    # Redemptions on at least 5 earlier local days, each one at a store the campaign's rules allow, each
+    # order at or above the threshold, between 06:00 and 24:00 (no off-hours risk flag), 满100减20.
+    assert len({days_ago for days_ago, *_ in loaded}) >= 5
+    assert max(days_ago for days_ago, *_ in loaded) >= 6
+    assert first.valid_from < local_today() - timedelta(days=6)
+    assert {store for _, _, store, _, _ in loaded} == {"港城老味道（解放路店）", "苏果便民超市（墟沟店）"}
+    assert all(order >= threshold and subsidy == 20_00 and "06:00" <= hhmm for _, hhmm, _, order, subsidy in loaded)
+    assert len({order for *_, order, _ in loaded}) > len(loaded) // 2  # varied orders
+    # Claimed by a few dozen demo citizens, on different days, through the release 上周体验场 (all claimed).
+    past = db.session.scalar(select(Release).where(Release.campaign_id == first.id, Release.name == "上周体验场"))
+    claimed = db.session.scalars(select(Voucher.claimed_at).where(Voucher.release_id == past.id)).all()
+    assert len(claimed) == past.quantity >= 30 and all(claimed)
+    assert len({to_local(at).date() for at in claimed}) >= 5
+    assert to_local(past.opened_at).date() < local_today() - timedelta(days=5)
+    # The ledger dates each redemption's entry with the redemption (the services' `now`), and balances.
+    entry_days = db.session.scalars(select(JournalEntry.created_at).where(JournalEntry.kind == EntryKind.REDEMPTION.value)).all()
+    assert sorted(to_local(at).date() for at in entry_days) == sorted(local_today() - timedelta(days=d) for d, *_ in loaded)
+    assert verify_ledger() == []
+    assert runner.invoke(args=["ledger", "verify"]).exit_code == 0
+
+    # The leverage by day has a row for every day of the week.
+    by_day = leverage.breakdown("day")
+    assert len(by_day) >= 5 and all(figures.vouchers_claimed or figures.vouchers_redeemed for _, figures in by_day)
+
+    # Settlement: yesterday's batches (or the day before, just after midnight), one per merchant, hold the
+    # whole history; a payout file; the bank's statement of it, which the import matches batch for batch.
+    finance = db.session.scalar(select(Staff).where(Staff.username == "finance"))
+    built = settlement.build_batches(settlement.latest_buildable_day(), finance)
+    assert len(built.batches) == 2 and not built.held
+    settled_days = {d for d, *_ in loaded if local_today() - timedelta(days=d) <= built.business_date}
+    assert built.total_fen == sum(s for d, _, _, _, s in loaded if d in settled_days)
+    payout_files.create(finance)
+    db.session.commit()
+    statement = tmp_path / "bank.csv"
+    written = runner.invoke(args=["seed", "demo-statement", "--out", str(statement)])
+    assert written.exit_code == 0, (written.output, written.exception)
+    assert "2 笔付款" in written.output
+    result = reconciliation.import_statement(statement.read_bytes(), statement.name, None, finance)
+    assert result.counts["matched"] == 2 and result.counts["unmatched_line"] == 0
+
+    # The same history on every run (a fixed random seed).
+    db.session.rollback()
+    empty_tables(db)
+    load_demo(SEED_DIR / "demo.toml")
+    db.session.commit()
+    assert history(db) == loaded
+
+
+def test_demo_statement_needs_a_payout_file_first(app, db, tmp_path):
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["seed", "demo"]).exit_code == 0
+    refused = runner.invoke(args=["seed", "demo-statement", "--out", str(tmp_path / "bank.csv")])
+    assert refused.exit_code == 1 and "付款文件" in refused.output
+    assert not (tmp_path / "bank.csv").exists()
+
+
 def achieved(db) -> dict[tuple[int, int], int]:
     """Progress per (measure number, target position), as the overview counts it."""
     db.session.rollback()
@@ -149,5 +239,5 @@ def test_wsgi_adds_the_development_commands_and_production_never_imports_seed(tm
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
-    assert commands({"VOUCHER_ENV": "development"}) == "city-scale demo measures True"
+    assert commands({"VOUCHER_ENV": "development"}) == "city-scale demo demo-statement measures True"
     assert commands(production) == "measures False"

@@ -189,14 +189,15 @@ def nav(page, name: str) -> None:
 
 
 def claim_demo_voucher(db, phone: str = "13900001111") -> str:
-    """A voucher of the demo's open round (满100减20, 餐饮/零售) claimed by a citizen: the text of its QR."""
+    """A voucher of the demo's open round 第一轮 (满100减20, 餐饮/零售) claimed by a citizen: the text of its QR.
+    (The campaign's other first-come release, 上周体验场, is the demo's history, all claimed.)"""
     from sqlalchemy import select
 
     from voucher.campaigns.models import Campaign, Release
     from voucher.vouchers import citizens, services
 
     release_id = db.session.scalar(
-        select(Release.id).join(Campaign).where(Campaign.name.contains("演示第一期"), Release.mode == "first_come")
+        select(Release.id).join(Campaign).where(Campaign.name.contains("演示第一期"), Release.name == "第一轮")
     )
     voucher = services.claim(release_id, citizens.citizen_for(phone))
     token = services.qr_token(voucher)

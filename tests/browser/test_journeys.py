@@ -10,7 +10,7 @@ import pyotp
 import zxingcpp
 from openpyxl import load_workbook
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 
 from tests.browser.conftest import (
     PHONE,
@@ -283,8 +283,21 @@ def test_counter_takes_a_code_typed_in_fullwidth_with_the_ime_on(demo, new_page,
     shots(page, "fullwidth-redeemed")
 
 
+def _demo_spent_fen(db) -> int:
+    """What the demo campaign has spent: its week of history (seed/demo.toml), and whatever the test redeemed."""
+    from voucher.campaigns.models import Campaign
+    from voucher.merchants.models import Redemption
+
+    spent = db.session.scalar(select(func.sum(Redemption.subsidy_fen)).join(Campaign).where(
+        Campaign.name.contains("演示第一期"), Redemption.reversed_at.is_(None)))
+    db.session.rollback()
+    return spent or 0
+
+
 def test_finance_downloads_the_budget_report(demo, new_page, shots, tmp_path):
-    redeem_demo_voucher(demo)  # so the demo campaign has money spent, not only funded and reserved
+    history_fen = _demo_spent_fen(demo)
+    assert history_fen > 0  # the demo's history, not settled yet
+    redeem_demo_voucher(demo)  # and 20 more, today
     page = new_page()
     sign_in(page, "finance")
     nav(page, "预算执行")
@@ -307,7 +320,7 @@ def test_finance_downloads_the_budget_report(demo, new_page, shots, tmp_path):
     (row,) = [r for r in sheet.iter_rows(min_row=3, values_only=True) if "演示第一期" in str(r[0])]
     figures = dict(zip(header, row))
     assert figures["已到位"] == 10_000_000
-    assert figures["已核销待结算"] == 20
+    assert figures["已核销待结算"] * 100 == history_fen + 20_00
     assert sheet.cell(row=3, column=2).number_format == "#,##0.00"
     # The workbook shows what the page shows, to the fen.
     page_cells = on_screen.locator("td").all_inner_texts()
@@ -323,20 +336,25 @@ def _short_title(db, number: int) -> str:
 
 
 def test_finance_pays_a_merchant_once_through_a_payout_file_and_the_bank_statement(demo, new_page, shots, tmp_path):
-    """Build, a numbered payout file (asked to confirm first), the bank's statement, bulk confirmation."""
+    """Build, a numbered payout file (asked to confirm first), the bank's statement, bulk confirmation.
+    The batches hold the demo's week of history and today's redemption: one batch per merchant."""
     from datetime import timedelta as _td
 
     from tests.factories import bank_statement
     from voucher.core.clock import set_clock, utcnow
+    from voucher.merchants.models import Redemption
     from voucher.settlement.models import PayoutFile, SettlementBatch
 
     redeem_demo_voucher(demo)
+    merchants = demo.session.scalar(select(func.count(distinct(Redemption.merchant_id))))
+    demo.session.rollback()
+    assert merchants >= 2  # the demo restaurant's and the supermarket's
     set_clock(utcnow() + _td(days=1, hours=1))  # (the clock fixture puts it back) the redemption's day is over and past reversal
     page = new_page()
     sign_in(page, "finance")
     nav(page, "商户结算")
     page.get_by_role("button", name="生成结算批次").click()
-    expect(page.get_by_role("status")).to_contain_text("新建 1 个结算批次")
+    expect(page.get_by_role("status")).to_contain_text(f"新建 {merchants} 个结算批次")
 
     # Asked first; "cancel" sends nothing.
     page.once("dialog", lambda dialog: dialog.dismiss())
@@ -355,20 +373,21 @@ def test_finance_pays_a_merchant_once_through_a_payout_file_and_the_bank_stateme
     sheet = load_workbook(saved)["结算付款"]
     assert sheet.cell(2, 5).data_type == "n" and sheet.cell(2, 4).data_type == "s"  # amount a number, account text
 
-    batch = demo.session.scalar(select(SettlementBatch))
+    batches = demo.session.scalars(select(SettlementBatch).order_by(SettlementBatch.id)).all()
+    assert len(batches) == merchants
     statement = tmp_path / "bank.csv"
-    statement.write_bytes(bank_statement([batch]))
+    statement.write_bytes(bank_statement(batches))
     demo.session.rollback()
     nav(page, "对账")
     page.get_by_label("对账单文件（CSV 或 xlsx）").set_input_files(str(statement))
     page.get_by_role("button", name="导入").click()
-    expect(page.get_by_role("status")).to_contain_text("已匹配 1")
+    expect(page.get_by_role("status")).to_contain_text(f"已匹配 {merchants}，")
     nav(page, "商户结算")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name=re.compile("批量确认已匹配批次")).click()
-    expect(page.get_by_role("status")).to_contain_text("已确认 1 个批次支付")
+    expect(page.get_by_role("status")).to_contain_text(f"已确认 {merchants} 个批次支付")
     shots(page, "paid")
-    assert demo.session.scalar(select(SettlementBatch.status)) == "paid"
+    assert set(demo.session.scalars(select(SettlementBatch.status))) == {"paid"}
     demo.session.rollback()
 
 
@@ -426,6 +445,9 @@ def test_merchant_manager_follows_redemptions_and_payouts_and_manages_cashiers(d
     nav(page, "核销记录")
     expect(page.get_by_role("heading", level=1)).to_contain_text("核销记录")
     totals = page.locator("section", has=page.get_by_role("heading", name="筛选结果合计"))
+    # From the day of the fixture's redemptions on: the demo's week of history comes before it.
+    page.get_by_label("开始日期").fill((local_today() - timedelta(days=1)).isoformat())
+    page.get_by_role("button", name="筛选").click()
     expect(totals).to_contain_text("2 笔")
     expect(totals).to_contain_text("300.00 元")  # two orders of 150
     expect(totals).to_contain_text("260.00 元")  # paid by the citizens
@@ -504,6 +526,8 @@ def test_merchant_manager_follows_redemptions_and_payouts_and_manages_cashiers(d
     page.get_by_label("再次输入新密码").fill("harbour-lantern-42")
     page.get_by_role("button", name="修改密码").click()
     nav(page, "核销记录")
+    page.get_by_label("开始日期").fill((local_today() - timedelta(days=1)).isoformat())
+    page.get_by_role("button", name="筛选").click()
     expect(page.locator("tbody tr")).to_have_count(2)
     expect(page.get_by_text("234.00")).to_have_count(0)
     expect(page.get_by_label("门店")).to_have_count(0)  # one store: nothing to choose

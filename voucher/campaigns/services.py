@@ -222,13 +222,14 @@ def _apply(campaign: Campaign, data: CampaignInput, merchants: list[Merchant]) -
     campaign.product = product
 
 
-def create_campaign(data: CampaignInput, actor: User) -> Campaign:
+def create_campaign(data: CampaignInput, actor: User, *, at: datetime | None = None) -> Campaign:
+    """A new draft. `at` (default now) dates it and its audit entry, as in approve()."""
     _, merchants = _validate(data)
-    campaign = Campaign(created_by_id=actor.id, status=CampaignStatus.DRAFT.value)
+    campaign = Campaign(created_by_id=actor.id, status=CampaignStatus.DRAFT.value, created_at=at or utcnow())
     _apply(campaign, data, merchants)
     db.session.add(campaign)
     db.session.flush()  # the audit entry needs the new id
-    audit.record("campaign.create", campaign, actor=actor, after=snapshot(campaign))
+    audit.record("campaign.create", campaign, actor=actor, after=snapshot(campaign), at=at)
     return campaign
 
 

@@ -124,7 +124,7 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, act
             _SOLD_OUT.add(release_id)  # none left at all, not merely all locked right now
         raise SoldOut()
     audit.record("voucher.claim", voucher, actor_label=actor_label or f"市民#{citizen.id}",
-                 after={"release_id": release_id, "citizen_id": citizen.id})
+                 after={"release_id": release_id, "citizen_id": citizen.id}, at=now)  # the claim's time
     return voucher
 
 
