@@ -1,7 +1,7 @@
 """Ledger invariants, and `flask ledger verify` catching a ledger that was tampered with."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, insert, select, update
@@ -10,10 +10,11 @@ from tests.conftest import empty_tables
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.models import Campaign
+from voucher.core.clock import utcnow
 from voucher.core.errors import UnbalancedPosting
-from voucher.counter.redemption import redeem
+from voucher.counter.redemption import redeem, reverse
 from voucher.ledger import services as ledger
-from voucher.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
+from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
 from voucher.reports.consistency import verify_ledger
 
 
@@ -113,3 +114,126 @@ def test_a_campaign_with_a_reused_id_gets_its_own_funding_sources(db):
     spent = ledger.balances({s.ids[AccountKind.SPENT] for s in ledger.source_accounts(second)})
     assert sorted(spent.values()) == [8_00, 12_00]  # a 20-yuan voucher split 3:2, not all to one source
     assert verify_ledger() == []
+
+
+# The read API (ledger/services.py, its end): what the domains and reports ask instead of the tables.
+
+_CO_FUNDED = [campaigns.SourceInput("municipal_finance", "市财政", 600_00, share=3),
+              campaigns.SourceInput("bank", "港城银行", 400_00, share=2)]
+
+
+def _lines_of(sources, from_kind, to_kind, parts):
+    return [(account, amount) for s, part in zip(sources, parts)
+            for account, amount in ((s.ids[from_kind], -part), (s.ids[to_kind], part))]
+
+
+def test_entry_lines_are_one_kind_of_entry_of_one_reference(db):
+    world = make_world()
+    campaign, release = make_campaign(world, sources=_CO_FUNDED, quantity=10)
+    sources = ledger.source_accounts(campaign.id)
+    kept = redeem(claim_one(release, make_citizen("a")).code, 150_00, world.cashier).redemption
+    undone = redeem(claim_one(release, make_citizen("b")).code, 150_00, world.cashier).redemption
+    db.session.commit()
+    reverse(undone.id, reason="退单", cashier=world.cashier)
+    # Another kind of reference with the kept redemption's id, moving money the same way.
+    ledger.post(EntryKind.REDEMPTION.value, campaign.id,
+                ledger.transfer_lines(sources, AccountKind.RESERVED, AccountKind.SPENT, 1_00), ref=("other", kept.id))
+    db.session.commit()
+
+    redeemed = sorted(_lines_of(sources, AccountKind.RESERVED, AccountKind.SPENT, [12_00, 8_00]))  # 20 yuan, 3:2
+    assert sorted(ledger.entry_lines("redemption", undone.id, EntryKind.REDEMPTION)) == redeemed
+    # The reversal names the same redemption: only its kind tells it apart, and it is the exact opposite.
+    assert sorted(ledger.entry_lines("redemption", undone.id, EntryKind.REVERSAL)) == sorted(
+        (account, -amount) for account, amount in redeemed)
+    assert sorted(ledger.entry_lines("redemption", kept.id, EntryKind.REDEMPTION)) == redeemed
+    assert ledger.entry_lines("redemption", kept.id, EntryKind.REVERSAL) == []
+
+    spent = ledger.lines_by_ref("redemption", EntryKind.REDEMPTION, AccountKind.SPENT)
+    rows = db.session.execute(
+        select(spent.c.ref_id, spent.c.funding_source_id, spent.c.amount_fen)
+        .order_by(spent.c.ref_id, spent.c.funding_source_id)
+    ).all()
+    # Neither the reserved side, nor the reversal's spent line, nor the other reference's.
+    first, second = (s.source_id for s in sources)
+    assert rows == [(kept.id, first, 12_00), (kept.id, second, 8_00), (undone.id, first, 12_00),
+                    (undone.id, second, 8_00)]
+
+
+def test_balances_as_of_a_cutoff_leave_out_what_was_posted_at_it_or_later(db):
+    world = make_world()
+    campaign, _ = make_campaign(world, sources=_CO_FUNDED, quantity=10)  # 200 yuan reserved, split 3:2
+    sources = ledger.source_accounts(campaign.id)
+    first, second = (s.source_id for s in sources)
+    cutoff = utcnow() + timedelta(hours=1)
+    for at, amount in ((cutoff - timedelta(microseconds=1), 5_00), (cutoff, 7_00), (cutoff + timedelta(days=1), 9_00)):
+        ledger.post(EntryKind.GRANT_PAYOUT.value, campaign.id,
+                    ledger.transfer_lines(sources, AccountKind.AVAILABLE, AccountKind.SETTLED, amount), at=at)
+    db.session.commit()
+
+    as_of = ledger.source_balances_as_of(cutoff)
+    assert as_of[first] == {AccountKind.FUNDING: -600_00, AccountKind.AVAILABLE: 600_00 - 120_00 - 3_00,
+                            AccountKind.RESERVED: 120_00, AccountKind.SPENT: 0, AccountKind.SETTLED: 3_00}
+    assert as_of[second] == {AccountKind.FUNDING: -400_00, AccountKind.AVAILABLE: 400_00 - 80_00 - 2_00,
+                             AccountKind.RESERVED: 80_00, AccountKind.SPENT: 0, AccountKind.SETTLED: 2_00}
+    assert ledger.source_balances_as_of(cutoff + timedelta(days=2))[first][AccountKind.SETTLED] == 3_00 + 4_20 + 5_40
+    before_approval = ledger.source_balances_as_of(utcnow() - timedelta(days=1))
+    assert before_approval[first] == {kind: 0 for kind in AccountKind}
+
+
+def test_movements_count_only_the_kinds_and_the_window_asked_for(db):
+    world = make_world()
+    shared, _ = make_campaign(world, sources=_CO_FUNDED, quantity=10)
+    single, _ = make_campaign(world, name="另一活动", quantity=10)
+    shared_sources, single_sources = ledger.source_accounts(shared.id), ledger.source_accounts(single.id)
+    start = utcnow() + timedelta(hours=1)
+    end = start + timedelta(hours=2)
+    for campaign, sources, kind, from_kind, to_kind, amount, at in (
+        (shared, shared_sources, EntryKind.GRANT_PAYOUT, AccountKind.AVAILABLE, AccountKind.SETTLED, 5_00, start),
+        (shared, shared_sources, EntryKind.EXPIRY, AccountKind.RESERVED, AccountKind.AVAILABLE, 10_00,
+         start + timedelta(hours=1)),
+        (shared, shared_sources, EntryKind.GRANT_PAYOUT, AccountKind.AVAILABLE, AccountKind.SETTLED, 11_00, end),
+        (single, single_sources, EntryKind.GRANT_PAYOUT, AccountKind.AVAILABLE, AccountKind.SETTLED, 13_00,
+         start + timedelta(hours=1)),
+        (single, single_sources, EntryKind.GRANT_PAYOUT, AccountKind.AVAILABLE, AccountKind.SETTLED, 17_00,
+         end + timedelta(microseconds=1)),
+    ):
+        ledger.post(kind.value, campaign.id, ledger.transfer_lines(sources, from_kind, to_kind, amount), at=at)
+    db.session.commit()
+
+    settled = (AccountKind.SETTLED,)
+    # since and until are instants counted; before is a cutoff, not counted
+    assert ledger.movements(settled, per="campaign", since=start, until=end) == {shared.id: 16_00, single.id: 13_00}
+    assert ledger.movements(settled, per="campaign", since=start, before=end) == {shared.id: 5_00, single.id: 13_00}
+    assert ledger.movements(settled, per="campaign", since=start + timedelta(microseconds=1),
+                            until=end) == {shared.id: 11_00, single.id: 13_00}
+    assert ledger.movements(settled, per="campaign", since=start, campaign_ids=[single.id]) == {single.id: 30_00}
+    assert ledger.movements((AccountKind.SPENT,), per="campaign") == {}
+    # Per source: the expiry moved 6 and 4 yuan back to available; the payouts out of it are another kind.
+    first, second = (s.source_id for s in shared_sources)
+    assert ledger.movements((AccountKind.AVAILABLE,), per="funding_source", entry_kinds=(EntryKind.EXPIRY,),
+                            since=start) == {first: 6_00, second: 4_00}
+    assert ledger.movements(settled, per="funding_source", entry_kinds=(EntryKind.GRANT_PAYOUT,),
+                            campaign_ids=[shared.id], before=end) == {first: 3_00, second: 2_00}
+
+
+def test_source_lines_are_one_sources_postings_in_the_order_written(db):
+    world = make_world()
+    campaign, release = make_campaign(world, sources=_CO_FUNDED, quantity=10)
+    first, second = ledger.source_accounts(campaign.id)
+    # Written settled first: the lines keep the entry's order, not the accounts'.
+    payout = ledger.post(EntryKind.GRANT_PAYOUT.value, campaign.id,
+                         [(first.ids[AccountKind.SETTLED], 5_00), (second.ids[AccountKind.SETTLED], 1_00),
+                          (first.ids[AccountKind.AVAILABLE], -5_00), (second.ids[AccountKind.AVAILABLE], -1_00)],
+                         memo="拨付")
+    db.session.commit()
+
+    lines = ledger.source_lines(first.source_id)
+    assert [(line.entry_kind, line.account_kind, line.amount_fen) for line in lines] == [
+        ("funding", AccountKind.FUNDING, -600_00), ("funding", AccountKind.AVAILABLE, 600_00),
+        ("release_reserve", AccountKind.AVAILABLE, -120_00), ("release_reserve", AccountKind.RESERVED, 120_00),
+        ("grant_payout", AccountKind.SETTLED, 5_00), ("grant_payout", AccountKind.AVAILABLE, -5_00),
+    ]
+    assert [line.entry_id for line in lines] == sorted(line.entry_id for line in lines)
+    assert (lines[-1].entry_id, lines[-1].memo) == (payout, "拨付")
+    assert sum(line.amount_fen for line in ledger.source_lines(second.source_id)) == 0
+    assert len(ledger.source_lines(second.source_id)) == 6

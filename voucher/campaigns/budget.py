@@ -15,7 +15,7 @@ from voucher.core.db import db
 from voucher.core.errors import BudgetExhausted, InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
 from voucher.core.money import format_yuan
 from voucher.ledger import services as ledger
-from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
+from voucher.ledger.models import AccountKind, EntryKind
 
 _FUNDED = (CampaignStatus.ACTIVE, CampaignStatus.PAUSED)
 
@@ -187,17 +187,9 @@ def funder_statement(source_id: int) -> FunderStatement:
     source = db.session.get(FundingSource, source_id)
     if source is None:
         raise NotFound("找不到该资金来源")
-    rows = db.session.execute(
-        select(JournalEntry.id, JournalEntry.created_at, JournalEntry.kind, JournalEntry.memo, LedgerAccount.kind,
-               Posting.amount_fen)
-        .join(Posting, Posting.entry_id == JournalEntry.id)
-        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
-        .where(LedgerAccount.funding_source_id == source_id)
-        .order_by(JournalEntry.id, Posting.id)
-    ).all()
     balances = {kind: 0 for kind in AccountKind}
     lines = []
-    for entry_id, at, kind, memo, account_kind, amount in rows:
-        balances[AccountKind(account_kind)] += amount
-        lines.append(StatementLine(entry_id, at, kind, memo, AccountKind(account_kind), amount))
+    for line in ledger.source_lines(source_id):
+        balances[line.account_kind] += line.amount_fen
+        lines.append(StatementLine(*line))
     return FunderStatement(source, balances, lines)

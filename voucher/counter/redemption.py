@@ -36,7 +36,7 @@ from voucher.core.errors import (
 from voucher.core.money import format_yuan, split_within
 from voucher.core.upsert import cached, insert_ignore
 from voucher.ledger import services as ledger
-from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, Posting
+from voucher.ledger.models import AccountKind, EntryKind
 from voucher.merchants.models import Merchant, Redemption, Store, StoreTerminal
 from voucher.settlement.models import SettlementItem
 from voucher.vouchers.models import Voucher, VoucherStatus
@@ -362,12 +362,7 @@ def reverse(
         .execution_options(populate_existing=True)
     )
     assert voucher is not None  # a redemption's voucher is a foreign key, never deleted
-    original = db.session.execute(
-        select(Posting.account_id, Posting.amount_fen)
-        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
-        .where(JournalEntry.ref_type == "redemption", JournalEntry.ref_id == redemption.id,
-               JournalEntry.kind == EntryKind.REDEMPTION.value)
-    ).all()
+    original = ledger.entry_lines("redemption", redemption.id, EntryKind.REDEMPTION)
     lines = [(account_id, -amount) for account_id, amount in original]
     if redemption.subsidy_fen < voucher.face_value_fen:
         # The unused part went back to available; taking it back must not overdraw it (the

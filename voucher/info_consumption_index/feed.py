@@ -26,7 +26,8 @@ from voucher.core.db import db
 from voucher.core.errors import NotFound
 from voucher.core.money import to_yuan
 from voucher.info_consumption_index.models import IndexValue, ValueSource
-from voucher.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
+from voucher.ledger import services as ledger
+from voucher.ledger.models import AccountKind
 from voucher.merchants.models import Merchant, Redemption
 
 FEED_CODE = "S11"
@@ -71,16 +72,9 @@ def figures(city: str, year: int) -> FeedFigures:
     result = FeedFigures(city, year)
     campaigns = tagged_campaigns()
     if campaigns:
-        executed = dict(db.session.execute(
-            select(LedgerAccount.campaign_id, func.sum(Posting.amount_fen))
-            .join(Posting, Posting.account_id == LedgerAccount.id)
-            .join(JournalEntry, JournalEntry.id == Posting.entry_id)
-            .where(LedgerAccount.campaign_id.in_([c.id for c in campaigns]),
-                   LedgerAccount.kind.in_((AccountKind.SPENT.value, AccountKind.SETTLED.value)),
-                   JournalEntry.created_at >= start, JournalEntry.created_at <= end)
-            .group_by(LedgerAccount.campaign_id)
-        ).all())
-        result.campaigns = [CampaignMoney(c.id, c.name, int(executed.get(c.id) or 0)) for c in campaigns]
+        executed = ledger.movements((AccountKind.SPENT, AccountKind.SETTLED), per="campaign",
+                                    campaign_ids=[c.id for c in campaigns], since=start, until=end)
+        result.campaigns = [CampaignMoney(c.id, c.name, executed.get(c.id, 0)) for c in campaigns]
     driven, count = db.session.execute(
         select(func.coalesce(func.sum(Redemption.order_amount_fen), 0), func.count(Redemption.id))
         .join(Merchant, Merchant.id == Redemption.merchant_id)

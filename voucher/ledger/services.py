@@ -1,18 +1,22 @@
-"""Posting money and reading balances. Nothing else in the product writes postings."""
+"""Posting money and reading it back. Nothing else in the product writes postings; the domains and the
+reports read them through the functions at the end of this module, by plain ids and the ledger's own kinds
+(AccountKind, EntryKind), never through the tables, so what a posting is stays the ledger's business."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, NamedTuple
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, Subquery, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from voucher.core.clock import utcnow
 from voucher.core.db import connection, db
 from voucher.core.errors import AccountWouldGoNegative, UnbalancedPosting
 from voucher.core.money import split_by_shares
-from voucher.ledger.models import AccountKind, JournalEntry, LedgerAccount, Posting
+from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
 from voucher.ledger.periods import require_open
 
 
@@ -199,3 +203,106 @@ def campaign_balances(campaign_ids: list[int] | None = None,
     for campaign_id, kind, total in (session or db.session).execute(query):
         out[campaign_id][AccountKind(kind)] = int(total)
     return out
+
+
+def entry_lines(ref_type: str, ref_id: int, kind: EntryKind) -> list[tuple[int, int]]:
+    """(account id, fen) of every line of the entries of `kind` made for one reference, e.g. a
+    redemption's, for the counter to post their exact opposite. One statement, no order: the counter's
+    hot path, and a reversal needs the lines, not their sequence."""
+    rows = db.session.execute(
+        select(Posting.account_id, Posting.amount_fen)
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(JournalEntry.ref_type == ref_type, JournalEntry.ref_id == ref_id, JournalEntry.kind == kind.value)
+    ).all()
+    return [(account_id, amount) for account_id, amount in rows]
+
+
+def lines_by_ref(ref_type: str, kind: EntryKind, account_kind: AccountKind) -> Subquery:
+    """The lines on accounts of `account_kind` of every entry of `kind` made for a `ref_type`, as a
+    subquery with columns ref_id, funding_source_id and amount_fen. The caller joins its own rows on
+    ref_id: the ledger knows the ids its entries name, not the domain tables behind them, and one joined
+    statement keeps a caller that reads thousands of references (a settlement build) to one round trip."""
+    return (
+        select(JournalEntry.ref_id, LedgerAccount.funding_source_id, Posting.amount_fen)
+        .join(Posting, Posting.entry_id == JournalEntry.id)
+        .join(LedgerAccount, (LedgerAccount.id == Posting.account_id) & (LedgerAccount.kind == account_kind.value))
+        .where(JournalEntry.ref_type == ref_type, JournalEntry.kind == kind.value)
+        .subquery("ledger_lines")
+    )
+
+
+def source_balances_as_of(cutoff: datetime) -> dict[int, dict[AccountKind, int]]:
+    """Balance per funding source and kind of the postings dated before `cutoff`, so that a figure as
+    of a past day does not move when later postings arrive. A source without such postings is all zeros."""
+    rows = db.session.execute(
+        select(LedgerAccount.funding_source_id, LedgerAccount.kind, func.sum(Posting.amount_fen))
+        .join(Posting, Posting.account_id == LedgerAccount.id)
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(JournalEntry.created_at < cutoff)
+        .group_by(LedgerAccount.funding_source_id, LedgerAccount.kind)
+    )
+    out: dict[int, dict[AccountKind, int]] = defaultdict(lambda: {k: 0 for k in AccountKind})
+    for source_id, kind, total in rows:
+        out[source_id][AccountKind(kind)] = int(total)
+    return out
+
+
+def movements(
+    account_kinds: Collection[AccountKind],
+    *,
+    per: Literal["campaign", "funding_source"],
+    entry_kinds: Collection[EntryKind] | None = None,
+    campaign_ids: Collection[int] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: datetime | None = None,
+) -> dict[int, int]:
+    """Net fen posted to accounts of `account_kinds`, per campaign or per funding source, by entries of
+    `entry_kinds` (any kind when None) dated at or after `since`, at or before `until` (a last instant,
+    as core.clock.local_day_end_utc gives) and before `before` (a cutoff); a bound left out does not
+    apply. A campaign or source that nothing moved is absent."""
+    key = LedgerAccount.campaign_id if per == "campaign" else LedgerAccount.funding_source_id
+    query = (
+        select(key, func.sum(Posting.amount_fen))
+        .join(Posting, Posting.account_id == LedgerAccount.id)
+        .join(JournalEntry, JournalEntry.id == Posting.entry_id)
+        .where(LedgerAccount.kind.in_([k.value for k in account_kinds]))
+        .group_by(key)
+    )
+    if entry_kinds is not None:
+        query = query.where(JournalEntry.kind.in_([k.value for k in entry_kinds]))
+    if campaign_ids is not None:
+        query = query.where(LedgerAccount.campaign_id.in_(campaign_ids))
+    if since is not None:
+        query = query.where(JournalEntry.created_at >= since)
+    if until is not None:
+        query = query.where(JournalEntry.created_at <= until)
+    if before is not None:
+        query = query.where(JournalEntry.created_at < before)
+    return {owner: int(total) for owner, total in db.session.execute(query)}
+
+
+class SourceLine(NamedTuple):
+    """One posting on a funding source's accounts, with its entry."""
+
+    entry_id: int
+    at: datetime
+    entry_kind: str
+    memo: str
+    account_kind: AccountKind
+    amount_fen: int
+
+
+def source_lines(source_id: int) -> list[SourceLine]:
+    """Every posting on the accounts of one funding source, with its entry, oldest first (by entry,
+    then in the order the entry wrote them)."""
+    rows = db.session.execute(
+        select(JournalEntry.id, JournalEntry.created_at, JournalEntry.kind, JournalEntry.memo, LedgerAccount.kind,
+               Posting.amount_fen)
+        .join(Posting, Posting.entry_id == JournalEntry.id)
+        .join(LedgerAccount, LedgerAccount.id == Posting.account_id)
+        .where(LedgerAccount.funding_source_id == source_id)
+        .order_by(JournalEntry.id, Posting.id)
+    )
+    return [SourceLine(entry_id, at, entry_kind, memo, AccountKind(account_kind), amount)
+            for entry_id, at, entry_kind, memo, account_kind, amount in rows]

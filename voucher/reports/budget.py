@@ -9,17 +9,18 @@ from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import date
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from voucher.campaigns.models import Campaign, FundingSource, Measure
 from voucher.core.clock import local_day_end_utc
 from voucher.core.db import db
-from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
+from voucher.ledger import services as ledger
+from voucher.ledger.models import AccountKind, EntryKind
 from voucher.merchants.models import Redemption, Store
 from voucher.settlement.models import BatchStatus, SettlementBatch, SettlementItem
 
 #: money that went back from reserved to available: vouchers expired, withdrawn, or a lottery's leftovers
-_UNUSED_RETURNS = (EntryKind.EXPIRY.value, EntryKind.WITHDRAWAL.value, EntryKind.LOTTERY_RETURN.value)
+_UNUSED_RETURNS = (EntryKind.EXPIRY, EntryKind.WITHDRAWAL, EntryKind.LOTTERY_RETURN)
 
 
 @dataclass
@@ -74,28 +75,13 @@ def budget_execution(as_of: date) -> BudgetReport:
         .order_by(Measure.number, Campaign.id, FundingSource.id)
     ).all()
 
-    balances = db.session.execute(
-        select(LedgerAccount.funding_source_id, LedgerAccount.kind, func.sum(Posting.amount_fen))
-        .join(Posting, Posting.account_id == LedgerAccount.id).join(JournalEntry, JournalEntry.id == Posting.entry_id)
-        .where(JournalEntry.created_at < cutoff)
-        .group_by(LedgerAccount.funding_source_id, LedgerAccount.kind)
-    ).all()
-    balance: dict[tuple[int, str], int] = {(s, k): int(v) for s, k, v in balances}
+    balances = ledger.source_balances_as_of(cutoff)
 
     # Movements: what flowed back to available from unused vouchers, and back to the funder at closing.
-    movements = db.session.execute(
-        select(
-            LedgerAccount.funding_source_id,
-            func.sum(case((JournalEntry.kind.in_(_UNUSED_RETURNS) & (LedgerAccount.kind == AccountKind.AVAILABLE.value),
-                           Posting.amount_fen), else_=0)),
-            func.sum(case(((JournalEntry.kind == EntryKind.CLOSE_RETURN.value)
-                           & (LedgerAccount.kind == AccountKind.FUNDING.value), Posting.amount_fen), else_=0)),
-        )
-        .join(Posting, Posting.account_id == LedgerAccount.id).join(JournalEntry, JournalEntry.id == Posting.entry_id)
-        .where(JournalEntry.created_at < cutoff)
-        .group_by(LedgerAccount.funding_source_id)
-    ).all()
-    moved = {s: (int(e or 0), int(r or 0)) for s, e, r in movements}
+    unused = ledger.movements((AccountKind.AVAILABLE,), per="funding_source", entry_kinds=_UNUSED_RETURNS,
+                              before=cutoff)
+    closings = ledger.movements((AccountKind.FUNDING,), per="funding_source", entry_kinds=(EntryKind.CLOSE_RETURN,),
+                                before=cutoff)
 
     by_source: list[Row] = []
     campaigns: dict[int, Row] = {}
@@ -103,18 +89,18 @@ def budget_execution(as_of: date) -> BudgetReport:
     funders: dict[str, Row] = {}
     total = Figures()
     for source, campaign_name, measure_number, measure_title in sources:
-        expired, returned = moved.get(source.id, (0, 0))
+        balance, expired, returned = balances[source.id], unused.get(source.id, 0), closings.get(source.id, 0)
         figures = Figures(
             planned_in_hand=source.amount_fen if source.status == "in_hand" else 0,
             planned_sought=source.amount_fen if source.status != "in_hand" else 0,
             # funding is a source account: it goes negative as money arrives and back up when returned
-            funded=-balance.get((source.id, AccountKind.FUNDING.value), 0) + returned,
-            reserved=balance.get((source.id, AccountKind.RESERVED.value), 0),
-            spent=balance.get((source.id, AccountKind.SPENT.value), 0),
-            settled=balance.get((source.id, AccountKind.SETTLED.value), 0),
+            funded=-balance[AccountKind.FUNDING] + returned,
+            reserved=balance[AccountKind.RESERVED],
+            spent=balance[AccountKind.SPENT],
+            settled=balance[AccountKind.SETTLED],
             expired=expired,
             returned=returned,
-            available=balance.get((source.id, AccountKind.AVAILABLE.value), 0),
+            available=balance[AccountKind.AVAILABLE],
         )
         by_source.append(Row(f"{campaign_name} · {source.name}", figures))
         campaigns.setdefault(source.campaign_id, Row(campaign_name)).figures.add(figures)

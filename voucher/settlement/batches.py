@@ -21,7 +21,7 @@ from voucher.core.db import db, serialize
 from voucher.core.errors import InvalidInput, InvalidTransition, NotFound
 from voucher.core.upsert import insert_ignore
 from voucher.ledger import services as ledger
-from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
+from voucher.ledger.models import AccountKind, EntryKind
 from voucher.merchants.models import Merchant, Redemption, RiskFlag
 from voucher.settlement.models import BatchStatus, SettlementBatch, SettlementItem
 
@@ -49,20 +49,18 @@ def latest_buildable_day(now: datetime | None = None) -> date:
 def unsettled_parts(cutoff: datetime, merchant_ids: set[int] | None = None):
     """(redemption, merchant, campaign, source, fen) for every live redemption before `cutoff` that
     no batch holds yet: the spent-side postings of its redemption entry, one per funder."""
+    spent = ledger.lines_by_ref("redemption", EntryKind.REDEMPTION, AccountKind.SPENT)
     query = (
-        select(Redemption.id, Redemption.merchant_id, Redemption.campaign_id, LedgerAccount.funding_source_id,
-               Posting.amount_fen)
-        .join(JournalEntry, (JournalEntry.ref_type == "redemption") & (JournalEntry.ref_id == Redemption.id)
-              & (JournalEntry.kind == EntryKind.REDEMPTION.value))
-        .join(Posting, Posting.entry_id == JournalEntry.id)
-        .join(LedgerAccount, (LedgerAccount.id == Posting.account_id) & (LedgerAccount.kind == AccountKind.SPENT.value))
+        select(Redemption.id, Redemption.merchant_id, Redemption.campaign_id, spent.c.funding_source_id,
+               spent.c.amount_fen)
+        .join(spent, spent.c.ref_id == Redemption.id)
         .where(
             Redemption.reversed_at.is_(None),
             Redemption.created_at < cutoff,
             ~exists().where(SettlementItem.redemption_id == Redemption.id,
-                            SettlementItem.funding_source_id == LedgerAccount.funding_source_id),
+                            SettlementItem.funding_source_id == spent.c.funding_source_id),
         )
-        .order_by(Redemption.merchant_id, LedgerAccount.funding_source_id, Redemption.id)
+        .order_by(Redemption.merchant_id, spent.c.funding_source_id, Redemption.id)
     )
     if merchant_ids is not None:
         query = query.where(Redemption.merchant_id.in_(merchant_ids))
