@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from tests.conftest import pin_ordinary_time
 from tests.factories import (
@@ -21,8 +21,10 @@ from tests.factories import (
 )
 from voucher.accounts.services import create_user
 from voucher.campaigns import services as campaigns
+from voucher.campaigns.models import FundingSource
 from voucher.core.clock import local_day_start_utc, local_today
 from voucher.core.errors import InvalidInput, InvalidTransition
+from voucher.core.money import format_yuan
 from voucher.core.permissions import Role
 from voucher.counter.redemption import redeem, reverse
 from voucher.ledger.models import AccountKind
@@ -272,3 +274,25 @@ def test_the_nightly_job_builds_the_previous_day_after_the_risk_scan(db, day):
 
     schedule = {name: sched for name, _, sched, _ in JOBS}
     assert schedule["risk_scan"].daily_at < schedule["build_settlement"].daily_at
+
+
+def test_the_batch_list_pages_with_the_total_of_every_batch_it_selects(client, db):
+    """Thousands of batches (a year of daily batches for a few hundred merchants): the list shows 50 a
+    page, says how many there are, and its 合计 is of all of them, not of the page."""
+    world = make_world()
+    campaign, _ = make_campaign(world)
+    source = db.session.scalar(select(FundingSource.id).where(FundingSource.campaign_id == campaign.id))
+    first = local_today() - timedelta(days=2000)
+    db.session.execute(insert(SettlementBatch), [
+        {"reference": f"JSBULK{n:06d}", "business_date": first + timedelta(days=n), "merchant_id": world.merchant.id,
+         "campaign_id": campaign.id, "funding_source_id": source, "amount_fen": 100_00 + n, "redemption_count": 1,
+         "status": "pending"} for n in range(1230)])
+    db.session.commit()
+    _login(client, "finance")
+    page = client.get("/finance/settlement").get_data(as_text=True)
+    assert "共 1,230 条" in page and "第 1–50 条" in page and "JSBULK001229" in page and "JSBULK001179" not in page
+    assert f"{format_yuan(sum(100_00 + n for n in range(1230)))}" in page.split("合计（全部筛选结果）")[1][:200]
+    last = client.get("/finance/settlement?status=pending&page=25").get_data(as_text=True)
+    assert "第 1,201–1,230 条" in last and "JSBULK000000" in last and "status=pending" in last
+    one_day = client.get(f"/finance/settlement?date={first.isoformat()}").get_data(as_text=True)
+    assert "共 1 条" in one_day and format_yuan(100_00) in one_day.split("合计（全部筛选结果）")[1][:200]

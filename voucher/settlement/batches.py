@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import exists, func, select
+from sqlalchemy import Select, exists, func, select
 
 from voucher.accounts.models import User
 from voucher.core import audit
@@ -161,13 +161,31 @@ def record_paid(batch: SettlementBatch, actor: User, evidence: str, now: datetim
     return batch
 
 
-def batches(business_date: date | None = None, status: str | None = None) -> list[SettlementBatch]:
-    query = select(SettlementBatch).order_by(SettlementBatch.business_date.desc(), SettlementBatch.id)
+def _batch_conditions(business_date: date | None, status: str | None) -> list:
+    found = []
     if business_date is not None:
-        query = query.where(SettlementBatch.business_date == business_date)
+        found.append(SettlementBatch.business_date == business_date)
     if status:
-        query = query.where(SettlementBatch.status == status)
-    return list(db.session.scalars(query))
+        found.append(SettlementBatch.status == status)
+    return found
+
+
+def batch_query(business_date: date | None = None, status: str | None = None) -> Select[SettlementBatch]:
+    """The finance list's batches under its filters, newest business day first (it pages through them)."""
+    return (select(SettlementBatch).where(*_batch_conditions(business_date, status))
+            .order_by(SettlementBatch.business_date.desc(), SettlementBatch.id))
+
+
+def batch_total(business_date: date | None = None, status: str | None = None) -> int:
+    """The fen of every batch under the filters, not only of the page shown."""
+    return int(db.session.scalar(select(func.coalesce(func.sum(SettlementBatch.amount_fen), 0))
+                                 .where(*_batch_conditions(business_date, status))) or 0)
+
+
+def exported_ids() -> list[int]:
+    """Every batch in a payout file and not yet confirmed paid: what 批量确认 acts on, whatever is filtered."""
+    return list(db.session.scalars(select(SettlementBatch.id).where(
+        SettlementBatch.status == BatchStatus.EXPORTED.value).order_by(SettlementBatch.id)))
 
 
 def open_flags_by_merchant() -> dict[int, int]:

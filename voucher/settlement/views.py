@@ -10,6 +10,7 @@ from flask_login import current_user
 from voucher.core.clock import utcnow
 from voucher.core.errors import DomainError, InvalidInput
 from voucher.core.money import format_yuan
+from voucher.core.paging import page_number, page_of
 from voucher.core.permissions import Role, roles_required
 from voucher.reconciliation import payments
 from voucher.settlement import batches as settlement
@@ -56,13 +57,15 @@ def index():
     except DomainError as error:
         flash(error.message, "error")
         day, status = None, None
-    rows = settlement.batches(day, status)
+    page = page_of(settlement.batch_query(day, status), page_number(request.args.get("page")))
+    exported = payments.evidence_for(settlement.exported_ids())
+    args = {k: v for k, v in (("date", day.isoformat() if day else None), ("status", status)) if v}
     return render_template(
-        "settlement/batches.html", batches=rows, day=day, status=status, statuses=list(BatchStatus),
-        buildable=settlement.latest_buildable_day(), held=settlement.held_amounts(),
-        total_fen=sum(b.amount_fen for b in rows), preview=payout_files.preview(day),
-        evidence=payments.evidence_for([b.id for b in rows if b.status_enum is BatchStatus.EXPORTED]),
-        files=payout_files.recent(),
+        "settlement/batches.html", batches=page.items, page=page, args=args, day=day, status=status,
+        statuses=list(BatchStatus), buildable=settlement.latest_buildable_day(), held=settlement.held_amounts(),
+        total_fen=settlement.batch_total(day, status), preview=payout_files.preview(day),
+        evidence={i: e for i, e in exported.items() if i in {b.id for b in page.items}},
+        matched_count=sum(1 for e in exported.values() if e.matched), files=payout_files.recent(),
     )
 
 
