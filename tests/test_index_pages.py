@@ -205,3 +205,22 @@ def test_pages_without_a_catalogue_or_data_explain_what_to_do(client, db):
     db.session.commit()
     assert "尚无指标数据" in client.get("/index").get_data(as_text=True)
     assert client.get("/index/export.xlsx").status_code == 422
+
+
+def test_the_what_if_curve_starts_at_zero_or_says_it_does_not(client, world):
+    """Before, its axis ran 0.393-0.412, so a change of 5 % looked steep; now it starts where a reader expects."""
+    import re
+
+    login(client, "finance")
+    page = client.get("/index/what-if").get_data(as_text=True)
+    chart = re.search(r"<svg[^>]*><title>连云港 的综合指数随 S11 变化（其余不变）</title>.*?</svg>", page, re.S).group(0)
+    ticks = re.findall(r'text-anchor="end" font-size="13">([\d.,]+)</text>', chart)
+    assert ticks[0] in ("0", "0.0") or "纵轴不从 0 开始" in chart
+    assert ticks[0] == "0.0" and len(ticks) >= 3 and "单位：指数（0–1）" in chart
+    values = re.findall(r'font-size="13">(0\.\d{3})</text>', chart)  # each point's value printed over it
+    assert len(values) == 5 and values == sorted(values)
+    for path in ("/index", "/index/cities/连云港", "/index/indicators?code=S11", "/index/what-if",
+                 "/index/sensitivity?draws=20"):
+        text = client.get(path).get_data(as_text=True)
+        sizes = [float(size) for size in re.findall(r'font-size="([\d.]+)"', text)]
+        assert sizes and min(sizes) >= 13, path

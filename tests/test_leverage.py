@@ -151,8 +151,72 @@ def test_charts_are_inline_svg_with_titles_and_their_numbers(client, db, data):
     text = client.get("/analytics/leverage").get_data(as_text=True)
     assert text.count('<svg class="chart" role="img"') == 4 and not re.search(r"<script(?![^>]*\bsrc=)", text)
     assert "<title>机制下限与超出部分（按类别）</title>" in text
-    assert ">餐饮</text>" in text and ">8.00</text>" in text  # 480 / 60 on paid, printed on its bar
+    assert ">餐饮</text>" in text and ">8.00 倍</text>" in text  # 480 / 60 on paid, printed on its bar
     assert "3,000" not in text.split("<h2>图表</h2>")[1].split("</div>")[0]  # charts show ratios only
+
+
+def _over_time(text: str) -> str:
+    """The daily leverage chart of the leverage page."""
+    return re.search(r"<svg[^>]*><title>按日杠杆率（按支付）</title>.*?</svg>", text, re.S).group(0)
+
+
+def test_a_single_day_is_drawn_with_its_value_an_axis_and_a_note(client, db, data):
+    from tests.factories import PASSWORD
+
+    client.post("/login", data={"username": "finance", "password": PASSWORD})
+    chart = _over_time(client.get("/analytics/leverage").get_data(as_text=True))  # every redemption is today's
+    # 3,480 ÷ 360 on paid: the point's value, not a lone dot
+    assert "仅 1 天数据" in chart and ">9.67 倍</text>" in chart
+    assert "单位：倍" in chart
+    ticks = re.findall(r'text-anchor="end" font-size="13">([\d.,]+)</text>', chart)
+    assert ticks[0] == "0" and len(ticks) >= 3  # a y-axis from zero, with ticks up past the point
+    assert float(ticks[-1]) >= 9.67 and "纵轴不从 0 开始" not in chart
+    assert local_today().isoformat() in chart  # the day, under the point
+
+
+def test_line_charts_have_a_y_axis_from_zero_and_say_when_one_does_not_start_there():
+    from voucher.core import charts
+
+    two_days = str(charts.line([("2026-11-01", 3.2), ("2026-11-02", 4.1)], "杠杆率"))
+    assert "仅 1 天数据" not in two_days and "单位：倍" in two_days and ">最高 4.10</text>" in two_days
+    assert re.findall(r'font-size="13">([\d.]+)</text>', two_days)[:1] == ["0"]
+    near = str(charts.lines(["2021", "2022"], [("综合指数", [0.393, 0.412])], "指数", unit="指数（0–1）"))
+    assert ">0.0</text>" in near and "纵轴不从 0 开始" not in near
+    cut = str(charts.lines(["2021", "2022"], [("综合指数", [0.393, 0.412])], "指数", zero_based=False))
+    assert "纵轴不从 0 开始" in cut
+
+
+def test_every_chart_is_drawn_at_a_readable_size():
+    """No text under 13 px where the chart is drawn at the size it is shown (the browser test measures it)."""
+    from voucher.core import charts
+
+    drawn = [
+        charts.bars([("连云港经济技术开发区", 7.5), ("餐饮", None)], "t", unit="倍", width=charts.HALF),
+        charts.floor_and_excess([("餐饮", 5.0, 2.5)], "t", unit="倍", width=charts.HALF),
+        charts.line([("2026-11-01", 2.0)], "t", width=charts.HALF),
+        charts.radar(["需求", "供给", "环境"], [("连云港", [0.4, 0.5, 0.6])], "t"),
+        charts.lines(["2021", "2022"], [("连云港", [0.4, 0.5])], "t"),
+        charts.distribution([("连云港", 40.0), ("苏州", 70.0)], "t", marks=[("中位数", 55.0)]),
+        charts.rank_intervals([{"city": "连云港", "low": 3, "median": 5, "high": 8, "rank": 5}], "t"),
+    ]
+    for chart in map(str, drawn):
+        sizes = [float(size) for size in re.findall(r'font-size="([\d.]+)"', chart)]
+        assert sizes and min(sizes) >= 13, chart[:120]
+    # a long name is shortened to its room (the whole name kept as its tooltip), not drawn over the bar
+    assert "<title>连云港经济技术开发区</title>" in str(drawn[0]) or ">连云港经济技术开发区</text>" in str(drawn[0])
+
+
+def test_the_citizen_co_payment_is_a_multiple_labelled_as_one(client, db, data):
+    from tests.factories import PASSWORD
+
+    _, campaign, _ = data
+    client.post("/login", data={"username": "finance", "password": PASSWORD})
+    text = client.get(f"/analytics/leverage?campaign={campaign.id}").get_data(as_text=True)
+    # (480 − 60) ÷ 60 = 7: citizens paid 7 yuan of their own per yuan of subsidy, 87.5 % of the 480
+    assert "市民自付比" not in text
+    assert re.search(r"市民自付倍数</div><div class=\"big\"><span>7.00</span><small class=\"unit\"> 倍</small>", text)
+    assert "每 1 元补贴，市民自付 7.00 元" in text and "市民自付占带动消费的 87.5%" in text
+    assert headline(LeverageFilter(campaign_id=campaign.id)).co_payment_share == pytest.approx(0.875)
 
 
 def _everything(selection: LeverageFilter) -> list:

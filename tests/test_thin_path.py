@@ -92,11 +92,11 @@ def test_campaign_to_counter(client, db, app):
     assert response.status_code == 200
     assert "核销成功" in page and "优惠 ¥20.00" in page and "¥130.00" in page
 
-    # 4. The dashboard shows the budget, the vouchers, driven consumption and leverage.
+    # 4. The dashboard shows the city's budget, the vouchers, driven consumption and leverage, with units.
     login(client, "finance")
     page = client.get("/dashboard").get_data(as_text=True)
-    for expected in ("9,990,000.00", "9,980.00", "20.00", "150.00", "7.50"):
-        assert expected in page, expected
-    figures = re.search(r"已领取（张）</span><strong>(\d+)</strong>", page).group(1)
-    assert figures == "1"
+    for label, expected in (("到位预算", "10,000,000.00 元"), ("领取", "1 张"), ("发放面值", "20.00 元"),
+                            ("核销笔数", "1 笔"), ("拉动消费", "150.00 元"), ("杠杆率（按发放）", "7.50 倍")):
+        figure, unit = expected.split(" ")
+        assert f"<dt>{label}</dt><dd><strong>{figure}</strong> {unit}</dd>" in page, label
     assert verify_ledger() == []

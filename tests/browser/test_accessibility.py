@@ -98,6 +98,8 @@ SCREENS = {
     "home": lambda page, db: page.goto("/"),
     "login": lambda page, db: page.goto("/login"),
     "dashboard": _staff("finance", "/dashboard"),
+    "dashboard-sorted": _staff("auditor", "/dashboard?sort=leverage"),
+    "dashboard-phone": _staff("finance", "/dashboard"),
     "campaign-form": _staff("maker", "/campaigns/new"),
     "campaign-detail": _staff("maker", lambda db: _campaign_path(db, "演示第一期")),
     "campaign-detail-pending": _staff("approver", lambda db: _campaign_path(db, "待审批")),
@@ -122,7 +124,7 @@ SCREENS = {
 }
 PHONE_SCREENS = {"counter", "counter-refusal", "citizen-home", "citizen-one-time-code", "my-vouchers",
                  "merchant-redemptions-phone", "cashier-redemptions-phone", "merchant-statement-phone",
-                 "merchant-staff-new-token-phone"}
+                 "merchant-staff-new-token-phone", "dashboard-phone"}
 #: the merchant portal's screens get its figures: a paid batch, a redemption waiting, another merchant's
 PORTAL_SCREENS = {name for name in SCREENS if name.startswith(("merchant-", "cashier-"))}
 

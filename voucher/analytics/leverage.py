@@ -59,7 +59,13 @@ class Figures:
 
     @property
     def co_payment_ratio(self) -> float | None:
+        """What citizens paid themselves per yuan of subsidy: a multiple (倍), not a share (docs/design.md §6)."""
         return self._ratio(self.driven_fen - self.subsidy_paid_fen, self.subsidy_paid_fen)
+
+    @property
+    def co_payment_share(self) -> float | None:
+        """Citizens' own part of the driven consumption: a share (0-1), shown as a percentage."""
+        return self._ratio(self.driven_fen - self.subsidy_paid_fen, self.driven_fen)
 
     @property
     def redemption_rate(self) -> float | None:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from voucher.analytics import baselines, leverage, leverage_xlsx, panel, rollup
 from voucher.analytics.leverage import LeverageFilter
-from voucher.analytics.services import campaign_figures
+from voucher.analytics.services import dashboard as dashboard_figures
 from voucher.campaigns.models import Campaign, CampaignStatus
 from voucher.core import charts
 from voucher.core.db import db
@@ -24,10 +24,10 @@ bp = Blueprint("analytics", __name__)
 @bp.get("/dashboard")
 @roles_required(*OVERSIGHT)
 def dashboard():
-    campaigns = db.session.scalars(
-        select(Campaign).where(Campaign.status != CampaignStatus.DRAFT.value).order_by(Campaign.id)
-    ).all()
-    return render_template("analytics/dashboard.html", figures=campaign_figures(list(campaigns)))
+    """The city's totals, then the campaigns in a table: `sort` (a column of the whitelist, "-" before it
+    for descending; anything else is the default order) and `page`."""
+    return render_template("analytics/dashboard.html",
+                           d=dashboard_figures(request.args.get("sort"), parse_id(request.args.get("page"))))
 
 
 def _leverage_filter() -> tuple[LeverageFilter, list[str]]:
@@ -73,10 +73,15 @@ def leverage_page():
     by_category = leverage.breakdown("category", selection)
     by_district = leverage.breakdown("district", selection)
     figures = {
-        "over_time": charts.line([(day, r.leverage_on_paid) for day, r in by_day], "按日杠杆率（按支付）"),
-        "by_category": charts.bars([(k, r.leverage_on_paid) for k, r in by_category], "按商户类别的杠杆率（按支付）"),
-        "by_district": charts.bars([(k, r.leverage_on_paid) for k, r in by_district], "按区县的杠杆率（按支付）"),
-        "floor": charts.floor_and_excess([(k, r.floor, r.excess) for k, r in by_category], "机制下限与超出部分（按类别）"),
+        # two to a row in .chart-grid: drawn at that box's width, so their text is read at its size
+        "over_time": charts.line([(day, r.leverage_on_paid) for day, r in by_day], "按日杠杆率（按支付）",
+                                 unit="倍", width=charts.HALF),
+        "by_category": charts.bars([(k, r.leverage_on_paid) for k, r in by_category], "按商户类别的杠杆率（按支付）",
+                                   unit="倍", width=charts.HALF),
+        "by_district": charts.bars([(k, r.leverage_on_paid) for k, r in by_district], "按区县的杠杆率（按支付）",
+                                   unit="倍", width=charts.HALF),
+        "floor": charts.floor_and_excess([(k, r.floor, r.excess) for k, r in by_category], "机制下限与超出部分（按类别）",
+                                         unit="倍", width=charts.HALF),
     }
     return render_template(
         "analytics/leverage.html", f=leverage.headline(selection), selection=selection, campaigns=campaigns,

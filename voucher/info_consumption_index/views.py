@@ -26,6 +26,8 @@ bp = Blueprint("info_consumption_index", __name__, url_prefix="/index")
 EDITORS = (Role.BUREAU_MAKER, Role.ADMIN)  # import data, publish the feed, tag campaigns, record computations
 CATALOGUE_CHECKERS = (Role.BUREAU_APPROVER, Role.ADMIN)
 MAX_DRAWS = 5000
+#: the y-axis of a chart of composite or level scores (method.py: every score is on 0-1)
+INDEX_UNIT = "指数（0–1）"
 
 
 def _settings() -> tuple[method.Settings, str | None]:
@@ -103,7 +105,7 @@ def ranking():
                              [("平均综合指数", [None if np.isnan(v) else float(v) for v in result.average])]
                              + [(method.FIRST_LEVEL_LABELS[f][-2:] + "平均", [float(v) for v in result.first_average[:, n]])
                                 for n, f in enumerate(method.FIRST_LEVELS)],
-                             "各年城市平均指数")
+                             "各年城市平均指数", unit=INDEX_UNIT)
     return render_template("info_consumption_index/ranking.html", **_common(
         settings, data, result, error, year=year, rows=result.table(year) if result else [], trend=trend))
 
@@ -136,7 +138,7 @@ def city_profile(city: str):
                 radar_first=charts.radar([method.FIRST_LEVEL_LABELS[f] for f in method.FIRST_LEVELS],
                                          [(city, [float(v) for v in result.first[t, c]]),
                                           ("其他城市中位数", [float(v) for v in peer_first])],
-                                         f"{city} {year} 年一级指标得分", size=300),
+                                         f"{city} {year} 年一级指标得分"),
                 trend=charts.lines(
                     [str(y) for y in result.years],
                     [("综合指数", [None if not result.present[n, c] else float(result.composite[n, c])
@@ -145,7 +147,7 @@ def city_profile(city: str):
                                                           for n in range(len(result.years))])
                        for i, f in enumerate(method.FIRST_LEVELS)]
                     + [("城市平均", [float(v) for v in result.average])],
-                    f"{city} 历年指数"),
+                    f"{city} 历年指数", unit=INDEX_UNIT),
                 ranks=[(y, int(result.rank[n, c]) if result.present[n, c] else None, int(result.present[n].sum()))
                        for n, y in enumerate(result.years)],
                 boards=analysis.short_boards(result, data.panel, city, year, limit=None),
@@ -192,7 +194,7 @@ def indicators():
                                            for n in range(len(result.years))]),
                                 ("各城市中位数", [float(np.median(result.values[n, result.present[n], k])) if result.present[n].any() else None
                                              for n in range(len(result.years))])],
-                               f"{code} 历年平均与中位数", fmt="{:,.2f}"),
+                               f"{code} 历年平均与中位数", fmt="{:,.2f}", unit=ind.unit),
         )
     return render_template("info_consumption_index/indicators.html", **_common(settings, data, result, error, **context))
 
@@ -266,8 +268,10 @@ def what_if():
                 base = context["current"]["S11"] or float(np.median(result.values[t, result.present[t], k])) or 1.0
                 steps = [0, 0.5, 1, 1.5, 2, 3]
                 curve = [analysis.what_if(result, data.panel, city, year, {"S11": base * f}).after for f in steps]
+                # from zero, like every index chart: a move of a few hundredths looks as small as it is
                 context["s11_curve"] = charts.lines([f"×{f:g}" for f in steps], [("综合指数", curve)],
-                                                    f"{city} 的综合指数随 S11 变化（其余不变）", zero_based=False)
+                                                    f"{city} 的综合指数随 S11 变化（其余不变）", unit=INDEX_UNIT,
+                                                    point_labels=True)
     return render_template("info_consumption_index/what_if.html", **_common(settings, data, result, error, **context))
 
 

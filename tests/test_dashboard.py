@@ -1,0 +1,223 @@
+"""The dashboard as a reader sees it: the city's totals first, with units and distinct labels, equal to the
+sum of the campaigns' rows; the campaigns in a table sorted on the server by a whitelisted column, paged."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from html.parser import HTMLParser
+
+import pytest
+
+from tests.factories import claim_one, make_campaign, make_citizen, make_world
+from tests.test_access import login
+from voucher.analytics import services
+from voucher.analytics.leverage import headline
+from voucher.campaigns import services as campaigns
+from voucher.campaigns.services import SourceInput
+from voucher.core.clock import local_today
+from voucher.counter.redemption import redeem, reverse
+from voucher.reports.budget import budget_execution
+
+UNITS = ("元", "张", "笔", "倍", "%")
+#: the table's figure columns, in order, after the campaign's name
+COLUMNS = ("funded", "claimed", "issued", "redemptions", "redeemed", "subsidy", "driven", "leverage", "rate")
+
+
+class Page(HTMLParser):
+    """What a reader sees of the dashboard: the totals (label -> text), the table's header and rows."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.totals: dict[str, str] = {}
+        self.header: list[tuple[str, dict]] = []  # (text, attributes of the th)
+        self.rows: list[list[str]] = []
+        self.footer: list[str] = []
+        self._section: str | None = None
+        self._cell: list[str] | None = None
+        self._cell_attrs: dict = {}
+        self._row: list[str] = []
+        self._dt: str | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("thead", "tbody", "tfoot"):
+            self._section = tag
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("th", "td", "dt", "dd"):
+            self._cell, self._cell_attrs = [], dict(attrs)
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td") and self._cell is not None:
+            text = " ".join("".join(self._cell).split())
+            if self._section == "thead":
+                self.header.append((text, self._cell_attrs))
+            else:
+                self._row.append(text)
+            self._cell = None
+        elif tag == "dt" and self._cell is not None:
+            self._dt, self._cell = "".join(self._cell).strip(), None
+        elif tag == "dd" and self._cell is not None and self._dt is not None:
+            self.totals[self._dt] = " ".join("".join(self._cell).split())
+            self._dt = self._cell = None
+        elif tag == "tr" and self._section == "tbody":
+            self.rows.append(self._row)
+        elif tag == "tr" and self._section == "tfoot":
+            self.footer = self._row
+        elif tag in ("thead", "tbody", "tfoot"):
+            self._section = None
+
+    def names(self) -> list[str]:
+        return [row[0].rsplit(" ", 1)[0] for row in self.rows]  # the name, without the status badge
+
+    def column(self, key: str) -> list[str]:
+        return [row[1 + COLUMNS.index(key)] for row in self.rows]
+
+
+def number(text: str) -> Decimal | None:
+    return None if text == "—" else Decimal(text.replace(",", ""))
+
+
+@pytest.fixture
+def city(db):
+    """Three campaigns and a draft.
+
+    A, 满100减20, one funder (1,000,000): four claimed; orders of 100 and 150 redeemed, one of 230 redeemed and
+    reversed. B, co-funded 2:1 by the city and a cinema (750,000), 30 yuan without threshold: three claimed and
+    redeemed on orders of 50, 20 (subsidy 20, under the face value) and 40. C waits for approval (600,000 in
+    hand, nothing funded). The draft is not on the dashboard."""
+    world = make_world()
+    a, release_a = make_campaign(world, name="市区餐饮零售消费券", quantity=10)
+    vouchers = [claim_one(release_a, make_citizen(tag)) for tag in "abcd"]
+    redeem(vouchers[0].code, 100_00, world.cashier)
+    redeem(vouchers[1].code, 150_00, world.cashier)
+    undone = redeem(vouchers[2].code, 230_00, world.cashier).redemption
+    reverse(undone.id, reason="顾客退单", cashier=world.cashier)
+    b, release_b = make_campaign(
+        world, name="观影消费券（政企合作）", measure_number=12, categories=[], districts=[],
+        sources=[SourceInput("municipal_finance", "市财政", 500_000_00, share=2),
+                 SourceInput("enterprise", "合作影院", 250_000_00, share=1)],
+        face_value_fen=30_00, threshold_fen=0, quantity=5, plan_override_reason="测试：政企合作观影券",
+    )
+    for tag, order in zip("efg", (50_00, 20_00, 40_00)):
+        redeem(claim_one(release_b, make_citizen(tag)).code, order, world.cashier)
+    for name, submit in (("待审批的活动", True), ("草稿活动", False)):
+        data = campaigns.CampaignInput(
+            measure_id=a.measure_id, name=name, face_value_fen=10_00, threshold_fen=50_00, categories=["餐饮"],
+            districts=["海州区"], valid_from=local_today(), valid_until=local_today() + timedelta(days=30),
+            sources=[SourceInput("municipal_finance", "市财政", 600_000_00)],
+        )
+        campaign = campaigns.create_campaign(data, world.maker)
+        if submit:
+            campaigns.submit_for_approval(campaign, world.maker)
+    db.session.commit()
+    return world
+
+
+def dashboard(client, query: str = "") -> Page:
+    response = client.get(f"/dashboard{query}")
+    assert response.status_code == 200, query
+    return Page(response.get_data(as_text=True))
+
+
+def test_the_city_comes_first_with_units_and_distinct_labels(client, city):
+    login(client, "finance")
+    page = dashboard(client)
+    assert page.totals == {
+        "到位预算": "1,750,000.00 元",  # A's 1,000,000 and both of B's funders; C is not funded yet
+        "领取": "7 张",
+        "发放面值": "170.00 元",  # 4 × 20 + 3 × 30
+        "核销笔数": "5 笔",  # the reversed redemption is not counted
+        "核销金额": "130.00 元",  # face value of the vouchers redeemed: 2 × 20 + 3 × 30
+        "补贴支付": "120.00 元",  # 20 + 20, and 30 + 20 + 30 (the 20-yuan order took 20 of its 30)
+        "拉动消费": "360.00 元",  # 100 + 150, and 50 + 20 + 40
+        "杠杆率（按发放）": "2.12 倍",  # 360 / 170
+        "核销率": "71.4%",  # 5 of 7
+    }
+    # every figure carries its unit, in the totals and in the table's headers; no two labels alike
+    assert all(text.endswith(UNITS) for text in page.totals.values())
+    headers = [text for text, _ in page.header]
+    assert headers[0] == "活动" and all(h.rstrip(" ▲▼").endswith(tuple(f"（{u}）" for u in UNITS)) for h in headers[1:])
+    assert len(set(page.totals)) == len(page.totals) and "已核销" not in page.totals
+    assert "核销笔数（笔）" in headers[4] and "核销金额（元）" in headers[5]
+    assert page.names() == ["市区餐饮零售消费券", "观影消费券（政企合作）", "待审批的活动"]  # the draft is not here
+
+
+def test_the_totals_are_the_sum_of_the_rows_and_agree_with_the_ledger_and_leverage(client, city):
+    login(client, "auditor")
+    page = dashboard(client)
+    assert len(page.rows) == 3 and page.footer[0] == "全市合计"
+    for key in ("funded", "claimed", "issued", "redemptions", "redeemed", "subsidy", "driven"):
+        column = [number(text) for text in page.column(key)]
+        assert sum(column) == number(page.footer[1 + COLUMNS.index(key)]), key
+    by_name = dict(zip(page.names(), page.rows))
+    assert by_name["观影消费券（政企合作）"][1:] == ["750,000.00", "3", "90.00", "3", "90.00", "80.00", "110.00",
+                                                 "1.22", "100.0"]
+    assert by_name["市区餐饮零售消费券"][1:] == ["1,000,000.00", "4", "80.00", "2", "40.00", "40.00", "250.00",
+                                                "3.13", "50.0"]
+    assert by_name["待审批的活动"][1:] == ["0.00", "0", "0.00", "0", "0.00", "0.00", "0.00", "—", "—"]
+    # the ratios of the totals are the totals' own, not an average of the rows'
+    assert page.footer[-2:] == ["2.12", "71.4"]
+    # the same money as the budget report's 已到位 and the leverage page's headline
+    assert number(page.footer[1]) * 100 == budget_execution(local_today()).total.funded
+    lev = headline()
+    assert [number(page.footer[1 + COLUMNS.index(k)]) * 100 for k in ("issued", "subsidy", "driven")] == [
+        lev.issued_fen, lev.subsidy_paid_fen, lev.driven_fen]
+
+
+@pytest.mark.parametrize("key", ["name", *COLUMNS])
+def test_each_whitelisted_column_sorts_both_ways_on_the_server(client, city, key):
+    assert key in getattr(services, "SORT_KEYS", {})  # the whitelist is every column of the table
+    login(client, "finance")
+    for descending in (False, True):
+        page = dashboard(client, f"?sort={'-' if descending else ''}{key}")
+        (sorted_header,) = [(i, attrs) for i, (_, attrs) in enumerate(page.header) if "aria-sort" in attrs]
+        assert sorted_header[0] == (["name", *COLUMNS].index(key))
+        assert sorted_header[1]["aria-sort"] == ("descending" if descending else "ascending")
+        values = page.names() if key == "name" else [number(v) for v in page.column(key)]
+        known = [v for v in values if v is not None]
+        assert known == sorted(known, reverse=descending), (key, descending, values)
+        assert values[len(known):] == [None] * (len(values) - len(known))  # no figure: last either way
+        assert len(set(values)) > 1  # the data can tell a sorted table from an unsorted one
+    # the header links: a second click on the sorted column reverses it
+    page_html = client.get(f"/dashboard?sort={key}").get_data(as_text=True)
+    assert f'href="/dashboard?sort=-{key}"' in page_html
+
+
+def test_orders_a_reader_can_check_by_hand(client, city):
+    login(client, "finance")
+    a, b, c = "市区餐饮零售消费券", "观影消费券（政企合作）", "待审批的活动"
+    assert dashboard(client).names() == [a, b, c]  # the default: most money first
+    assert dashboard(client, "?sort=driven").names() == [c, b, a]
+    assert dashboard(client, "?sort=-leverage").names() == [a, b, c]
+    assert dashboard(client, "?sort=leverage").names() == [b, a, c]  # C has no leverage: last
+    assert dashboard(client, "?sort=-rate").names() == [b, a, c]
+    assert dashboard(client, "?sort=-redemptions").names() == [b, a, c]
+
+
+@pytest.mark.parametrize("query", ["?sort=bogus", "?sort=-", "?sort=campaign.id", "?sort=--funded",
+                                   "?sort=funded%3Bdrop", "?sort=", "?page=abc", "?page=0", "?page=999"])
+def test_an_unknown_sort_or_page_is_ignored(client, city, query):
+    login(client, "finance")
+    page = dashboard(client, query)
+    assert page.names() == dashboard(client).names()
+    (attrs,) = [attrs for _, attrs in page.header if "aria-sort" in attrs]
+    assert attrs["aria-sort"] == "descending"  # the default order, by 到位预算
+
+
+def test_a_long_list_is_paged_and_the_totals_stay_the_citys(client, city, monkeypatch):
+    monkeypatch.setattr(services, "PER_PAGE", 2)
+    login(client, "finance")
+    first = dashboard(client, "?sort=driven")
+    html = client.get("/dashboard?sort=driven&page=2").get_data(as_text=True)
+    second = Page(html)
+    assert len(first.names()) == 2 and len(second.names()) == 1
+    assert first.names() + second.names() == ["待审批的活动", "观影消费券（政企合作）", "市区餐饮零售消费券"]
+    assert first.footer == second.footer and first.footer[0] == "全市合计（全部 3 个活动）"
+    assert first.totals == second.totals and first.totals["到位预算"] == "1,750,000.00 元"
+    assert "第 2 / 2 页" in html and 'href="/dashboard?sort=driven&amp;page=1"' in html
+    assert dashboard(client, "?sort=driven&page=7").names() == second.names()  # past the end: the last page
