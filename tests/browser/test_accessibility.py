@@ -71,6 +71,42 @@ def _my_vouchers(page, db) -> None:
     page.wait_for_url("**/c/vouchers")
 
 
+def _voucher(page, db) -> None:
+    """One voucher's own page, its QR code large."""
+    _my_vouchers(page, db)
+    page.locator("li.voucher-card.state-usable a.card-link").click()
+    page.locator("img.qr").evaluate("img => img.decode()")
+
+
+def _used_voucher(page, db) -> None:
+    """A used voucher's page (no QR code; when, where and how much), in the large-text mode."""
+    _citizen(page, "13900002222")  # redeem_demo_voucher's citizen: their voucher was used at the counter
+    page.get_by_role("button", name="大字模式").click()
+    page.locator("html.large-text").wait_for()
+    page.goto("/c/vouchers")
+    page.locator("li.voucher-card.state-used a.card-link").click()
+    page.locator(".usage-list").wait_for()
+
+
+def _history(page, db) -> None:
+    _citizen(page, "13900002222")
+    page.goto("/c/history")
+
+
+def _stores(page, db) -> None:
+    _voucher(page, db)
+    page.get_by_role("link", name="查看适用门店").click()
+    page.get_by_label("区县").select_option("海州区")
+    page.get_by_role("button", name="查找").click()
+    page.locator(".store-list").wait_for()
+
+
+def _signed_in_login(page, db) -> None:
+    """The sign-in page of a signed-in citizen: how to change number."""
+    _citizen(page)
+    page.goto("/c/login")
+
+
 def _staff(username: str, path):
     def open_screen(page, db) -> None:
         sign_in(page, username)
@@ -109,6 +145,11 @@ SCREENS = {
     "citizen-home": lambda page, db: _citizen(page),
     "citizen-one-time-code": _otp_step,
     "my-vouchers": _my_vouchers,
+    "voucher-qr": _voucher,
+    "voucher-used-large-text": _used_voucher,
+    "citizen-history": _history,
+    "citizen-stores": _stores,
+    "citizen-change-number": _signed_in_login,
     "budget-report": _staff("finance", "/reports/budget"),
     "leverage": _staff("finance", "/analytics/leverage"),
     "change-password": _staff("finance", "/account/password"),
@@ -124,7 +165,8 @@ SCREENS = {
 }
 PHONE_SCREENS = {"counter", "counter-refusal", "citizen-home", "citizen-one-time-code", "my-vouchers",
                  "merchant-redemptions-phone", "cashier-redemptions-phone", "merchant-statement-phone",
-                 "merchant-staff-new-token-phone", "dashboard-phone"}
+                 "merchant-staff-new-token-phone", "dashboard-phone", "voucher-qr",
+                 "voucher-used-large-text", "citizen-history", "citizen-stores", "citizen-change-number"}
 #: the merchant portal's screens get its figures: a paid batch, a redemption waiting, another merchant's
 PORTAL_SCREENS = {name for name in SCREENS if name.startswith(("merchant-", "cashier-"))}
 

@@ -111,12 +111,18 @@ def test_maker_configures_and_approver_approves_a_campaign(demo, new_page, shots
 def test_citizen_claims_a_voucher_on_a_phone_and_the_qr_renders(demo, new_page, shots):
     page = new_page(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
     page.goto("/c/")
+    expect(page.locator("header .brand")).to_have_text("连云港消费券")  # the citizens' name, not the back office's
     shots(page, "offers")
     page.get_by_role("link", name="手机号验证后领取").tap()
-    page.get_by_label("手机号码").fill("13812345678")
+    page.get_by_label("手机号码").fill("１３８ １２３４ ５６７８")  # a Chinese IME's full-width digits, spaced
     page.get_by_role("button", name="获取验证码").tap()
+    expect(page.locator("#sent-to")).to_contain_text("138****5678")
+    first_code = page.locator(".dev-code").inner_text()
+    # The SMS did not come: send it again. The new code replaces the first.
+    page.get_by_role("button", name="重新获取验证码").tap()
+    expect(page.get_by_role("status")).to_contain_text("新的验证码已发送")
     code = page.locator(".dev-code").inner_text()
-    assert re.fullmatch(r"\d{6}", code)
+    assert re.fullmatch(r"\d{6}", code) and re.fullmatch(r"\d{6}", first_code)
     page.get_by_label("短信验证码").fill(code)
     shots(page, "one-time-code")
     page.get_by_role("button", name="验证并继续").tap()
@@ -126,18 +132,74 @@ def test_citizen_claims_a_voucher_on_a_phone_and_the_qr_renders(demo, new_page, 
     offer.get_by_role("button", name="立即领取").tap()
     expect(page).to_have_url(re.compile(r"/c/vouchers$"))
     expect(page.get_by_role("status")).to_contain_text("领取成功")
-    card = page.locator("section.voucher-card", has_text="演示第一期")
-    qr = card.get_by_role("img", name=re.compile("消费券二维码"))
+    expect(page.locator("img")).to_have_count(0)  # the list shows cards, no QR code
+    card = page.locator("li.voucher-card", has_text="演示第一期")
+    expect(card).to_contain_text("可使用")
+    shots(page, "my-vouchers")
+
+    # Tapping the card opens that voucher alone, its QR code large on white.
+    card.get_by_role("link").tap()
+    expect(page).to_have_url(re.compile(r"/c/vouchers/\d+$"))
+    qr = page.get_by_role("img", name=re.compile("消费券二维码"))
+    expect(qr).to_have_count(1)
     expect(qr).to_be_visible()
     qr.evaluate("img => img.decode()")  # waits until the image has loaded (or rejects)
     assert qr.evaluate("img => img.complete && img.naturalWidth") > 0
-    shots(page, "my-vouchers")
+    assert qr.bounding_box()["width"] >= 280  # nearly the width of the phone
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
+    shots(page, "voucher-qr")
 
     # The QR on the screen scans to this voucher's signed token.
-    shown_code = card.locator(".code strong").inner_text()
+    shown_code = page.locator(".code-big").inner_text()
     decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr.screenshot())))
     assert [d.text.split(".")[0] for d in decoded] == ["LYGV1"]
     assert decoded[0].text.split(".")[2] == shown_code.replace("-", "")
+
+    # Where it can be used: the demo's 餐饮/零售 stores, searchable by district and name.
+    page.get_by_role("link", name="查看适用门店").tap()
+    search = page.get_by_role("search", name="查找门店")
+    expect(page.locator(".store-list")).to_contain_text("港城老味道（解放路店）")
+    expect(page.locator(".store-list")).not_to_contain_text("港城汽车")  # 汽车 is not 餐饮/零售
+    search.get_by_label("区县").select_option("连云区")
+    search.get_by_role("button", name="查找").tap()
+    expect(page.locator(".store-list li")).to_have_count(1)
+    expect(page.locator(".store-list")).to_contain_text("苏果便民超市（墟沟店）")
+    shots(page, "stores")
+
+    # The cashier redeems it (a 150-yuan order): the voucher page says when, where and how much, and no QR.
+    from voucher.accounts.models import User
+    from voucher.counter.redemption import redeem
+
+    redeem(decoded[0].text, 150_00, demo.session.scalar(select(User).where(User.username == "cashier")))
+    demo.session.commit()
+    page.get_by_role("link", name="返回这张券").tap()
+    expect(page.locator(".badge")).to_contain_text("已使用")
+    expect(page.get_by_role("img")).to_have_count(0)
+    uses = page.locator(".usage-list")
+    expect(uses).to_contain_text("港城老味道（解放路店）")
+    expect(uses).to_contain_text("150.00 元")
+    expect(uses).to_contain_text("20.00 元")
+    shots(page, "voucher-used")
+    page.get_by_role("navigation", name="市民导航").get_by_role("link", name="使用记录").tap()
+    expect(page.get_by_role("heading", level=1)).to_have_text("使用记录")
+    expect(page.locator(".usage-list")).to_contain_text("130.00 元")
+    shots(page, "history")
+
+    # 大字模式 switches in place, on every page, and stays on.
+    toggle = page.get_by_role("button", name=re.compile("大字模式"))
+    expect(toggle).to_have_attribute("aria-pressed", "false")
+    toggle.tap()
+    expect(page.locator("html")).to_have_class("large-text")
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("getComputedStyle(document.body).fontSize") == "20px"
+    page.get_by_role("navigation", name="市民导航").get_by_role("link", name="我的消费券").tap()
+    expect(page.locator("html")).to_have_class("large-text")
+    shots(page, "my-vouchers-large-text")
+
+    # Signing out (to change number) from the header.
+    page.get_by_role("button", name="退出").tap()
+    expect(page.get_by_role("status")).to_contain_text("已退出")
+    expect(page.get_by_role("link", name="手机号验证后领取")).to_be_visible()
 
 
 def test_cashier_redeems_with_a_usb_scanner_and_reverses(demo, new_page, shots):

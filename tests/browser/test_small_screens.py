@@ -1,5 +1,6 @@
-"""The counter, the merchant portal and the citizen's pages on a 360 px wide phone: nothing scrolls sideways, and every button
-and input is a touch target of at least 44 x 44 CSS px."""
+"""The counter, the merchant portal, the dashboard and the citizen's pages on a 360 px wide phone: nothing
+scrolls sideways, and every button, input, button-like link, the citizen's header links and the voucher cards
+are touch targets of at least 44 x 44 CSS px, in the ordinary size and in the large-text mode (大字模式)."""
 from __future__ import annotations
 
 from tests.browser.conftest import PHONE, redeem_demo_voucher, settle_and_pay_demo, sign_in, sign_out
@@ -10,7 +11,8 @@ MIN_TARGET = 44
 
 MEASURE = """() => {
   const small = [];
-  for (const el of document.querySelectorAll('button, input:not([type=hidden]), select, textarea, a.btn')) {
+  const targets = 'button, input:not([type=hidden]), select, textarea, a.btn, .citizen-bar a, a.card-link, a.back-link, .pager a';
+  for (const el of document.querySelectorAll(targets)) {
     const box = el.getBoundingClientRect();
     if (box.width === 0 && box.height === 0) continue;  // not displayed
     if (box.width < %(min)d || box.height < %(min)d) {
@@ -46,8 +48,52 @@ def test_citizen_pages_fit_a_360px_phone(demo, new_page, shots):
     page.locator("section.voucher-offer", has_text="演示第一期").filter(has_text="第一轮") \
         .get_by_role("button", name="立即领取").tap()
     page.wait_for_url("**/c/vouchers")
-    page.locator("img.qr").evaluate("img => img.decode()")
+    _used_voucher_of(demo, "13812345678")
+    page.reload()
     check(page, shots, "my-vouchers")
+    page.locator("li.voucher-card.state-usable a.card-link").tap()
+    page.wait_for_url("**/c/vouchers/*")
+    page.locator("img.qr").evaluate("img => img.decode()")
+    assert page.locator("img.qr").bounding_box()["width"] >= 280, page.locator("img.qr").bounding_box()
+    check(page, shots, "voucher-qr")
+    page.get_by_role("link", name="查看适用门店").tap()
+    page.wait_for_url("**/stores")
+    check(page, shots, "stores")
+    page.goto("/c/history")
+    check(page, shots, "history")
+    page.goto("/c/login")
+    check(page, shots, "change-number")
+
+    # 大字模式: the same pages with the larger type still fit, and their targets grow.
+    page.get_by_role("button", name="大字模式").tap()
+    page.locator("html.large-text").wait_for()
+    check(page, shots, "change-number-large-text")
+    for path, name in (("/c/", "offers"), ("/c/vouchers", "my-vouchers"), ("/c/history", "history")):
+        page.goto(path)
+        check(page, shots, f"{name}-large-text")
+    page.goto("/c/vouchers")
+    page.locator("li.voucher-card.state-usable a.card-link").tap()
+    page.locator("img.qr").evaluate("img => img.decode()")
+    check(page, shots, "voucher-qr-large-text")
+    page.get_by_role("link", name="查看适用门店").tap()
+    page.wait_for_url("**/stores")
+    check(page, shots, "stores-large-text")
+
+
+def _used_voucher_of(db, phone: str) -> None:
+    """A voucher of another demo campaign (交通银行社区商圈消费券, 餐饮/零售) for the citizen, redeemed at
+    the demo cashier's restaurant: the list then has a used card, the history a row."""
+    from sqlalchemy import select
+
+    from voucher.accounts.models import User
+    from voucher.campaigns.models import Campaign, Release
+    from voucher.counter.redemption import redeem
+    from voucher.vouchers import citizens, services
+
+    release_id = db.session.scalar(select(Release.id).join(Campaign).where(Campaign.name.contains("（10 元券）")))
+    voucher = services.claim(release_id, citizens.citizen_for(phone))
+    redeem(voucher.code, 80_00, db.session.scalar(select(User).where(User.username == "cashier")))
+    db.session.commit()
 
 
 def test_counter_fits_a_360px_phone(demo, new_page, shots):

@@ -114,6 +114,23 @@ def test_counter_and_claim_pages_answer_429_in_chinese(make_ops_app, db):
     assert refused.status_code == 429 and "核销请求过于频繁" in refused.get_data(as_text=True)
 
 
+def test_resending_the_citizens_code_shares_the_sign_in_allowance_of_the_address(make_ops_app, db):
+    """重新获取验证码 posts to the sign-in view itself: a resend is one more sign-in request from the
+    address, never an allowance of its own (a separate view would get a separate counter)."""
+    client = make_ops_app(RATELIMIT_CITIZEN_LOGIN="3 per minute").test_client()
+    page = client.post("/c/login", data={"p-phone": "13812345678"}).get_data(as_text=True)
+    assert 'name="p-resend"' in page and 'action="/c/login"' in page
+    again = client.post("/c/login", data={"p-phone": "13812345678", "p-resend": "1"})
+    assert again.status_code == 200
+    wrong = "000000" if 'class="dev-code">000000<' not in again.get_data(as_text=True) else "111111"
+    assert client.post("/c/login", data={"c-phone": "13812345678", "c-code": wrong}).status_code == 422
+    refused = client.post("/c/login", data={"p-phone": "13812345678", "p-resend": "1"})
+    assert refused.status_code == 429 and "验证请求过于频繁" in refused.get_data(as_text=True)
+    refused = client.post("/c/login", data={"p-phone": "13900001111"})  # another number, the same address
+    assert refused.status_code == 429
+    assert client.get("/c/login").status_code == 200  # showing the form is not counted
+
+
 def test_limits_can_be_switched_off(make_ops_app, db):
     client = make_ops_app(RATELIMIT_ENABLED=False, RATELIMIT_LOGIN="1 per minute").test_client()
     answers = {client.post("/login", data={"username": "nobody", "password": "x"}).status_code for _ in range(5)}

@@ -64,5 +64,5 @@ def page_of(query: Select[Any], number: int, size: int = PAGE_SIZE, *, scalars: 
     number = clamp(number, total, size)
     bounded = query.limit(size).offset((number - 1) * size)
     result = db.session.execute(bounded)
-    rows = list(result.scalars()) if scalars else list(result.tuples())
+    rows = list(result.scalars()) if scalars else list(result.all())
     return Page(rows, number, size, total)

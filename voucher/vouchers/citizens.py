@@ -13,16 +13,18 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from voucher.core import keyed_mac
 from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import DomainError, InvalidInput, InvalidOneTimeCode
+from voucher.core.typed_text import clean
 from voucher.core.upsert import cached, insert_or_lock
 from voucher.vouchers.models import Citizen, OneTimeCode
 
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+# ASCII digits only: \d would also take other scripts' digits ("١٣٨..."), which would hash as another person.
+_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
 CODE_TTL = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 MAX_CODES_PER_WINDOW = 5
@@ -35,8 +37,11 @@ class TooManyCodes(DomainError):
     default_message = "验证码发送过于频繁，请 10 分钟后再试"
 
 
-def normalise_phone(raw: str) -> str:
-    phone = re.sub(r"[\s-]", "", raw or "")
+def normalise_phone(raw: str | None) -> str:
+    """The 11 digits of a mainland mobile number as typed: full-width digits from a Chinese IME
+    ("１３８００１３８０００"), spaces, dashes of any kind and a +86 / 0086 prefix are folded away first
+    (core/typed_text.py), so one person is one number however it was typed."""
+    phone = clean(raw).replace("-", "")
     phone = phone.removeprefix("+86").removeprefix("0086")
     if not _MOBILE.match(phone):
         raise InvalidInput("请输入正确的 11 位手机号码")
@@ -77,6 +82,15 @@ def request_code(raw_phone: str) -> str:
     ).scalar_one()
     if recent >= MAX_CODES_PER_WINDOW:
         raise TooManyCodes()
+    # A new code (a resend, or the number typed again) replaces the codes sent before it: only the
+    # latest one can sign in, each with its own MAX_ATTEMPTS, and no more than MAX_CODES_PER_WINDOW of
+    # them are sent in CODE_WINDOW, so resending never widens what a guesser gets.
+    db.session.execute(
+        update(OneTimeCode)
+        .where(OneTimeCode.identity_hash.in_(identity.hashes), OneTimeCode.used_at.is_(None),
+               OneTimeCode.expires_at > now)
+        .values(expires_at=now)
+    )
     code = f"{secrets.randbelow(1_000_000):06d}"
     db.session.add(OneTimeCode(identity_hash=identity.active, code_hash=identity.code_hash(identity.active, code),
                                expires_at=now + CODE_TTL))
@@ -94,10 +108,10 @@ def verify_code(raw_phone: str, code: str) -> Citizen:
         .limit(1)
         .with_for_update()
     )
-    if challenge is None or challenge.expires_at < now or challenge.attempts >= MAX_ATTEMPTS:
+    if challenge is None or challenge.expires_at <= now or challenge.attempts >= MAX_ATTEMPTS:
         raise InvalidOneTimeCode("验证码错误或已过期，请重新获取")
     challenge.attempts += 1
-    if not keyed_mac.equal(challenge.code_hash, identity.code_hash(challenge.identity_hash, (code or "").strip())):
+    if not keyed_mac.equal(challenge.code_hash, identity.code_hash(challenge.identity_hash, clean(code))):
         raise InvalidOneTimeCode(f"验证码错误，还可尝试 {MAX_ATTEMPTS - challenge.attempts} 次")
     challenge.used_at = now
     return _citizen_with(identity)

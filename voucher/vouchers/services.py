@@ -1,4 +1,5 @@
-"""Claiming vouchers, listing a citizen's vouchers, and reading a typed or scanned code."""
+"""Claiming vouchers, signing a voucher's QR token, and reading a typed or scanned code (a citizen's own
+vouchers as their pages show them: wallet.py)."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -126,12 +127,6 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, act
     audit.record("voucher.claim", voucher, actor_label=actor_label or f"市民#{citizen.id}",
                  after={"release_id": release_id, "citizen_id": citizen.id}, at=now)  # the claim's time
     return voucher
-
-
-def citizen_vouchers(citizen_id: int) -> list[Voucher]:
-    return list(
-        db.session.scalars(select(Voucher).where(Voucher.citizen_id == citizen_id).order_by(Voucher.claimed_at.desc()))
-    )
 
 
 def qr_token(voucher: Voucher) -> str:
