@@ -162,11 +162,18 @@ SCREENS = {
     "merchant-staff-new-token": _new_terminal_token,
     "merchant-staff-new-token-phone": _new_terminal_token,
     "cashier-temporary-password": _temporary_password,
+    "merchant-apply": lambda page, db: page.goto("/merchants/apply"),
+    "merchant-application-status": lambda page, db: page.goto("/merchants/apply/status"),
+    "campaign-list": _staff("approver", "/campaigns?q=消费券"),
+    "merchant-list": _staff("approver", "/merchants"),
+    "settlement-batches": _staff("finance", "/finance/settlement"),
+    "month-end-close": _staff("admin", "/finance/periods"),
 }
 PHONE_SCREENS = {"counter", "counter-refusal", "citizen-home", "citizen-one-time-code", "my-vouchers",
                  "merchant-redemptions-phone", "cashier-redemptions-phone", "merchant-statement-phone",
                  "merchant-staff-new-token-phone", "dashboard-phone", "voucher-qr",
-                 "voucher-used-large-text", "citizen-history", "citizen-stores", "citizen-change-number"}
+                 "voucher-used-large-text", "citizen-history", "citizen-stores", "citizen-change-number",
+                 "merchant-application-status"}
 #: the merchant portal's screens get its figures: a paid batch, a redemption waiting, another merchant's
 PORTAL_SCREENS = {name for name in SCREENS if name.startswith(("merchant-", "cashier-"))}
 

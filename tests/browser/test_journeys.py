@@ -594,3 +594,70 @@ def test_merchant_manager_follows_redemptions_and_payouts_and_manages_cashiers(d
     expect(page.get_by_text("234.00")).to_have_count(0)
     expect(page.get_by_label("门店")).to_have_count(0)  # one store: nothing to choose
     shots(page, "cashier-redemptions")
+
+
+def test_merchant_applicant_follows_the_application_and_applies_again(demo, new_page, shots):
+    """A shop applies on a phone (its phone typed with the IME's full-width digits), is refused sign-in while
+    pending and pointed to the status page, sees 待审核; the approver finds it on 待审批 and refuses it with a
+    reason (asked first); the applicant reads the reason there and applies again with the same USCC."""
+    from voucher.core.uscc import check_char
+
+    body = "91320706MA2WEB001"
+    code = body + check_char(body)
+    page = new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+
+    def apply(username: str) -> None:
+        page.goto("/merchants/apply")
+        page.get_by_label("商户名称（与营业执照一致）").fill("港城浏览器测试小馆")
+        page.get_by_label("统一社会信用代码").fill(code)
+        page.get_by_label("联系电话").fill("１３９ ００１３ ９０００")
+        page.get_by_label("门店名称").first.fill("浏览器测试小馆（海州店）")
+        page.get_by_label("区县").first.select_option("海州区")
+        page.get_by_label("结算账户户名").fill("港城浏览器测试小馆")
+        page.get_by_label("开户行").fill("中国银行连云港分行")
+        page.get_by_label("结算账号").fill("6216610000012345678")
+        page.get_by_label("管理员用户名").fill(username)
+        page.get_by_label("管理员密码（至少 10 位）").fill("shop-lantern-42")
+        page.get_by_role("button", name="提交申请").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("申请已提交")
+
+    def status() -> None:
+        page.goto("/merchants/apply/status")
+        page.get_by_label("统一社会信用代码").fill(code.lower())
+        page.get_by_label("联系电话").fill("139-0013-9000")
+        page.get_by_role("button", name="查询").click()
+
+    apply("webshop")
+    shots(page, "applied")
+    page.goto("/login")
+    page.get_by_label("用户名", exact=True).fill("webshop")
+    page.get_by_label("密码", exact=True).fill("shop-lantern-42")
+    page.get_by_role("button", name="登录").click()
+    expect(page.get_by_role("alert")).to_contain_text("用户名或密码错误")
+    page.get_by_role("link", name="查询入驻申请进度").click()
+    status()
+    expect(page.locator("dl.facts")).to_contain_text("待审核")
+    shots(page, "status-pending")
+
+    approver = new_page()
+    sign_in(approver, "approver")
+    nav(approver, "待审批")
+    expect(approver.locator("table", has_text="港城浏览器测试小馆")).to_be_visible()
+    approver.locator("table", has_text="港城浏览器测试小馆").get_by_role("link", name="审核").click()
+    row = approver.locator("tr", has_text="港城浏览器测试小馆")
+    row.get_by_label("驳回原因").fill("营业执照照片不清晰")
+    asked = []
+    approver.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    row.get_by_role("button", name="驳回").click()
+    expect(approver.get_by_role("status")).to_contain_text("入驻申请已驳回")
+    assert asked and "驳回「港城浏览器测试小馆」的入驻申请" in asked[0]
+
+    status()
+    expect(page.locator("dl.facts")).to_contain_text("已驳回")
+    expect(page.get_by_text("驳回原因：营业执照照片不清晰")).to_be_visible()
+    shots(page, "status-rejected")
+    page.get_by_role("link", name="重新提交申请").click()
+    apply("webshop2")
+    status()
+    expect(page.locator("dl.facts")).to_contain_text("待审核")
+    shots(page, "status-pending-again")
