@@ -37,7 +37,7 @@ from seed import bulk
 from seed import city_scale_data as gen
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
-from voucher.analytics import rollup
+from voucher.analytics import panel
 from voucher.analytics.models import LEVERAGE_TRUTH, SyntheticTruth
 from voucher.campaigns import services as campaign_services
 from voucher.campaigns.models import Campaign, CampaignStatus, FundingSource, Measure, Release, VoucherProduct
@@ -179,7 +179,7 @@ def load_city_scale(seed: int = gen.DEFAULT_SEED, scale: float = 1.0, *, append:
         for table in BULK_TABLES + ("journal_entries", "postings"):
             db.session.execute(text(f"ANALYZE {table}"))
         clock.lap("analyze")
-    rollup.refresh_leverage(full=True)  # the page answers at once over the loaded data
+    panel.refresh_leverage(full=True)  # the page answers at once over the loaded data
     clock.lap("leverage rollup")
     summary.seconds = time.perf_counter() - started
     return summary

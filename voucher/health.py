@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from voucher.core.db import db
 from voucher.core.permissions import public
+from voucher.jobs.models import SchedulerHeartbeat
 from voucher.jobs.runner import clock_running
 
 #: with the scheduler on, some process must have ticked this recently (it ticks every 30 s)
@@ -52,8 +53,6 @@ def readyz():
 
 
 def _scheduler_check(connection: Connection) -> str:
-    from voucher.jobs.models import SchedulerHeartbeat
-
     ticked = connection.execute(select(func.max(SchedulerHeartbeat.ticked_at))).scalar()
     if ticked is None:
         return "stale: no tick recorded"

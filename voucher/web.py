@@ -21,6 +21,8 @@ from voucher.core.masking import mask_account_no, mask_phone
 from voucher.core.money import format_yuan
 from voucher.core.permissions import ROLE_LABELS, Role
 from voucher.core.uploads import MAX_BYTES, MB
+from voucher.ledger.models import AccountKind
+from voucher.ops.limits import RETRY_MESSAGE, RateLimited
 from voucher.vouchers.codes import display as display_code
 
 T = TypeVar("T")
@@ -165,8 +167,6 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(429)
     def too_many_requests(error):
         # A rate limit (voucher/ops/limits.py) refused the request; its own message says which.
-        from voucher.ops.limits import RETRY_MESSAGE, RateLimited
-
         limited = isinstance(error, RateLimited)
         response = make_response(*page(429, "rate_limited", error.description if limited else RETRY_MESSAGE))
         if limited and error.retry_after:
@@ -195,6 +195,4 @@ def register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["json_text"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True)
     app.jinja_env.globals["ROLE_LABELS"] = ROLE_LABELS
     app.jinja_env.globals["Role"] = Role
-    from voucher.ledger.models import AccountKind
-
     app.jinja_env.globals["AccountKind"] = AccountKind

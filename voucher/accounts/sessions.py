@@ -30,6 +30,7 @@ from voucher.accounts import two_factor
 from voucher.accounts.models import User, UserSession
 from voucher.core.clock import utcnow
 from voucher.core.db import db, rowcount
+from voucher.extensions import login_manager
 
 #: the cookie session's key for the token (Flask-Login keeps the user id under `_user_id`)
 TOKEN_KEY = "staff_session"
@@ -203,7 +204,5 @@ def load_user(user_id: str) -> User | None:
 
 
 def init_app(app: Flask) -> None:
-    from voucher.extensions import login_manager
-
     login_manager.user_loader(load_user)
     app.before_request(check_request)

@@ -15,7 +15,9 @@ from datetime import date
 from sqlalchemy import delete, insert, select, tuple_
 
 from voucher.accounts.models import User
+from voucher.analytics import panel
 from voucher.analytics.models import MerchantDailySales
+from voucher.analytics.rollup import lock_state
 from voucher.core import audit
 from voucher.core.db import db, rowcount
 from voucher.core.errors import RefusedFile
@@ -126,9 +128,6 @@ def import_baselines(content: bytes, file_name: str, actor: User | None) -> Base
         parsed.append({"merchant_id": merchant_id, "day": day, "sales_fen": fen, "source": "imported"})
     if problems:
         raise BadBaselineFile(problems)
-
-    from voucher.analytics import panel
-    from voucher.analytics.rollup import lock_state
 
     lock_state(panel.NAME)  # one import or panel rebuild at a time: none sees another's half-written rows
     first_day, last_day = min(r["day"] for r in parsed), max(r["day"] for r in parsed)

@@ -10,7 +10,7 @@ from datetime import date
 import click
 from flask import Flask
 
-from voucher.analytics import baselines, panel, rollup
+from voucher.analytics import baselines, panel
 from voucher.analytics.leverage import REPORT_KEYS, LeverageFilter, headline, report
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput
@@ -51,7 +51,7 @@ def register(app: Flask) -> None:
     @click.option("--full", is_flag=True, help="rebuild every day, not only the days since the last run")
     def refresh_command(full: bool) -> None:
         """Pre-aggregate the figures up to yesterday and rebuild the causal panel (the nightly job)."""
-        result = rollup.refresh_leverage(full=full)
+        result = panel.refresh_leverage(full=full)
         db.session.commit()
         click.echo(f"汇总至 {result['built_through']}：{result['facts']:,} 行汇总，"
                    f"{result['merchant_days']:,} 个（日，活动）商户集合；因果面板 {result['panel_units']:,} 个商户单元")

@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import numpy as np
-from sqlalchemy import Select, String, case, cast, func, literal, select
+from sqlalchemy import Select, String, cast, func, literal, select
 
 from voucher.analytics import rollup
+from voucher.analytics.floor import FORCED_ORDER
 from voucher.analytics.models import LEVERAGE_TRUTH, LeverageFact, SyntheticTruth
 from voucher.campaigns.models import Campaign, Measure, Release, VoucherProduct
 from voucher.core.clock import local_day_start_utc
@@ -88,19 +89,6 @@ class Figures:
         gross = self.leverage_on_issued if self.attributable_issue else self.leverage_on_paid
         return None if gross is None or self.floor is None else gross - self.floor
 
-
-def _max(a, b):
-    return case((a > b, a), else_=b)
-
-
-#: per redemption, the least order its voucher forced: X for 满X减Y (at least the subsidy itself);
-#: for a percentage voucher, the order that yields its subsidy (rounded up to the fen)
-FORCED_ORDER = case(
-    (VoucherProduct.kind == "percentage",
-     _max(func.coalesce(VoucherProduct.threshold_fen, 0),
-          (Redemption.subsidy_fen * 10000 + VoucherProduct.percent_bp - 1) // VoucherProduct.percent_bp)),
-    else_=_max(func.coalesce(VoucherProduct.threshold_fen, 0), Redemption.subsidy_fen),
-)
 
 DIMENSIONS = {
     "measure": ("措施", True),

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from sqlalchemy import and_, case, delete, func, insert, select, text
 
-from voucher.analytics import causal
+from voucher.analytics import causal, rollup
 from voucher.analytics.models import CausalPanelUnit, MerchantDailySales, RollupState
 from voucher.analytics.rollup import lock_state
 from voucher.campaigns.models import Campaign, CampaignStatus
@@ -172,3 +172,12 @@ def estimate(campaign_id: int | None = None, date_from: date | None = None,
     dose = rows[:, 7] / rows[:, 5] - rows[:, 4] / rows[:, 2]
     return PanelEstimate(causal.estimate(campaign, change, dose, merchant, treated), built_at,
                          sorted({int(c) for c in campaign}))
+
+
+def refresh_leverage(full: bool = False) -> dict:
+    """The nightly step: the leverage facts up to yesterday, then the causal panel over them."""
+    summary = rollup.refresh(full=full)
+    units = build()
+    return {"built_through": summary.built_through.isoformat() if summary.built_through else None,
+            "rebuilt_from": summary.rebuilt_from.isoformat() if summary.rebuilt_from else None,
+            "facts": summary.facts, "merchant_days": summary.merchant_days, "panel_units": units}

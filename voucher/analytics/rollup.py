@@ -21,6 +21,7 @@ from datetime import date, timedelta
 import numpy as np
 from sqlalchemy import delete, func, insert, literal, null, select, text
 
+from voucher.analytics.floor import FORCED_ORDER
 from voucher.analytics.models import LeverageFact, LeverageMerchantDay, RollupState
 from voucher.campaigns.models import VoucherProduct
 from voucher.core.clock import local_day_start_utc, local_today, to_local, utcnow
@@ -61,8 +62,6 @@ def built_through() -> date | None:
 
 def refresh(through: date | None = None, full: bool = False) -> RefreshSummary:
     """Bring the facts up to `through` (default: yesterday, the last complete local day)."""
-    from voucher.analytics.leverage import FORCED_ORDER
-
     through = through or local_today() - timedelta(days=1)
     started = utcnow()
     state = lock_state(NAME)
@@ -165,14 +164,3 @@ def merchant_ids(campaign_id: int | None, date_from: date | None, date_until: da
             union = np.concatenate([union, np.zeros(len(bits) - len(union), dtype=np.uint8)])
         union[:len(bits)] |= bits
     return np.flatnonzero(np.unpackbits(union, bitorder="little"))
-
-
-def refresh_leverage(full: bool = False) -> dict:
-    """The nightly step: the leverage facts up to yesterday, then the causal panel over them."""
-    from voucher.analytics import panel
-
-    summary = refresh(full=full)
-    units = panel.build()
-    return {"built_through": summary.built_through.isoformat() if summary.built_through else None,
-            "rebuilt_from": summary.rebuilt_from.isoformat() if summary.rebuilt_from else None,
-            "facts": summary.facts, "merchant_days": summary.merchant_days, "panel_units": units}

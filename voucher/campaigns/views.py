@@ -23,6 +23,7 @@ from voucher.core.clock import LOCAL_TZ, local_today
 from voucher.core.db import db
 from voucher.core.errors import DomainError, NotFound
 from voucher.core.forms import as_choices
+from voucher.core.money import format_yuan
 from voucher.core.paging import page_number, page_of
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
 from voucher.merchants import onboarding
@@ -110,8 +111,6 @@ def _fill(form: CampaignForm, campaign: Campaign | None) -> None:
 
 
 def _yuan_text(fen: int | None) -> str:
-    from voucher.core.money import format_yuan
-
     return "" if fen is None else format_yuan(fen, grouping=False)
 
 

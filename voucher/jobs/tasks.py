@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from voucher.analytics import rollup
+from voucher.analytics import panel
 from voucher.analytics.daily import snapshot_day
 from voucher.api import auth
 from voucher.campaigns.models import Campaign, CampaignStatus, Release, ReleaseStatus
@@ -18,7 +18,7 @@ from voucher.core.db import db, rowcount
 from voucher.core.errors import DomainError
 from voucher.counter import risk
 from voucher.jobs.models import JobRun
-from voucher.jobs.registry import daily, every
+from voucher.jobs.schedules import daily, every
 from voucher.settlement import batches as settlement
 from voucher.vouchers import expiry
 from voucher.vouchers.releases import open_release
@@ -101,7 +101,7 @@ def seal_audit(now: datetime) -> dict[str, Any]:
 
 def refresh_leverage(now: datetime) -> dict[str, Any]:
     """Pre-aggregate the leverage figures up to yesterday and rebuild the causal panel."""
-    return rollup.refresh_leverage()
+    return panel.refresh_leverage()
 
 
 #: (name, label, schedule, function): the product's jobs, registered on first use. Add a job here;

@@ -13,6 +13,7 @@ from voucher.accounts.locking import lock_user
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user, reset_password
 from voucher.core import audit, uscc
+from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import Forbidden, InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
 from voucher.core.permissions import Role
@@ -308,8 +309,6 @@ def issue_terminal(manager: User, *, store_id: int, label: str) -> tuple[StoreTe
 
 
 def revoke_terminal(manager: User, terminal_id: int) -> StoreTerminal:
-    from voucher.core.clock import utcnow
-
     terminal = db.session.get(StoreTerminal, terminal_id)
     if terminal is None or terminal.store.merchant_id != manager.merchant_id:
         raise Forbidden("只能管理本商户的终端")

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from voucher.core.db import db
+from voucher.ledger.services import balances
 
 
 class BackupError(RuntimeError):
@@ -52,8 +53,6 @@ def backup_sqlite(source: Path, target: Path) -> None:
 
 def summary() -> dict:
     """Rows per table and the balance of every ledger account: equal before and after a restore."""
-    from voucher.ledger.services import balances
-
     tables = {
         table.name: db.session.scalar(select(func.count()).select_from(table))
         for table in sorted(db.metadata.sorted_tables, key=lambda t: t.name)
