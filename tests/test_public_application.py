@@ -105,17 +105,28 @@ def test_a_badly_formed_username_is_still_refused_on_the_form(client, db):
 
 
 @pytest.fixture
-def limited_client(app, db):
-    """A client of an app with rate limits on, sharing the test's session (as tests/ops does)."""
-    limited = make_app(app.config["SQLALCHEMY_DATABASE_URI"], RATELIMIT_ENABLED=True,
-                       RATELIMIT_MERCHANT_APPLY="3 per minute")
-    context = limited.app_context()
-    context.push()
-    yield limited.test_client()
+def rate_limited(app, db):
+    """make(**settings): a client of an app with rate limits on and these limits, sharing the test's
+    session (as tests/ops does)."""
+    contexts = []
+
+    def make(**settings):
+        limited = make_app(app.config["SQLALCHEMY_DATABASE_URI"], RATELIMIT_ENABLED=True, **settings)
+        contexts.append(limited.app_context())
+        contexts[-1].push()
+        return limited.test_client()
+
+    yield make
     _db.session.rollback()
     _db.session.remove()
     _db.engine.dispose()
-    context.pop()
+    for context in reversed(contexts):
+        context.pop()
+
+
+@pytest.fixture
+def limited_client(rate_limited):
+    return rate_limited(RATELIMIT_MERCHANT_APPLY="3 per minute")
 
 
 def test_applications_are_rate_limited_per_address(limited_client, db):
@@ -206,21 +217,8 @@ def test_the_contact_phone_is_encrypted_at_rest_and_checked(client, db):
     assert merchant(33).contact_phone == "0518-85821234"
 
 
-@pytest.fixture
-def status_limited_client(app, db):
-    limited = make_app(app.config["SQLALCHEMY_DATABASE_URI"], RATELIMIT_ENABLED=True,
-                       RATELIMIT_MERCHANT_STATUS="3 per minute")
-    context = limited.app_context()
-    context.push()
-    yield limited.test_client()
-    _db.session.rollback()
-    _db.session.remove()
-    _db.engine.dispose()
-    context.pop()
-
-
-def test_guessing_the_phone_on_the_status_page_is_cut_off(status_limited_client, db):
-    client = status_limited_client
+def test_guessing_the_phone_on_the_status_page_is_cut_off(rate_limited, db):
+    client = rate_limited(RATELIMIT_MERCHANT_STATUS="3 per minute")
     client.post("/merchants/apply", data=application(34, "gangcheng34", contact_phone="13800138000"))
     # Looking up one's own application as often as one likes is not counted.
     assert {status_page(client, 34, "13800138000").status_code for _ in range(5)} == {200}
