@@ -54,19 +54,19 @@ def test_the_auditor_filters_and_exports_the_audit_log(client, db):
     _login(client, "auditor")
 
     page = client.get("/reports/audit?actor=cashier").get_data(as_text=True)
-    assert "voucher.reverse" in page and "顾客退单" in page  # Chinese shown as is
-    assert "campaign.approve" not in page
+    assert "撤销核销" in page and "顾客退单" in page  # Chinese shown as is
+    assert "批准活动" not in page
     page = client.get(f"/reports/audit?object_type=campaigns&object_id={campaign.id}").get_data(as_text=True)
-    assert "campaign.approve" in page and "voucher.redeem" not in page
+    assert "批准活动" in page and "核销消费券" not in page
     tomorrow = (local_today() + timedelta(days=1)).isoformat()
     assert "没有符合条件的记录" in client.get(f"/reports/audit?date_from={tomorrow}").get_data(as_text=True)
 
     exported = client.get("/reports/audit.csv?actor=cashier")
     rows = list(csv.reader(io.StringIO(exported.data.decode("utf-8-sig"))))
     assert rows[0][:4] == ["编号", "时间", "操作人", "操作"]
-    assert {r[3] for r in rows[1:]} == {"voucher.redeem", "voucher.reverse"}
+    assert {r[3] for r in rows[1:]} == {"核销消费券", "撤销核销"}
     sheet = pd.read_excel(io.BytesIO(client.get("/reports/audit.xlsx?actor=cashier").data), dtype=str)
-    assert len(sheet) == 2 and "顾客退单" in " ".join(sheet["变更后"])
+    assert len(sheet) == 2 and "原因：顾客退单" in " ".join(sheet["变更内容"])
 
     bad = client.get("/reports/audit?date_from=2026-02-31")
     assert bad.status_code == 422 and "开始日期格式应为 YYYY-MM-DD" in bad.get_data(as_text=True)

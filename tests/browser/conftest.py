@@ -243,3 +243,27 @@ def settle_and_pay_demo(db) -> None:
     market = db.session.scalar(select(User).where(User.username == "cashier_market"))
     redeem(claim_demo_voucher(db, "13900005555"), 234_00, market)
     db.session.commit()
+
+
+def record_long_changes(db) -> None:
+    """Audit records with long values that cannot break at a space (a bank file's name, its SHA-256, a
+    bank serial), before and after, as a bank statement's import and a line's resolution record them."""
+    from voucher.core import audit
+    from voucher.core.clock import utcnow
+
+    file_name = "2027年3月招商银行连云港分行商户结算对账单_" + "CMB_SETTLEMENT_STATEMENT_EXPORT_" * 3 + "v2.xlsx"
+    serial = "CMB20270316" + "0123456789" * 5
+    for action, object_type, before, after in (
+        ("reconciliation.import", "bank_statements", None, {
+            "file_name": file_name, "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "lines": 1280, "skipped": 3, "total_fen": 123_456_789_01, "mapping": "招商银行（CMB）标准格式",
+            "matched": 1270, "amount_mismatch": 4, "unmatched_line": 6, "skipped_rows": 2, "non_payout": 12}),
+        ("reconciliation.resolve_line", "bank_statement_lines",
+         {"match_status": "amount_mismatch", "serial": serial, "reference": "JS20270316" + "M000123F000045" * 4},
+         {"match_status": "amount_mismatch", "serial": serial + "R", "amount_fen": 1_500_00,
+          "reference": "JS20270316" + "M000123F000045" * 4,
+          "resolution": "银行已确认差额为手续费，由商户自行承担，" * 6}),
+    ):
+        audit.write(audit.signed({"at": utcnow(), "actor_id": None, "actor_label": "finance", "action": action,
+                                  "object_type": object_type, "object_id": 1, "before": before, "after": after}))
+    db.session.commit()

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.browser.conftest import PHONE, claim_demo_voucher, redeem_demo_voucher, settle_and_pay_demo, sign_in
+from tests.browser.conftest import (
+    PHONE,
+    claim_demo_voucher,
+    record_long_changes,
+    redeem_demo_voucher,
+    settle_and_pay_demo,
+    sign_in,
+)
 from voucher.campaigns.models import Campaign
 
 # What a page looks like does not depend on the database: these run on SQLite only (see conftest.py).
@@ -107,6 +114,21 @@ def _signed_in_login(page, db) -> None:
     page.goto("/c/login")
 
 
+def _audit_log(page, db) -> None:
+    """The audit log with changes marked and long values, one raw record unfolded, and its page links."""
+    record_long_changes(db)
+    sign_in(page, "auditor")
+    page.goto("/reports/audit")
+    page.locator("details.raw summary").first.click()
+
+
+def _audit_log_page_2(page, db) -> None:
+    """The audit log's second page: the page links, the current one marked."""
+    sign_in(page, "auditor")
+    page.goto("/reports/audit?page=2")
+    page.get_by_role("navigation", name="分页").first.locator("[aria-current=page]").wait_for()
+
+
 def _staff(username: str, path):
     def open_screen(page, db) -> None:
         sign_in(page, username)
@@ -168,6 +190,8 @@ SCREENS = {
     "merchant-list": _staff("approver", "/merchants"),
     "settlement-batches": _staff("finance", "/finance/settlement"),
     "month-end-close": _staff("admin", "/finance/periods"),
+    "audit-log": _audit_log,
+    "audit-log-page-2": _audit_log_page_2,
 }
 PHONE_SCREENS = {"counter", "counter-refusal", "citizen-home", "citizen-one-time-code", "my-vouchers",
                  "merchant-redemptions-phone", "cashier-redemptions-phone", "merchant-statement-phone",

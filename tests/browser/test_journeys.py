@@ -1,5 +1,5 @@
 """The README's journeys in a real browser: configure and approve a campaign, claim on a phone, redeem at
-the counter with a USB scanner (keyboard only) and reverse, download the budget report."""
+the counter with a USB scanner (keyboard only) and reverse, download the budget report, read the audit log."""
 from __future__ import annotations
 
 import io
@@ -17,6 +17,7 @@ from tests.browser.conftest import (
     claim_demo_voucher,
     nav,
     playwright_api,
+    record_long_changes,
     redeem_demo_voucher,
     settle_and_pay_demo,
     sign_in,
@@ -387,6 +388,63 @@ def test_finance_downloads_the_budget_report(demo, new_page, shots, tmp_path):
     # The workbook shows what the page shows, to the fen.
     page_cells = on_screen.locator("td").all_inner_texts()
     assert [f"{figures[h]:,.2f}" for h in header[1:]] == page_cells[1:]
+
+
+def test_auditor_reads_changes_pages_through_the_log_and_exports_the_filtered_set(demo, new_page, shots):
+    """Each record's action and object by name, its change as named fields (money in yuan, the changed ones
+    marked, the raw record folded away); 50 a page, the filter kept from page to page; every record the
+    filter finds in one workbook."""
+    redeem_demo_voucher(demo)
+    record_long_changes(demo)
+    page = new_page()
+    sign_in(page, "auditor")
+    nav(page, "审计日志")
+    expect(page.get_by_role("heading", level=1)).to_have_text("审计日志")
+    records = page.locator("table.audit > tbody > tr")
+    expect(records).to_have_count(50)
+    redeemed = records.filter(has_text="核销消费券")
+    expect(redeemed.locator("table.diff tr", has_text="订单金额")).to_contain_text("150.00 元")
+    expect(redeemed).not_to_contain_text("voucher.redeem", use_inner_text=True)  # in the folded raw record only
+    expect(redeemed).not_to_contain_text("order_amount_fen", use_inner_text=True)
+    shots(page, "audit-log")
+
+    page.get_by_label("对象类型").select_option(label="活动")
+    page.get_by_role("button", name="筛选").click()
+    approved = records.filter(has_text="批准活动").first
+    changed = approved.locator("tr.changed")
+    expect(changed).to_have_count(1)
+    expect(changed.get_by_role("rowheader")).to_contain_text("状态")
+    expect(changed.locator("del")).to_have_text("待审批")
+    expect(changed.locator("ins")).to_have_text("进行中")
+    approved.get_by_text("原始记录").click()
+    expect(approved.locator("details.raw")).to_contain_text("campaign.approve")
+    shots(page, "audit-change")
+
+    page.get_by_label("对象类型").select_option(label="全部")
+    page.get_by_label("操作人").fill("maker")
+    page.get_by_role("button", name="筛选").click()
+    count = page.locator(".audit-count")
+    total = int(re.search(r"共 (\d+) 条记录", count.inner_text()).group(1))
+    pages = -(-total // 50)
+    assert pages >= 2, f"the demo's maker has {total} records: one page"
+    expect(count).to_contain_text(f"第 1 / {pages} 页")
+    page.get_by_role("navigation", name="分页").first.get_by_role("link", name="下一页").click()
+    expect(count).to_contain_text(f"第 2 / {pages} 页")
+    assert "actor=maker" in page.url and "page=2" in page.url
+    expect(page.get_by_label("操作人")).to_have_value("maker")
+    actors = records.locator(":scope > td:nth-child(2)").all_inner_texts()
+    assert set(actors) == {"maker"} and len(actors) == min(50, total - 50)
+    shots(page, "audit-page-2")
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="下载 Excel").click()
+    saved = shots.next_path(download_info.value.suggested_filename)
+    download_info.value.save_as(saved)
+    rows = list(load_workbook(saved)["审计日志"].iter_rows(values_only=True))
+    assert rows[0][:7] == ("编号", "时间", "操作人", "操作", "对象类型", "对象编号", "变更内容")
+    assert len(rows) == total + 1 and {r[2] for r in rows[1:]} == {"maker"}  # every page's records
+    opened = next(r for r in rows[1:] if r[3] == "开放发放场次")
+    assert opened[4] == "发放场次" and opened[6].startswith("状态：待开放 → 领取中\n预留金额：")
 
 
 def _short_title(db, number: int) -> str:

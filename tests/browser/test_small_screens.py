@@ -1,13 +1,24 @@
 """The counter, the merchant portal, the dashboard and the citizen's pages on a 360 px wide phone: nothing
 scrolls sideways, and every button, input, button-like link, the citizen's header links and the voucher cards
-are touch targets of at least 44 x 44 CSS px, in the ordinary size and in the large-text mode (大字模式)."""
+are touch targets of at least 44 x 44 CSS px, in the ordinary size and in the large-text mode (大字模式). The
+audit log on the office's smallest screen, a 1366 x 768 laptop: long recorded values wrap, nothing scrolls
+sideways."""
 from __future__ import annotations
 
-from tests.browser.conftest import PHONE, redeem_demo_voucher, settle_and_pay_demo, sign_in, sign_out
+from tests.browser.conftest import (
+    PHONE,
+    record_long_changes,
+    redeem_demo_voucher,
+    settle_and_pay_demo,
+    sign_in,
+    sign_out,
+)
 
 # What a page looks like does not depend on the database: these run on SQLite only (see conftest.py).
 SQLITE_ONLY = True
 MIN_TARGET = 44
+LAPTOP = {"width": 1366, "height": 768}
+SIDEWAYS = "() => ({scroll: document.scrollingElement.scrollWidth, inner: window.innerWidth})"
 
 MEASURE = """() => {
   const small = [];
@@ -146,3 +157,19 @@ def test_dashboard_fits_a_360px_phone(demo, new_page, shots):
     # the demo's week of history and today's order of 150, labelled by CSS on a phone
     assert first.locator('td[data-label="拉动消费（元）"]').inner_text() == "8,143.00"
     check(page, shots, "dashboard-sorted")
+
+
+def test_the_audit_log_fits_a_1366px_laptop_with_long_values(demo, new_page, shots):
+    record_long_changes(demo)
+    page = new_page(viewport=LAPTOP)
+    sign_in(page, "auditor")
+    page.goto("/reports/audit")
+    page.get_by_role("row").filter(has_text="CMB20270316").first.wait_for()  # the bank line's long serial
+    shots(page, "audit-long-values")
+    found = page.evaluate(SIDEWAYS)
+    assert found["scroll"] <= found["inner"], f"the audit log is {found['scroll']} px wide at {found['inner']} px"
+    for summary in page.locator("details.raw summary").all()[:5]:  # the raw records, unfolded, wrap too
+        summary.click()
+    shots(page, "audit-raw-records")
+    found = page.evaluate(SIDEWAYS)
+    assert found["scroll"] <= found["inner"], f"with raw records open: {found['scroll']} px wide at {found['inner']} px"

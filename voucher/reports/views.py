@@ -1,4 +1,5 @@
-"""Report pages: budget execution as of a date, on screen and as an xlsx workbook."""
+"""Report pages: budget execution as of a date (on screen and as an xlsx workbook), voucher statistics, and
+the audit log (a page at a time, exported whole)."""
 from __future__ import annotations
 
 from datetime import date
@@ -7,6 +8,7 @@ from flask import Blueprint, Response, flash, render_template, request
 
 from voucher.core.clock import local_today
 from voucher.core.errors import DomainError
+from voucher.core.paging import page_number
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
 from voucher.reports import audit_log, budget_xlsx
 from voucher.reports.budget import COLUMNS, budget_execution
@@ -54,6 +56,7 @@ def vouchers():
     return render_template("reports/vouchers.html", releases=voucher_statistics())
 
 
+#: the audit log's readers; its exports are the same records, so the same people
 AUDITORS = (Role.AUDITOR, Role.ADMIN, Role.FINANCE)
 
 
@@ -67,8 +70,8 @@ def audit():
         flash(error.message, "error")
         found_filter, status = audit_log.AuditFilter(), 422
     return render_template(
-        "reports/audit.html", entries=audit_log.entries(found_filter), f=found_filter,
-        object_types=audit_log.object_types(), page_size=audit_log.PAGE_SIZE,
+        "reports/audit.html", found=audit_log.page(found_filter, page_number(request.args.get("page"))), f=found_filter,
+        query=found_filter.as_query(), object_types=audit_log.object_types(), export_limit=audit_log.EXPORT_LIMIT,
     ), status
 
 
@@ -79,9 +82,9 @@ def audit_export(fmt: str):
         return render_template("error.html", status=404, message="只提供 CSV 与 xlsx 两种格式"), 404
     try:
         found_filter = audit_log.AuditFilter.parse(request.args)
-    except DomainError as error:
-        return render_template("error.html", status=422, message=error.message), 422
-    body = audit_log.as_csv(found_filter) if fmt == "csv" else audit_log.as_xlsx(found_filter)
+        body = audit_log.as_csv(found_filter) if fmt == "csv" else audit_log.as_xlsx(found_filter)
+    except DomainError as error:  # a bad filter, or more records than an export holds
+        return render_template("error.html", status=error.status, message=error.message), error.status
     mimetype = "text/csv; charset=utf-8" if fmt == "csv" else (
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
     return Response(body, mimetype=mimetype,
