@@ -107,7 +107,7 @@ def test_finance_downloads_the_report_with_one_sheet_per_view(client, db):
 
 
 def test_planned_money_counts_only_approved_campaigns(db):
-    """Issue 14, defect 9: drafts, rejected and pending campaigns inflated 计划（已落实）(measure 1 showed
+    """Issue 14, defect 9: drafts, rejected and pending campaigns inflated 活动预算（资金已落实）(measure 1 showed
     1,015,500,000.00 on 预算执行)."""
     world, _ = _scenario(db)
     approved_plan = budget_execution(local_today()).total.planned_in_hand

@@ -434,3 +434,24 @@ def test_no_phone_number_reaches_the_pages_of_a_signed_in_citizen(app, db, world
     for path in ("/c/", "/c/vouchers", f"/c/vouchers/{voucher.id}", f"/c/vouchers/{voucher.id}/stores", "/c/history",
                  "/c/login"):
         assert PHONE not in text(client.get(path)), path
+
+
+# -- the offers page ------------------------------------------------------------------------------------
+
+
+def test_the_offers_page_offers_only_what_can_still_be_claimed(client, world):
+    """A walk-through tapped 立即领取 on a sold-out release (0/40) and on one whose per-person limit it
+    held, and got an error each time: the page says 已领完 or 已领取 instead."""
+    _, one_each = make_campaign(world, quantity=2, per_person_limit=1)
+    sign_in(client)
+    assert client.post(f"/c/releases/{one_each.id}/claim").status_code in (302, 303)
+    page = text(client.get("/c/"))
+    offer = page.split(one_each.name)[1].split("</section>")[0]
+    assert "已领取 1 张（每人限 1 张）" in offer and "立即领取" not in offer
+    client.post("/c/logout")
+    sign_in(client, OTHER_PHONE)
+    client.post(f"/c/releases/{one_each.id}/claim")
+    client.post("/c/logout")
+    sign_in(client, "13700001111")
+    offer = text(client.get("/c/")).split(one_each.name)[1].split("</section>")[0]
+    assert "已领完" in offer and "立即领取" not in offer

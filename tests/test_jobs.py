@@ -541,7 +541,7 @@ def test_jobs_page_shows_runs_and_runs_a_job_now(client, db, only_jobs):
 
     response = client.post("/admin/jobs/hello/run", follow_redirects=True)
     text = response.get_data(as_text=True)
-    assert "「问候任务」已运行完成：greeted=3" in text and "成功" in text
+    assert "「问候任务」已运行完成：greeted 3" in text and "成功" in text
     response = client.post("/admin/jobs/fails/run", follow_redirects=True)
     text = response.get_data(as_text=True)
     assert "「失败任务」运行失败：ZeroDivisionError" in text and "不再重试" in text
@@ -572,7 +572,19 @@ def test_the_jobs_page_says_plainly_when_no_clock_runs(client, db, only_jobs):
     runner.tick(utcnow() - timedelta(minutes=10))
     assert "定时任务的时钟未在运行" in client.get("/admin/jobs").get_data(as_text=True)
     runner.tick()
-    assert "定时任务的时钟未在运行" not in client.get("/admin/jobs").get_data(as_text=True)
+    page = client.get("/admin/jobs").get_data(as_text=True)
+    assert "定时任务的时钟未在运行" not in page and "定时任务的时钟正在运行" in page
+    assert 'data-confirm="立即运行「问候任务」' in page
+
+
+def test_a_run_says_what_it_did_in_words(client, db, only_jobs):
+    """A walk-through read 「生成结算批次」已运行完成：batches=[...] total_fen=66000 failed={}."""
+    only_jobs(("settle", "生成结算批次", daily(2), lambda now: {"opened": [3, 4], "total_fen": 66000, "failed": {}}))
+    make_world()
+    login(client, "finance")
+    done = client.post("/admin/jobs/settle/run", follow_redirects=True).get_data(as_text=True)
+    assert "「生成结算批次」已运行完成：开放场次 2 个，金额 660.00 元，未能开放 无" in done
+    assert "total_fen" not in done and "opened=" not in done
 
 
 def test_readyz_wants_a_recent_tick_when_the_scheduler_is_on(client, db, monkeypatch, only_jobs):

@@ -196,7 +196,7 @@ def test_a_measure_without_planned_money_needs_a_reason(client, db):
 
 
 def test_committed_money_and_the_reports_count_only_approved_campaigns(db):
-    """What the approver sees as committed is the reports' 计划（已落实）: drafts, pending and rejected
+    """What the approver sees as committed is the reports' 活动预算（资金已落实）: drafts, pending and rejected
     campaigns commit nothing; an approval over the plan, once recorded, counts like any other."""
     world = make_world()
     make_campaign(world, budget_fen=300 * WAN, quantity=1, name="进行中")

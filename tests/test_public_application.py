@@ -161,8 +161,9 @@ def test_an_applicant_follows_the_application_and_applies_again_after_a_refusal(
     refused = login(client, "gangcheng30", "shop-pass-99")
     assert refused.status_code == 401 and "/merchants/apply/status" in refused.get_data(as_text=True)
 
-    waiting = status_page(client, 30, "138-0013-8000")
-    assert waiting.status_code == 200 and "待审核" in waiting.get_data(as_text=True)
+    for written in ("138-0013-8000", "+86 138 0013 8000", "13800138000"):  # however the number is written
+        waiting = status_page(client, 30, written)
+        assert waiting.status_code == 200 and "待审核" in waiting.get_data(as_text=True), written
     # A wrong phone gets the answer an unknown USCC gets: the page tells nothing to one who knows only the USCC.
     wrong, unknown = status_page(client, 30, "13900139000"), status_page(client, 31, "13900139000")
     assert wrong.status_code == unknown.status_code == 404
@@ -215,6 +216,8 @@ def test_the_contact_phone_is_encrypted_at_rest_and_checked(client, db):
     stored = db.session.execute(text_sql("SELECT contact_phone FROM merchants WHERE uscc = :u"), {"u": uscc(33)}).scalar()
     assert stored and "85821234" not in stored
     assert merchant(33).contact_phone == "0518-85821234"
+    for written in ("051885821234", "(0518) 8582 1234", "０５１８－８５８２１２３４"):  # a walk-through's misses
+        assert "待审核" in status_page(client, 33, written).get_data(as_text=True), written
 
 
 def test_guessing_the_phone_on_the_status_page_is_cut_off(rate_limited, db):

@@ -32,6 +32,7 @@ from voucher.ledger.services import campaign_balances
 from voucher.merchants.models import Merchant, RiskFlag, Store
 from voucher.reconciliation import payments
 from voucher.reconciliation import services as reconciliation
+from voucher.reconciliation.models import BankStatementLine
 from voucher.reports.consistency import verify_ledger
 from voucher.settlement import batches as settlement
 from voucher.settlement import payout_files
@@ -197,6 +198,10 @@ def test_finance_builds_creates_a_numbered_payout_file_and_confirms_against_the_
     again = client.post(f"/finance/settlement/{batch.id}/paid", follow_redirects=True)
     assert "已确认支付" in again.get_data(as_text=True)
     assert {b.paid_evidence for b in db.session.scalars(select(SettlementBatch))} == {"bank_line"}
+    # Once paid, the list still names the bank line that paid each batch (a walk-through found only 已匹配).
+    paid = client.get("/finance/settlement").get_data(as_text=True)
+    serials = [line.serial for line in db.session.scalars(select(BankStatementLine))]
+    assert serials and all(f"流水 {serial}" in paid for serial in serials)
     assert verify_ledger() == []
 
 

@@ -5,7 +5,7 @@ a 10亿 campaign under measure 1, planned at 1,000万, was approved with one cli
 The figures use the definitions the reports use, so the approver's numbers tie out to 政策措施 and 预算执行:
 - planned: the measure's money lines from seed/measures.toml, in hand and sought (`Measure.planned_fen`);
 - committed: the in-hand budgets of the measure's campaigns that were approved (approved_at set: running,
-  paused or closed), as 计划（已落实） counts them in reports/budget.py and the overview counts campaigns;
+  paused or closed), as 活动预算（资金已落实） counts them in reports/budget.py and the overview counts campaigns;
 - this campaign: its in-hand budget (`Campaign.budget_fen`), what approval funds in the ledger.
 """
 from __future__ import annotations

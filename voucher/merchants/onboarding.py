@@ -179,17 +179,20 @@ def _reapply(merchant: Merchant, data: MerchantApplication, stores: list[StoreIn
     return merchant
 
 
+def _digits(phone: str | None) -> str:
+    return re.sub(r"[^0-9]", "", clean(phone).removeprefix("+86"))
+
+
 def application_status(uscc_text: str | None, phone_text: str | None) -> ApplicationStatus:
     """The application with this USCC, if its contact phone is the one given; else NotFound, the same
     answer whether the USCC is unknown, the phone wrong or the merchant applied before phones were asked
     (so the page tells nothing to one who knows only a company's public USCC)."""
     not_found = NotFound("未找到与该统一社会信用代码和联系电话相符的入驻申请，请核对后重试")
-    try:
-        phone = contact_phone(phone_text)
-    except InvalidInput:
-        raise not_found from None
+    # The same number however it is written: 0518-85551234, 051885551234, (0518) 8555 1234, +86 138...
+    typed = _digits(phone_text)
     merchant = db.session.scalar(select(Merchant).where(Merchant.uscc == clean(uscc_text).upper()))
-    if merchant is None or merchant.contact_phone is None or not hmac.compare_digest(merchant.contact_phone, phone):
+    if merchant is None or merchant.contact_phone is None or not typed \
+            or not hmac.compare_digest(_digits(merchant.contact_phone), typed):
         raise not_found
     username = None
     if merchant.status in (MerchantStatus.APPROVED.value, MerchantStatus.SUSPENDED.value):

@@ -41,7 +41,7 @@ class Figures:
 
 
 COLUMNS = {
-    "planned_in_hand": "计划（已落实）", "planned_sought": "计划（争取中）", "funded": "已到位", "reserved": "已预留",
+    "planned_in_hand": "活动预算（资金已落实）", "planned_sought": "活动预算（资金争取中）", "funded": "已到位", "reserved": "已预留",
     "spent": "已核销待结算", "settled": "已结算", "expired": "过期与收回", "returned": "退回出资方", "available": "可用余额",
 }
 

@@ -64,7 +64,9 @@ def index():
         "settlement/batches.html", batches=page.items, page=page, args=args, day=day, status=status,
         statuses=list(BatchStatus), buildable=settlement.latest_buildable_day(), held=settlement.held_amounts(),
         total_fen=settlement.batch_total(day, status), preview=payout_files.preview(day),
-        evidence={i: e for i, e in exported.items() if i in {b.id for b in page.items}},
+        # a paid batch keeps its bank line's serial on the page, as the merchant's statement shows it
+        evidence={**payments.evidence_for([b.id for b in page.items if b.paid_evidence == "bank_line"]),
+                  **{i: e for i, e in exported.items() if i in {b.id for b in page.items}}},
         matched_count=sum(1 for e in exported.values() if e.matched), files=payout_files.recent(),
     )
 

@@ -157,6 +157,17 @@ def lottery_entry_counts(release_ids: list[int]) -> dict[int, int]:
     return dict(rows.all())
 
 
+def held_of(citizen_id: int, release_ids: list[int]) -> dict[int, int]:
+    """How many vouchers of each release the citizen holds or held (the per-person limit counts them all):
+    the offers page shows 已领取 instead of a button that would only be refused."""
+    rows = db.session.execute(
+        select(Voucher.release_id, func.count(Voucher.id))
+        .where(Voucher.citizen_id == citizen_id, Voucher.release_id.in_(release_ids))
+        .group_by(Voucher.release_id)
+    )
+    return dict(rows.all())
+
+
 def lottery_entries_of(citizen_id: int, release_ids: list[int]) -> dict[int, int]:
     """The citizen's entry number per lottery release entered."""
     rows = db.session.execute(

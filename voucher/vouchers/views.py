@@ -94,7 +94,7 @@ def home():
         "vouchers/home.html", releases=releases, left=services.remaining(ids), citizen=citizen,
         entries=services.lottery_entry_counts(ids),
         my_entries=services.lottery_entries_of(citizen.id, ids) if citizen else {},
-        action_form=ActionForm(),
+        held=services.held_of(citizen.id, ids) if citizen else {}, action_form=ActionForm(),
     )
 
 
