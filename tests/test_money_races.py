@@ -189,6 +189,7 @@ def test_a_refused_applicant_applying_again_twice_at_once_reopens_once(app, db):
             stores=[onboarding.StoreInput(f"重申小馆{i}号店", "海州区", "")],
             bank_account_name="港城重申小馆", bank_name="港城银行", bank_account_no="6222020000009999",
             manager_username=f"chongshen{i}", manager_password="Chongshen-2026-secure", contact_phone="13800138000",
+            previous_password="Chongshen-2026-secure",
         )
 
     first = onboarding.apply(application(0))

@@ -180,7 +180,7 @@ def test_an_applicant_follows_the_application_and_applies_again_after_a_refusal(
     # The same USCC applies again, with another store and manager name: the same merchant waits once more.
     first_id = merchant(30).id
     again = client.post("/merchants/apply", data=application(
-        30, "gangcheng30b", contact_phone="13800138000", **{"stores-0-name": "新址店"}))
+        30, "gangcheng30b", contact_phone="13800138000", previous_password="shop-pass-99", **{"stores-0-name": "新址店"}))
     assert again.status_code == 200 and "申请已提交" in again.get_data(as_text=True)
     db.session.expire_all()
     reopened = merchant(30)
@@ -188,7 +188,8 @@ def test_an_applicant_follows_the_application_and_applies_again_after_a_refusal(
     assert [s.name for s in reopened.stores] == ["新址店"]
     assert "待审核" in status_page(client, 30, "13800138000").get_data(as_text=True)
     # Once pending again, a third application is refused, pointing to the status page.
-    third = client.post("/merchants/apply", data=application(30, "gangcheng30c", contact_phone="13800138000"))
+    third = client.post("/merchants/apply", data=application(30, "gangcheng30c", contact_phone="13800138000",
+                                                             previous_password="shop-pass-99"))
     assert third.status_code == 422 and "申请进度查询" in third.get_data(as_text=True)
 
     login(client, "approver")
@@ -227,3 +228,28 @@ def test_guessing_the_phone_on_the_status_page_is_cut_off(rate_limited, db):
     assert {status_page(client, 34, "13800138000").status_code for _ in range(5)} == {200}
     guesses = [status_page(client, 34, f"1390013900{n}").status_code for n in range(4)]
     assert guesses[:3] == [404, 404, 404] and guesses[3] == 429
+
+
+def test_only_the_refused_applicant_can_apply_again(client, db):
+    """An attacker's review: a USCC is public, so anyone could re-apply for a refused company, put in their
+    own bank account, phone and manager, and be approved as an ordinary re-application. Applying again
+    now needs the manager password the refused application set."""
+    make_world()
+    client.post("/merchants/apply", data=application(35, "victim35", contact_phone="13800138000"))
+    login(client, "approver")
+    client.post(f"/merchants/{merchant(35).id}/reject", data={"reason": "材料不全"})
+    client.post("/logout")
+    for guess in ("", "wrong-pass-99"):
+        taken = client.post("/merchants/apply", data=application(
+            35, "evil35", contact_phone="13900000001", previous_password=guess,
+            bank_account_no="6222000000009999999", bank_account_name="攻击者"))
+        assert taken.status_code == 422 and "原管理员密码" in taken.get_data(as_text=True), guess
+    db.session.expire_all()
+    kept = merchant(35)
+    assert (kept.status, kept.bank_account_no, kept.contact_phone) == ("rejected", "6216610000012345678", "13800138000")
+    assert "已驳回" in status_page(client, 35, "13800138000").get_data(as_text=True)
+    # The applicant themself, with their password, applies again; the audit log keeps what changed, masked.
+    assert client.post("/merchants/apply", data=application(
+        35, "victim35", contact_phone="13800138000", previous_password="shop-pass-99")).status_code == 200
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "merchant.reapply"))
+    assert entry.before["bank_account_no"] == "6216 **** **** 5678" and entry.after["manager_username"] == "victim35"

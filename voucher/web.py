@@ -79,7 +79,8 @@ def back_to(endpoint: str, /, *, within: str | None = None, **values) -> str:
     names it, when that is a local path under `within` (so a filtered list stays filtered); otherwise
     url_for(endpoint). Never another site: "//host" and backslashes are refused."""
     target = request.form.get("next") or ""
-    if within and target.startswith(within) and "//" not in target and "\\" not in target:
+    if within and target.startswith(within) and "//" not in target and "\\" not in target \
+            and target.isprintable():  # a line break would reach the Location header (a 500)
         return target
     return url_for(endpoint, **values)
 

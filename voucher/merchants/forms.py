@@ -35,6 +35,7 @@ class MerchantApplicationForm(FlaskForm):
     manager_display_name = StringField("管理员称呼", validators=[Optional(), Length(max=64)])
     manager_password = PasswordField("管理员密码（至少 10 位）", validators=[DataRequired("请设置密码"), Length(max=128)])
     contact_phone = StringField("联系电话", validators=[DataRequired("请填写联系电话"), Length(max=32)])
+    previous_password = PasswordField("原管理员密码（被驳回后重新申请时填写）", validators=[Optional(), Length(max=128)])
 
 
 class ApplicationStatusForm(FlaskForm):

@@ -16,6 +16,7 @@ from voucher.core import audit, uscc
 from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import Forbidden, InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
+from voucher.core.masking import mask_account_no, mask_phone
 from voucher.core.permissions import Role
 from voucher.core.reference import CATEGORIES, DISTRICTS
 from voucher.core.typed_text import clean
@@ -48,6 +49,9 @@ class MerchantApplication:
     manager_password: str
     manager_display_name: str = ""
     contact_phone: str = ""
+    #: applying again after a refusal: the manager password the refused application set, which proves the
+    #: sender is that applicant (a USCC is public: without it anyone could take the application over)
+    previous_password: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ def apply(data: MerchantApplication) -> Merchant:
     if not _USERNAME.match(data.manager_username or ""):
         raise InvalidInput("管理员用户名应为 3 到 32 位字母、数字或 _ . -")
     if earlier is not None:
+        _require_the_same_applicant(earlier, data.previous_password)
         return _reapply(earlier, data, stores, account_no, phone)
     merchant = Merchant(
         name=data.name.strip(), uscc=code, category=data.category, status=MerchantStatus.PENDING.value, contact_phone=phone,
@@ -150,12 +155,24 @@ def apply(data: MerchantApplication) -> Merchant:
     return merchant
 
 
+def _require_the_same_applicant(merchant: Merchant, password: str) -> None:
+    """Only the applicant who was refused may apply again with the same USCC: they prove it with the
+    manager password their application set. Checked against every manager account of the merchant (one,
+    still inactive) in constant time per account; a wrong or missing password changes nothing."""
+    managers = db.session.scalars(select(User).where(
+        User.merchant_id == merchant.id, User.role == Role.MERCHANT_MANAGER.value)).all()
+    if not password or not any(m.check_password(password) for m in managers):
+        raise InvalidInput("该统一社会信用代码的入驻申请曾被驳回。重新申请须填写原申请设置的管理员密码"
+                           "（「原管理员密码」）；忘记密码请联系商务局")
+
+
 def _reapply(merchant: Merchant, data: MerchantApplication, stores: list[StoreInput], account_no: str,
              phone: str) -> Merchant:
     """A rejected applicant applies again: the same merchant row (its USCC is unique) waits for the bureau
     once more, with what was sent now. A rejected merchant never traded, so its stores have nothing
     attached and are replaced; the reason it was refused stays in the audit log."""
-    before = {"status": merchant.status, "note": merchant.decision_note}
+    before = {"status": merchant.status, "note": merchant.decision_note,
+              "bank_account_no": mask_account_no(merchant.bank_account_no), "contact_phone": mask_phone(merchant.contact_phone)}
     merchant.name, merchant.category, merchant.status = data.name.strip(), data.category, MerchantStatus.PENDING.value
     merchant.contact_phone = phone
     merchant.bank_account_name, merchant.bank_name = data.bank_account_name.strip(), data.bank_name.strip()
@@ -175,7 +192,9 @@ def _reapply(merchant: Merchant, data: MerchantApplication, stores: list[StoreIn
         manager.set_password(data.manager_password)
     db.session.flush()
     audit.record("merchant.reapply", merchant, actor_label="商户申请", before=before,
-                 after={"name": merchant.name, "category": data.category, "stores": len(stores)})
+                 after={"name": merchant.name, "category": data.category, "stores": len(stores),
+                        "bank_account_no": mask_account_no(account_no), "contact_phone": mask_phone(phone),
+                        "manager_username": data.manager_username})
     return merchant
 
 

@@ -42,7 +42,7 @@ def apply():
             bank_account_name=form.bank_account_name.data, bank_name=form.bank_name.data,
             bank_account_no=form.bank_account_no.data, manager_username=form.manager_username.data,
             manager_password=form.manager_password.data, manager_display_name=form.manager_display_name.data or "",
-            contact_phone=form.contact_phone.data or "",
+            contact_phone=form.contact_phone.data or "", previous_password=form.previous_password.data or "",
         )
         try:
             # Four identical applications posted at once: one is recorded, the others are told it exists.
