@@ -112,9 +112,10 @@ def test_cap_at_one():
 def test_missing_values_are_refused_by_default_with_the_cell_named():
     data = dict(DATA)
     data["B"] = (20, float("nan"), 1, 4)
+    result = method.compute(panel(data), SMALL)
     with pytest.raises(method.MissingValues) as refused:
-        method.compute(panel(data), SMALL)
-    assert refused.value.cells == [("B", 2020, "P1")]
+        result.table(2020)
+    assert refused.value.cells == [("B", 2020, "P1")] and result.blocked == {2020: [("B", 2020, "P1")]}
     assert "B 2020 年 P1" in str(refused.value) and "插补" in str(refused.value)
 
 
@@ -134,7 +135,7 @@ def test_previous_year_imputation_fills_and_flags():
                 if not (city == "C" and code == "N3")]
     p = Panel.from_records(records, SMALL.codes)
     with pytest.raises(method.MissingValues):
-        method.compute(p, SMALL)
+        method.compute(p, SMALL).table(2020)
     result = method.compute(p, SMALL, Settings(missing="previous"))
     assert result.values[1, 2, 3] == 6.0  # C's 2019 N3
     assert result.imputed.sum() == 1 and result.imputed[1, 2, 3]
@@ -265,3 +266,104 @@ def test_sensitivity_ranks_with_the_catalogue_weights_are_each_methods_ranks():
         assert out.by_combination[(normalisation, aggregation)].tolist() == direct.rank[0].tolist()
     again = analysis.sensitivity(p, SMALL, Settings(), draws=20, seed=3)[2020]
     assert again.median_rank.tolist() == out.median_rank.tolist()  # reproducible with the seed
+
+
+# Five cities, seven indicators, three years: the counts differ from each other (and from the 23 of the
+# real catalogue), so an axis mixed up between cities and indicators cannot pass by coincidence.
+SEVEN = Catalogue(tuple(
+    Indicator(code, code, unit, kind, first, second, weight) for (code, unit, kind, first, second), weight in zip(
+        [("N1", "元", "numeric", "demand", "甲"), ("P1", "%", "share", "demand", "乙"),
+         ("N2", "个", "numeric", "supply", "丙"), ("N3", "个", "numeric", "supply", "丙"),
+         ("P2", "%", "share", "supply", "丁"), ("N4", "万个", "numeric", "environment", "戊"),
+         ("N5", "件", "numeric", "environment", "己")],
+        method.equal_within_first({"demand": 0.15, "supply": 0.55, "environment": 0.30},
+                                  ["demand", "demand", "supply", "supply", "supply", "environment", "environment"]))))
+FIVE = ["A", "B", "C", "D", "E"]
+YEARS = [2018, 2019, 2020]
+
+
+def seven_value(city: str, year: int, k: int) -> float:
+    """Every cell distinct: (indicator + 1) * 10 + city, growing 10 % a year; shares stay within 0-100."""
+    return round(((k + 1) * 10 + FIVE.index(city)) * 1.1 ** (year - 2018), 6)
+
+
+def seven_panel(gaps=(), overrides=None) -> Panel:
+    overrides = overrides or {}
+    return Panel.from_records(
+        [(city, year, code, overrides.get((city, year, code), seven_value(city, year, k)))
+         for year in YEARS for city in FIVE for k, code in enumerate(SEVEN.codes) if (city, year, code) not in gaps],
+        SEVEN.codes)
+
+
+def test_previous_year_imputation_with_five_cities_and_seven_indicators():
+    gaps = {("B", 2019, "N2"), ("C", 2019, "P2"), ("C", 2020, "P2"), ("E", 2020, "N5")}
+    p = seven_panel(gaps)
+    assert p.values.shape == (3, 5, 7)
+    result = method.compute(p, SEVEN, Settings(missing="previous"))
+    t, c, k = YEARS.index, FIVE.index, SEVEN.codes.index
+    # by hand: each gap takes the city's own value of the year before, over two years if need be
+    assert result.values[t(2019), c("B"), k("N2")] == seven_value("B", 2018, k("N2")) == 31.0
+    assert result.values[t(2019), c("C"), k("P2")] == seven_value("C", 2018, k("P2")) == 52.0
+    assert result.values[t(2020), c("C"), k("P2")] == 52.0
+    assert result.values[t(2020), c("E"), k("N5")] == seven_value("E", 2019, k("N5")) == pytest.approx(81.4)
+    assert sorted((YEARS[a], FIVE[b], SEVEN.codes[d]) for a, b, d in np.argwhere(result.imputed)) == sorted(
+        (year, city, code) for city, year, code in gaps)
+    assert {r["city"]: r["imputed"] for r in result.table(2020)} == {"A": [], "B": [], "C": ["P2"], "D": [], "E": ["N5"]}
+    # the rest of the computation is the complete panel's with those values typed in
+    by_hand = method.compute(seven_panel(overrides={("B", 2019, "N2"): 31.0, ("C", 2019, "P2"): 52.0,
+                                                    ("C", 2020, "P2"): 52.0, ("E", 2020, "N5"): 81.4}), SEVEN)
+    np.testing.assert_allclose(result.composite, by_hand.composite, rtol=0, atol=1e-12)
+    assert result.rank.tolist() == by_hand.rank.tolist()
+    out = analysis.sensitivity(p, SEVEN, Settings(missing="previous"), draws=20, seed=1)[2020]
+    assert out.baseline_rank.tolist() == by_hand.rank[t(2020)].tolist()
+
+
+def test_a_base_year_in_which_an_indicator_is_zero_everywhere_takes_its_threshold_from_the_next_year():
+    # N4 is like the 5G stations: none anywhere in 2018, then a few
+    p = seven_panel(overrides={(city, 2018, "N4"): 0.0 for city in FIVE})
+    k = SEVEN.codes.index("N4")
+    result = method.compute(p, SEVEN, Settings(base_year=2018))
+    n4_2019 = np.array([seven_value(city, 2019, k) for city in FIVE])
+    a_2019 = np.median(n4_2019) + 2 * np.std(n4_2019, ddof=1)
+    # every year is normalised by the 2019 threshold for N4 (one threshold for all years, as the base year
+    # setting means), and by 2018's for the other indicators
+    assert result.thresholds[:, k].tolist() == pytest.approx([a_2019] * 3, abs=1e-12)
+    per_period = method.compute(p, SEVEN)
+    others = [n for n in range(7) if n != k]
+    np.testing.assert_allclose(result.thresholds[:, others], np.tile(per_period.thresholds[0, others], (3, 1)),
+                               rtol=0, atol=1e-12)
+    assert result.normalised[2, :, k].tolist() == pytest.approx(
+        [min(seven_value(city, 2020, k) / a_2019, 1.0) for city in FIVE], abs=1e-12)
+    assert (result.normalised[2, :, k] > 0).all() and (result.normalised[0, :, k] == 0).all()
+    # and it says so, naming the indicator and both years
+    assert [(f.code, f.base_year, f.used_year) for f in result.fallbacks] == [("N4", 2018, 2019)]
+    assert len(result.warnings) == 1 and all(s in result.warnings[0] for s in ("N4", "2018", "2019"))
+    # per period, or fixed to a year in which N4 has a threshold, nothing to say
+    assert per_period.warnings == [] and method.compute(p, SEVEN, Settings(base_year=2019)).warnings == []
+    # the same rule for the alternatives, whose base-year spread is nil too
+    minmax = method.compute(p, SEVEN, Settings(base_year=2018, normalisation="minmax"))
+    assert [(f.code, f.used_year) for f in minmax.fallbacks] == [("N4", 2019)]
+    assert minmax.normalised[2, :, k].tolist() == pytest.approx([1.0] * 5)  # 2020 above 2019's maximum: capped
+
+
+def test_a_gap_blocks_only_its_own_year():
+    p = seven_panel({("B", 2019, "N2")})
+    result = method.compute(p, SEVEN)  # refused by default, yet 2018 and 2020 compute
+    complete = method.compute(seven_panel(), SEVEN)
+    for year in (2018, 2020):  # thresholds per period: the same figures as with no gap at all
+        assert [(r["city"], r["composite"], r["rank"]) for r in result.table(year)] == [
+            (r["city"], r["composite"], r["rank"]) for r in complete.table(year)]
+    assert list(result.blocked) == [2019]
+    with pytest.raises(method.MissingValues) as refused:
+        result.table(2019)
+    assert refused.value.cells == [("B", 2019, "N2")] and "B 2019 年 N2" in str(refused.value)
+    assert "其他年份" in str(refused.value)
+    assert np.isnan(result.average[1]) and np.isnan(result.growth[2]).all()  # no 2019 to grow from
+    # sensitivity of another year is not blocked either; of 2019 it is
+    assert analysis.sensitivity(p, SEVEN, Settings(), [2020], draws=20)[2020].cities == FIVE
+    with pytest.raises(method.MissingValues):
+        analysis.sensitivity(p, SEVEN, Settings(), [2019], draws=20)
+    # a fixed base year with a gap blocks every year: they are all normalised by it
+    with pytest.raises(method.MissingValues, match="基期"):
+        method.compute(p, SEVEN, Settings(base_year=2019))
+    assert method.compute(p, SEVEN, Settings(base_year=2018)).table(2020)

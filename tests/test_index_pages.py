@@ -224,3 +224,81 @@ def test_the_what_if_curve_starts_at_zero_or_says_it_does_not(client, world):
         text = client.get(path).get_data(as_text=True)
         sizes = [float(size) for size in re.findall(r'font-size="([\d.]+)"', text)]
         assert sizes and min(sizes) >= 13, path
+
+
+def _drop(db, city: str, year: int, code: str) -> None:
+    db.session.execute(IndexValue.__table__.delete().where(IndexValue.city == city, IndexValue.year == year,
+                                                           IndexValue.code == code))
+    db.session.commit()
+
+
+def test_previous_year_imputation_on_the_pages_and_in_the_cli(app, client, world, db):
+    # 27 cities and 23 indicators: a gap used to end in a broadcast error (a 500, a traceback in the CLI)
+    _drop(db, "徐州", 2020, "E7")
+    e7_2019 = db.session.scalar(select(IndexValue.value).where(IndexValue.city == "徐州", IndexValue.year == 2019,
+                                                               IndexValue.code == "E7"))
+    result = services.compute(services.load(), method.Settings(missing="previous"))
+    t, c, k = result.years.index(2020), result.cities.index("徐州"), result.catalogue.codes.index("E7")
+    assert result.values[t, c, k] == e7_2019 and result.imputed.sum() == 1 and result.imputed[t, c, k]
+    login(client, "finance")
+    for path in ("/index?missing=previous", "/index/sensitivity?missing=previous&draws=20",
+                 "/index/what-if?missing=previous", "/index/export.xlsx?missing=previous&draws=20"):
+        assert client.get(path).status_code == 200, path
+    assert "插补：E7" in client.get("/index?missing=previous").get_data(as_text=True)
+    computed = app.test_cli_runner().invoke(args=["index", "compute", "--year", "2020", "--missing", "previous"])
+    assert computed.exit_code == 0, computed.output
+    (line,) = [line for line in computed.stdout.splitlines() if line.startswith("徐州,")]
+    assert line.endswith(",E7")
+    assert float(line.split(",")[1]) == pytest.approx(result.composite[t, c], abs=1e-6)
+
+
+def test_a_base_year_with_an_indicator_at_zero_everywhere_says_which_year_it_uses_instead(app, client, world):
+    # the illustrative data have no 5G station anywhere in 2018 (E3): its 2018 threshold is 0
+    result = services.compute(services.load(), method.Settings(base_year=2018))
+    assert [(f.code, f.base_year, f.used_year) for f in result.fallbacks] == [("E3", 2018, 2019)]
+    k = result.catalogue.codes.index("E3")
+    assert (result.normalised[2, :, k] > 0).all()  # before: 0 for every city in every year
+    warning = result.warnings[0]
+    assert "E3" in warning and "2018" in warning and "2019" in warning
+    login(client, "finance")
+    for path in ("/index?base_year=2018", "/index/cities/连云港?base_year=2018", "/index/indicators?base_year=2018",
+                 "/index/sensitivity?base_year=2018&draws=20", "/index/what-if?base_year=2018"):
+        assert warning in client.get(path).get_data(as_text=True), path
+    assert warning not in client.get("/index").get_data(as_text=True)
+    book = load_workbook(io.BytesIO(client.get("/index/export.xlsx?base_year=2018&draws=20").data))
+    assert warning in [row[1] for row in book["说明"].iter_rows(values_only=True)]
+    computed = app.test_cli_runner().invoke(args=["index", "compute", "--year", "2020", "--base-year", "2018"])
+    assert computed.exit_code == 0, computed.output
+    assert warning in computed.stderr and warning not in computed.stdout
+    recorded = services.computations()[0]
+    assert recorded.results["2020"]["warnings"] == [warning]
+
+
+def test_a_gap_in_one_year_blocks_only_that_year(app, client, world, db):
+    _drop(db, "徐州", 2019, "E7")
+    login(client, "finance")
+    page = client.get("/index").get_data(as_text=True)  # 2020
+    assert "2020 年排名" in page and "无法计算" not in page
+    refused = client.get("/index?year=2019").get_data(as_text=True)
+    assert "无法计算" in refused and "徐州 2019 年 E7" in refused and "以同年中位数插补后计算" in refused
+    assert 'value="2020"' in refused  # the other years can still be chosen
+    for path in ("/index/cities/徐州?year=2019", "/index/indicators?year=2019", "/index/sensitivity?year=2019&draws=20",
+                 "/index/what-if?year=2019"):
+        response = client.get(path)
+        assert response.status_code == 200 and "徐州 2019 年 E7" in response.get_data(as_text=True), path
+    for path in ("/index/cities/徐州", "/index/indicators", "/index/sensitivity?draws=20", "/index/what-if"):
+        response = client.get(path)
+        assert response.status_code == 200 and "无法计算" not in response.get_data(as_text=True), path
+    assert client.get("/index/export.xlsx?year=2019&draws=20").status_code == 422
+    book = load_workbook(io.BytesIO(client.get("/index/export.xlsx?draws=20").data))
+    ranked = {r[0] for r in book["排名"].iter_rows(min_row=2, values_only=True) if isinstance(r[2], str) and r[2] != "需求平均"}
+    assert ranked == {2018, 2020}
+    assert any("徐州 2019 年 E7" in str(r[1]) for r in book["说明"].iter_rows(values_only=True))
+    runner = app.test_cli_runner()
+    computed = runner.invoke(args=["index", "compute", "--year", "2020"])
+    assert computed.exit_code == 0, computed.output
+    assert len(computed.stdout.strip().splitlines()) == 28
+    blocked = runner.invoke(args=["index", "compute", "--year", "2019"])
+    assert blocked.exit_code == 2 and "徐州 2019 年 E7" in blocked.stderr
+    recorded = services.computations()[0]
+    assert recorded.results["2019"]["missing"] == [["徐州", 2019, "E7"]] and recorded.results["2020"]["rows"]

@@ -275,3 +275,52 @@ def test_the_rollup_gives_the_same_figures_as_the_live_rows(db, data):
     assert rollup.refresh(through=today).rebuilt_from == today
     db.session.commit()
     assert headline().driven_fen == 3480_00 - 100_00 and headline().merchants == 2
+
+
+def test_a_reversal_in_a_rolled_up_day_shows_at_once(app, db, data):
+    """The review's case: the nightly rollup has aggregated yesterday, then one of yesterday's redemptions
+    is reversed (within the window, just after midnight). The page and the CLI used to keep the old
+    figures until the next refresh; they must equal a full scan at once."""
+    from sqlalchemy import delete, select
+
+    from voucher.analytics import rollup
+    from voucher.analytics.leverage import report
+    from voucher.analytics.models import RollupState
+    from voucher.core.clock import utcnow
+    from voucher.merchants.models import Redemption
+
+    world, campaign, _ = data
+    yesterday = local_today() - timedelta(days=1)
+    late = db.session.scalar(select(Redemption).where(Redemption.reversed_at.is_(None)).order_by(Redemption.id))
+    late.created_at -= timedelta(days=1)
+    db.session.commit()
+    rollup.refresh()  # through yesterday, as the nightly job does
+    db.session.commit()
+    assert rollup.built_through() == yesterday
+    selections = [LeverageFilter(), LeverageFilter(campaign_id=campaign.id),
+                  LeverageFilter(date_from=yesterday, date_until=yesterday), LeverageFilter(date_until=yesterday)]
+    before = [_everything(s) for s in selections]
+    runner = app.test_cli_runner()
+    assert json.loads(runner.invoke(args=["leverage", "report"]).output)["vouchers_redeemed"] == 4
+
+    app.config["REVERSAL_WINDOW_MINUTES"], window = 2 * 24 * 60, app.config["REVERSAL_WINDOW_MINUTES"]
+    try:
+        reverse(late.id, reason="退单", cashier=world.cashier, now=utcnow())
+    finally:
+        app.config["REVERSAL_WINDOW_MINUTES"] = window
+    db.session.commit()
+    served = [_everything(s) for s in selections]
+    report_after = json.loads(runner.invoke(args=["leverage", "report"]).output)
+
+    # the full scan: without a rollup state every figure is read from the source rows
+    db.session.execute(delete(RollupState).where(RollupState.name == rollup.NAME))
+    db.session.flush()
+    assert rollup.built_through() is None
+    full_scan = [_everything(s) for s in selections]
+    full_report = report(headline())
+    db.session.rollback()
+
+    assert served == full_scan and served != before
+    assert headline().vouchers_redeemed == 3 and headline().driven_fen == 3480_00 - 100_00
+    assert report_after == full_report and report_after["vouchers_redeemed"] == 3
+    assert report_after["driven_yuan"] == "3380.00" and report_after["merchants"] == 2

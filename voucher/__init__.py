@@ -77,11 +77,15 @@ def _init_extensions(app: Flask) -> None:
 def _register_hooks() -> None:
     """Where a lower layer calls up into a higher one, the higher one is plugged in here, the only
     place that sees both (docs/architecture.md)."""
+    from voucher.analytics import rollup
+    from voucher.counter import redemption
     from voucher.ledger import closing
     from voucher.reports.consistency import verify_against_domains
 
     closing.register_check("consistency.verify_against_domains", verify_against_domains,
                            "账簿与业务一致：各资金来源到位金额、预留（未用券面值与已批补贴）、已支出（有效核销与已拨补贴）、已结算（已支付批次）与账户余额相符，券状态与核销记录相符")
+    # The leverage figures must equal a full scan the moment a redemption of an aggregated day is reversed.
+    redemption.on_reversal("analytics.rollup", rollup.redemption_reversed)
 
 
 def _bound_integer_urls(app: Flask) -> None:

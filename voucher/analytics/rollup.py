@@ -4,8 +4,10 @@ the city's millions of redemptions (issue: leverage page under 1 s at city scale
 `refresh()` (nightly job, `flask leverage refresh`, and after a city-scale load) writes every complete
 day up to yesterday into `leverage_facts`; the page adds the days after that live from the source rows
 (indexed by time), so new activity shows at once. A redemption reversed after its day was aggregated
-stays counted until the next refresh, which rebuilds from that day: between two runs the page can
-differ from a full scan by the reversals made since the last one (`--full` rebuilds everything).
+takes that day out of the facts in the reversal's own transaction (`redemption_reversed`, a hook the
+counter calls, registered in create_app): the boundary moves back before the day, the reads take it
+live, and the next refresh rebuilds from it. So the figures equal a full scan at every moment, not only
+after the next run (`--full` rebuilds everything).
 
 A fact carries the merchant's category and size class and the store's district as they were when it
 was built; a merchant that changes category moves in the breakdowns only from a rebuild (`--full`).
@@ -43,7 +45,8 @@ class RefreshSummary:
 
 
 #: a reversal stamped just before a refresh began may commit after the refresh read its day: the next
-#: refresh looks this far back for reversals (see _rebuild_from)
+#: refresh looks this far back for reversals (see _rebuild_from). The reversal hook below already takes
+#: such a day out under the state's lock; this stays for reversals written some other way (a repair).
 REVERSAL_MARGIN = timedelta(minutes=5)
 
 
@@ -119,6 +122,18 @@ def refresh(through: date | None = None, full: bool = False) -> RefreshSummary:
     facts = db.session.execute(written.where(LeverageFact.day >= start) if start else written).scalar_one()
     merchant_days = db.session.execute(select(func.count(LeverageMerchantDay.id))).scalar_one()
     return RefreshSummary(start, through, facts, merchant_days)
+
+
+def redemption_reversed(redemption: Redemption) -> None:
+    """The counter's reversal hook: a reversed redemption of a day the facts hold would stay counted
+    until the next refresh, so the boundary moves back before that day (the facts after it are left for
+    the refresh to replace; the reads ignore them). Under the state's lock, taken last in the reversal
+    (docs/concurrency.md): a refresh running meanwhile finishes first and its boundary is then moved, or
+    waits and reads the reversal committed. Reversals are rare and short; they queue behind each other here."""
+    state = lock_state(NAME)
+    day = to_local(redemption.created_at).date()
+    if state.built_through is not None and day <= state.built_through:
+        state.built_through = day - timedelta(days=1)
 
 
 def _rebuild_from(state: RollupState) -> date:

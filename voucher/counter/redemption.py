@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,6 +45,17 @@ from voucher.vouchers.services import code_from_input
 
 #: a hundred million yuan: far above any counter order, far below what the database can hold
 MAX_ORDER_FEN = 100_000_000_00
+
+#: called with each reversed redemption inside the reversal's transaction, by name (registering twice
+#: replaces). The read side keeps aggregates of redemptions (the leverage rollup) that it must correct at
+#: once, and the counter may not import it: create_app plugs it in (docs/architecture.md).
+_REVERSAL_HOOKS: dict[str, Callable[[Redemption], None]] = {}
+
+
+def on_reversal(name: str, hook: Callable[[Redemption], None]) -> None:
+    """Run `hook(redemption)` after every reversal, before its transaction commits; it may lock and write
+    its own rows, never the counter's."""
+    _REVERSAL_HOOKS[name] = hook
 
 
 @dataclass(frozen=True)
@@ -386,4 +398,6 @@ def reverse(
         actor_label=None if cashier is not None or terminal is None else f"终端#{terminal.id}",
         before={"voucher_status": "redeemed"}, after={"voucher_status": "claimed", "reason": redemption.reversal_reason},
     )
+    for hook in _REVERSAL_HOOKS.values():
+        hook(redemption)
     return redemption

@@ -212,8 +212,7 @@ def sensitivity(panel: Panel, catalogue: Catalogue, settings: Settings, years: l
                 seed: int = DEFAULT_SEED, combinations=COMBINATIONS) -> dict[int, Sensitivity]:
     """Sensitivity of every city's rank, per year (all years of the panel unless `years` is given)."""
     years = panel.years if years is None else years
-    values, _ = method.impute(panel, settings, catalogue.codes)
-    present = panel.present
+    values, _, present, blocked = method.prepare(panel, settings, catalogue.codes)
     w0 = catalogue.weights
     rng = np.random.default_rng(seed)
     alpha = concentration * np.maximum(w0, 1e-9)
@@ -229,6 +228,8 @@ def sensitivity(panel: Panel, catalogue: Catalogue, settings: Settings, years: l
     for year in years:
         if year not in panel.years:
             raise method.MethodError(f"没有 {year} 年的数据")
+        if year in blocked:
+            raise method.MissingValues(blocked[year], year=year)
         t = panel.years.index(year)
         here = present[t]
         cities = [c for c, p in zip(panel.cities, here) if p]

@@ -64,7 +64,9 @@ def register(app: Flask) -> None:
     def index_compute(year: int, normalisation: str, aggregation: str, std: str, cap: bool,
                       base_year: int | None, missing: str) -> None:
         """Compute the index; CSV on stdout: city,composite,demand,supply,environment,rank (best first),
-        and an imputed column naming the imputed indicators when an imputation is chosen."""
+        and an imputed column naming the imputed indicators when an imputation is chosen; warnings (a base
+        year that cannot scale an indicator) on stderr. A year with a value missing exits 2 naming it; the
+        other years still compute."""
         from voucher.info_consumption_index import method, services
 
         try:
@@ -80,6 +82,8 @@ def register(app: Flask) -> None:
             sys.exit(2)
         services.record(result, data.version)
         db.session.commit()
+        for warning in result.warnings:  # on stderr: stdout stays the CSV scripts read
+            click.echo(warning, err=True)
         writer = csv.writer(sys.stdout, lineterminator="\n")
         header = ["city", "composite", "demand", "supply", "environment", "rank"]
         flag = missing != "refuse"

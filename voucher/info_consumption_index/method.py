@@ -10,9 +10,11 @@ The report's method, step by step:
 
 The report leaves four points open; each is a named setting here (docs/design.md §7 ICDI-EC), with the
 stated default: sample standard deviation (Excel STDEV.S), I capped at 1, missing values refused
-unless an imputation is chosen (imputed cells are flagged), thresholds per period (or fixed to a base
-year, so a city whose data do not change keeps its score). Beside the report's method, never replacing
-it: min-max and z-score normalisation, and geometric aggregation.
+unless an imputation is chosen (imputed cells are flagged; a year with a value still missing is left
+out, and only that year), thresholds per period (or fixed to a base year, so a city whose data do not
+change keeps its score; an indicator the base year cannot scale takes the next year's, with a warning).
+Beside the report's method, never replacing it: min-max and z-score normalisation, and geometric
+aggregation.
 
 Weights are absolute (they sum to 1 over the third-level indicators); a first- or second-level weight
 is the sum of its third-level weights, and a first- or second-level score is the weighted mean of its
@@ -40,14 +42,50 @@ class MethodError(ValueError):
 
 
 class MissingValues(MethodError):
-    def __init__(self, cells: list[tuple[str, int, str]]):
+    """Cells an assessed city-year lacks after any imputation. They block their own year only (`year`),
+    unless that year is the fixed base year (`base_year`), whose statistics normalise every year."""
+
+    def __init__(self, cells: list[tuple[str, int, str]], year: int | None = None, base_year: int | None = None):
         self.cells = cells
-        shown = "、".join(f"{city} {year} 年 {code}" for city, year, code in cells[:12])
+        shown = "、".join(f"{city} {y} 年 {code}" for city, y, code in cells[:12])
         more = f" 等 {len(cells)} 处" if len(cells) > 12 else ""
+        if base_year is not None:
+            lead = f"阈值基期 {base_year} 年缺少数据（各年都按基期的统计量标准化，所以每一年都无法计算）："
+        elif year is not None:
+            lead = f"{year} 年缺少数据（只有该年无法计算，其他年份不受影响）："
+        else:
+            lead = "缺少数据："
         super().__init__(
-            f"缺少数据：{shown}{more}。默认不允许缺失值；如需计算，请明确选择插补方式"
+            f"{lead}{shown}{more}。默认不允许缺失值；如需计算，请明确选择插补方式"
             "（同年各城市中位数，或该城市上一年数值），插补的单元格会在所有结果中标出。"
         )
+
+
+@dataclass(frozen=True)
+class BaseYearFallback:
+    """An indicator the fixed base year cannot normalise, and the year whose statistics it takes instead.
+
+    In the base year every assessed city has the same value: for the threshold method that value is 0
+    (the 5G stations of 2018), so A = 0; for min-max or z-scores there is no spread. Dividing by it would
+    score the indicator 0 (or 1) for every city in every year, silently dropping its weight. The report's
+    intent for a fixed base is one unchanging yardstick per indicator with the Delphi weights kept, so the
+    indicator keeps its weight and one fixed reference: the first year after the base year that has one
+    (or, if none does, the last before it). Every result, page, export and the CLI say so."""
+
+    code: str
+    name: str
+    base_year: int
+    used_year: int
+    normalisation: str
+
+    @property
+    def message(self) -> str:
+        if self.normalisation == "threshold":
+            why, what = "各城市均为 0，阈值为 0", "阈值"
+        else:
+            why, what = "各城市数值相同，没有离散程度", "统计量"
+        return (f"注意：阈值基期 {self.base_year} 年 {self.code}（{self.name}）{why}，无法据以标准化；"
+                f"该指标各年改用 {self.used_year} 年的{what}，其他指标仍用 {self.base_year} 年的。")
 
 
 # The catalogue ---------------------------------------------------------------------------------------
@@ -249,6 +287,16 @@ class Result:
     average: np.ndarray  # (Y,): mean composite over the cities of the year
     first_average: np.ndarray  # (Y, 3)
     extra: dict = field(default_factory=dict)
+    #: years left out because an assessed city still lacks a value there: year -> its missing cells.
+    #: Their cities count as not assessed (present False), so they are neither ranked nor averaged.
+    blocked: dict[int, list[tuple[str, int, str]]] = field(default_factory=dict)
+    #: indicators whose fixed base year could not normalise them (see BaseYearFallback)
+    fallbacks: list[BaseYearFallback] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a reader must be told beside the figures, in Chinese: every page, export and the CLI show it."""
+        return [f.message for f in self.fallbacks]
 
     @property
     def average_annual_growth(self) -> float | None:
@@ -262,7 +310,14 @@ class Result:
     def year_index(self, year: int) -> int:
         if year not in self.years:
             raise MethodError(f"没有 {year} 年的数据")
+        if year in self.blocked:
+            raise MissingValues(self.blocked[year], year=year)
         return self.years.index(year)
+
+    @property
+    def open_years(self) -> list[int]:
+        """The years that could be computed."""
+        return [y for y in self.years if y not in self.blocked]
 
     def table(self, year: int) -> list[dict]:
         """One row per city assessed in `year`, best first."""
@@ -285,8 +340,10 @@ class Result:
 # Steps ----------------------------------------------------------------------------------------------
 
 
-def impute(panel: Panel, settings: Settings, codes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(values, imputed mask). Refuses missing cells of assessed city-years unless told how to fill them."""
+def impute(panel: Panel, settings: Settings,
+           codes: list[str]) -> tuple[np.ndarray, np.ndarray, dict[int, list[tuple[str, int, str]]]]:
+    """(values, imputed mask, the cells still missing by year). Missing cells of assessed city-years are
+    filled only when an imputation is chosen; what is left blocks its year (prepare())."""
     values = panel.values.copy()
     present = panel.present
     missing = np.isnan(values) & present[:, :, None]
@@ -301,25 +358,79 @@ def impute(panel: Panel, settings: Settings, codes: list[str]) -> tuple[np.ndarr
         imputed = can
     elif settings.missing == "previous" and missing.any():
         for t in range(1, len(panel.years)):
-            can = np.isnan(values[t]) & present[t] & ~np.isnan(values[t - 1])
+            # present[t] is per city: a column against the year's (cities, indicators) values. As a row it
+            # broadcast against the indicators, and failed unless there happened to be as many of each.
+            can = np.isnan(values[t]) & present[t][:, None] & ~np.isnan(values[t - 1])
             values[t][can] = values[t - 1][can]  # carries forward over several years if need be
             imputed[t] |= can
-    still = np.argwhere(np.isnan(values) & present[:, :, None])
-    if len(still):
-        raise MissingValues([(panel.cities[c], panel.years[t], codes[k]) for t, c, k in still])
-    return values, imputed
+    still: dict[int, list[tuple[str, int, str]]] = {}
+    for t, c, k in np.argwhere(np.isnan(values) & present[:, :, None]):
+        still.setdefault(panel.years[t], []).append((panel.cities[c], panel.years[t], codes[k]))
+    return values, imputed, still
 
 
-def _reference(values: np.ndarray, present: np.ndarray, years: list[int], settings: Settings):
-    """The cross-city statistics each period is normalised by, shaped (Y, K): each period's own, or
-    the base year's repeated."""
+def prepare(panel: Panel, settings: Settings, codes: list[str]):
+    """(values, imputed, present, blocked): the imputed values, and the city-years that can be computed.
+
+    A year with a cell still missing is left out whole (its cities count as not assessed): with
+    thresholds per period each year stands on its own, so a gap in 2019 does not stop 2020. With
+    thresholds fixed to a base year every year is normalised by that year, so a gap there stops all."""
+    values, imputed, blocked = impute(panel, settings, codes)
+    if settings.base_year in blocked:
+        raise MissingValues(blocked[settings.base_year], base_year=settings.base_year)
+    present = panel.present.copy()
+    for year in blocked:
+        present[panel.years.index(year)] = False
+    return values, imputed, present, blocked
+
+
+def _scale(masked: np.ndarray, catalogue: Catalogue, settings: Settings) -> np.ndarray:
+    """(Y, K): what each period's values are divided by: the threshold A, the span max - min, or the sd."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an indicator nobody reported: NaN statistics
+        if settings.normalisation == "threshold":
+            A = np.nanmedian(masked, axis=1) + 2 * _std(masked, settings)
+            A[:, catalogue.is_share] = 100.0
+            return A
+        if settings.normalisation == "minmax":
+            return np.nanmax(masked, axis=1) - np.nanmin(masked, axis=1)
+        return _std(masked, settings)
+
+
+def reference_years(values: np.ndarray, present: np.ndarray, years: list[int], catalogue: Catalogue,
+                    settings: Settings) -> tuple[np.ndarray | None, list[BaseYearFallback]]:
+    """Per indicator, the index of the year whose cross-city statistics normalise every period (None:
+    each period its own), and the indicators for which that is not the base year (BaseYearFallback)."""
+    if settings.base_year is None:
+        return None, []
+    if settings.base_year not in years:
+        raise MethodError(f"阈值基期 {settings.base_year} 年不在数据年份之中（{years[0]}-{years[-1]}）")
+    base = years.index(settings.base_year)
+    usable = _scale(np.where(present[:, :, None], values, np.nan), catalogue, settings) > 0  # NaN: not usable
+    rows = np.full(values.shape[2], base)
+    fallbacks = []
+    for k in np.flatnonzero(~usable[base]):
+        candidates = [t for t in range(base + 1, len(years)) if usable[t, k]] or \
+            [t for t in range(base - 1, -1, -1) if usable[t, k]]
+        if not candidates:  # no year has a scale: every value is the same everywhere, and scores so
+            continue
+        rows[k] = candidates[0]
+        ind = catalogue.indicators[k]
+        fallbacks.append(BaseYearFallback(ind.code, ind.name, settings.base_year, years[rows[k]],
+                                          settings.normalisation))
+    return rows, fallbacks
+
+
+def _reference(values: np.ndarray, present: np.ndarray, years: list[int], catalogue: Catalogue,
+               settings: Settings) -> tuple[np.ndarray, list[BaseYearFallback]]:
+    """The cross-city values each period is normalised by, shaped (Y, C, K): each period's own, or each
+    indicator's reference year's repeated; and the base-year fallbacks."""
     masked = np.where(present[:, :, None], values, np.nan)
-    if settings.base_year is not None:
-        if settings.base_year not in years:
-            raise MethodError(f"阈值基期 {settings.base_year} 年不在数据年份之中（{years[0]}-{years[-1]}）")
-        t = years.index(settings.base_year)
-        masked = np.broadcast_to(masked[t:t + 1], masked.shape)
-    return masked
+    rows, fallbacks = reference_years(values, present, years, catalogue, settings)
+    if rows is not None:
+        fixed = masked[rows, :, np.arange(values.shape[2])].T  # (C, K): indicator k from year rows[k]
+        masked = np.broadcast_to(fixed[None], masked.shape)
+    return masked, fallbacks
 
 
 def _std(masked: np.ndarray, settings: Settings) -> np.ndarray:
@@ -333,14 +444,19 @@ def _std(masked: np.ndarray, settings: Settings) -> np.ndarray:
 def normalise(values: np.ndarray, present: np.ndarray, years: list[int], catalogue: Catalogue,
               settings: Settings) -> tuple[np.ndarray, np.ndarray]:
     """(normalised (Y, C, K), thresholds (Y, K)); the thresholds are NaN for the alternative methods."""
-    masked = _reference(values, present, years, settings)
+    normalised, thresholds, _ = _normalise(values, present, years, catalogue, settings)
+    return normalised, thresholds
+
+
+def _normalise(values: np.ndarray, present: np.ndarray, years: list[int], catalogue: Catalogue,
+               settings: Settings) -> tuple[np.ndarray, np.ndarray, list[BaseYearFallback]]:
+    masked, fallbacks = _reference(values, present, years, catalogue, settings)
     Y, _, K = values.shape
     thresholds = np.full((Y, K), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an indicator nobody reported: NaN statistics
         if settings.normalisation == "threshold":
-            A = np.nanmedian(masked, axis=1) + 2 * _std(masked, settings)
-            A[:, catalogue.is_share] = 100.0
+            A = _scale(masked, catalogue, settings)
             thresholds = A
             out = np.where(A[:, None, :] > 0, values / A[:, None, :], 0.0)
             if settings.cap:
@@ -354,7 +470,7 @@ def normalise(values: np.ndarray, present: np.ndarray, years: list[int], catalog
         else:
             mean, sd = np.nanmean(masked, axis=1), _std(masked, settings)
             out = np.where(sd[:, None, :] > 0, (values - mean[:, None, :]) / sd[:, None, :], 0.0)
-    return np.where(present[:, :, None], out, np.nan), thresholds
+    return np.where(present[:, :, None], out, np.nan), thresholds, fallbacks
 
 
 def aggregate(normalised: np.ndarray, catalogue: Catalogue, settings: Settings,
@@ -387,9 +503,8 @@ def compute(panel: Panel, catalogue: Catalogue, settings: Settings = Settings())
         raise MethodError("数据的指标与指标目录不一致")
     if not panel.years:
         raise MethodError("没有可计算的数据")
-    present = panel.present
-    values, imputed = impute(panel, settings, catalogue.codes)
-    normalised, thresholds = normalise(values, present, panel.years, catalogue, settings)
+    values, imputed, present, blocked = prepare(panel, settings, catalogue.codes)
+    normalised, thresholds, fallbacks = _normalise(values, present, panel.years, catalogue, settings)
     composite, first, second = aggregate(normalised, catalogue, settings)
     composite = np.where(present, composite, np.nan)
     rank = rank_desc(composite, present)
@@ -403,4 +518,5 @@ def compute(panel: Panel, catalogue: Catalogue, settings: Settings = Settings())
         average = np.nanmean(composite, axis=1)
         first_average = np.nanmean(np.where(present[:, :, None], first, np.nan), axis=1)
     return Result(catalogue, settings, panel.cities, panel.years, present, values, imputed, normalised,
-                  thresholds, composite, first, second, rank, growth, average, first_average)
+                  thresholds, composite, first, second, rank, growth, average, first_average,
+                  blocked=blocked, fallbacks=fallbacks)

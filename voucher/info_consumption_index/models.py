@@ -185,7 +185,8 @@ class IndexComputation(Model):
     catalogue_version_id: Mapped[int] = mapped_column(ForeignKey("index_catalogue_versions.id"), index=True)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)
     years: Mapped[list[int]] = mapped_column(JSON)
-    #: {year: {"average": float, "rows": [{city, composite, demand, supply, environment, rank, imputed}]}}
+    #: {year: {"average": float, "rows": [{city, composite, demand, supply, environment, rank, imputed}],
+    #: "warnings": [text]}}; a year a missing value kept out: {"average": None, "rows": [], "missing": [[city, year, code]]}
     results: Mapped[dict[str, Any]] = mapped_column(JSON)
     computed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[created_at]

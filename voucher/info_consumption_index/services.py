@@ -58,12 +58,16 @@ def compute(data: Data, settings: method.Settings) -> method.Result:
 
 def record(result: method.Result, version: CatalogueVersion, actor=None) -> IndexComputation:
     """Keep a computation with the catalogue version and settings it used, and its headline results."""
-    results = {}
+    results: dict[str, dict] = {}
     for year in result.years:
+        if year in result.blocked:  # left out: the record says which cells kept it out
+            results[str(year)] = {"average": None, "rows": [], "missing": [list(cell) for cell in result.blocked[year]]}
+            continue
         t = result.year_index(year)
         results[str(year)] = {
             "average": None if np.isnan(result.average[t]) else round(float(result.average[t]), 12),
             "rows": result.table(year),
+            "warnings": result.warnings,
         }
     row = IndexComputation(catalogue_version_id=version.id, settings=result.settings.as_dict(), years=result.years,
                            results=results, computed_by_id=getattr(actor, "id", None))

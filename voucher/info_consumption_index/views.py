@@ -59,28 +59,37 @@ def _is_demo() -> bool:
 
 
 def _context(settings: method.Settings, settings_error: str | None):
-    """(data, result, error message) for the active catalogue; result is None when it cannot compute."""
+    """(data, result, error message, year) for the active catalogue and the year asked for. Result is None
+    when nothing can be computed; when only the chosen year cannot (a value missing in it), the error says
+    so and the result stays, so the page still offers the other years."""
     if settings_error:
         flash(settings_error, "error")
     try:
         data = services.load()
     except DomainError as error:
-        return None, None, error.message
+        return None, None, error.message, None
     if not data.panel.years:
-        return data, None, "尚无指标数据：请在“数据与推送”页导入城市指标数值（或载入示意数据：flask seed demo）"
+        return data, None, "尚无指标数据：请在“数据与推送”页导入城市指标数值（或载入示意数据：flask seed demo）", None
     try:
-        return data, services.compute(data, settings), None
+        result = services.compute(data, settings)
     except method.MethodError as error:
-        return data, None, str(error)
+        return data, None, str(error), None
+    year = _year(result)
+    try:
+        result.year_index(year)
+    except method.MissingValues as error:
+        return data, result, str(error), year
+    return data, result, None, year
 
 
-def _year(result: method.Result | None) -> int | None:
-    if result is None:
-        return None
-    text = request.args.get("year", "")
-    if parse_id(text) in result.years:
-        return parse_id(text)
-    return result.years[-1]
+def _year(result: method.Result) -> int:
+    asked = parse_id(request.args.get("year", ""))
+    return asked if asked is not None and asked in result.years else result.years[-1]
+
+
+def _known(values) -> list[float | None]:
+    """Floats for a chart, None where there is no figure (a year left out for a missing value)."""
+    return [None if np.isnan(v) else float(v) for v in values]
 
 
 def _common(settings, data, result, error, **extra):
@@ -97,29 +106,28 @@ OPTIONS = {"normalisation": method.NORMALISATIONS, "aggregation": method.AGGREGA
 @roles_required(*OVERSIGHT)
 def ranking():
     settings, settings_error = _settings()
-    data, result, error = _context(settings, settings_error)
-    year = _year(result)
+    data, result, error, year = _context(settings, settings_error)
     trend = None
     if result is not None:
         trend = charts.lines([str(y) for y in result.years],
-                             [("平均综合指数", [None if np.isnan(v) else float(v) for v in result.average])]
-                             + [(method.FIRST_LEVEL_LABELS[f][-2:] + "平均", [float(v) for v in result.first_average[:, n]])
+                             [("平均综合指数", _known(result.average))]
+                             + [(method.FIRST_LEVEL_LABELS[f][-2:] + "平均", _known(result.first_average[:, n]))
                                 for n, f in enumerate(method.FIRST_LEVELS)],
                              "各年城市平均指数", unit=INDEX_UNIT)
     return render_template("info_consumption_index/ranking.html", **_common(
-        settings, data, result, error, year=year, rows=result.table(year) if result else [], trend=trend))
+        settings, data, result, error, year=year, rows=result.table(year) if result and not error else [],
+        trend=trend))
 
 
 @bp.get("/cities/<city>")
 @roles_required(*OVERSIGHT)
 def city_profile(city: str):
     settings, settings_error = _settings()
-    data, result, error = _context(settings, settings_error)
+    data, result, error, year = _context(settings, settings_error)
     if result is not None and city not in result.cities:
         abort(404)
-    year = _year(result)
     context: dict[str, Any] = dict(city=city, year=year)
-    if result is not None:
+    if result is not None and not error:
         assert year is not None  # _year() gives a year whenever there is a result
         t, c = result.year_index(year), result.cities.index(city)
         if not result.present[t, c]:
@@ -146,7 +154,7 @@ def city_profile(city: str):
                     + [(method.FIRST_LEVEL_LABELS[f][-2:], [None if not result.present[n, c] else float(result.first[n, c, i])
                                                           for n in range(len(result.years))])
                        for i, f in enumerate(method.FIRST_LEVELS)]
-                    + [("城市平均", [float(v) for v in result.average])],
+                    + [("城市平均", _known(result.average))],
                     f"{city} 历年指数", unit=INDEX_UNIT),
                 ranks=[(y, int(result.rank[n, c]) if result.present[n, c] else None, int(result.present[n].sum()))
                        for n, y in enumerate(result.years)],
@@ -160,10 +168,9 @@ def city_profile(city: str):
 @roles_required(*OVERSIGHT)
 def indicators():
     settings, settings_error = _settings()
-    data, result, error = _context(settings, settings_error)
-    year = _year(result)
+    data, result, error, year = _context(settings, settings_error)
     context = dict(year=year)
-    if result is not None:
+    if result is not None and not error:
         codes = result.catalogue.codes
         code = request.args.get("code", codes[0]).upper()
         if code not in codes:
@@ -215,11 +222,10 @@ def _draws() -> tuple[int, float]:
 @roles_required(*OVERSIGHT)
 def sensitivity():
     settings, settings_error = _settings()
-    data, result, error = _context(settings, settings_error)
-    year = _year(result)
+    data, result, error, year = _context(settings, settings_error)
     draws, concentration = _draws()
     context = dict(year=year, draws=draws, concentration=concentration)
-    if result is not None:
+    if result is not None and not error:
         s = analysis.sensitivity(data.panel, data.catalogue, settings, [year], draws=draws,
                                  concentration=concentration)[year]
         rows = s.rows()
@@ -233,11 +239,10 @@ def sensitivity():
 @roles_required(*OVERSIGHT)
 def what_if():
     settings, settings_error = _settings()
-    data, result, error = _context(settings, settings_error)
-    year = _year(result)
+    data, result, error, year = _context(settings, settings_error)
     city = request.args.get("city") or services.home_city()
     context = dict(year=year, city=city, outcome=None, changes={}, entered={})
-    if result is not None:
+    if result is not None and not error:
         if city not in result.cities or not result.present[result.year_index(year), result.cities.index(city)]:
             error = f"{city} 没有 {year} 年的数据，无法模拟"
         else:
@@ -279,10 +284,9 @@ def what_if():
 @roles_required(*OVERSIGHT)
 def export():
     settings, settings_error = _settings()
-    data, result, error = _context(settings, settings_error)
-    if result is None:
+    data, result, error, year = _context(settings, settings_error)
+    if result is None or error:
         return render_template("error.html", status=422, message=error), 422
-    year = _year(result)
     draws, concentration = _draws()
     s = analysis.sensitivity(data.panel, data.catalogue, settings, [year], draws=draws, concentration=concentration)
     body = xlsx.as_xlsx(data, result, s, feed.feed_views(services.home_city()), services.home_city(), _is_demo())

@@ -41,6 +41,10 @@ def as_xlsx(data: Data, result: method.Result, sensitivity: dict[int, analysis.S
     about.append(["指标目录版本", data.version.version])
     for label, value in result.settings.describe():
         about.append([label, value])
+    for warning in result.warnings:
+        about.append(["注意", warning])
+    for year, cells in result.blocked.items():
+        about.append([f"{year} 年未计算", str(method.MissingValues(cells, year=year))])
     about.append(["插补的单元格", "在“指标数值”“标准化值”表中以黄色标出，排名表的“插补指标”列列出代码"])
     about.append([])
     _header(about, ["代码", "一级指标", "二级指标", "三级指标", "单位", "类型", "权重"])
@@ -52,7 +56,7 @@ def as_xlsx(data: Data, result: method.Result, sensitivity: dict[int, analysis.S
 
     ranking = book.create_sheet("排名")
     _header(ranking, ["年份", "排名", "城市", "综合指数", "需求", "供给", "环境", "同比增长", "插补指标"])
-    for year in result.years:
+    for year in result.open_years:  # a year left out for a missing value is named on the first sheet
         for row in result.table(year):
             ranking.append([year, row["rank"], row["city"], _num(row["composite"]), _num(row["demand"]),
                             _num(row["supply"]), _num(row["environment"]), _num(row["growth"]),
@@ -100,7 +104,7 @@ def as_xlsx(data: Data, result: method.Result, sensitivity: dict[int, analysis.S
                         official.value if official else None, fed.value if fed else None])
 
     boards = book.create_sheet("短板")
-    latest = result.years[-1]
+    latest = result.open_years[-1]
     _header(boards, ["年份", "城市", "指标", "名称", "本市数值", "同伴中位数", "标准化差距", "达到中位数可提高（指数点）", "插补"])
     panel = data.panel
     for c, city in enumerate(result.cities):
