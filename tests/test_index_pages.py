@@ -302,3 +302,16 @@ def test_a_gap_in_one_year_blocks_only_that_year(app, client, world, db):
     assert blocked.exit_code == 2 and "徐州 2019 年 E7" in blocked.stderr
     recorded = services.computations()[0]
     assert recorded.results["2019"]["missing"] == [["徐州", 2019, "E7"]] and recorded.results["2020"]["rows"]
+
+
+def test_every_score_page_says_scores_are_relative_to_the_cities_computed(client, world):
+    """Issue 18: 连云港 scored 0.3757 (rank 9/10) or 0.4067 (rank 6/7) with other cities loaded, and a 30 %
+    rise of every city left the average unchanged under per-period thresholds, with no word on any page."""
+    from tests.factories import PASSWORD
+
+    client.post("/login", data={"username": "approver", "password": PASSWORD})
+    for path in ("/index", "/index/cities/连云港", "/index/indicators?code=S11", "/index/sensitivity", "/index/what-if"):
+        page = client.get(path).get_data(as_text=True)
+        assert "得分是相对的" in page and "个城市得出" in page and "所有城市同增 30%，平均指数不变" in page, path
+    fixed = client.get("/index?base_year=2018").get_data(as_text=True)
+    assert "按 2018 年阈值基期" in fixed and "所有城市同增 30%" not in fixed
