@@ -213,7 +213,8 @@ def test_feed_publishes_s11_with_provenance_and_yields_to_an_official_figure(db,
     world = make_world()
     digital, cashier = merchant_with_cashier(db, "港城数码通讯店", "信息消费", "海州区", 7, "cashier_digital")
     tagged, release = make_campaign(world, name="5G 手机换新券", categories=["信息消费"], quantity=5)
-    feed.set_tag(tagged.id, True, world.maker)  # measure 1, tagged by hand
+    feed.request_tag(tagged.id, True, world.maker)  # measure 1, tagged by hand: one asks, another approves
+    feed.decide_tag(tagged.id, True, world.approver)
     info_measure, release17 = make_campaign(world, name="宽带提速补贴券", measure_number=17,
                                             categories=["信息消费"], quantity=5,
                                             plan_override_reason="措施17未列资金，按财政批复安排")
@@ -306,3 +307,33 @@ def test_whoever_edited_a_catalogue_draft_cannot_approve_it_and_only_one_version
     with pytest.raises(IntegrityError):
         db.session.flush()
     db.session.rollback()
+
+
+def test_an_information_consumption_tag_needs_a_second_person(db, cat):
+    from voucher.core.audit import AuditEntry
+    from voucher.core.errors import InvalidInput, InvalidTransition, MakerCheckerViolation
+
+    world = make_world()
+    campaign, _ = make_campaign(world, name="5G 手机换新券", categories=["信息消费"], quantity=5)
+    feed.request_tag(campaign.id, True, world.admin)
+    assert campaign.is_information_consumption is False and campaign.info_tag_requested is True
+    assert campaign not in feed.tagged_campaigns()  # nothing counts in S11 before the approval
+    with pytest.raises(InvalidTransition):
+        feed.request_tag(campaign.id, True, world.maker)  # one request at a time
+    with pytest.raises(MakerCheckerViolation):
+        feed.decide_tag(campaign.id, True, world.admin)  # never the maker
+    with pytest.raises(InvalidInput):
+        feed.decide_tag(campaign.id, False, world.approver)  # a rejection says why
+    feed.decide_tag(campaign.id, False, world.approver, "不属于信息消费")
+    assert campaign.is_information_consumption is False and campaign.info_tag_requested is None
+    feed.request_tag(campaign.id, True, world.maker)
+    feed.decide_tag(campaign.id, True, world.admin)
+    assert campaign.is_information_consumption is True and campaign in feed.tagged_campaigns()
+    with pytest.raises(InvalidTransition):
+        feed.decide_tag(campaign.id, True, world.approver)  # nothing pending any more
+    db.session.flush()
+    actions = db.session.scalars(select(AuditEntry.action).where(AuditEntry.object_id == campaign.id,
+                                 AuditEntry.action.like("campaign.tag_information_consumption%"))
+                                 .order_by(AuditEntry.id)).all()
+    assert [a.removeprefix("campaign.tag_information_consumption") for a in actions] == [
+        ".request", ".reject", ".request", ""]  # "" is the approval: the tag changed

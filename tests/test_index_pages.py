@@ -134,7 +134,16 @@ def test_feed_and_tags_through_the_page(client, world, db):
     login(client, "maker")
     assert client.post(f"/index/feed/tag/{campaign.id}", data={"tagged": "1"}).status_code == 303
     db.session.expire_all()
-    assert campaign.is_information_consumption is True
+    assert campaign.is_information_consumption is False and campaign.info_tag_requested is True
+    page = client.get("/index/data").get_data(as_text=True)
+    assert "待审批的标记申请" in page and "待其他审批人审批" in page and "已执行补贴资金" in page
+    assert client.post(f"/index/feed/tag/{campaign.id}/decide", data={"decision": "approve"}).status_code == 403
+    login(client, "approver")
+    assert f'/index/feed/tag/{campaign.id}/decide' in client.get("/index/data").get_data(as_text=True)
+    assert client.post(f"/index/feed/tag/{campaign.id}/decide", data={"decision": "approve"}).status_code == 303
+    db.session.expire_all()
+    assert campaign.is_information_consumption is True and campaign.info_tag_requested is None
+    login(client, "maker")
     assert client.post("/index/feed/publish", data={"year": "2020"}).status_code == 303
     page = client.get("/index/data").get_data(as_text=True)
     # the demo's official 2020 S11 of 连云港 overrides the fed value; both are shown

@@ -324,3 +324,89 @@ def test_a_reversal_in_a_rolled_up_day_shows_at_once(app, db, data):
     assert headline().vouchers_redeemed == 3 and headline().driven_fen == 3480_00 - 100_00
     assert report_after == full_report and report_after["vouchers_redeemed"] == 3
     assert report_after["driven_yuan"] == "3380.00" and report_after["merchants"] == 2
+
+
+def _claim_on_day_one_redeem_on_day_three(world, release):
+    """Day 1: a and b claim. Day 3: c claims, and a's and c's vouchers are redeemed (b's stays open)."""
+    from voucher.core.clock import travel_to, utcnow
+
+    day_one = local_today()
+    first = claim_one(release, make_citizen("a"))
+    claim_one(release, make_citizen("b"))
+    with travel_to(utcnow() + timedelta(days=2)):
+        third = claim_one(release, make_citizen("c"))
+        redeem(first.code, 100_00, world.cashier)
+        redeem(third.code, 100_00, world.cashier)
+        db_commit()
+    return day_one, day_one + timedelta(days=2)
+
+
+def db_commit():
+    from voucher.core.db import db
+
+    db.session.commit()
+
+
+def test_a_cohort_counts_its_vouchers_redeemed_on_a_later_day(db):
+    world = make_world()
+    campaign, release = make_campaign(world, quantity=10)
+    day_one, day_three = _claim_on_day_one_redeem_on_day_three(world, release)
+    f = headline(LeverageFilter(date_from=day_one, date_until=day_one))
+    # the gross figures keep their own dates: no redemption happened on day 1
+    assert (f.vouchers_claimed, f.vouchers_redeemed, f.subsidy_paid_fen) == (2, 0, 0)
+    # the cohort of day 1: two claimed, one of them redeemed on day 3, one still open
+    assert (f.cohort.claimed, f.cohort.redeemed, f.cohort.open, f.cohort.expired) == (2, 1, 1, 0)
+    assert f.redemption_rate == pytest.approx(0.5) and f.breakage == pytest.approx(0.5)
+    assert f.redemption_rate_money == pytest.approx(0.5) and f.cohort.subsidy_fen == 20_00
+    later = headline(LeverageFilter(date_from=day_three, date_until=day_three))
+    assert (later.vouchers_claimed, later.vouchers_redeemed) == (1, 2)
+    assert later.redemption_rate == pytest.approx(1.0)  # its own claim only, not day 1's redeemed that day
+
+
+def test_the_day_breakdown_never_shows_a_rate_above_100_percent(db):
+    world = make_world()
+    campaign, release = make_campaign(world, quantity=10)
+    day_one, day_three = _claim_on_day_one_redeem_on_day_three(world, release)
+    rows = dict(breakdown("day", LeverageFilter(campaign_id=campaign.id)))
+    assert rows[day_three.isoformat()].vouchers_redeemed == 2  # two redemptions that day, one claim
+    assert rows[day_three.isoformat()].redemption_rate == pytest.approx(1.0)
+    assert rows[day_one.isoformat()].redemption_rate == pytest.approx(0.5)
+    for _, r in rows.items():
+        for rate in (r.redemption_rate, r.redemption_rate_money):
+            assert rate is None or 0 <= rate <= 1
+    total = headline(LeverageFilter(campaign_id=campaign.id))
+    assert sum(r.cohort.claimed for r in rows.values()) == total.cohort.claimed == 3
+    assert sum(r.cohort.redeemed for r in rows.values()) == total.cohort.redeemed == 2
+
+
+def test_breakage_in_money_counts_a_percentage_vouchers_unused_cap(db, data):
+    _, campaign, appliance = data
+    f = headline(LeverageFilter(campaign_id=appliance.id))
+    # one 10 % voucher capped at 500 yuan, redeemed on an order of 3,000: 300 yuan paid
+    assert (f.cohort.claimed, f.cohort.redeemed, f.cohort.face_fen, f.cohort.subsidy_fen) == (1, 1, 500_00, 300_00)
+    assert f.redemption_rate == pytest.approx(1.0) and f.breakage == pytest.approx(0.0)
+    assert f.redemption_rate_money == pytest.approx(0.6) and f.breakage_money == pytest.approx(0.4)
+    city = headline()
+    assert city.breakage == pytest.approx(2 / 6)  # vouchers: 4 of 6 redeemed
+    assert city.breakage_money == pytest.approx(1 - 360_00 / 600_00)  # money: 360 of 600 yuan paid
+    (_, row), = [r for r in breakdown("campaign") if r[0] == "绿色节能家电补贴"]
+    assert row.redemption_rate == pytest.approx(1.0) and row.redemption_rate_money == pytest.approx(0.6)
+
+
+def test_expired_vouchers_are_breakage_and_the_page_labels_both_units(client, db, data):
+    from tests.factories import PASSWORD
+    from voucher.core.clock import utcnow
+    from voucher.core.db import db as database
+    from voucher.vouchers.expiry import expire_vouchers
+
+    _, campaign, _ = data
+    expire_vouchers(utcnow() + timedelta(days=400))
+    database.session.commit()
+    f = headline(LeverageFilter(campaign_id=campaign.id))
+    assert (f.cohort.claimed, f.cohort.redeemed, f.cohort.expired, f.cohort.open) == (5, 3, 2, 0)
+    assert f.expired_share == pytest.approx(0.4)
+    client.post("/login", data={"username": "finance", "password": PASSWORD})
+    text = client.get("/analytics/leverage?by=day").get_data(as_text=True)
+    assert "核销率 / 沉淀率（按张数）" in text and "核销率 / 沉淀率（按金额）" in text
+    assert "66.7% / 33.3%" in text and "60.0% / 40.0%" in text  # vouchers 4 of 6; money 360 of 600 yuan
+    assert "核销率（按金额，领取批次）" in text and "按领取日" in text

@@ -664,7 +664,7 @@ def test_merchant_applicant_follows_the_application_and_applies_again(demo, new_
     code = body + check_char(body)
     page = new_page(viewport=PHONE, is_mobile=True, has_touch=True)
 
-    def apply(username: str) -> None:
+    def apply(username: str, again: bool = False) -> None:
         page.goto("/merchants/apply")
         page.get_by_label("商户名称（与营业执照一致）").fill("港城浏览器测试小馆")
         page.get_by_label("统一社会信用代码").fill(code)
@@ -675,7 +675,9 @@ def test_merchant_applicant_follows_the_application_and_applies_again(demo, new_
         page.get_by_label("开户行").fill("中国银行连云港分行")
         page.get_by_label("结算账号").fill("6216610000012345678")
         page.get_by_label("管理员用户名").fill(username)
-        page.get_by_label("管理员密码（至少 10 位）").fill("shop-lantern-42")
+        page.get_by_label("管理员密码（至少 10 位）", exact=True).fill("shop-lantern-42")
+        if again:  # the refused application's password proves it is the same applicant
+            page.get_by_label("原管理员密码（被驳回后重新申请时填写）").fill("shop-lantern-42")
         page.get_by_role("button", name="提交申请").click()
         expect(page.get_by_role("heading", level=1)).to_have_text("申请已提交")
 
@@ -715,7 +717,7 @@ def test_merchant_applicant_follows_the_application_and_applies_again(demo, new_
     expect(page.get_by_text("驳回原因：营业执照照片不清晰")).to_be_visible()
     shots(page, "status-rejected")
     page.get_by_role("link", name="重新提交申请").click()
-    apply("webshop2")
+    apply("webshop2", again=True)
     status()
     expect(page.locator("dl.facts")).to_contain_text("待审核")
     shots(page, "status-pending-again")

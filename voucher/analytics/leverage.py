@@ -5,15 +5,20 @@ that anyway, so the page shows beside them the mechanical floor a 满X减Y vouch
 at least X per Y of subsidy) and the excess over it, and the causal estimate separately.
 
 Claims are dated by when they were claimed, redemptions by when they were redeemed: a date range
-filters each side by its own date. Ratios are floats for display; every amount stays integer fen.
+filters each side by its own date for the gross figures. Redemption rate and breakage are not gross
+figures but a claim cohort's (`Cohort`): the vouchers claimed in the range and what became of them
+(redeemed at any time since, expired, still open), in vouchers and in money (face value issued vs
+subsidy paid), so a day's rate never divides other days' redemptions by its claims. The rollup cannot
+give them (its facts date redemptions by their own day), so they are read live (`_cohort_query`).
+Ratios are floats for display; every amount stays integer fen.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 import numpy as np
-from sqlalchemy import Select, String, cast, func, literal, select
+from sqlalchemy import Select, String, and_, case, cast, func, literal, select
 
 from voucher.analytics import rollup
 from voucher.analytics.floor import FORCED_ORDER
@@ -23,7 +28,7 @@ from voucher.core.clock import local_day_start_utc
 from voucher.core.db import db, local_day_text
 from voucher.core.money import format_yuan
 from voucher.merchants.models import Merchant, Redemption, Store
-from voucher.vouchers.models import Voucher
+from voucher.vouchers.models import Voucher, VoucherStatus
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,27 @@ class LeverageFilter:
     campaign_id: int | None = None
     date_from: date | None = None
     date_until: date | None = None
+
+
+@dataclass
+class Cohort:
+    """The vouchers claimed in a selection's dates and what became of them, whenever it happened:
+    redeemed (a standing redemption, at any time after), expired, or still open."""
+    claimed: int = 0
+    face_fen: int = 0
+    redeemed: int = 0
+    #: the discount granted on the cohort's standing redemptions (a percentage voucher's is below its face value)
+    subsidy_fen: int = 0
+    expired: int = 0
+    expired_face_fen: int = 0
+
+    @property
+    def open(self) -> int:
+        return self.claimed - self.redeemed - self.expired
+
+    def add(self, other: Cohort) -> None:
+        for name in ("claimed", "face_fen", "redeemed", "subsidy_fen", "expired", "expired_face_fen"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
@@ -45,6 +71,8 @@ class Figures:
     merchants: int = 0
     #: None on a breakdown by merchant (category, district, size): a claim has no merchant yet
     attributable_issue: bool = True
+    #: the claim cohort behind redemption rate and breakage (empty where issue is not attributable)
+    cohort: Cohort = field(default_factory=Cohort)
 
     @staticmethod
     def _ratio(numerator: int, denominator: int) -> float | None:
@@ -70,12 +98,31 @@ class Figures:
 
     @property
     def redemption_rate(self) -> float | None:
-        return self._ratio(self.vouchers_redeemed, self.vouchers_claimed) if self.attributable_issue else None
+        """In vouchers: of the vouchers claimed in the selection, the share redeemed (at any time since)."""
+        return self._ratio(self.cohort.redeemed, self.cohort.claimed) if self.attributable_issue else None
 
     @property
     def breakage(self) -> float | None:
+        """In vouchers: the unused remainder of the cohort (expired and still open)."""
         rate = self.redemption_rate
         return None if rate is None else 1 - rate
+
+    @property
+    def redemption_rate_money(self) -> float | None:
+        """In money: the subsidy paid on the cohort's vouchers over their face value issued."""
+        return self._ratio(self.cohort.subsidy_fen, self.cohort.face_fen) if self.attributable_issue else None
+
+    @property
+    def breakage_money(self) -> float | None:
+        """In money: the face value issued the cohort never paid out (a percentage voucher's unused cap
+        included)."""
+        rate = self.redemption_rate_money
+        return None if rate is None else 1 - rate
+
+    @property
+    def expired_share(self) -> float | None:
+        """The part of the breakage in vouchers that expired (the rest is still open)."""
+        return self._ratio(self.cohort.expired, self.cohort.claimed) if self.attributable_issue else None
 
     @property
     def floor(self) -> float | None:
@@ -177,7 +224,46 @@ def headline(f: LeverageFilter = LeverageFilter()) -> Figures:
         _add(figures, *db.session.execute(_claims(split.live)).one())  # the claims: the first two figures
         _add(figures, 0, 0, *db.session.execute(_redemptions(split.live)).one())
     figures.merchants = _merchant_count(f, split)
+    figures.cohort = _cohorts(f, None).get("", Cohort())
     return figures
+
+
+def _cohort_query(f: LeverageFilter) -> Select:
+    """The claim cohort, live: one aggregate over the vouchers claimed in the range (ix_vouchers_claimed_at),
+    each joined to its standing redemption if any (uq_redemptions_voucher_live), whatever its day."""
+    redeemed = Redemption.id.is_not(None)
+    expired = Voucher.status == VoucherStatus.EXPIRED.value
+    query = (
+        select(func.count(Voucher.id), func.coalesce(func.sum(Voucher.face_value_fen), 0), func.count(Redemption.id),
+               func.coalesce(func.sum(Redemption.subsidy_fen), 0),
+               func.coalesce(func.sum(case((and_(expired, ~redeemed), 1), else_=0)), 0),
+               func.coalesce(func.sum(case((and_(expired, ~redeemed), Voucher.face_value_fen), else_=0)), 0))
+        .select_from(Voucher)
+        .outerjoin(Redemption, and_(Redemption.voucher_id == Voucher.id, Redemption.reversed_at.is_(None)))
+        .where(Voucher.claimed_at.is_not(None))
+    )
+    return _filtered(query, f, Voucher.claimed_at, Voucher.campaign_id)
+
+
+def _cohorts(f: LeverageFilter, dimension: str | None) -> dict[str, Cohort]:
+    """The cohort of the whole selection (key "") or per value of an attributable dimension's claim key."""
+    query = _cohort_query(f)
+    if dimension is None:
+        return {"": Cohort(*(int(v) for v in db.session.execute(query).one()))}
+    _, claim_key, _ = _keys(dimension)
+    if claim_key is None:
+        return {}
+    query = _claim_joins(query.add_columns(claim_key).group_by(claim_key), dimension)
+    return {str(key): Cohort(*(int(v) for v in values)) for *values, key in db.session.execute(query)}
+
+
+def _claim_joins(query: Select, dimension: str) -> Select:
+    if dimension in ("measure", "release"):
+        return query.join(Release, Release.id == Voucher.release_id).join(
+            Campaign, Campaign.id == Voucher.campaign_id).join(Measure, Measure.id == Campaign.measure_id)
+    if dimension == "campaign":
+        return query.join(Campaign, Campaign.id == Voucher.campaign_id)
+    return query
 
 
 def _merchant_count(f: LeverageFilter, split: _Split) -> int:
@@ -217,6 +303,9 @@ def breakdown(dimension: str, f: LeverageFilter = LeverageFilter()) -> list[tupl
                  forced)
     if split.live is not None:
         _live_breakdown(dimension, split.live, row)
+    if attributable:
+        for label, cohort in _cohorts(f, dimension).items():
+            row(label).cohort = cohort
     return sorted(rows.items())
 
 
@@ -228,12 +317,7 @@ def _live_breakdown(dimension: str, f: LeverageFilter, row) -> None:
     for redeemed, paid, driven, forced, key in db.session.execute(query):
         _add(row(key), 0, 0, redeemed, paid, driven, forced)
     if claim_key is not None:
-        claims = _claims(f).add_columns(claim_key).group_by(claim_key)
-        if dimension in ("measure", "release"):
-            claims = claims.join(Release, Release.id == Voucher.release_id).join(
-                Campaign, Campaign.id == Voucher.campaign_id).join(Measure, Measure.id == Campaign.measure_id)
-        elif dimension == "campaign":
-            claims = claims.join(Campaign, Campaign.id == Voucher.campaign_id)
+        claims = _claim_joins(_claims(f).add_columns(claim_key).group_by(claim_key), dimension)
         for claimed, issued, key in db.session.execute(claims):
             _add(row(key), claimed, issued)
 
@@ -309,7 +393,8 @@ def planted_truth() -> float | None:
 
 
 REPORT_KEYS = ("vouchers_claimed", "vouchers_redeemed", "issued_yuan", "subsidy_paid_yuan", "driven_yuan", "merchants",
-               "leverage_on_issued", "leverage_on_paid", "floor", "excess", "causal_leverage", "causal_ci_low",
+               "leverage_on_issued", "leverage_on_paid", "floor", "excess", "redemption_rate", "breakage",
+               "redemption_rate_money", "breakage_money", "causal_leverage", "causal_ci_low",
                "causal_ci_high")
 
 
@@ -327,5 +412,7 @@ def report(f: Figures, causal: tuple[float, float, float] | None = None) -> dict
         "driven_yuan": format_yuan(f.driven_fen, grouping=False), "merchants": f.merchants,
         "leverage_on_issued": ratio(f.leverage_on_issued), "leverage_on_paid": ratio(f.leverage_on_paid),
         "floor": ratio(f.floor), "excess": ratio(f.excess),
+        "redemption_rate": ratio(f.redemption_rate), "breakage": ratio(f.breakage),
+        "redemption_rate_money": ratio(f.redemption_rate_money), "breakage_money": ratio(f.breakage_money),
         "causal_leverage": ratio(estimate), "causal_ci_low": ratio(low), "causal_ci_high": ratio(high),
     }

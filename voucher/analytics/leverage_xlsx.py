@@ -12,7 +12,8 @@ from voucher.core.money import to_yuan
 from voucher.core.spreadsheet import inert
 
 COLUMNS = ("领取张数", "发放面值（元）", "核销笔数", "补贴支付（元）", "带动消费（元）", "门槛下限消费（元）",
-           "杠杆率（按发放）", "杠杆率（按支付）", "机制下限", "超出下限", "核销率")
+           "杠杆率（按发放）", "杠杆率（按支付）", "机制下限", "超出下限",
+           "核销率（按张数，领取批次）", "沉淀率（按张数，领取批次）", "核销率（按金额，领取批次）", "沉淀率（按金额，领取批次）")
 
 
 def _values(f: Figures) -> list:
@@ -23,7 +24,8 @@ def _values(f: Figures) -> list:
             to_yuan(f.issued_fen) if f.attributable_issue else None,
             f.vouchers_redeemed, to_yuan(f.subsidy_paid_fen), to_yuan(f.driven_fen),
             to_yuan(f.floor_driven_fen), ratio(f.leverage_on_issued), ratio(f.leverage_on_paid),
-            ratio(f.floor), ratio(f.excess), ratio(f.redemption_rate)]
+            ratio(f.floor), ratio(f.excess), ratio(f.redemption_rate), ratio(f.breakage),
+            ratio(f.redemption_rate_money), ratio(f.breakage_money)]
 
 
 def as_xlsx(selection: LeverageFilter) -> bytes:
@@ -31,7 +33,8 @@ def as_xlsx(selection: LeverageFilter) -> bytes:
     sheet = book.active
     assert sheet is not None  # a new Workbook has one sheet, the active one
     sheet.title = "总览"
-    sheet.append(["以下均为毛口径（带动消费 = 用券订单全额）；按商户维度无法归属发放，杠杆率与下限按支付计。"])
+    sheet.append(["以下均为毛口径（带动消费 = 用券订单全额）；按商户维度无法归属发放，杠杆率与下限按支付计。"
+                  "核销率与沉淀率按领取批次：所选日期内领取的券此后任何时间的核销，按张数为张数之比，按金额为已支付补贴 ÷ 发放面值。"])
     sheet.append(["", *COLUMNS])
     sheet.append(["合计", *_values(leverage.headline(selection))])
     sheet.append([])

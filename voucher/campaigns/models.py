@@ -188,6 +188,8 @@ class Campaign(Model):
         CheckConstraint(
             "award_min_fen IS NULL OR award_max_fen IS NULL OR award_min_fen <= award_max_fen", name="award_bounds"
         ),
+        CheckConstraint("(info_tag_requested IS NULL) = (info_tag_requested_by_id IS NULL)",
+                        name="info_tag_request_has_maker"),
     )
 
     id: Mapped[intpk]
@@ -203,6 +205,10 @@ class Campaign(Model):
     #: tagged as information consumption: its executed money feeds ICDI-EC indicator S11 (see
     #: voucher/info_consumption_index/feed.py; campaigns under measure 17, 信息消费, count without the tag)
     is_information_consumption: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: a pending request to change that tag (True: tag, False: untag) and who made it; another person
+    #: approves or rejects it (maker-checker, voucher/info_consumption_index/feed.py)
+    info_tag_requested: Mapped[bool | None]
+    info_tag_requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     #: vouchers are usable from the first to the last local day, inclusive
     valid_from: Mapped[date] = mapped_column(Date)
     valid_until: Mapped[date] = mapped_column(Date)

@@ -1,7 +1,8 @@
 """The campaign side's figures for the index: what this system knows about the home city's year.
 
 - S11 信息消费项目专项资金额度: money executed by the campaigns tagged as information consumption (the
-  tag on the campaign, or any campaign under measure 17, 信息消费), read from the ledger: subsidy paid
+  tag on the campaign, requested by one person and approved by another, or any campaign under measure
+  17, 信息消费), read from the ledger: subsidy paid
   in redemptions net of reversals, and grants paid, dated in the year (postings into the spent and
   settled accounts; a settlement moves spent to settled and nets to zero).
 - voucher-driven consumption in the information-consumption merchant category: the order amounts of
@@ -23,7 +24,7 @@ from voucher.campaigns.models import Campaign, Measure
 from voucher.core import audit
 from voucher.core.clock import local_day_end_utc, local_day_start_utc, utcnow
 from voucher.core.db import db
-from voucher.core.errors import NotFound
+from voucher.core.errors import InvalidInput, InvalidTransition, MakerCheckerViolation, NotFound
 from voucher.core.money import to_yuan
 from voucher.info_consumption_index.models import IndexValue, ValueSource
 from voucher.ledger import services as ledger
@@ -144,12 +145,51 @@ def feed_views(city: str) -> list[FeedView]:
     return [by_year[y] for y in sorted(by_year)]
 
 
-def set_tag(campaign_id: int, tagged: bool, actor) -> Campaign:
-    campaign = db.session.get(Campaign, campaign_id)
+def _locked_campaign(campaign_id: int) -> Campaign:
+    campaign = db.session.scalar(select(Campaign).where(Campaign.id == campaign_id).with_for_update()
+                                 .execution_options(populate_existing=True))
     if campaign is None:
         raise NotFound("找不到该活动")
-    before = campaign.is_information_consumption
-    campaign.is_information_consumption = tagged
-    audit.record("campaign.tag_information_consumption", campaign, actor=actor,
-                 before={"is_information_consumption": before}, after={"is_information_consumption": tagged})
     return campaign
+
+
+def request_tag(campaign_id: int, tagged: bool, actor) -> Campaign:
+    """A maker asks to tag (or untag) a campaign as information consumption; nothing counts in S11 until
+    another person approves (decide_tag). One request at a time per campaign."""
+    campaign = _locked_campaign(campaign_id)
+    if campaign.info_tag_requested is not None:
+        raise InvalidTransition(f"活动“{campaign.name}”已有待审批的信息消费标记申请")
+    if campaign.is_information_consumption == tagged:
+        raise InvalidTransition(f"活动“{campaign.name}”已{'标记' if tagged else '未标记'}为信息消费活动")
+    campaign.info_tag_requested, campaign.info_tag_requested_by_id = tagged, actor.id
+    audit.record("campaign.tag_information_consumption.request", campaign, actor=actor,
+                 before={"is_information_consumption": campaign.is_information_consumption},
+                 after={"info_tag_requested": tagged})
+    return campaign
+
+
+def decide_tag(campaign_id: int, approve: bool, actor, reason: str = "") -> Campaign:
+    """A second person approves (the tag changes) or rejects (it stays) a pending request; never its maker."""
+    campaign = _locked_campaign(campaign_id)
+    requested = campaign.info_tag_requested
+    if requested is None:
+        raise InvalidTransition(f"活动“{campaign.name}”没有待审批的信息消费标记申请")
+    if actor.id == campaign.info_tag_requested_by_id:
+        raise MakerCheckerViolation()
+    if not approve and not reason.strip():
+        raise InvalidInput("请填写驳回原因")
+    before = campaign.is_information_consumption
+    maker_id = campaign.info_tag_requested_by_id
+    if approve:
+        campaign.is_information_consumption = requested
+    campaign.info_tag_requested, campaign.info_tag_requested_by_id = None, None
+    audit.record("campaign.tag_information_consumption" if approve else "campaign.tag_information_consumption.reject",
+                 campaign, actor=actor, before={"is_information_consumption": before},
+                 after={"is_information_consumption": campaign.is_information_consumption, "info_tag_requested": requested,
+                        "info_tag_requested_by_id": maker_id, **({} if approve else {"reason": reason.strip()})})
+    return campaign
+
+
+def pending_tags() -> list[Campaign]:
+    return list(db.session.scalars(select(Campaign).where(Campaign.info_tag_requested.is_not(None))
+                                   .order_by(Campaign.id)))

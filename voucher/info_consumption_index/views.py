@@ -304,6 +304,7 @@ def _data_page(problems: list[str] | None = None, file_name: str | None = None, 
     return render_template(
         "info_consumption_index/data.html", version=version, batches=batches, problems=problems, problem_file=file_name,
         feed_views=feed.feed_views(home), campaigns=feed.tagged_campaigns(), all_campaigns=_campaigns(),
+        pending_tags=feed.pending_tags(), checkers=[r.value for r in CATALOGUE_CHECKERS],
         computations=services.computations(), home=home, demo=_is_demo(), editors=[r.value for r in EDITORS],
         information_measure=feed.INFORMATION_MEASURE, this_year=local_today().year,
         describe=lambda settings: method.Settings.from_dict(settings).describe(),
@@ -375,12 +376,27 @@ def publish_feed():
 @bp.post("/feed/tag/<int:campaign_id>")
 @roles_required(*EDITORS)
 def tag_campaign(campaign_id: int):
+    """A request to tag or untag: it takes effect only when another person approves it (tag_decide)."""
+    tagged = request.form.get("tagged") == "1"
     try:
         with unit_of_work():
-            campaign = feed.set_tag(campaign_id, request.form.get("tagged") == "1", current_user)
+            campaign = feed.request_tag(campaign_id, tagged, current_user)
     except DomainError as error:
         return refused(error, "info_consumption_index.data_page")
-    flash(f"活动“{campaign.name}”已{'标记' if campaign.is_information_consumption else '取消标记'}为信息消费活动", "success")
+    flash(f"已提交申请：将活动“{campaign.name}”{'标记' if tagged else '取消标记'}为信息消费活动，待其他审批人审批", "success")
+    return redirect(url_for("info_consumption_index.data_page")), 303
+
+
+@bp.post("/feed/tag/<int:campaign_id>/decide")
+@roles_required(*CATALOGUE_CHECKERS)
+def tag_decide(campaign_id: int):
+    approve = request.form.get("decision") == "approve"
+    try:
+        with unit_of_work():
+            campaign = feed.decide_tag(campaign_id, approve, current_user, request.form.get("reason", ""))
+    except DomainError as error:
+        return refused(error, "info_consumption_index.data_page")
+    flash(f"活动“{campaign.name}”的信息消费标记申请已{'批准' if approve else '驳回'}", "success")
     return redirect(url_for("info_consumption_index.data_page")), 303
 
 
