@@ -131,10 +131,15 @@ def run(database_url: str, seed: int, scale: float, label: str, repeat: int = 3)
     print("steps (s): " + ", ".join(f"{k} {v}" for k, v in summary.steps.items()) + f", commit {commit:.2f}")
     print(f"LOAD {loaded:.1f} s (load_city_scale + commit)")
     print(f"verify_ledger {verified:.1f} s: {'clean' if not problems else problems[:5]}")
-    print(f"causal leverage (difference in differences, from the panel): {causal.value:.2f} "
-          f"(95% {causal.low:.2f} .. {causal.high:.2f}), planted {truth} "
-          f"({'inside' if causal.low <= truth <= causal.high else 'OUTSIDE'} the interval) [{estimated:.2f} s]; "
-          f"{causal.treated:,} redeeming and {causal.comparable:,} comparable merchants")
+    if causal.value is None or causal.low is None or causal.high is None:
+        print(f"causal leverage: no figure ({causal.missing_reason}) [{estimated:.2f} s]")
+    else:
+        print(f"causal leverage (net, from the panel): {causal.value:.2f} "
+              f"(95% {causal.low:.2f} .. {causal.high:.2f}), planted {truth} "
+              f"({'inside' if truth is not None and causal.low <= truth <= causal.high else 'OUTSIDE'} the interval) "
+              f"[{estimated:.2f} s]; {causal.campaigns} campaigns, {causal.treated:,} redeeming and "
+              f"{causal.comparable:,} comparable merchants" + (f"; left out: {'; '.join(causal.left_out)}"
+                                                               if causal.left_out else ""))
     print(f"pages over the loaded data ({repeat} requests each; median / worst, seconds):")
     for label, median, worst in pages:
         print(f"  {label:58s} {median:6.2f} / {worst:.2f} {'OK' if worst < 1 else 'OVER 1 s'}")

@@ -466,6 +466,7 @@ def _leverage_truth(data: gen.CityData, campaigns: list[Campaign], merchant_ids:
                 "campaign_id": campaigns[p["campaign"]].id,
                 "pre": [iso(p["pre"][0]), iso(p["pre"][1])],
                 "during": [iso(p["during"][0]), iso(p["during"][1])],
+                "post": [iso(p["post"][0]), iso(p["post"][1])],
                 "treated_merchant_ids": merchant_ids[p["treated"]].tolist(),
                 "comparable_merchant_ids": merchant_ids[p["comparable"]].tolist(),
             }

@@ -37,6 +37,7 @@ VALIDITY_DAYS = 14
 #: the daily sales panel: this many weeks before each campaign, and at most this many redeeming
 #: and this many comparable (eligible, not taking part) merchants per campaign
 PRE_WEEKS = 8
+POST_WEEKS = 4  # after each campaign, where the causal estimate looks for purchases pulled forward
 PANEL_TREATED = 1000
 PANEL_COMPARABLE = 1000
 #: day-to-day noise of a merchant's sales (sd, relative)
@@ -526,7 +527,7 @@ def _order_amounts(data: CityData, rng: np.random.Generator) -> None:
 
 def _sales_panel(data: CityData, rng: np.random.Generator) -> None:
     """Daily sales of a sample of redeeming merchants and of comparable merchants (eligible, not taking
-    part), over PRE_WEEKS weeks before each campaign and the campaign's own weeks.
+    part), over PRE_WEEKS weeks before each campaign, the campaign's own weeks and POST_WEEKS after.
 
     counterfactual(m, d) = level(m) x weekday(d) x (1 + noise(m, d))
     sales(m, d) = counterfactual(m, d) + TRUE_INCREMENTAL_LEVERAGE x subsidy paid at m on local day d
@@ -565,10 +566,12 @@ def _sales_panel(data: CityData, rng: np.random.Generator) -> None:
         pool_c = np.flatnonzero(fits & ~redeeming)
         comparable = _matched(rng, pool_c, data.merchant_size[treated], data.merchant_size, PANEL_COMPARABLE)
         first = day_index(spec.valid_from) - 7 * PRE_WEEKS
-        last = day_index(spec.valid_until)
+        last = day_index(spec.valid_until) + 7 * POST_WEEKS
         data.panel.append({
             "campaign": c, "treated": treated, "comparable": comparable,
-            "pre": (first, day_index(spec.valid_from) - 1), "during": (day_index(spec.valid_from), last),
+            "pre": (first, day_index(spec.valid_from) - 1),
+            "during": (day_index(spec.valid_from), day_index(spec.valid_until)),
+            "post": (day_index(spec.valid_until) + 1, last),
         })
         members = np.concatenate([treated, comparable])
         span = np.arange(first, last + 1)

@@ -11,11 +11,12 @@ import openpyxl
 import pytest
 from sqlalchemy import func, insert, select
 
+from benchmarks import causal_scenarios as cs
 from tests.factories import PASSWORD, claim_one, make_campaign, make_citizen, make_world
 from tests.test_instruments import merchant_with_cashier
 from voucher.analytics import causal, panel
 from voucher.analytics.baselines import BadBaselineFile, import_baselines
-from voucher.analytics.models import CausalPanelUnit, MerchantDailySales
+from voucher.analytics.models import CausalPanelUnit, CausalPanelWeek, MerchantDailySales
 from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_today
 from voucher.counter.redemption import redeem
@@ -23,39 +24,125 @@ from voucher.merchants.models import Merchant, Redemption
 
 # The estimator alone ------------------------------------------------------------------------------
 
+WEEKS = tuple(range(-8, 0)) + tuple(range(6)) + causal.POST_WEEKS
 
-def test_a_noise_free_panel_gives_the_planted_leverage_exactly():
-    group = np.array([0, 0, 0, 0, 1, 1, 1, 1] * 5)
-    dose = np.array([0, 0, 10, 20, 0, 0, 5, 40] * 5, dtype=float)
-    shift = np.where(group == 0, 300.0, -50.0)  # each campaign's common change, absorbed by its intercept
-    result = causal.estimate(group, shift + 2.5 * dose, dose, np.arange(len(dose)))
+
+def flat_panel(campaigns: int = 2, treated: int = 20, comparable: int = 20, effect=lambda level: 2.5,
+               shock=lambda week, level: 0.0, wobble: float = 0.0, post_complete: bool = True) -> causal.Panel:
+    """Noise-free merchants (7 days a week) of unequal size: participants get subsidy of 2 % of their level
+    in the campaign weeks (more in odd-numbered ones) and sell effect(level) x that much more; `shock`
+    moves everyone's sales by week; `wobble` adds a fixed zig-zag by merchant and week (no trend)."""
+    rows = []
+    for c in range(campaigns):
+        for i in range(treated + comparable):
+            level = 1000_00 * (1 + (i * 37 % 11))
+            is_treated = i < treated
+            week_sales, week_subsidy = [], []
+            for w in WEEKS:
+                during = 0 <= w < causal.POST_WEEK
+                paid = 7 * 0.02 * level * (1 + (w + i) % 2) if is_treated and during else 0.0
+                zig = wobble * level * (1 if (w + i + c) % 2 else -1)
+                week_sales.append(7 * (level + shock(w, level)) + zig + effect(level) * paid)
+                week_subsidy.append(paid)
+            rows.append((c, c * 1000 + i, is_treated, f"区{i % 3}", week_sales, week_subsidy))
+    n = len(rows)
+    return causal.Panel(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
+                        np.array([r[2] for r in rows]), np.array([r[3] for r in rows]), WEEKS,
+                        np.full((n, len(WEEKS)), 7.0), np.array([r[4] for r in rows]), np.array([r[5] for r in rows]),
+                        np.full(n, post_complete))
+
+
+def test_proportional_and_additive_shocks_leave_the_noise_free_figure_exact():
+    # The levels estimate moved by +-3.4 per 1 % proportional city-wide change; a ratio against the
+    # comparables' change fitted as a + g / level absorbs both kinds of shock.
+    shocked = flat_panel(shock=lambda week, level: (0.01 * level + 300_00) if week >= 0 else 0.0)
+    result = causal.estimate(shocked)
     assert result.value == pytest.approx(2.5) and result.std_error == pytest.approx(0, abs=1e-9)
-    assert (result.treated, result.comparable, result.campaigns) == (20, 20, 2)
+    assert (result.treated, result.comparable, result.campaigns, result.basis) == (40, 40, 2, "net")
 
 
-def test_too_few_units_give_no_estimate_and_say_why():
-    result = causal.estimate(np.zeros(10), np.ones(10), np.r_[np.zeros(5), np.ones(5)], np.arange(10))
-    assert result.value is None and result.as_tuple() is None
-    assert "样本不足" in result.missing_reason and "现有 5 家和 5 家" in result.missing_reason
+def test_effects_that_differ_by_size_add_up_to_total_extra_over_total_subsidy():
+    sized = flat_panel(campaigns=4, effect=lambda level: 3.0 if level < 5000_00 else 1.0)
+    result = causal.estimate(sized)
+    during = [j for j, w in enumerate(WEEKS) if 0 <= w < causal.POST_WEEK]
+    subsidy = sized.subsidy[:, during].sum(axis=1)
+    level = sized.sales[:, 0] / 7
+    truth = float((np.where(level < 5000_00, 3.0, 1.0) * subsidy).sum() / subsidy.sum())
+    assert result.value == pytest.approx(truth) and 1.0 < truth < 3.0
+    small, _, large = result.sizes
+    assert small.value == pytest.approx(3.0) and large.value == pytest.approx(1.0)
 
 
-def test_the_interval_covers_the_truth_in_most_simulations():
-    # The full 100-seed check is benchmarks/causal_coverage.py; 20 seeds keep the suite fast.
-    covered = sum(r.low <= 1.8 <= r.high for r in (causal.estimate(*causal.simulate(s, 1.8)) for s in range(20)))
-    assert covered >= 17
+def test_pull_forward_is_netted_once_the_four_weeks_after_have_passed():
+    def dip(week: int, level: float) -> float:  # 40 % of the lift bought in the campaign instead of after
+        return -0.4 * 2.5 * (0.02 * level * 1.5 * 6) / 4 if week >= causal.POST_WEEK else 0.0
+
+    pulled = flat_panel(shock=lambda w, level: 0.0)
+    pulled = flat_panel(shock=dip)  # the comparables get the dip too, then: undo it for them below
+    comparable = ~pulled.treated
+    post = [j for j, w in enumerate(WEEKS) if w >= causal.POST_WEEK]
+    pulled.sales[np.ix_(comparable, post)] = flat_panel().sales[np.ix_(comparable, post)]
+    net = causal.estimate(pulled)
+    assert net.basis == "net" and net.value == pytest.approx(2.5 * 0.6, rel=0.02)
+    assert net.gross is not None and net.gross.value == pytest.approx(2.5)
+    post_check = next(c for c in net.checks if c.name == "活动后差距")
+    assert post_check.passed and "已从净值中扣除" in post_check.explanation
+    running = causal.estimate(flat_panel(shock=dip, post_complete=False))
+    assert running.basis == "gross" and running.value == pytest.approx(2.5)
+    assert next(c for c in running.checks if c.name == "活动后差距").passed is None
+
+
+@pytest.mark.parametrize("scenario, check", [("trend_select", "活动后差距"), ("displacement", "就近分流")])
+def test_data_the_design_cannot_identify_are_refused_with_the_failing_check(scenario, check):
+    rng = np.random.default_rng([18, 7, 0])
+    result = causal.estimate(cs.panel_of([cs.simulate_campaign(rng, scenario) for _ in range(4)]))
+    assert result.value is None and result.refused and result.as_tuple() is None
+    assert result.missing_reason.startswith("不能可靠估计") and check in result.missing_reason
+    assert [c.name for c in result.checks if c.passed is False] == [check]
+
+
+def test_participants_already_pulling_away_before_the_campaign_fail_the_placebo():
+    growing = flat_panel(wobble=0.01)
+    weeks = np.array(WEEKS)
+    trend = np.where(weeks < 0, weeks + 8, 8) * 0.01  # +1 % a week until the campaign, then flat
+    growing.sales[growing.treated] *= (1 + trend)[None, :]
+    result = causal.estimate(growing)
+    placebo = result.checks[0]
+    assert placebo.name == "活动前趋势（安慰剂）" and placebo.passed is False and result.value is None
+    assert "走势不同" in placebo.explanation
+
+
+def test_each_campaign_needs_its_own_comparables_and_a_short_one_is_left_out_by_name():
+    two = flat_panel()
+    few = two.take((two.campaign == 0) | two.treated | (two.merchant % 1000 < 25))  # campaign 1: 5 comparables
+    result = causal.estimate(few, names={0: "春季券", 1: "夏季券"})
+    assert result.campaigns == 1 and result.left_out == ["夏季券（参与 20 家、可比 5 家）"]
+    assert [r.label for r in result.by_campaign] == ["春季券"]
+    none = causal.estimate(few.take(few.campaign == 1), names={1: "夏季券"})
+    assert none.value is None and not none.refused and "夏季券（参与 20 家、可比 5 家）" in none.missing_reason
 
 
 def test_the_interval_is_wider_when_one_merchant_appears_in_many_campaigns():
-    # Cluster-robust by merchant: the same merchants repeated across campaigns are not independent units.
-    group, change, dose, cluster = causal.simulate(3, 1.8, campaigns=1)
-    repeated = causal.estimate(np.repeat(np.arange(4), len(group)), np.tile(change, 4), np.tile(dose, 4),
-                               np.tile(cluster, 4))
-    naive = causal.estimate(np.repeat(np.arange(4), len(group)), np.tile(change, 4), np.tile(dose, 4),
-                            np.arange(4 * len(group)))
-    assert repeated.value == pytest.approx(naive.value)
-    assert repeated.std_error > 1.9 * naive.std_error
-    # the counts are merchants, not merchant-campaign units
-    assert (repeated.treated, repeated.comparable) == (200, 200) and (naive.treated, naive.comparable) == (800, 800)
+    rng = np.random.default_rng([18, 0, 0])
+    one = cs.panel_of([cs.simulate_campaign(rng, "baseline")])
+    repeated = causal.Panel(np.repeat(np.arange(4), len(one.campaign)), np.tile(one.merchant, 4),
+                            np.tile(one.treated, 4), np.tile(one.district, 4), one.weeks, np.tile(one.days, (4, 1)),
+                            np.tile(one.sales, (4, 1)), np.tile(one.subsidy, (4, 1)), np.tile(one.post_complete, 4))
+    naive = causal.Panel(*[getattr(repeated, f) for f in ("campaign",)], np.arange(len(repeated.merchant)),
+                         repeated.treated, repeated.district, repeated.weeks, repeated.days, repeated.sales,
+                         repeated.subsidy, repeated.post_complete)
+    a, b = causal.estimate(repeated), causal.estimate(naive)
+    assert a.value == pytest.approx(b.value) and a.std_error > 1.9 * b.std_error
+    assert (a.treated, a.comparable) == (200, 200) and (b.treated, b.comparable) == (800, 800)
+
+
+def test_the_interval_across_campaigns_needs_four_and_is_wider_than_the_one_for_these_campaigns():
+    rng = np.random.default_rng([18, 0, 1])
+    four = causal.estimate(cs.panel_of([cs.simulate_campaign(rng, "baseline") for _ in range(4)]))
+    assert four.across is not None and four.across.low < four.value < four.across.high
+    assert four.across.high - four.across.low > four.high - four.low  # three degrees of freedom, not 800
+    three = causal.estimate(flat_panel(campaigns=3, wobble=0.01))
+    assert three.across.value is None and "少于 4 个" in three.across.note
 
 
 # The panel from the database ------------------------------------------------------------------------
@@ -112,15 +199,40 @@ def test_the_panel_holds_the_right_merchants_and_recovers_the_planted_leverage(d
     assert in_a == {m.id for m, _ in treated} | {m.id for m in comparables}  # not the car dealer, not in_b
     assert {m for c, m in units if c == campaign_b.id} == {in_b.id} | {m.id for m in comparables}
     first = units[campaign_a.id, treated[0][0].id]
-    assert (first.treated, first.pre_days, first.during_days) == (True, panel.PRE_DAYS, 15)
-    assert (first.pre_subsidy_fen, first.during_subsidy_fen) == (0, 20_00)
+    assert (first.treated, first.district) == (True, "海州区")
+    weeks = {w.week: w for w in db.session.scalars(select(CausalPanelWeek).where(
+        CausalPanelWeek.campaign_id == campaign_a.id, CausalPanelWeek.merchant_id == treated[0][0].id))}
+    # eight whole weeks before, then the campaign's weeks up to today (the third has one day so far)
+    assert sorted(weeks) == list(range(-8, 3)) and [weeks[w].days for w in (-8, -1, 0, 1, 2)] == [7, 7, 7, 7, 1]
+    assert sum(w.subsidy_fen for w in weeks.values()) == weeks[2].subsidy_fen == 20_00
 
     result = panel.estimate(campaign_a.id).estimate
     assert result.value == pytest.approx(PLANTED) and result.high - result.low == pytest.approx(0, abs=1e-9)
     assert (result.treated, result.comparable, result.campaigns) == (3, 3, 1)
+    assert result.basis == "gross"  # the four weeks after the campaign have not come yet
+    # campaign B has one participant of its own: it is left out by name, not pooled with A's
     both = panel.estimate().estimate
-    assert both.value == pytest.approx(PLANTED) and both.campaigns == 2
-    assert (both.treated, both.comparable) == (4, 3)  # the comparables stand in both panels: counted once
+    assert both.value == pytest.approx(PLANTED) and both.campaigns == 1
+    assert both.left_out == ["第二期（参与 1 家、可比 3 家）"]
+
+
+def test_participants_that_were_already_growing_get_no_figure_and_the_page_says_why(client, db, panel_world):
+    world, campaign_a, campaign_b, treated, comparables, in_b = panel_world
+    start = local_today() - timedelta(days=14)
+    for step, (merchant, _) in enumerate(treated):  # 1 % a week faster than the comparables, for months
+        for row in db.session.scalars(select(MerchantDailySales).where(MerchantDailySales.merchant_id == merchant.id)):
+            row.sales_fen = int(row.sales_fen * (1 + 0.01 * (row.day - start).days / 7) + 37 * step)
+    db.session.commit()
+    panel.build(today=local_today() + timedelta(days=1))
+    db.session.commit()
+    result = panel.estimate(campaign_a.id).estimate
+    assert result.value is None and result.refused
+    assert result.missing_reason == "不能可靠估计：活动前趋势（安慰剂）未通过"
+    client.post("/login", data={"username": "auditor", "password": PASSWORD})
+    text = client.get(f"/analytics/leverage?campaign={campaign_a.id}").get_data(as_text=True)
+    causal_part = text.split("因果口径（增量杠杆率）")[1].split("<h2>")[0]
+    assert "不能可靠估计。" in causal_part and "<strong>未通过</strong>" in causal_part
+    assert "两组本来就走势不同" in causal_part and "增量杠杆率（因果" not in causal_part
 
 
 def test_report_and_page_show_the_causal_figure_beside_the_gross_one(app, client, db, panel_world):
@@ -135,8 +247,10 @@ def test_report_and_page_show_the_causal_figure_beside_the_gross_one(app, client
     client.post("/login", data={"username": "auditor", "password": PASSWORD})
     text = client.get(f"/analytics/leverage?campaign={campaign_a.id}").get_data(as_text=True)
     causal_part = text.split("因果口径（增量杠杆率）")[1].split("<h2>")[0]
-    assert "增量杠杆率（因果）" in causal_part and ">2.00<" in causal_part and "95% 置信区间 2.00 – 2.00" in causal_part
-    assert ">7.50<" in causal_part and "核销商户 3 家，可比商户 3 家" in causal_part
+    assert "增量杠杆率（因果，未扣除提前消费）" in causal_part and ">2.00<" in causal_part
+    assert "95% 置信区间 2.00 – 2.00" in causal_part
+    assert ">7.50<" in causal_part and "参与商户 3 家，可比商户 3 家" in causal_part
+    assert "活动前趋势（安慰剂）" in causal_part and "事件研究" in causal_part and "未扣除提前消费" in causal_part
     book = openpyxl.load_workbook(io.BytesIO(client.get(f"/analytics/leverage.xlsx?campaign={campaign_a.id}").data))
     assert [c.value for c in book["总览"][6]][1:7] == [2.0, 2.0, 2.0, 3, 3, 1]
 

@@ -2,6 +2,7 @@
 from voucher.accounts.models import User, UserSession  # noqa: F401
 from voucher.analytics.models import (  # noqa: F401
     CausalPanelUnit,
+    CausalPanelWeek,
     DailyStat,
     LeverageFact,
     LeverageMerchantDay,

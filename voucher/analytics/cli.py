@@ -39,7 +39,7 @@ def register(app: Flask) -> None:
         """Print the headline figures (claims by claim date, redemptions by redemption date)."""
         selection = LeverageFilter(campaign_id, _day(date_from, "开始日期"), _day(date_until, "结束日期"))
         causal = panel.estimate(campaign_id, selection.date_from, selection.date_until).estimate
-        row = report(headline(selection), causal.as_tuple())
+        row = report(headline(selection), causal.as_tuple(), causal.missing_reason)
         if fmt == "json":
             click.echo(json.dumps(row, ensure_ascii=False, indent=2))
             return

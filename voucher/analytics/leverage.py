@@ -395,12 +395,13 @@ def planted_truth() -> float | None:
 REPORT_KEYS = ("vouchers_claimed", "vouchers_redeemed", "issued_yuan", "subsidy_paid_yuan", "driven_yuan", "merchants",
                "leverage_on_issued", "leverage_on_paid", "floor", "excess", "redemption_rate", "breakage",
                "redemption_rate_money", "breakage_money", "causal_leverage", "causal_ci_low",
-               "causal_ci_high")
+               "causal_ci_high", "causal_note")
 
 
-def report(f: Figures, causal: tuple[float, float, float] | None = None) -> dict:
+def report(f: Figures, causal: tuple[float, float, float] | None = None, causal_note: str | None = None) -> dict:
     """The headline for scripts: yuan as decimal strings to the fen, ratios as numbers (4 places),
-    None where a figure is undefined (nothing issued yet; no causal estimate for this selection)."""
+    None where a figure is undefined (nothing issued yet; no causal estimate for this selection, and
+    `causal_note` says why: no panel yet, too few merchants, or checks that failed)."""
     def ratio(value: float | None) -> float | None:
         return None if value is None else round(value, 4)
 
@@ -415,4 +416,5 @@ def report(f: Figures, causal: tuple[float, float, float] | None = None) -> dict
         "redemption_rate": ratio(f.redemption_rate), "breakage": ratio(f.breakage),
         "redemption_rate_money": ratio(f.redemption_rate_money), "breakage_money": ratio(f.breakage_money),
         "causal_leverage": ratio(estimate), "causal_ci_low": ratio(low), "causal_ci_high": ratio(high),
+        "causal_note": causal_note,
     }

@@ -39,7 +39,7 @@ def as_xlsx(selection: LeverageFilter) -> bytes:
     sheet.append(["合计", *_values(leverage.headline(selection))])
     sheet.append([])
     causal = panel.estimate(selection.campaign_id, selection.date_from, selection.date_until).estimate
-    sheet.append(["因果口径（双重差分，每元已付补贴带来的增量销售额）", "增量杠杆率", "95% 下限", "95% 上限", "核销商户", "可比商户",
+    sheet.append(["因果口径（每元补贴带来的净增量销售额）", "增量杠杆率", "95% 下限", "95% 上限", "参与商户", "可比商户",
                   "活动数"])
     estimate = causal.as_tuple()
     if estimate is None:
@@ -48,6 +48,17 @@ def as_xlsx(selection: LeverageFilter) -> bytes:
         value, low, high = estimate
         sheet.append(["", round(value, 4), round(low, 4), round(high, 4), causal.treated,
                       causal.comparable, causal.campaigns])
+    if causal.checks:
+        sheet.append(["可靠性检查", "结果", "数值", "说明"])
+        for check in causal.checks:
+            result = "无法检查" if check.passed is None else ("通过" if check.passed else "未通过")
+            sheet.append(["", check.name, result, check.figure, check.explanation])
+    for title, rows in (("按商户规模", causal.sizes), ("按周（事件研究）", causal.weeks), ("按活动", causal.by_campaign)):
+        if rows:
+            sheet.append([title, "名称", "估计", "95% 下限", "95% 上限", "参与商户", "说明"])
+            for row in rows:
+                sheet.append(["", inert(row.label), _rounded(row.value), _rounded(row.low), _rounded(row.high),
+                              row.treated, row.note])
     for name, (label, _) in leverage.DIMENSIONS.items():
         part = book.create_sheet(f"按{label}")
         part.append([label, *COLUMNS])
@@ -59,3 +70,7 @@ def as_xlsx(selection: LeverageFilter) -> bytes:
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

@@ -4,7 +4,17 @@ import enum
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voucher.core.db import Model, created_at, fen, intpk
@@ -133,9 +143,9 @@ class RollupState(Model):
 
 
 class CausalPanelUnit(Model):
-    """One merchant in one campaign's difference-in-differences panel: its sales and the subsidy paid
-    to it over the weeks before the campaign and over the campaign's days, summed over the days with a
-    sales baseline (voucher/analytics/panel.py builds it; causal.py estimates from it)."""
+    """One merchant in one campaign's difference-in-differences panel: whether it took part, and its
+    district for the displacement check; its weeks are in CausalPanelWeek (voucher/analytics/panel.py
+    builds both; causal.py estimates from them)."""
 
     __tablename__ = "causal_panel_units"
     __table_args__ = (UniqueConstraint("campaign_id", "merchant_id"),)
@@ -143,11 +153,23 @@ class CausalPanelUnit(Model):
     id: Mapped[intpk]
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
-    #: redeemed in this campaign (else: eligible, no subsidy at all in either window)
+    #: redeemed in this campaign (else: eligible, no subsidy at all in any of the panel's weeks)
     treated: Mapped[bool]
-    pre_days: Mapped[int]
-    pre_sales_fen: Mapped[int] = mapped_column(BigInteger)
-    pre_subsidy_fen: Mapped[int] = mapped_column(BigInteger)
-    during_days: Mapped[int]
-    during_sales_fen: Mapped[int] = mapped_column(BigInteger)
-    during_subsidy_fen: Mapped[int] = mapped_column(BigInteger)
+    district: Mapped[str] = mapped_column(String(20), default="", server_default="")
+
+
+class CausalPanelWeek(Model):
+    """A panel unit's week: the days with a sales baseline, their sales and the subsidy paid to the
+    merchant on them. Weeks are numbered from the campaign's first day (-8 .. -1 before it, 0 .. during
+    it, the last one possibly short) and from the day after its last (100 .. 103)."""
+
+    __tablename__ = "causal_panel_weeks"
+    __table_args__ = (UniqueConstraint("campaign_id", "merchant_id", "week"),)
+
+    id: Mapped[intpk]
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    week: Mapped[int] = mapped_column(SmallInteger)
+    days: Mapped[int] = mapped_column(SmallInteger)
+    sales_fen: Mapped[int] = mapped_column(BigInteger)
+    subsidy_fen: Mapped[int] = mapped_column(BigInteger)

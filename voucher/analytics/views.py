@@ -4,9 +4,10 @@ from datetime import date
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from markupsafe import Markup
 from sqlalchemy import select
 
-from voucher.analytics import baselines, leverage, leverage_xlsx, panel, rollup
+from voucher.analytics import baselines, causal, leverage, leverage_xlsx, panel, rollup
 from voucher.analytics.leverage import LeverageFilter
 from voucher.analytics.services import dashboard as dashboard_figures
 from voucher.campaigns.models import Campaign, CampaignStatus
@@ -83,13 +84,24 @@ def leverage_page():
         "floor": charts.floor_and_excess([(k, r.floor, r.excess) for k, r in by_category], "机制下限与超出部分（按类别）",
                                          unit="倍", width=charts.HALF),
     }
+    causal_estimate = panel.estimate(selection.campaign_id, selection.date_from, selection.date_until)
     return render_template(
         "analytics/leverage.html", f=leverage.headline(selection), selection=selection, campaigns=campaigns,
         dimension=dimension, dimensions=leverage.DIMENSIONS, size_labels=SIZE_CLASS_LABELS, charts=figures,
         rows=by_day if dimension == "day" else leverage.breakdown(dimension, selection),
-        causal=panel.estimate(selection.campaign_id, selection.date_from, selection.date_until),
+        causal=causal_estimate, causal_charts=_causal_charts(causal_estimate.estimate),
         planted=leverage.planted_truth(), rolled_through=rollup.built_through(), pre_days=panel.PRE_DAYS,
+        min_units=(causal.MIN_TREATED, causal.MIN_COMPARABLE),
     ), 422 if problems else 200
+
+
+def _causal_charts(e: causal.CausalEstimate) -> dict[str, Markup]:
+    def rows(items: list[causal.Row]) -> list[tuple[str, float | None, float | None, float | None]]:
+        return [(r.label, r.value, r.low, r.high) for r in items]
+
+    return {"weeks": charts.estimates(rows(e.weeks), "各周多带来的销售额（每元补贴）"),
+            "sizes": charts.estimates(rows(e.sizes), "按商户规模的增量杠杆率"),
+            "campaigns": charts.estimates(rows(e.by_campaign), "按活动的增量杠杆率")}
 
 
 @bp.get("/analytics/leverage.xlsx")

@@ -393,3 +393,42 @@ def rank_intervals(rows: list[dict], title: str, highlight: str | None = None) -
             f'<line x1="{x(r["rank"]):.1f}" y1="{y}" x2="{x(r["rank"]):.1f}" y2="{y + bar}" stroke="#000"/>'
         )
     return svg(head + len(rows) * (bar + gap), title, "".join(parts))
+
+
+def estimates(rows: list[tuple[str, float | None, float | None, float | None]], title: str,
+              fmt: str = "{:+.2f}") -> Markup:
+    """A forest plot: per row a dot at the estimate and a bar over its 95 % interval, against a line at
+    zero, the figure printed at the right; a row without an estimate says so."""
+    if not rows:
+        return svg(40, title, '<text x="10" y="24">暂无数据</text>')
+    bar, gap, head = 16, 6, 24
+    label_width = max(text_width(label, SMALL) for label, *_ in rows) + 12
+    value_width = 70
+    span = WIDTH - label_width - value_width - 10
+    known = [v for _, value, low, high in rows for v in (value, low, high) if v is not None]
+    low_end, high_end = min(known + [0.0]), max(known + [0.0])
+    steps = ticks(low_end, high_end, 4)
+    low_end, high_end = steps[0], steps[-1]
+
+    def x(value: float) -> float:
+        return label_width + span * (value - low_end) / ((high_end - low_end) or 1)
+
+    step = steps[1] - steps[0] if len(steps) > 1 else 1
+    parts = [f'<text x="{x(t):.1f}" y="14" text-anchor="middle" font-size="{SMALL}">{tick_text(t, step)}</text>'
+             f'<line x1="{x(t):.1f}" y1="{head - 4}" x2="{x(t):.1f}" y2="{head + len(rows) * (bar + gap)}" '
+             f'stroke="{GRID}"/>' for t in steps]
+    parts.append(f'<line x1="{x(0):.1f}" y1="{head - 4}" x2="{x(0):.1f}" y2="{head + len(rows) * (bar + gap)}" '
+                 f'stroke="{AXIS}"/>')
+    for i, (label, value, low, high) in enumerate(rows):
+        y = head + i * (bar + gap)
+        parts.append(_label(label_width - 6, y + bar - 3, label, label_width - 8, SMALL))
+        if value is None:
+            parts.append(f'<text x="{label_width + 4}" y="{y + bar - 3}" font-size="{SMALL}" fill="{MUTED}">无估计</text>')
+            continue
+        if low is not None and high is not None:
+            parts.append(f'<line x1="{x(low):.1f}" y1="{y + bar / 2}" x2="{x(high):.1f}" y2="{y + bar / 2}" '
+                         f'stroke="{COLOURS[0]}" stroke-width="5" stroke-opacity="0.45"/>')
+        parts.append(f'<circle cx="{x(value):.1f}" cy="{y + bar / 2}" r="4" fill="{COLOURS[0]}"/>'
+                     f'<text x="{WIDTH - 6}" y="{y + bar - 3}" text-anchor="end" font-size="{SMALL}">'
+                     f'{escape(fmt.format(value))}</text>')
+    return svg(head + len(rows) * (bar + gap) + 4, title, "".join(parts))

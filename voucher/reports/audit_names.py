@@ -36,6 +36,7 @@ OBJECT_TYPES: dict[str, str] = {
     "campaign_merchants": "活动指定商户",
     "campaigns": "活动",
     "causal_panel_units": "因果分析面板",
+    "causal_panel_weeks": "因果分析面板（按周）",
     "citizens": "市民",
     "closed_periods": "月末结账",
     "daily_stats": "每日统计",
