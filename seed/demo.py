@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from voucher.accounts.models import User
 from voucher.accounts.services import create_user
+from voucher.analytics import benefit
 from voucher.campaigns import grants, targets
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.models import Campaign, Measure
@@ -68,6 +69,9 @@ def load_demo(path: Path) -> list[tuple[str, str, str]]:
             measure.targets[item["target"]].id, quantity=item["quantity"], description=item["description"],
             evidence=item["evidence"], district=item.get("district"), actor=users["maker"],
         )
+    for item in data.get("populations", []):  # 示例数据, labelled so in their source
+        benefit.set_population(benefit.PopulationInput(item["district"], item["year"], item["residents"], item["source"]),
+                               users["admin"])
     return accounts
 
 

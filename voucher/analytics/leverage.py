@@ -182,6 +182,12 @@ def _redemptions(f: LeverageFilter) -> Select:
     return _filtered(query, f, Redemption.created_at, Redemption.campaign_id)
 
 
+def standing_redemptions(f: LeverageFilter) -> Select:
+    """The gross figures' redemptions of a selection (count, subsidy, driven, forced order), for a reader
+    that groups them its own way (the 受益结构 page, by merchant): one definition of "driven"."""
+    return _redemptions(f)
+
+
 def _filtered(query: Select, f: LeverageFilter, when, campaign_column) -> Select:
     if f.campaign_id is not None:
         query = query.where(campaign_column == f.campaign_id)

@@ -173,3 +173,27 @@ class CausalPanelWeek(Model):
     days: Mapped[int] = mapped_column(SmallInteger)
     sales_fen: Mapped[int] = mapped_column(BigInteger)
     subsidy_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class DistrictPopulation(Model):
+    """A district's resident population in one year and where the figure comes from: the denominator of
+    the subsidy and driven consumption per resident on the 受益结构 page (voucher/analytics/benefit.py).
+    Entered by bureau makers or admins; the demo's values are labelled 示例数据 in `source`."""
+
+    __tablename__ = "district_populations"
+    __table_args__ = (
+        UniqueConstraint("district", "year"),
+        CheckConstraint("residents > 0", name="residents_positive"),
+    )
+
+    id: Mapped[intpk]
+    #: one of voucher/core/reference.py DISTRICTS
+    district: Mapped[str] = mapped_column(String(20))
+    #: the year the count refers to (the page uses each district's latest)
+    year: Mapped[int]
+    #: resident (常住) population, persons
+    residents: Mapped[int] = mapped_column(BigInteger)
+    #: where the figure comes from (a statistical yearbook, a census...), shown beside it
+    source: Mapped[str] = mapped_column(String(200))
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    updated_at: Mapped[datetime]

@@ -7,15 +7,16 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
 
-from voucher.analytics import baselines, causal, leverage, leverage_xlsx, panel, rollup
+from voucher.analytics import baselines, benefit, causal, leverage, leverage_xlsx, panel, rollup
 from voucher.analytics.leverage import LeverageFilter
 from voucher.analytics.services import dashboard as dashboard_figures
 from voucher.campaigns.models import Campaign, CampaignStatus
-from voucher.core import charts
+from voucher.core import charts, money
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput
 from voucher.core.forms import parse_day, parse_id
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
+from voucher.core.reference import DISTRICTS
 from voucher.merchants.models import SIZE_CLASS_LABELS
 from voucher.web import unit_of_work
 
@@ -154,3 +155,54 @@ def import_baselines():
 def baselines_template():
     return Response(("\ufeff" + baselines.TEMPLATE_CSV).encode("utf-8"), mimetype="text/csv; charset=utf-8",
                     headers={"Content-Disposition": "attachment; filename=sales-baseline-template.csv"})
+
+
+#: who records districts' resident populations (the denominator of the figures per resident)
+POPULATION_EDITORS = (Role.BUREAU_MAKER, Role.ADMIN)
+
+
+def _benefit_page(selection: LeverageFilter, problems: list[str], status: int = 200):
+    figures = benefit.benefit(selection)
+
+    def marks(concentration: benefit.Concentration) -> list[tuple[float, str]]:
+        share, count, amount = concentration.top[-1]
+        held = concentration.share(amount)
+        return [] if held is None else [(1 - share, f"最大的 {share:.0%} 商户（{count:,} 家）占 {held:.1%}")]
+
+    curves = {
+        "subsidy": charts.lorenz(figures.subsidy.curve, "补贴的集中度曲线", marks(figures.subsidy)),
+        "driven": charts.lorenz(figures.driven.curve, "带动消费的集中度曲线", marks(figures.driven)),
+    }
+    campaigns = db.session.scalars(
+        select(Campaign).where(Campaign.status != CampaignStatus.DRAFT.value).order_by(Campaign.id)
+    ).all()
+    return render_template(
+        "analytics/benefit.html", b=figures, selection=selection, campaigns=campaigns, charts=curves,
+        problems=problems, populations=benefit.populations(), districts=DISTRICTS,
+        yuan_per=money.yuan_per, can_edit_population=current_user.role in {r.value for r in POPULATION_EDITORS},
+    ), status
+
+
+@bp.get("/analytics/benefit")
+@roles_required(*OVERSIGHT)
+def benefit_page():
+    """受益结构: how the subsidy and the driven consumption spread across merchants, sizes and districts."""
+    selection, problems = _leverage_filter()
+    for problem in problems:
+        flash(problem, "error")
+    return _benefit_page(selection, [], 422 if problems else 200)
+
+
+@bp.post("/analytics/benefit/populations")
+@roles_required(*POPULATION_EDITORS)
+def set_population():
+    form = request.form
+    try:
+        data = benefit.read_population(form.get("district"), form.get("year"), form.get("residents"),
+                                       form.get("source"))
+    except InvalidInput as error:
+        return _benefit_page(LeverageFilter(), [error.message], 422)
+    with unit_of_work():
+        benefit.set_population(data, current_user)
+    flash(f"已保存{data.district} {data.year} 年常住人口 {data.residents:,} 人", "success")
+    return redirect(url_for("analytics.benefit_page")), 303

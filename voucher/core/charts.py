@@ -233,6 +233,55 @@ def line(points: list[tuple[str, float | None]], title: str, unit: str = "倍", 
     return svg(height, title, "".join(parts), width)
 
 
+def lorenz(curve: list[tuple[float, float]], title: str, marks: list[tuple[float, str]] | None = None,
+           width: int = HALF) -> Markup:
+    """A concentration (Lorenz) curve: the share of the amount (y) held by the smallest share of merchants
+    (x), both 0-100 %, against the diagonal of perfect equality. `marks` names points on the curve:
+    (share of merchants, text), such as the top 10 % (x = 0.9) and what they hold."""
+    if not curve:
+        return svg(40, title, '<text x="10" y="24">暂无数据</text>', width)
+    height, top, bottom = 360, 30, 300
+    left, right = 56.0, width - 20.0
+
+    def x(share: float) -> float:
+        return left + (right - left) * share
+
+    def y(share: float) -> float:
+        return bottom - (bottom - top) * share
+
+    parts = []
+    for k in range(6):
+        share = k / 5
+        parts.append(f'<line x1="{left}" y1="{y(share):.1f}" x2="{right}" y2="{y(share):.1f}" stroke="{GRID}"/>'
+                     f'<text x="{left - 8}" y="{y(share) + 4.5:.1f}" text-anchor="end" font-size="{SMALL}">{k * 20}%</text>'
+                     f'<text x="{x(share):.1f}" y="{bottom + 18}" text-anchor="middle" font-size="{SMALL}">{k * 20}%</text>')
+    parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{bottom}" stroke="{AXIS}"/>'
+                 f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="{AXIS}"/>'
+                 f'<line x1="{x(0):.1f}" y1="{y(0):.1f}" x2="{x(1):.1f}" y2="{y(1):.1f}" stroke="{MUTED}" '
+                 f'stroke-dasharray="6 4"/>'
+                 f'<text x="{x(0.5) - 6:.1f}" y="{y(0.5) - 8:.1f}" text-anchor="end" font-size="{SMALL}" fill="#555">'
+                 f'完全平均</text>')
+    path = " ".join(f"{'M' if n == 0 else 'L'}{x(a):.1f},{y(b):.1f}" for n, (a, b) in enumerate(curve))
+    parts.append(f'<path d="{path}" fill="none" stroke="{COLOURS[0]}" stroke-width="2.5"/>')
+    for share, text in marks or []:
+        held = _on_curve(curve, share)
+        px, py = x(share), y(held)
+        parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{PEER}"><title>{escape(text)}</title></circle>'
+                     + _label(px - 8, py - 10, text, px - left - 8, SMALL))
+    parts.append(_label(4, 16, "纵轴：金额累计占比", width / 2, SMALL, "start")
+                 + f'<text x="{right:.1f}" y="{height - 12}" text-anchor="end" font-size="{SMALL}">'
+                 f'横轴：商户累计占比（按金额从小到大）</text>')
+    return svg(height, title, "".join(parts), width)
+
+
+def _on_curve(curve: list[tuple[float, float]], share: float) -> float:
+    """The curve's height at `share` of merchants, between its two nearest points."""
+    for (a0, b0), (a1, b1) in zip(curve, curve[1:]):
+        if a0 <= share <= a1:
+            return b0 if a1 == a0 else b0 + (b1 - b0) * (share - a0) / (a1 - a0)
+    return curve[-1][1]
+
+
 # The index pages ------------------------------------------------------------------------------------
 
 

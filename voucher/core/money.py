@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from voucher.core.errors import InvalidAmount
 from voucher.core.typed_text import clean
@@ -89,6 +89,15 @@ def short_yuan(fen_value: int) -> str:
     if wan and rest % 1_000 == 0:  # 10万, 1.5万; never a rounded 万
         return f"{wan}万" if rest == 0 else f"{wan}.{rest // 1_000}万"
     return str(whole)
+
+
+def yuan_per(fen_value: int, count: int, places: int = 2) -> str:
+    """An amount shared over a count (per resident, per merchant) in yuan, rounded half up to `places`
+    decimals and grouped: 12345 fen over 1000 people -> '0.12'. '—' when there is nobody to share it."""
+    if count <= 0:
+        return "—"
+    value = (Decimal(int(fen_value)) / 100 / int(count)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{value:,.{places}f}"
 
 
 def to_yuan(fen_value: int) -> Decimal:
