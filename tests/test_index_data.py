@@ -17,7 +17,7 @@ from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_today
 from voucher.counter.redemption import redeem, reverse
 from voucher.info_consumption_index import catalogue, feed, importing, method, services
-from voucher.info_consumption_index.models import IndexImportBatch, IndexValue
+from voucher.info_consumption_index.models import IndexImportBatch, IndexValue, ValueSource
 
 CODES = catalogue.default_catalogue().codes
 
@@ -243,6 +243,7 @@ def test_feed_publishes_s11_with_provenance_and_yields_to_an_official_figure(db,
     db.session.commit()
     data = services.load()
     assert data.sources[("连云港", year, "S11")] == "campaign_feed"
+    assert ValueSource.CAMPAIGN_FEED.label == "活动数据推送（已执行补贴）"
     fed_result = services.compute(data, method.Settings())
     c, t, k = data.panel.cities.index("连云港"), data.panel.years.index(year), CODES.index("S11")
     assert fed_result.values[t, c, k] == 40.0
@@ -273,7 +274,7 @@ def test_feed_cli(app, db, cat):
     db.session.commit()
     result = app.test_cli_runner().invoke(args=["index", "feed", "--year", str(local_today().year)])
     assert result.exit_code == 0, result.output
-    assert "S11（活动数据）：20.00 元" in result.output and "1 个信息消费活动" in result.output
+    assert "S11（活动数据，已执行补贴）：20.00 元" in result.output and "1 个信息消费活动" in result.output
 
 
 def test_whoever_edited_a_catalogue_draft_cannot_approve_it_and_only_one_version_is_in_force(db):

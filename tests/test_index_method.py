@@ -338,8 +338,11 @@ def test_a_base_year_in_which_an_indicator_is_zero_everywhere_takes_its_threshol
     # and it says so, naming the indicator and both years
     assert [(f.code, f.base_year, f.used_year) for f in result.fallbacks] == [("N4", 2018, 2019)]
     assert len(result.warnings) == 1 and all(s in result.warnings[0] for s in ("N4", "2018", "2019"))
-    # per period, or fixed to a year in which N4 has a threshold, nothing to say
-    assert per_period.warnings == [] and method.compute(p, SEVEN, Settings(base_year=2019)).warnings == []
+    # per period the year's scores need no fallback; only its growth run, fixed to 2018 (issue 18), does,
+    # and the warning says it is about growth. Fixed to a year in which N4 has a threshold, nothing to say
+    assert per_period.fallbacks == [] and [(f.code, f.used_year) for f in per_period.growth_fallbacks] == [("N4", 2019)]
+    assert len(per_period.warnings) == 1 and per_period.warnings[0].startswith("增速计算（按 2018 年固定阈值）")
+    assert method.compute(p, SEVEN, Settings(base_year=2019)).warnings == []
     # the same rule for the alternatives, whose base-year spread is nil too
     minmax = method.compute(p, SEVEN, Settings(base_year=2018, normalisation="minmax"))
     assert [(f.code, f.used_year) for f in minmax.fallbacks] == [("N4", 2019)]

@@ -2,7 +2,7 @@
 
 Revision ID: e3a7c1f5b9d4
 Revises: e5a8c3d1f7b2
-Create Date: 2026-12-05 01:00:00.000000
+Create Date: 2026-12-04 03:30:00.000000
 
 """
 import sqlalchemy as sa

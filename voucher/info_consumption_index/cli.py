@@ -21,6 +21,8 @@ SETTING_OPTIONS = [
     click.option("--base-year", type=int, default=None, help="阈值固定为该年（默认各期分别计算）"),
     click.option("--missing", type=click.Choice(["refuse", "median", "previous"]), default="refuse",
                  show_default=True, help="缺失值：拒绝、同年中位数插补、上一年插补"),
+    click.option("--outliers", type=click.Choice(["none", "winsorise", "log"]), default="none", show_default=True,
+                 help="离群值：不处理、缩尾、对数变换（仅偏度绝对值>2 且峰度>3.5 的数值类指标）"),
 ]
 
 
@@ -62,7 +64,7 @@ def register(app: Flask) -> None:
     @click.option("--year", type=int, required=True)
     @_with_settings
     def index_compute(year: int, normalisation: str, aggregation: str, std: str, cap: bool,
-                      base_year: int | None, missing: str) -> None:
+                      base_year: int | None, missing: str, outliers: str) -> None:
         """Compute the index; CSV on stdout: city,composite,demand,supply,environment,rank (best first),
         and an imputed column naming the imputed indicators when an imputation is chosen; warnings (a base
         year that cannot scale an indicator) on stderr. A year with a value missing exits 2 naming it; the
@@ -70,7 +72,7 @@ def register(app: Flask) -> None:
         from voucher.info_consumption_index import method, services
 
         try:
-            settings = method.Settings(normalisation, aggregation, std, cap, base_year, missing)
+            settings = method.Settings(normalisation, aggregation, std, cap, base_year, missing, outliers)
             data = services.load()
             result = services.compute(data, settings)
             rows = result.table(year)
@@ -84,6 +86,11 @@ def register(app: Flask) -> None:
         db.session.commit()
         for warning in result.warnings:  # on stderr: stdout stays the CSV scripts read
             click.echo(warning, err=True)
+        for treated in result.treated:
+            click.echo(f"离群值处理：{treated}", err=True)
+        growth = result.average_annual_growth
+        click.echo(f"综合指数：{result.ranking_label}；年均增速 "
+                   f"{'—' if growth is None else f'{growth * 100:.1f}%'}（{result.growth_label}）", err=True)
         writer = csv.writer(sys.stdout, lineterminator="\n")
         header = ["city", "composite", "demand", "supply", "environment", "rank"]
         flag = missing != "refuse"
@@ -106,5 +113,5 @@ def register(app: Flask) -> None:
         db.session.commit()
         p = row.provenance
         assert p is not None  # publish() records where the figure came from
-        click.echo(f"{row.city} {year} 年 S11（活动数据）：{format_yuan(p['executed_fen'])} 元，"
+        click.echo(f"{row.city} {year} 年 S11（活动数据，已执行补贴）：{format_yuan(p['executed_fen'])} 元，"
                    f"来自 {len(p['campaigns'])} 个信息消费活动；信息消费类商户用券带动消费 {format_yuan(p['driven_consumption_fen'])} 元")

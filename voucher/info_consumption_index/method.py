@@ -175,6 +175,15 @@ NORMALISATIONS = {"threshold": "阈值法（报告方法）", "minmax": "最小-
 AGGREGATIONS = {"arithmetic": "加权算术平均（报告方法）", "geometric": "加权几何平均"}
 STDS = {"sample": "样本标准差（STDEV.S，默认）", "population": "总体标准差（STDEV.P）"}
 MISSING = {"refuse": "不允许缺失（默认）", "median": "以同年各城市中位数插补", "previous": "以该城市上一年数值插补"}
+OUTLIERS = {"none": "不处理（默认）", "winsorise": "缩尾（偏度、峰度超限时逐个压低极端值）",
+            "log": "对数变换（仅偏度、峰度超限的数值类指标）"}
+#: The check composite-index practice uses before treating outliers (OECD/JRC Handbook on Constructing
+#: Composite Indicators, 2008; JRC COIN): an indicator is treated when |skewness| > 2 and kurtosis > 3.5,
+#: both the sample-adjusted statistics of Excel's SKEW and KURT (kurtosis in excess of the normal's 3).
+OUTLIER_SKEW = 2.0
+OUTLIER_KURTOSIS = 3.5
+#: winsorising stops after this many values of one indicator in one year (JRC practice: at most 5)
+MAX_WINSORISED = 5
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,11 @@ class Settings:
     base_year: int | None = None
     #: refuse, or impute by the cross-city median of the year, or by the city's previous year
     missing: str = "refuse"
+    #: outlier treatment before normalisation, on numeric indicators whose distribution fails the
+    #: skewness/kurtosis check (OUTLIER_SKEW, OUTLIER_KURTOSIS): none (the report's), winsorise (the most
+    #: extreme value set to the next one, repeated until the check passes, at most MAX_WINSORISED values,
+    #: each year on its own cities), or log (ln(1 + x) for every year of an indicator failing in any year)
+    outliers: str = "none"
 
     def __post_init__(self):
         if self.normalisation not in NORMALISATIONS:
@@ -204,12 +218,14 @@ class Settings:
             raise MethodError(f"未知的标准差口径：{self.std}")
         if self.missing not in MISSING:
             raise MethodError(f"未知的缺失值处理方式：{self.missing}")
+        if self.outliers not in OUTLIERS:
+            raise MethodError(f"未知的离群值处理方式：{self.outliers}")
         if self.normalisation == "zscore" and self.aggregation == "geometric":
             raise MethodError("Z 分数可为负数，不能做几何平均；请改用算术平均或其他无量纲化方法")
 
     @property
     def is_report_method(self) -> bool:
-        return self.normalisation == "threshold" and self.aggregation == "arithmetic"
+        return self.normalisation == "threshold" and self.aggregation == "arithmetic" and self.outliers == "none"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -228,6 +244,7 @@ class Settings:
             ("标准化值封顶为 1", "是（默认）" if self.cap else "否"),
             ("阈值基期", f"固定为 {self.base_year} 年" if self.base_year else "各期分别计算（默认）"),
             ("缺失值", MISSING[self.missing]),
+            ("离群值处理", OUTLIERS[self.outliers]),
         ]
 
 
@@ -283,8 +300,11 @@ class Result:
     first: np.ndarray  # (Y, C, 3)
     second: np.ndarray  # (Y, C, S)
     rank: np.ndarray  # (Y, C), 1 = highest; ties share the better rank; 0 where absent
-    growth: np.ndarray  # (Y, C): composite over the previous year's, minus 1; NaN for the first year
-    average: np.ndarray  # (Y,): mean composite over the cities of the year
+    #: (Y, C): the fixed-base composite over the previous year's, minus 1; NaN for the first year. Always on
+    #: thresholds fixed to `growth_base_year`, never per period: per-period thresholds move with the cities,
+    #: so a rise every city shares would not show (issue 18)
+    growth: np.ndarray
+    average: np.ndarray  # (Y,): mean composite over the cities of the year (the year's own scores)
     first_average: np.ndarray  # (Y, 3)
     extra: dict = field(default_factory=dict)
     #: years left out because an assessed city still lacks a value there: year -> its missing cells.
@@ -292,16 +312,49 @@ class Result:
     blocked: dict[int, list[tuple[str, int, str]]] = field(default_factory=dict)
     #: indicators whose fixed base year could not normalise them (see BaseYearFallback)
     fallbacks: list[BaseYearFallback] = field(default_factory=list)
+    #: the year whose thresholds (statistics) every year's growth is computed on: the chosen base year, or
+    #: with per-period thresholds the first year that computes; None when no year computes
+    growth_base_year: int | None = None
+    #: (Y, C) and (Y,): composite and its average on thresholds fixed to growth_base_year (the same as
+    #: composite and average when the settings fix a base year)
+    fixed_composite: np.ndarray | None = None
+    fixed_average: np.ndarray | None = None
+    #: base-year fallbacks of the fixed-base run behind the growth figures (per-period settings only)
+    growth_fallbacks: list[BaseYearFallback] = field(default_factory=list)
+    #: what outlier treatment changed (Settings.outliers): one line per indicator and year, in Chinese
+    treated: list[str] = field(default_factory=list)
 
     @property
     def warnings(self) -> list[str]:
         """What a reader must be told beside the figures, in Chinese: every page, export and the CLI show it."""
-        return [f.message for f in self.fallbacks]
+        own = [f.message for f in self.fallbacks]
+        return own + [f"增速计算（按 {self.growth_base_year} 年固定阈值）：{f.message}" for f in self.growth_fallbacks
+                      if f.message not in own]
+
+    @property
+    def per_period(self) -> bool:
+        return self.settings.base_year is None
+
+    @property
+    def ranking_label(self) -> str:
+        """What the year's composite is for, in Chinese."""
+        if self.per_period:
+            return "当年排名用，各年阈值不同、不可跨年比较"
+        return f"按 {self.settings.base_year} 年固定阈值计算，可跨年比较"
+
+    @property
+    def growth_label(self) -> str:
+        """On what the growth figures stand, in Chinese."""
+        if self.growth_base_year is None:
+            return "没有可计算的年份，无法计算增速"
+        return f"增速按 {self.growth_base_year} 年固定阈值计算"
 
     @property
     def average_annual_growth(self) -> float | None:
-        """Compound annual growth of the average, first year to last (the report's 6.6 % a year)."""
-        known = [(y, a) for y, a in zip(self.years, self.average) if not np.isnan(a)]
+        """Compound annual growth of the fixed-base average, first year to last (the report's 6.6 % a year
+        is a per-period figure; see docs/icdi-ec.md, growth on a fixed base)."""
+        averages = self.average if self.fixed_average is None else self.fixed_average
+        known = [(y, a) for y, a in zip(self.years, averages) if not np.isnan(a)]
         if len(known) < 2 or known[0][1] <= 0:
             return None
         (y0, a0), (y1, a1) = known[0], known[-1]
@@ -384,6 +437,65 @@ def prepare(panel: Panel, settings: Settings, codes: list[str]):
     return values, imputed, present, blocked
 
 
+def _skew_kurtosis(x: np.ndarray) -> tuple[float, float]:
+    """Excel's SKEW and KURT (sample-adjusted; kurtosis in excess of 3) of the values x; 0 when undefined."""
+    n = len(x)
+    sd = float(np.std(x, ddof=1)) if n > 1 else 0.0
+    if n < 4 or sd == 0:
+        return 0.0, 0.0
+    z = (x - x.mean()) / sd
+    skew = n / ((n - 1) * (n - 2)) * float((z ** 3).sum())
+    kurt = n * (n + 1) / ((n - 1) * (n - 2) * (n - 3)) * float((z ** 4).sum()) - 3 * (n - 1) ** 2 / ((n - 2) * (n - 3))
+    return skew, kurt
+
+
+def fails_outlier_check(x: np.ndarray) -> bool:
+    """|skewness| > 2 and kurtosis > 3.5: the distribution is dominated by a few extreme values."""
+    skew, kurt = _skew_kurtosis(x)
+    return abs(skew) > OUTLIER_SKEW and kurt > OUTLIER_KURTOSIS
+
+
+def treat_outliers(values: np.ndarray, present: np.ndarray, years: list[int], catalogue: Catalogue,
+                   settings: Settings) -> tuple[np.ndarray, list[str]]:
+    """(values, what was changed) after Settings.outliers; share indicators (bounded 0-100) are left alone.
+
+    winsorise: per year and numeric indicator, while the year's cities fail the check, the most extreme value
+    (on the side of the skew) is set to the next one, at most MAX_WINSORISED times. log: ln(1 + x) for every
+    year of a numeric indicator that fails the check in any year, so that years stay on one scale (thresholds,
+    fixed base years and growth then work on the logarithms)."""
+    if settings.outliers == "none":
+        return values, []
+    out, notes = values.copy(), []
+    numeric = np.flatnonzero(~catalogue.is_share)
+    for k in numeric:
+        code = catalogue.codes[k]
+        failing = [t for t in range(len(years))
+                   if present[t].any() and fails_outlier_check(out[t, present[t], k][~np.isnan(out[t, present[t], k])])]
+        if not failing:
+            continue
+        if settings.outliers == "log":
+            out[:, :, k] = np.log1p(np.maximum(out[:, :, k], 0.0))
+            notes.append(f"{code} 偏度、峰度超限（{'、'.join(str(years[t]) for t in failing)} 年），各年取对数 ln(1+x)")
+            continue
+        for t in failing:
+            cells = np.flatnonzero(present[t] & ~np.isnan(out[t, :, k]))
+            original = out[t, cells, k]
+            sign = 1.0 if _skew_kurtosis(original)[0] > 0 else -1.0
+            y = sign * original  # the tail to shorten is the upper one of y
+            rounds = 0
+            while rounds < MAX_WINSORISED and fails_outlier_check(sign * y):
+                top = y.max()
+                below = y[y < top]
+                if not len(below):
+                    break
+                y[y == top] = below.max()
+                rounds += 1
+            out[t, cells, k] = sign * y
+            cities = int((sign * y != original).sum())
+            notes.append(f"{years[t]} 年 {code} 偏度、峰度超限，缩尾 {cities} 个城市（极端值压至相邻城市的数值）")
+    return out, notes
+
+
 def _scale(masked: np.ndarray, catalogue: Catalogue, settings: Settings) -> np.ndarray:
     """(Y, K): what each period's values are divided by: the threshold A, the span max - min, or the sd."""
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
@@ -443,7 +555,9 @@ def _std(masked: np.ndarray, settings: Settings) -> np.ndarray:
 
 def normalise(values: np.ndarray, present: np.ndarray, years: list[int], catalogue: Catalogue,
               settings: Settings) -> tuple[np.ndarray, np.ndarray]:
-    """(normalised (Y, C, K), thresholds (Y, K)); the thresholds are NaN for the alternative methods."""
+    """(normalised (Y, C, K), thresholds (Y, K)); the thresholds are NaN for the alternative methods.
+    Outlier treatment (Settings.outliers) is applied first."""
+    values, _ = treat_outliers(values, present, years, catalogue, settings)
     normalised, thresholds, _ = _normalise(values, present, years, catalogue, settings)
     return normalised, thresholds
 
@@ -498,25 +612,57 @@ def rank_desc(scores: np.ndarray, present: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def compute(panel: Panel, catalogue: Catalogue, settings: Settings = Settings()) -> Result:
+def growth_base(years: list[int], blocked: Mapping[int, object], settings: Settings) -> int | None:
+    """The year whose thresholds growth is computed on: the chosen base year, or the first year that computes."""
+    if settings.base_year is not None:
+        return settings.base_year
+    return next((y for y in years if y not in blocked), None)
+
+
+def _yearly_growth(composite: np.ndarray, years: list[int]) -> np.ndarray:
+    growth = np.full(composite.shape, np.nan)
+    for t in range(1, len(years)):
+        if years[t] - years[t - 1] == 1:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                growth[t] = composite[t] / composite[t - 1] - 1
+    return growth
+
+
+def _mean_over_cities(scores: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():  # a year nobody was assessed in: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(scores, axis=1)
+
+
+def compute(panel: Panel, catalogue: Catalogue, settings: Settings = Settings(), growth: bool = True) -> Result:
+    """The index for every year. With per-period thresholds (the default) the year's composite and rank stand
+    on that year's thresholds, and growth on a second normalisation with thresholds fixed to the first year
+    that computes (growth_base). `growth=False` skips that second run, for callers that read only composites
+    and ranks (short boards, what-if, many times over): their growth and fixed-base figures are NaN."""
     if panel.values.shape[2] != len(catalogue.indicators):
         raise MethodError("数据的指标与指标目录不一致")
     if not panel.years:
         raise MethodError("没有可计算的数据")
     values, imputed, present, blocked = prepare(panel, settings, catalogue.codes)
-    normalised, thresholds, fallbacks = _normalise(values, present, panel.years, catalogue, settings)
+    treated_values, treated = treat_outliers(values, present, panel.years, catalogue, settings)
+    normalised, thresholds, fallbacks = _normalise(treated_values, present, panel.years, catalogue, settings)
     composite, first, second = aggregate(normalised, catalogue, settings)
     composite = np.where(present, composite, np.nan)
     rank = rank_desc(composite, present)
-    growth = np.full(composite.shape, np.nan)
-    for t in range(1, len(panel.years)):
-        if panel.years[t] - panel.years[t - 1] == 1:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                growth[t] = composite[t] / composite[t - 1] - 1
-    with warnings.catch_warnings():  # a year nobody was assessed in: NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        average = np.nanmean(composite, axis=1)
-        first_average = np.nanmean(np.where(present[:, :, None], first, np.nan), axis=1)
+    average = _mean_over_cities(composite)
+    first_average = _mean_over_cities(np.where(present[:, :, None], first, np.nan))
+    base_year = growth_base(panel.years, blocked, settings)
+    fixed_composite = np.full(composite.shape, np.nan)
+    growth_fallbacks: list[BaseYearFallback] = []
+    if settings.base_year is not None:
+        fixed_composite = composite
+    elif growth and base_year is not None:
+        fixed_settings = replace(settings, base_year=base_year)
+        fixed_normalised, _, growth_fallbacks = _normalise(treated_values, present, panel.years, catalogue,
+                                                           fixed_settings)
+        fixed_composite = np.where(present, aggregate(fixed_normalised, catalogue, fixed_settings)[0], np.nan)
     return Result(catalogue, settings, panel.cities, panel.years, present, values, imputed, normalised,
-                  thresholds, composite, first, second, rank, growth, average, first_average,
-                  blocked=blocked, fallbacks=fallbacks)
+                  thresholds, composite, first, second, rank, _yearly_growth(fixed_composite, panel.years), average,
+                  first_average, blocked=blocked, fallbacks=fallbacks, growth_base_year=base_year,
+                  fixed_composite=fixed_composite, fixed_average=_mean_over_cities(fixed_composite),
+                  growth_fallbacks=growth_fallbacks, treated=treated)

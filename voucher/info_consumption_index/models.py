@@ -112,7 +112,7 @@ class ValueSource(str, enum.Enum):
 
     @property
     def label(self) -> str:
-        return {"official": "官方数据", "campaign_feed": "活动数据推送"}[self.value]
+        return {"official": "官方数据", "campaign_feed": "活动数据推送（已执行补贴）"}[self.value]
 
 
 #: The file name the illustrative values are imported under (seed/index_demo.csv, which `flask seed demo`

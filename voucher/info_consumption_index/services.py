@@ -68,6 +68,10 @@ def record(result: method.Result, version: CatalogueVersion, actor=None) -> Inde
             "average": None if np.isnan(result.average[t]) else round(float(result.average[t]), 12),
             "rows": result.table(year),
             "warnings": result.warnings,
+            # growth stands on fixed thresholds, not on the year's own (method.Result.growth)
+            "growth_base_year": result.growth_base_year,
+            "fixed_average": None if result.fixed_average is None or np.isnan(result.fixed_average[t])
+            else round(float(result.fixed_average[t]), 12),
         }
     row = IndexComputation(catalogue_version_id=version.id, settings=result.settings.as_dict(), years=result.years,
                            results=results, computed_by_id=getattr(actor, "id", None))

@@ -38,6 +38,7 @@ def _settings() -> tuple[method.Settings, str | None]:
             normalisation=args.get("normalisation", "threshold"), aggregation=args.get("aggregation", "arithmetic"),
             std=args.get("std", "sample"), cap=args.get("cap", "1") != "0",
             base_year=parse_id(base), missing=args.get("missing", "refuse"),
+            outliers=args.get("outliers", "none"),
         )
         return settings, None
     except method.MethodError as error:
@@ -47,7 +48,7 @@ def _settings() -> tuple[method.Settings, str | None]:
 def _query(settings: method.Settings) -> dict:
     """The settings as query arguments, for links that keep them."""
     q: dict[str, Any] = {"normalisation": settings.normalisation, "aggregation": settings.aggregation, "std": settings.std,
-         "cap": "1" if settings.cap else "0", "missing": settings.missing}
+         "cap": "1" if settings.cap else "0", "missing": settings.missing, "outliers": settings.outliers}
     if settings.base_year:
         q["base_year"] = settings.base_year
     return q
@@ -99,7 +100,7 @@ def _common(settings, data, result, error, **extra):
 
 
 OPTIONS = {"normalisation": method.NORMALISATIONS, "aggregation": method.AGGREGATIONS, "std": method.STDS,
-           "missing": method.MISSING}
+           "missing": method.MISSING, "outliers": method.OUTLIERS}
 
 
 @bp.get("")
@@ -229,6 +230,11 @@ def sensitivity():
         s = analysis.sensitivity(data.panel, data.catalogue, settings, [year], draws=draws,
                                  concentration=concentration)[year]
         rows = s.rows()
+        try:
+            split = analysis.sobol_split(data.panel, data.catalogue, settings, year, concentration=concentration)
+            context.update(split=split, split_levels=analysis.source_levels(data.panel, data.catalogue, settings, year))
+        except method.MethodError as problem:
+            context.update(split=None, split_error=str(problem))
         context.update(s=s, rows=rows, chart=charts.rank_intervals(rows, f"{year} 年排名的 90% 区间",
                                                                     highlight=services.home_city()),
                        labels={combo: analysis.combination_label(*combo) for combo in s.combinations})
@@ -368,7 +374,7 @@ def publish_feed():
         return redirect(url_for("info_consumption_index.data_page")), 303
     with unit_of_work():
         row = feed.publish(services.home_city(), parse_id(text), current_user)
-    flash(f"已推送 {row.city} {row.year} 年 S11：{row.value:,.2f} 元（来自 {len(row.provenance['campaigns'])} 个信息消费活动）",
+    flash(f"已推送 {row.city} {row.year} 年 S11（已执行补贴）：{row.value:,.2f} 元（来自 {len(row.provenance['campaigns'])} 个信息消费活动）",
           "success")
     return redirect(url_for("info_consumption_index.data_page")), 303
 

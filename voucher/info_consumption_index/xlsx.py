@@ -43,6 +43,10 @@ def as_xlsx(data: Data, result: method.Result, sensitivity: dict[int, analysis.S
         about.append([label, value])
     for warning in result.warnings:
         about.append(["注意", warning])
+    about.append(["综合指数", result.ranking_label])
+    about.append(["同比增长与年均增速", result.growth_label])
+    for line in result.treated:
+        about.append(["离群值处理", line])
     for year, cells in result.blocked.items():
         about.append([f"{year} 年未计算", str(method.MissingValues(cells, year=year))])
     about.append(["插补的单元格", "在“指标数值”“标准化值”表中以黄色标出，排名表的“插补指标”列列出代码"])
@@ -55,18 +59,20 @@ def as_xlsx(data: Data, result: method.Result, sensitivity: dict[int, analysis.S
     about.column_dimensions["D"].width = 44
 
     ranking = book.create_sheet("排名")
-    _header(ranking, ["年份", "排名", "城市", "综合指数", "需求", "供给", "环境", "同比增长", "插补指标"])
+    _header(ranking, ["年份", "排名", "城市", "综合指数", "需求", "供给", "环境", f"同比增长（{result.growth_base_year} 年固定阈值）", "插补指标"])
     for year in result.open_years:  # a year left out for a missing value is named on the first sheet
         for row in result.table(year):
             ranking.append([year, row["rank"], row["city"], _num(row["composite"]), _num(row["demand"]),
                             _num(row["supply"]), _num(row["environment"]), _num(row["growth"]),
                             "、".join(row["imputed"])])
     ranking.append([])
-    _header(ranking, ["年份", "城市平均综合指数", "需求平均", "供给平均", "环境平均"])
+    _header(ranking, ["年份", "城市平均综合指数（当年排名用）", "需求平均", "供给平均", "环境平均",
+                      f"城市平均（{result.growth_base_year} 年固定阈值）"])
+    fixed = result.fixed_average if result.fixed_average is not None else result.average
     for t, year in enumerate(result.years):
-        ranking.append([year, _num(result.average[t]), *(_num(v) for v in result.first_average[t])])
+        ranking.append([year, _num(result.average[t]), *(_num(v) for v in result.first_average[t]), _num(fixed[t])])
     growth = result.average_annual_growth
-    ranking.append(["年均增速", _num(growth)])
+    ranking.append(["年均增速", _num(growth), None, None, None, result.growth_label])
 
     second = book.create_sheet("二级指标得分")
     _header(second, ["年份", "城市", *(f"{method.FIRST_LEVEL_LABELS[f][-2:]}·{s}" for f, s in cat.seconds)])
@@ -94,7 +100,7 @@ def as_xlsx(data: Data, result: method.Result, sensitivity: dict[int, analysis.S
         normal.append([year, "", *(_num(v) for v in result.thresholds[t])])
 
     sources = book.create_sheet("数据来源")
-    _header(sources, ["年份", "城市", "指标", "采用来源", "官方数值", "活动推送数值"])
+    _header(sources, ["年份", "城市", "指标", "采用来源", "官方数值", "活动推送数值（已执行补贴，元）"])
     for (city, year, code), by_source in sorted(data.all_values.items(), key=lambda item: (item[0][1], item[0][0], item[0][2])):
         if ValueSource.CAMPAIGN_FEED.value not in by_source and len(by_source) == 1:
             continue  # official only: the values sheet has it
@@ -128,10 +134,10 @@ def as_xlsx(data: Data, result: method.Result, sensitivity: dict[int, analysis.S
             sheet.append([item.code, item.name, round(item.mean_shift, 4), item.max_shift, item.most_moved])
 
     fed = book.create_sheet("活动数据推送")
-    _header(fed, ["城市", "年份", "采用", "活动推送 S11（元）", "官方 S11（元）", "计算时间", "活动与执行金额（元）", "信息消费类商户用券带动消费（元）"])
+    _header(fed, ["城市", "年份", "采用", "活动推送 S11：已执行补贴（元）", "官方 S11（元）", "计算时间", "活动与执行金额（元）", "信息消费类商户用券带动消费（元）"])
     for view in feed_rows:
         p = view.fed.provenance if view.fed else {}
-        fed.append([view.city, view.year, "官方数据" if view.used == "official" else "活动数据推送",
+        fed.append([view.city, view.year, "官方数据" if view.used == "official" else "活动数据推送（已执行补贴）",
                     view.fed.value if view.fed else None, view.official.value if view.official else None,
                     p.get("computed_at"),
                     "；".join(f"{c['name']} {format_yuan(c['executed_fen'], grouping=False)}" for c in p.get("campaigns", [])),
