@@ -158,7 +158,7 @@ def setup(env: dict, vouchers: int, clients: int, ceiling_vouchers: int) -> dict
 
     from voucher import create_app
     from voucher.accounts.services import create_user
-    from voucher.api.auth import issue_terminal_token, partner_secret
+    from voucher.api.auth import partner_secret
     from voucher.api.models import Partner
     from voucher.campaigns import services as campaigns
     from voucher.campaigns.measures_seed import load_measures
@@ -169,6 +169,7 @@ def setup(env: dict, vouchers: int, clients: int, ceiling_vouchers: int) -> dict
     from voucher.core.permissions import Role
     from voucher.core.uscc import check_char
     from voucher.merchants.models import Merchant, Store
+    from voucher.merchants.terminals import issue_terminal_token
     from voucher.vouchers import releases
 
     app = create_app()
@@ -190,7 +191,8 @@ def setup(env: dict, vouchers: int, clients: int, ceiling_vouchers: int) -> dict
         campaign = campaigns.create_campaign(campaigns.CampaignInput(
             measure_id=measure.id, name="基准测试消费券", valid_from=local_today(),
             valid_until=local_today() + timedelta(days=30),
-            sources=[campaigns.SourceInput("municipal_finance", "市财政", (vouchers + WARM_UP_PER_CLIENT * clients + ceiling_vouchers) * 20_00)],
+            sources=[campaigns.SourceInput("municipal_finance", "市财政",
+                                            (2 * vouchers + 2 * WARM_UP_PER_CLIENT * clients + ceiling_vouchers) * 20_00)],
             face_value_fen=20_00, threshold_fen=100_00, categories=["餐饮"]), maker)
         campaigns.submit_for_approval(campaign, maker)
         campaigns.approve(campaign.id, approver)
@@ -200,13 +202,21 @@ def setup(env: dict, vouchers: int, clients: int, ceiling_vouchers: int) -> dict
         warm_up = releases.create_release(campaign, name="预热", quantity=WARM_UP_PER_CLIENT * clients,
                                           per_person_limit=1, opens_at=utcnow(), actor=maker)
         releases.open_release(warm_up.id, maker)
+        # the same again for the second path of the flash crowd (with the admission gate)
+        gated = releases.create_release(campaign, name="第二轮（闸门）", quantity=vouchers, per_person_limit=1,
+                                        opens_at=utcnow(), actor=maker)
+        releases.open_release(gated.id, maker)
+        gated_warm_up = releases.create_release(campaign, name="预热（闸门）", quantity=WARM_UP_PER_CLIENT * clients,
+                                                per_person_limit=1, opens_at=utcnow(), actor=maker)
+        releases.open_release(gated_warm_up.id, maker)
         # Vouchers for pgbench to redeem with the app's own statements on the app's own tables.
         ceiling = releases.create_release(campaign, name="上限测量", quantity=ceiling_vouchers, per_person_limit=1,
                                           opens_at=utcnow(), actor=maker)
         releases.open_release(ceiling.id, maker)
         db.session.commit()
         info = {"release_id": release.id, "warm_up_release_id": warm_up.id, "terminals": terminals, "secret": partner_secret("pk_bench"),
-                "campaign_id": campaign.id, "ceiling_release_id": ceiling.id}
+                "campaign_id": campaign.id, "ceiling_release_id": ceiling.id,
+                "gated_release_id": gated.id, "gated_warm_up_release_id": gated_warm_up.id}
         db.session.remove()
         db.engine.dispose()
     return info
@@ -386,6 +396,37 @@ def app_schema_script(info: dict) -> tuple[str, int]:
     return "\n".join(lines) + "\n", available - 1
 
 
+def start_server(env: dict, extra: dict, args, log) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{PORT}", "wsgi:app"],
+        cwd=ROOT, env={**os.environ, **env, **extra, "WEB_CONCURRENCY": str(args.workers),
+                       "GUNICORN_THREADS": str(args.threads), "GUNICORN_WORKER_CLASS": args.worker_class},
+        stderr=log,
+    )
+    for _ in range(50):
+        try:
+            http.client.HTTPConnection("127.0.0.1", PORT, timeout=1).request("GET", "/api/v1/openapi.json")
+            break
+        except OSError:
+            time.sleep(0.2)
+    return server
+
+
+def build_gates(env: dict, gate_env: dict) -> None:
+    """What the reconcile job does every minute: a gate for every open first-come release."""
+    os.environ.update({**env, **gate_env})
+    from voucher import create_app
+    from voucher.vouchers import admission
+
+    app = create_app()
+    with app.app_context():
+        summary = admission.reconcile()
+        if summary["unreachable"]:
+            raise SystemExit(f"Redis unreachable at {gate_env['ADMISSION_REDIS_URL']}")
+    for name in gate_env:
+        os.environ.pop(name, None)
+
+
 def env_url() -> str:
     return re.sub(r"^postgresql\+psycopg://", "postgresql://", os.environ["DATABASE_URL"])
 
@@ -400,6 +441,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (GUNICORN_THREADS)")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (GUNICORN_WORKER_CLASS)")
     parser.add_argument("--pgbench-seconds", type=int, default=20)
+    parser.add_argument("--paths", choices=("both", "database", "gate"), default="both",
+                        help="the flash crowd through the database path, the Redis admission gate, or both "
+                             "(each on a release of its own, in the same run; BENCH_REDIS_URL, default "
+                             "redis://127.0.0.1:6379/0)")
     parser.add_argument("--ceiling-vouchers", type=int, default=120_000,
                         help="vouchers for pgbench to redeem on the app's tables (enough for its seconds)")
     args = parser.parse_args()
@@ -419,37 +464,42 @@ def main() -> None:
             "RATELIMIT_CHANNEL_CLAIM_IP", "RATELIMIT_CHANNEL_CLAIM_PARTNER",
             "RATELIMIT_REDEMPTION_IP", "RATELIMIT_REDEMPTION_TERMINAL")},
     }
+    redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    gate_env = {"ADMISSION_REDIS_URL": redis_url, "ADMISSION_KEY_PREFIX": f"bench{int(time.time())}",
+                "RATELIMIT_STORAGE_URI": redis_url}
     server = None
     try:
         info = setup(env, args.vouchers, args.clients, args.ceiling_vouchers)
         # The server's JSON log (an access line per request) goes to a file, as in production.
         server_log = open(Path(tempfile.gettempdir()) / f"{database}.log", "w")
-        server = subprocess.Popen(
-            [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{PORT}", "wsgi:app"],
-            cwd=ROOT, env={**os.environ, **env, "WEB_CONCURRENCY": str(args.workers),
-                               "GUNICORN_THREADS": str(args.threads), "GUNICORN_WORKER_CLASS": args.worker_class},
-            stderr=server_log,
-        )
-        for _ in range(50):
-            try:
-                http.client.HTTPConnection("127.0.0.1", PORT, timeout=1).request("GET", "/api/v1/openapi.json")
-                break
-            except OSError:
-                time.sleep(0.2)
-
-        # Warm-up, left out of the figures: every worker thread compiles its statements and opens its
-        # database connections on a round of its own, as a server that has been up a while has done.
-        warm, _, _ = run_clients(args.clients, [f"137{i:08d}" for i in range(WARM_UP_PER_CLIENT * args.clients)],
-                                 claim_sender(info["secret"], info["warm_up_release_id"]))
-        warm_tokens = [token for kind, token in warm if kind == "won"]
-        warm_redeemed, _, _ = run_clients(
-            args.clients, redemption_requests(info["terminals"], [(-1 - i, t) for i, t in enumerate(warm_tokens)]),
-            send_redemption)
-        warm_ok = len(warm_tokens) == len(warm) and all(kind == "redeemed" for kind, _ in warm_redeemed)
-
-        phones = [f"138{i:08d}" for i in range(args.attempts)]
-        results, claim_lat, claim_time = run_clients(args.clients, phones, claim_sender(info["secret"], info["release_id"]))
-        answers = Counter(kind for kind, _ in results)
+        crowds = {}
+        for path, extra, release_key, warm_key, prefix in (
+                ("database", {}, "release_id", "warm_up_release_id", "138"),
+                ("gate", gate_env, "gated_release_id", "gated_warm_up_release_id", "139")):
+            if args.paths not in ("both", path):
+                continue
+            if path == "gate":
+                build_gates(env, gate_env)
+            server = start_server(env, extra, args, server_log)
+            # Warm-up, left out of the figures: every worker thread compiles its statements and opens its
+            # database connections on a round of its own, as a server that has been up a while has done.
+            warm, _, _ = run_clients(args.clients, [f"{prefix}9{i:07d}" for i in range(WARM_UP_PER_CLIENT * args.clients)],
+                                     claim_sender(info["secret"], info[warm_key]))
+            warm_tokens = [token for kind, token in warm if kind == "won"]
+            warm_redeemed, _, _ = run_clients(
+                args.clients, redemption_requests(info["terminals"], [(-1 - i - (10**6 if path == "gate" else 0), t)
+                                                                      for i, t in enumerate(warm_tokens)]),
+                send_redemption)
+            warm_ok = len(warm_tokens) == len(warm) and all(kind == "redeemed" for kind, _ in warm_redeemed)
+            phones = [f"{prefix}{i:08d}" for i in range(args.attempts)]
+            results, claim_lat, claim_time = run_clients(args.clients, phones, claim_sender(info["secret"], info[release_key]))
+            crowds[path] = (results, claim_lat, claim_time, warm_ok)
+            if path != "gate" and args.paths == "both":
+                server.terminate()
+                server.wait(timeout=30)
+                server = None
+        path = "gate" if "gate" in crowds else "database"
+        results = crowds[path][0]
         tokens = [token for kind, token in results if kind == "won"]
 
         jobs = redemption_requests(info["terminals"], list(enumerate(tokens)))
@@ -470,16 +520,20 @@ def main() -> None:
         with app.app_context():
             problems = verify_ledger()
 
-        claim_rate = len(phones) / claim_time
         redeem_rate = len(jobs) / redeem_time if jobs else 0.0
         print(f"\nmachine: {os.cpu_count()} cores; gunicorn {args.workers} workers x {args.threads} threads; "
               f"{args.clients} concurrent clients on the same machine")
-        print(f"warm-up (not in the figures): {len(warm):,} claims and {len(warm_redeemed):,} redemptions "
-              f"on a round of their own: {'all answered' if warm_ok else 'PROBLEM'}")
-        print(f"flash crowd: {len(phones):,} claim attempts for {args.vouchers:,} vouchers in {claim_time:.1f} s "
-              f"= {claim_rate:,.0f} req/s; p50 {percentile(claim_lat, 50) * 1000:.1f} ms, "
-              f"p99 {percentile(claim_lat, 99) * 1000:.1f} ms")
-        print(f"  answers: {dict(answers)}")
+        print(f"warm-up (not in the figures): a round of its own per path: "
+              f"{'all answered' if all(c[3] for c in crowds.values()) else 'PROBLEM'}")
+        rates = {}
+        for name, (res, lat, seconds, _) in crowds.items():
+            kinds = Counter(kind for kind, _ in res)
+            rates[name] = len(res) / seconds
+            print(f"flash crowd, {name + ' path':13s}: {len(res):,} claim attempts for {args.vouchers:,} vouchers in "
+                  f"{seconds:.1f} s = {rates[name]:,.0f} req/s; p50 {percentile(lat, 50) * 1000:.1f} ms, "
+                  f"p99 {percentile(lat, 99) * 1000:.1f} ms; answers {dict(kinds)}")
+        if len(rates) == 2:
+            print(f"  gate / database throughput: {rates['gate'] / rates['database']:.2f}x (same run, same machine)")
         print(f"counter: {len(jobs):,} redemptions in {redeem_time:.1f} s = {redeem_rate:,.0f} req/s; "
               f"p50 {percentile(redeem_lat, 50) * 1000:.1f} ms, p99 {percentile(redeem_lat, 99) * 1000:.1f} ms")
         print(f"  answers: {dict(redeem_answers)}")
@@ -489,8 +543,10 @@ def main() -> None:
               f"{100 * redeem_rate / ceiling:.1f}% of it")
         print(f"ledger verify: {'clean' if not problems else problems[:3]}")
         print(f"server log: {server_log.name}")
-        ok = (warm_ok and answers.get("won") == args.vouchers and set(answers) <= {"won", "sold_out"}
-              and set(redeem_answers) == {"redeemed"} and not problems)
+        exact = all(Counter(kind for kind, _ in res).get("won") == args.vouchers
+                    and {kind for kind, _ in res} <= {"won", "sold_out"} and ok_warm
+                    for res, _, _, ok_warm in crowds.values())
+        ok = exact and set(redeem_answers) == {"redeemed"} and not problems
         print("RESULT:", "OK" if ok else "PROBLEM")
         sys.exit(0 if ok else 1)
     finally:

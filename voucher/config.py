@@ -251,6 +251,10 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "METRICS_TOKEN": env.get("METRICS_TOKEN", ""),
         "METRICS_ALLOWED_NETWORKS": parse_networks(env.get("METRICS_ALLOWED_NETWORKS", "127.0.0.1/32,::1/128")),
         "HSTS_MAX_AGE": int(env.get("HSTS_MAX_AGE", "31536000")),
+        # The admission gate for first-come releases (voucher/vouchers/admission.py): redis://host:port/db,
+        # or empty for none (every claim goes to the database, as on the embedded default).
+        "ADMISSION_REDIS_URL": env.get("ADMISSION_REDIS_URL", "").strip() or None,
+        "ADMISSION_KEY_PREFIX": env.get("ADMISSION_KEY_PREFIX", "voucher"),
         **rate_limits_from_env(env),
     }
     if overrides:

@@ -11,6 +11,7 @@ from voucher.core.db import db
 from voucher.core.permissions import public
 from voucher.jobs.models import SchedulerHeartbeat
 from voucher.jobs.runner import clock_running
+from voucher.vouchers import admission
 
 #: with the scheduler on, some process must have ticked this recently (it ticks every 30 s)
 
@@ -48,7 +49,11 @@ def readyz():
                 checks["scheduler"] = _scheduler_check(connection)
     except SQLAlchemyError:
         checks["database"] = "unreachable"
+    # Not a reason to take the server out of rotation: without Redis, claims take the database path.
+    admission_state = admission.state()
     ready = all(value == "ok" for value in checks.values())
+    if admission_state != "off":
+        checks["admission"] = admission_state
     return jsonify(status="ready" if ready else "not_ready", checks=checks), 200 if ready else 503
 
 

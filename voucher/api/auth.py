@@ -6,10 +6,12 @@ import hmac
 import time
 from datetime import timedelta
 
+import redis
 from flask import current_app, request
 from sqlalchemy import Row, bindparam, delete, select
 
 from voucher.api.models import Partner, PartnerNonce
+from voucher.core import redis_store
 from voucher.core.clock import utcnow
 from voucher.core.db import connection, db, rowcount
 from voucher.core.errors import DomainError
@@ -62,12 +64,17 @@ def current_partner() -> Row:
     window = current_app.config["PARTNER_REPLAY_WINDOW_SECONDS"]
     if abs(time.time() - int(timestamp)) > window:
         raise Unauthenticated(f"请求时间戳超出 {window} 秒有效窗口")
-    partner = connection().execute(_PARTNER_BY_KEY, {"key_id": key_id}).first()
+    partner = _partner(key_id)
     if partner is None or not partner.is_active_partner:
         raise Unauthenticated("合作方未知或已停用")
     expected = signature(partner_secret(key_id), request.method, request.path, timestamp, nonce, request.get_data())
     if not hmac.compare_digest(expected.encode(), given.lower().encode()):
         raise Unauthenticated("签名校验失败")
+    spent = _spend_nonce_in_redis(partner.id, nonce, window)
+    if spent is False:
+        raise Unauthenticated("重复的请求（随机数已使用）")
+    if spent:
+        return partner
     inserted = connection().execute(
         cached("insert_nonce", lambda: insert_ignore(PartnerNonce.__table__).returning(PartnerNonce.__table__.c.id)),
         {"partner_id": partner.id, "nonce": nonce, "seen_at": utcnow()},
@@ -78,6 +85,48 @@ def current_partner() -> Row:
     # request (sold out, not open yet) cannot be replayed later to succeed.
     db.session.commit()
     return partner
+
+
+#: with the shared Redis, a partner's row is kept this long in each process, so a flash crowd's claims do
+#: not read it from PostgreSQL each time: a partner switched off stops within this many seconds
+PARTNER_CACHE_SECONDS = 5.0
+_partners: dict[str, tuple[float, Row | None]] = {}
+
+
+def _partner(key_id: str) -> Row | None:
+    if not redis_store.enabled():
+        return connection().execute(_PARTNER_BY_KEY, {"key_id": key_id}).first()
+    now = time.monotonic()
+    kept = _partners.get(key_id)
+    if kept is not None and now - kept[0] < PARTNER_CACHE_SECONDS:
+        return kept[1]
+    row = connection().execute(_PARTNER_BY_KEY, {"key_id": key_id}).first()
+    if len(_partners) > 10_000:  # made-up key ids must not grow it without end
+        _partners.clear()
+    _partners[key_id] = (now, row)
+    return row
+
+
+def forget_partners() -> None:
+    """For tests whose partners' ids start over."""
+    _partners.clear()
+
+
+def _spend_nonce_in_redis(partner_id: int, nonce: str, window: int) -> bool | None:
+    """With the shared Redis: True if the nonce was unused (now spent), False if seen before; None when
+    there is no Redis to ask, and the nonce goes to the database as before. Kept twice the window, as
+    the database keeps them; a Redis that restarts forgets them, so within one window a captured request
+    could be replayed once: the only partner call is a claim, and a claim replayed meets the per-person
+    limit. A partner call that moves money must check its nonce in the database instead."""
+    client = redis_store.CLIENT.get()
+    if client is None:
+        return None
+    prefix = current_app.config.get("ADMISSION_KEY_PREFIX", "voucher")
+    try:
+        return bool(client.set(f"{prefix}:nonce:{partner_id}:{nonce}", b"1", nx=True, ex=2 * window))
+    except redis.RedisError as error:
+        redis_store.CLIENT.failed(error)
+        return None
 
 
 def prune_nonces() -> int:

@@ -1,8 +1,9 @@
 """Declarative base with a constraint naming convention, so migrations name every constraint."""
 from __future__ import annotations
 
+import logging
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Result,
     Table,
     cast,
+    event,
     func,
     literal_column,
     select,
@@ -115,6 +117,32 @@ def connection() -> Connection:
     db.session.flush()
     return db.session.connection()
 
+def on_rollback(callback: Callable[[], None]) -> None:
+    """Run `callback` if the session's current transaction rolls back (not if it commits): for work
+    outside the database that must be undone with it, such as a place taken at the admission gate.
+    Runs after the rollback; an error in it is logged, never raised over the rollback."""
+    db.session.info.setdefault(_ON_ROLLBACK, []).append(callback)
+
+
+_ON_ROLLBACK = "on_rollback"
+
+
+@event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    session.info.pop(_ON_ROLLBACK, None)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _rolled_back(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.nested:  # a savepoint: the outer transaction may still commit
+        return
+    for callback in session.info.pop(_ON_ROLLBACK, []):
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - the rollback has happened; say so and go on
+            logging.getLogger(__name__).exception("on_rollback callback failed")
+
+
 _sqlite_configured = False
 
 
@@ -129,7 +157,6 @@ def configure_sqlite_durability() -> None:
     if _sqlite_configured:
         return
     _sqlite_configured = True
-    from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
     @event.listens_for(Engine, "connect")

@@ -20,7 +20,7 @@ from voucher.counter import risk
 from voucher.jobs.models import JobRun
 from voucher.jobs.schedules import daily, every
 from voucher.settlement import batches as settlement
-from voucher.vouchers import expiry
+from voucher.vouchers import admission, expiry
 from voucher.vouchers.releases import open_release
 
 logger = logging.getLogger(__name__)
@@ -99,6 +99,10 @@ def seal_audit(now: datetime) -> dict[str, Any]:
     return {"sealed": link.entry_count if link else 0, "last_entry_id": link.last_entry_id if link else None}
 
 
+def reconcile_admission(now: datetime) -> dict[str, Any]:
+    return admission.reconcile()
+
+
 def refresh_leverage(now: datetime) -> dict[str, Any]:
     """Pre-aggregate the leverage figures up to yesterday and rebuild the causal panel."""
     return panel.refresh_leverage()
@@ -109,6 +113,7 @@ def refresh_leverage(now: datetime) -> dict[str, Any]:
 #: flags a day before settlement builds it.
 JOBS = [
     ("open_releases", "开放到期发放场次", every(1), open_releases),
+    ("reconcile_admission", "核对领券闸门（Redis）与数据库", every(1), reconcile_admission),
     ("expire_vouchers", "过期券失效并退回预算", daily(0, 30), expire_vouchers),
     ("daily_stats", "每日统计快照", daily(0, 45), daily_stats),
     ("risk_scan", "风险扫描", daily(1, 30), risk_scan),

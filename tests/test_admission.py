@@ -1,0 +1,250 @@
+"""The admission gate for first-come releases (voucher/vouchers/admission.py) against a real Redis that
+the test starts and kills itself: exact under a flash crowd, refusals answered from Redis, places given
+back, the database path without Redis, and no voucher beyond the release when Redis dies mid-drop."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+import redis
+from sqlalchemy import event, func, select
+
+from tests.factories import make_campaign, make_citizen, make_world
+from tests.test_concurrency import run_concurrently
+from voucher.api import auth
+from voucher.api.models import Partner, PartnerNonce
+from voucher.core.clock import utcnow
+from voucher.core.db import db as _db
+from voucher.reports.consistency import verify_ledger
+from voucher.vouchers import admission, releases
+from voucher.vouchers.models import Citizen, Voucher
+from voucher.vouchers.services import claim
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of the test's own: nothing on disk, killed and started again at will."""
+
+    def __init__(self, tmp_path) -> None:
+        self.port, self.dir, self.process = _free_port(), tmp_path, None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=0.1).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()  # SIGKILL: what a crash does; nothing is saved
+        self.process.wait()
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is required in CI")
+        pytest.skip("redis-server not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    if server.process and server.process.poll() is None:
+        server.kill()
+
+
+@pytest.fixture
+def gated(app, monkeypatch, redis_server):
+    monkeypatch.setitem(app.config, "ADMISSION_REDIS_URL", redis_server.url)
+    monkeypatch.setitem(app.config, "ADMISSION_KEY_PREFIX", "test")
+    admission.forget_client()
+    yield redis_server
+    admission.forget_client()
+    auth.forget_partners()
+
+
+def _counts() -> Counter:
+    return Counter({sample.labels["result"]: sample.value for metric in admission.ADMISSIONS.collect()
+                    for sample in metric.samples if sample.name.endswith("_total")})
+
+
+def _left(server: RedisServer, release_id: int) -> int | None:
+    value = redis.Redis(port=server.port).hget(f"test:gate:{release_id}", "left")
+    return None if value is None else int(value)
+
+
+def _issued(release_id: int) -> int:
+    return _db.session.scalar(select(func.count(Voucher.id)).where(
+        Voucher.release_id == release_id, Voucher.citizen_id.is_not(None)))
+
+
+def _crowd(app, release_id: int, citizen_ids: list[int]) -> Counter:
+    def work(i):
+        return claim(release_id, _db.session.get(Citizen, citizen_ids[i])).id
+
+    outcomes = run_concurrently(app, len(citizen_ids), work)
+    return Counter("won" if isinstance(o, int) else o for o in outcomes)
+
+
+def test_a_flash_crowd_is_exact_and_the_refusals_never_reach_the_database(app, db, gated):
+    world = make_world()
+    _, release = make_campaign(world, quantity=10)
+    citizens = [make_citizen(f"{i:02d}").id for i in range(40)]
+    db.session.commit()
+    assert admission.reconcile()["built"] == 1 and _left(gated, release.id) == 10  # as the job does at opening
+    before = _counts()
+    assert _crowd(app, release.id, citizens) == {"won": 10, "sold_out": 30}
+    seen = _counts() - before
+    assert seen["admitted"] == 10 and seen["sold_out"] == 30  # answered by Redis, not by a transaction
+    assert _issued(release.id) == 10 and _left(gated, release.id) == 0 and verify_ledger() == []
+
+
+def test_the_second_click_is_refused_at_the_gate_with_the_limit(app, db, gated):
+    world = make_world()
+    _, release = make_campaign(world, quantity=5)
+    citizen = make_citizen()
+    db.session.commit()
+    admission.reconcile()
+    claim(release.id, citizen)
+    db.session.commit()
+    before = _counts()
+    with pytest.raises(Exception) as refused:
+        claim(release.id, citizen)
+    db.session.rollback()
+    assert refused.value.code == "claim_limit_reached" and "每人限领 1 张" in str(refused.value)
+    assert (_counts() - before)["limit"] == 1 and _issued(release.id) == 1 and _left(gated, release.id) == 4
+
+
+def test_a_claim_the_database_refuses_gives_its_place_back(app, db, gated):
+    world = make_world()
+    campaign, first = make_campaign(world, quantity=5)
+    campaign.per_person_limit = 1  # one voucher per person over the whole campaign
+    second = releases.create_release(campaign, name="第二轮", quantity=5, per_person_limit=1,
+                                     opens_at=utcnow() - timedelta(minutes=1), actor=world.maker)
+    releases.open_release(second.id, world.maker)
+    citizen = make_citizen()
+    db.session.commit()
+    admission.reconcile()
+    claim(first.id, citizen)
+    db.session.commit()
+    with pytest.raises(Exception) as refused:  # the gate admits (a new release), the campaign limit refuses
+        claim(second.id, citizen)
+    db.session.rollback()
+    assert refused.value.code == "claim_limit_reached"
+    assert _left(gated, second.id) == 5 and _issued(second.id) == 0
+    assert redis.Redis(port=gated.port).hget(f"test:gate:{second.id}:held", citizen.identity_hash) is None
+
+
+def test_a_gate_that_lets_too_many_in_is_closed_by_the_database_not_refilled(app, db, gated):
+    world = make_world()
+    _, release = make_campaign(world, quantity=3)
+    citizens = [make_citizen(f"{i:02d}").id for i in range(8)]
+    db.session.commit()
+    admission.reconcile()
+    redis.Redis(port=gated.port).hset(f"test:gate:{release.id}", "left", 100)  # a stale count, too high
+    assert _crowd(app, release.id, citizens[:6]) == {"won": 3, "sold_out": 3}
+    assert _left(gated, release.id) == 0  # the database's sold out closes the gate
+    before = _counts()
+    assert _crowd(app, release.id, citizens[6:]) == {"sold_out": 2}
+    assert (_counts() - before)["sold_out"] == 2 and _issued(release.id) == 3
+
+
+def test_without_redis_claims_take_the_database_path_and_readyz_says_so(app, db, client, monkeypatch):
+    monkeypatch.setitem(app.config, "ADMISSION_REDIS_URL", f"redis://127.0.0.1:{_free_port()}/0")
+    admission.forget_client()
+    try:
+        world = make_world()
+        _, release = make_campaign(world, quantity=2)
+        citizens = [make_citizen(f"{i:02d}").id for i in range(4)]
+        db.session.commit()
+        before = _counts()
+        assert _crowd(app, release.id, citizens) == {"won": 2, "sold_out": 2}
+        assert (_counts() - before)["redis_unreachable"] >= 1
+        ready = client.get("/readyz").get_json()
+        assert ready["checks"]["admission"] == "degraded (database path)"
+    finally:
+        admission.forget_client()
+
+
+def test_killing_redis_mid_drop_issues_no_voucher_beyond_the_release(app, db, gated):
+    world = make_world()
+    _, release = make_campaign(world, quantity=30)
+    citizens = [make_citizen(f"{i:03d}").id for i in range(100)]
+    db.session.commit()
+    admission.reconcile()
+    assert _crowd(app, release.id, citizens[:10]) == {"won": 10} and _left(gated, release.id) == 20
+
+    # Redis is killed while the second crowd is on its way: claims admitted before the kill go on to
+    # the database, the rest find Redis gone and take the database path; every answer is definite.
+    killer = threading.Timer(0.05, gated.kill)
+    killer.start()
+    second = _crowd(app, release.id, citizens[10:25])
+    killer.join()
+    assert second == {"won": 15}
+    admission.forget_client()  # the back-off would otherwise wait RETRY_AFTER seconds
+    gated.start()  # empty: Redis keeps nothing on disk here
+    assert _left(gated, release.id) is None
+    assert admission.reconcile()["built"] == 1 and _left(gated, release.id) == 5
+
+    third = _crowd(app, release.id, citizens[25:])
+    assert third == {"won": 5, "sold_out": 70}
+    assert _issued(release.id) == 30 and _left(gated, release.id) == 0 and verify_ledger() == []
+
+
+def test_reconcile_drops_the_gate_of_a_release_no_longer_open(app, db, gated):
+    world = make_world()
+    _, release = make_campaign(world, quantity=3)
+    db.session.commit()
+    admission.reconcile()
+    release.status = "closed"
+    db.session.commit()
+    assert admission.reconcile()["dropped"] == 1 and _left(gated, release.id) is None
+
+
+def test_a_channel_claim_refused_at_the_gate_runs_no_sql_and_a_replay_is_still_refused(app, db, client, gated):
+    from tests.test_api import signed_claim  # noqa: PLC0415 - the signed-request helper of the API tests
+
+    db.session.add(Partner(name="我的连云港", key_id="pk_test"))
+    world = make_world()
+    _, release = make_campaign(world, quantity=1)
+    db.session.commit()
+    admission.reconcile()
+    body = {"release_id": release.id, "citizen": {"phone": "13912345678"}}
+    assert signed_claim(client, body, nonce="first").status_code == 201  # the partner row is read once here
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(_db.engine, "before_cursor_execute", count)
+    try:
+        late = signed_claim(client, {**body, "citizen": {"phone": "13900000001"}})
+        replay = signed_claim(client, {**body, "citizen": {"phone": "13900000002"}}, nonce="first")
+    finally:
+        event.remove(_db.engine, "before_cursor_execute", count)
+    assert late.status_code == 409 and late.get_json()["errors"][0]["code"] == "sold_out"
+    assert replay.status_code == 401 and "随机数已使用" in replay.get_json()["errors"][0]["message"]
+    assert statements == []  # neither touched the database
+    assert db.session.scalar(select(func.count(PartnerNonce.id))) == 0  # the nonces live in Redis

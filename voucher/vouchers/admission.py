@@ -1,0 +1,271 @@
+"""The admission gate for first-come releases: a flash crowd is answered from Redis, and only the claims
+it admits reach the database.
+
+When a first-come release opens, its remaining count and per-person limit go into Redis (`build`). A
+claim runs one Lua script, atomically: the gate gone -> the database path, as without Redis; this
+citizen at the per-person limit -> refused; nothing left -> sold out; else remaining - 1 and the
+citizen's count + 1 -> admitted. A refused attempt never touches PostgreSQL. An admitted one goes on to
+`services.claim`, which still takes a pre-minted voucher with SKIP LOCKED and enforces every limit: the
+database stays the only source of truth, and the gate only ever lets too many through, never hands
+out a voucher. An admitted claim that the database then refuses, or that fails, gives its place back
+when its transaction rolls back (core.db.on_rollback).
+
+Redis keeps nothing on disk here. A restart, a flush or an eviction loses the gate; the claims then take
+the database path until `reconcile` (a job every minute, and at each opening) builds it again from the
+database: remaining = the vouchers still available, each citizen's count = the vouchers they hold. At
+worst the gate lets in claims the database then refuses (sold out: a definite answer), or holds back a
+place whose give-back was lost in a crash until the next reconcile: it can delay a voucher, never issue
+one beyond the release. Every gate carries an epoch: a give-back from before a rebuild is dropped, so a
+rebuilt count is never pushed above the truth twice.
+
+Without ADMISSION_REDIS_URL nothing here runs. With it and Redis unreachable, claims take the database
+path, a warning is logged (once a minute), /readyz says `admission: degraded (database path)` and
+`voucher_admission_total{result="redis_unreachable"}` counts them; Redis is tried again after
+RETRY_AFTER seconds, so a dead Redis costs one connect timeout per RETRY_AFTER, not one per claim.
+
+Keys (prefix ADMISSION_KEY_PREFIX, so deployments can share a Redis): `{p}:gate:{release}` a hash
+(left, limit, epoch), `{p}:gate:{release}:held` a hash (member -> count), `{p}:gates` the set of releases
+with a gate. A member is the citizen's identity hash, which the channel API can compute from the phone
+number without the database.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import current_app
+from prometheus_client import Counter
+from sqlalchemy import func, select
+
+from voucher.campaigns.models import Campaign, CampaignStatus, Release, ReleaseMode, ReleaseStatus
+from voucher.core import redis_store
+from voucher.core.db import db, on_rollback
+from voucher.core.errors import ClaimLimitReached, SoldOut
+from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
+
+logger = logging.getLogger(__name__)
+
+HELD_CHUNK = 5000
+
+ADMISSIONS = Counter("voucher_admission_total", "Claims seen by the admission gate, by what it answered", ["result"])
+
+# KEYS: gate, held. ARGV: member. -> {code, count, epoch}: 1 admitted, 0 no gate, -1 at limit, -2 sold out
+_ADMIT = """
+local left = redis.call('HGET', KEYS[1], 'left')
+if not left then return {0, 0, ''} end
+local fields = redis.call('HMGET', KEYS[1], 'limit', 'epoch')
+local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if held >= tonumber(fields[1]) then return {-1, held, fields[2]} end
+if tonumber(left) <= 0 then return {-2, 0, fields[2]} end
+redis.call('HINCRBY', KEYS[1], 'left', -1)
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+return {1, held + 1, fields[2]}
+"""
+# KEYS: gate, held. ARGV: member, epoch. Gives a place back only to the gate that gave it.
+_GIVE_BACK = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then return 0 end
+redis.call('HINCRBY', KEYS[1], 'left', 1)
+if tonumber(redis.call('HINCRBY', KEYS[2], ARGV[1], -1)) <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
+return 1
+"""
+
+
+@dataclass
+class Ticket:
+    release_id: int
+    member: str
+    epoch: str
+    #: the database found nothing left: the place is not given back (the gate is closed instead)
+    spent: bool = False
+
+
+enabled = redis_store.enabled
+_client = redis_store.CLIENT
+
+
+def state() -> str:
+    """For /readyz: off, ok, or degraded (database path)."""
+    if not enabled():
+        return "off"
+    if _client.degraded:
+        return "degraded (database path)"
+    client = _client.get()
+    try:
+        if client is not None:
+            client.ping()
+            return "ok"
+    except redis.RedisError as error:
+        _client.failed(error)
+    return "degraded (database path)"
+
+
+def _keys(release_id: int) -> tuple[str, str]:
+    prefix = current_app.config.get("ADMISSION_KEY_PREFIX", "voucher")
+    return f"{prefix}:gate:{release_id}", f"{prefix}:gate:{release_id}:held"
+
+
+def _registry() -> str:
+    return f"{current_app.config.get('ADMISSION_KEY_PREFIX', 'voucher')}:gates"
+
+
+def admit(release_id: int, member: str) -> Ticket | None:
+    """Ask the gate. Raises SoldOut or ClaimLimitReached when it refuses (no database touched); returns
+    a Ticket when it admits (its place goes back if the transaction rolls back), or None when there is
+    no gate to ask (off, not built, Redis unreachable): the caller goes on to the database as before."""
+    client = _client.get()
+    if client is None:
+        if enabled():
+            ADMISSIONS.labels("redis_unreachable").inc()
+        return None
+    gate, held = _keys(release_id)
+    try:
+        code, count, epoch = _client.script(client, "admit", _ADMIT)(keys=[gate, held], args=[member])
+    except redis.RedisError as error:
+        _client.failed(error)
+        ADMISSIONS.labels("redis_unreachable").inc()
+        return None
+    if code == 0:
+        ADMISSIONS.labels("no_gate").inc()
+        _build_once(client, release_id)
+        return None
+    if code == -1:
+        ADMISSIONS.labels("limit").inc()
+        raise ClaimLimitReached(f"每人限领 {count} 张，您已领取 {count} 张")
+    if code == -2:
+        ADMISSIONS.labels("sold_out").inc()
+        raise SoldOut()
+    ADMISSIONS.labels("admitted").inc()
+    ticket = Ticket(release_id, member, epoch.decode() if isinstance(epoch, bytes) else str(epoch))
+    on_rollback(lambda: give_back(ticket))
+    return ticket
+
+
+def give_back(ticket: Ticket) -> None:
+    client = _client.get()
+    if client is None or ticket.spent:
+        return
+    gate, held = _keys(ticket.release_id)
+    try:
+        _client.script(client, "give_back", _GIVE_BACK)(keys=[gate, held], args=[ticket.member, ticket.epoch])
+        ADMISSIONS.labels("given_back").inc()
+    except redis.RedisError as error:  # the next reconcile restores the count
+        _client.failed(error)
+
+
+def build(release_id: int) -> bool:
+    """Write the release's gate from the database (committed data): remaining, per-person limit, and
+    what each citizen holds. Replaces any gate there was (a new epoch). False when Redis is unreachable."""
+    client = _client.get()
+    if client is None:
+        return False
+    limit = db.session.scalar(select(Release.per_person_limit).where(Release.id == release_id))
+    left = db.session.scalar(select(func.count(Voucher.id)).where(
+        Voucher.release_id == release_id, Voucher.status == VoucherStatus.AVAILABLE.value)) or 0
+    holders = db.session.execute(
+        select(Citizen.identity_hash, func.count(Voucher.id)).join(Citizen, Citizen.id == Voucher.citizen_id)
+        .where(Voucher.release_id == release_id).group_by(Citizen.identity_hash)).all()
+    gate, held = _keys(release_id)
+    staging = f"{held}:building:{secrets.token_hex(4)}"
+    try:
+        pipe = client.pipeline(transaction=False)
+        for start in range(0, len(holders), HELD_CHUNK):
+            pipe.hset(staging, mapping={member: count for member, count in holders[start:start + HELD_CHUNK]})
+        pipe.execute()
+        swap = client.pipeline(transaction=True)  # MULTI: the gate and its holders change together
+        if holders:
+            swap.rename(staging, held)
+        else:
+            swap.delete(held)
+        swap.hset(gate, mapping={"left": left, "limit": limit or 1, "epoch": secrets.token_hex(8)})
+        swap.sadd(_registry(), release_id)
+        swap.execute()
+    except redis.RedisError as error:
+        _client.failed(error)
+        return False
+    return True
+
+
+def drop(release_id: int) -> None:
+    client = _client.get()
+    if client is None:
+        return
+    gate, held = _keys(release_id)
+    try:
+        client.pipeline(transaction=True).delete(gate, held).srem(_registry(), release_id).execute()
+    except redis.RedisError as error:
+        _client.failed(error)
+
+
+def sold_out(ticket: Ticket | None) -> None:
+    """The database has no voucher left for an admitted claim: close the gate (remaining 0) instead of
+    giving the place back, or every later attempt would be admitted only to be refused."""
+    if ticket is None:
+        return
+    ticket.spent = True
+    client = _client.get()
+    if client is None:
+        return
+    gate, _ = _keys(ticket.release_id)
+    try:
+        if client.hget(gate, "epoch") in (ticket.epoch, ticket.epoch.encode()):
+            client.hset(gate, "left", "0")
+    except redis.RedisError as error:
+        _client.failed(error)
+
+
+def _build_once(client: Any, release_id: int) -> None:
+    """No gate for this release: if it is an open first-come one, one request (the one that gets the
+    lock) builds it from the database; the others meanwhile take the database path."""
+    gate, _ = _keys(release_id)
+    try:
+        if not client.set(f"{gate}:building", "1", nx=True, ex=10):
+            return
+    except redis.RedisError as error:
+        _client.failed(error)
+        return
+    first_come = db.session.scalar(select(Release.id).join(Campaign, Campaign.id == Release.campaign_id).where(
+        Release.id == release_id, Release.status == ReleaseStatus.OPEN.value,
+        Release.mode == ReleaseMode.FIRST_COME.value, Campaign.status == CampaignStatus.ACTIVE.value))
+    if first_come is not None:
+        build(release_id)
+
+
+def reconcile() -> dict[str, int]:
+    """The scheduled check: every open first-come release has a gate whose remaining count is at least
+    the database's (never fewer places than vouchers); gates of releases no longer open go."""
+    if _client.get() is None:
+        return {"built": 0, "corrected": 0, "dropped": 0, "unreachable": int(enabled())}
+    open_ids = set(db.session.scalars(
+        select(Release.id).join(Campaign, Campaign.id == Release.campaign_id).where(
+            Release.status == ReleaseStatus.OPEN.value, Release.mode == ReleaseMode.FIRST_COME.value,
+            Campaign.status == CampaignStatus.ACTIVE.value)))
+    client = _client.get()
+    assert client is not None
+    built = corrected = dropped = 0
+    try:
+        known = {int(x) for x in client.smembers(_registry())}
+        for release_id in sorted(known - open_ids):
+            drop(release_id)
+            dropped += 1
+        for release_id in sorted(open_ids):
+            gate, _ = _keys(release_id)
+            left = client.hget(gate, "left")
+            if left is None:
+                built += build(release_id)
+                continue
+            available = db.session.scalar(select(func.count(Voucher.id)).where(
+                Voucher.release_id == release_id, Voucher.status == VoucherStatus.AVAILABLE.value)) or 0
+            if int(left) < available:  # places lost in a crash between admission and give-back
+                client.hset(gate, "left", str(available))
+                corrected += 1
+    except redis.RedisError as error:
+        _client.failed(error)
+    return {"built": built, "corrected": corrected, "dropped": dropped, "unreachable": 0}
+
+
+def forget_client() -> None:
+    """For tests that point the app at another Redis, or stop one."""
+    _client.reset()
