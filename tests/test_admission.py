@@ -248,3 +248,53 @@ def test_a_channel_claim_refused_at_the_gate_runs_no_sql_and_a_replay_is_still_r
     assert replay.status_code == 401 and "随机数已使用" in replay.get_json()["errors"][0]["message"]
     assert statements == []  # neither touched the database
     assert db.session.scalar(select(func.count(PartnerNonce.id))) == 0  # the nonces live in Redis
+
+
+def test_the_waiting_room_lets_claims_through_at_the_rate_in_order_and_keeps_each_place(app, db, client, gated,
+                                                                                           monkeypatch):
+    monkeypatch.setitem(app.config, "ADMISSION_RATE", 10)
+    monkeypatch.setitem(app.config, "ADMISSION_BURST", 1)
+    world = make_world()
+    _, release = make_campaign(world, quantity=10)
+    citizens = [make_citizen(f"{i:02d}") for i in range(4)]
+    db.session.commit()
+    admission.reconcile()
+    claim(release.id, citizens[0])  # the burst: one at once
+    db.session.commit()
+    waits = []
+    for citizen in citizens[1:]:
+        with pytest.raises(Exception) as queued:
+            claim(release.id, citizen)
+        db.session.rollback()
+        assert queued.value.code == "queued" and queued.value.retry_after == 1
+        waits.append(queued.value.position)
+    assert waits == sorted(waits) and waits[-1] >= 3  # in order of arrival, at 10 a second
+    with pytest.raises(Exception) as again:  # asking again keeps the place, it does not go to the back
+        claim(release.id, citizens[1])
+    db.session.rollback()
+    assert again.value.position <= waits[0]
+    time.sleep(0.45)
+    for citizen in citizens[1:]:
+        claim(release.id, citizen)
+        db.session.commit()
+    assert _issued(release.id) == 4 and _left(gated, release.id) == 6
+
+
+def test_a_queued_citizen_is_told_the_wait_and_the_page_comes_back_by_itself(app, db, client, gated, monkeypatch):
+    from tests.test_citizen_pages import sign_in  # noqa: PLC0415
+
+    monkeypatch.setitem(app.config, "ADMISSION_RATE", 1)
+    monkeypatch.setitem(app.config, "ADMISSION_BURST", 1)
+    world = make_world()
+    _, release = make_campaign(world, quantity=10)
+    claim(release.id, make_citizen("z"))  # takes the one place of the first second
+    db.session.commit()
+    admission.reconcile()
+    claim(release.id, make_citizen("y"))
+    db.session.commit()
+    sign_in(client)
+    answer = client.post(f"/c/releases/{release.id}/claim")
+    assert answer.status_code == 303 and "wait=" in answer.headers["Location"]
+    page = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "排队中：您前面约有" in page and '<meta http-equiv="refresh" content="' in page
+    assert "您的排队位置会保留" in page

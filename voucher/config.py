@@ -255,6 +255,10 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # or empty for none (every claim goes to the database, as on the embedded default).
         "ADMISSION_REDIS_URL": env.get("ADMISSION_REDIS_URL", "").strip() or None,
         "ADMISSION_KEY_PREFIX": env.get("ADMISSION_KEY_PREFIX", "voucher"),
+        # The waiting room: claims let through to the database per second and release, in order of
+        # arrival (0: no waiting room); the burst is how many may pass at once (default: one second's).
+        "ADMISSION_RATE": int(env.get("ADMISSION_RATE", "0")),
+        "ADMISSION_BURST": int(env.get("ADMISSION_BURST", "0") or 0) or int(env.get("ADMISSION_RATE", "0")),
         **rate_limits_from_env(env),
     }
     if overrides:

@@ -115,7 +115,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(DomainError)
     def domain_error(error: DomainError):
-        return page(error.status, error.code, error.message)
+        response = make_response(*page(error.status, error.code, error.message))
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after:  # the waiting room (errors.Queued): when to come back
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.errorhandler(DataError)
     def data_error(error: DataError):

@@ -171,7 +171,8 @@ CLAIM_RESULT = {
                401: ("bad signature, stale timestamp, reused nonce, unknown partner (unauthenticated)", None),
                404: ("no such release (not_found)", None),
                409: ("sold_out, claim_limit_reached, release_not_open, concurrent change", None),
-               429: ("too many requests from this address or partner (rate_limited)", None)},
+               429: ("too many requests from this address or partner (rate_limited), or the release's waiting "
+                     "room (queued: come back after Retry-After seconds; the place in the queue is kept)", None)},
 )
 @limits.channel_claim_ip
 def channel_claim():

@@ -187,6 +187,20 @@ class SoldOut(DomainError):
     default_message = "本场次消费券已领完"
 
 
+class Queued(DomainError):
+    """A flash crowd's waiting room (vouchers/admission.py): the release admits claims at a set rate, in
+    order of arrival; this one's turn comes in `retry_after` seconds. Not refused: asked to come back."""
+
+    code = "queued"
+    status = 429
+    default_message = "排队中，请稍后再试"
+
+    def __init__(self, position: int, retry_after: int):
+        super().__init__(f"排队中：您前面约有 {position:,} 人，预计 {retry_after} 秒后轮到您。"
+                         "轮到时请再点一次“立即领取”，您的排队位置会保留。")
+        self.position, self.retry_after = position, retry_after
+
+
 class ClaimLimitReached(DomainError):
     code = "claim_limit_reached"
     status = 409

@@ -43,7 +43,7 @@ from sqlalchemy import func, select
 from voucher.campaigns.models import Campaign, CampaignStatus, Release, ReleaseMode, ReleaseStatus
 from voucher.core import redis_store
 from voucher.core.db import db, on_rollback
-from voucher.core.errors import ClaimLimitReached, SoldOut
+from voucher.core.errors import ClaimLimitReached, Queued, SoldOut
 from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
 
 logger = logging.getLogger(__name__)
@@ -52,17 +52,33 @@ HELD_CHUNK = 5000
 
 ADMISSIONS = Counter("voucher_admission_total", "Claims seen by the admission gate, by what it answered", ["result"])
 
-# KEYS: gate, held. ARGV: member. -> {code, count, epoch}: 1 admitted, 0 no gate, -1 at limit, -2 sold out
+# KEYS: gate, held, queue. ARGV: member. -> {code, n, epoch, wait}: 1 admitted, 0 no gate, -1 at limit
+# (n: held), -2 sold out, -3 queued (n: people ahead, wait: seconds). With a rate, every new arrival takes
+# the next number; number k may pass once (now - start) x rate + burst >= k (Redis's clock, one for all
+# app servers), so claims reach the database at the rate, in order of arrival.
 _ADMIT = """
 local left = redis.call('HGET', KEYS[1], 'left')
-if not left then return {0, 0, ''} end
-local fields = redis.call('HMGET', KEYS[1], 'limit', 'epoch')
+if not left then return {0, 0, '', 0} end
+local f = redis.call('HMGET', KEYS[1], 'limit', 'epoch', 'rate', 'burst', 'start')
 local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-if held >= tonumber(fields[1]) then return {-1, held, fields[2]} end
-if tonumber(left) <= 0 then return {-2, 0, fields[2]} end
+if held >= tonumber(f[1]) then return {-1, held, f[2], 0} end
+if tonumber(left) <= 0 then return {-2, 0, f[2], 0} end
+local rate = tonumber(f[3] or '0')
+if rate > 0 then
+  local n = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+  if n == 0 then
+    n = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+    redis.call('HSET', KEYS[3], ARGV[1], n)
+  end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local allowed = math.floor((now - tonumber(f[5])) * rate) + tonumber(f[4])
+  if n > allowed then return {-3, n - allowed, f[2], math.ceil((n - allowed) / rate)} end
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
 redis.call('HINCRBY', KEYS[1], 'left', -1)
 redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
-return {1, held + 1, fields[2]}
+return {1, held + 1, f[2], 0}
 """
 # KEYS: gate, held. ARGV: member, epoch. Gives a place back only to the gate that gave it.
 _GIVE_BACK = """
@@ -107,6 +123,10 @@ def _keys(release_id: int) -> tuple[str, str]:
     return f"{prefix}:gate:{release_id}", f"{prefix}:gate:{release_id}:held"
 
 
+def _queue_key(release_id: int) -> str:
+    return f"{_keys(release_id)[0]}:queue"
+
+
 def _registry() -> str:
     return f"{current_app.config.get('ADMISSION_KEY_PREFIX', 'voucher')}:gates"
 
@@ -122,7 +142,8 @@ def admit(release_id: int, member: str) -> Ticket | None:
         return None
     gate, held = _keys(release_id)
     try:
-        code, count, epoch = _client.script(client, "admit", _ADMIT)(keys=[gate, held], args=[member])
+        code, count, epoch, wait = _client.script(client, "admit", _ADMIT)(
+            keys=[gate, held, _queue_key(release_id)], args=[member])
     except redis.RedisError as error:
         _client.failed(error)
         ADMISSIONS.labels("redis_unreachable").inc()
@@ -137,6 +158,9 @@ def admit(release_id: int, member: str) -> Ticket | None:
     if code == -2:
         ADMISSIONS.labels("sold_out").inc()
         raise SoldOut()
+    if code == -3:
+        ADMISSIONS.labels("queued").inc()
+        raise Queued(int(count), max(1, int(wait)))
     ADMISSIONS.labels("admitted").inc()
     ticket = Ticket(release_id, member, epoch.decode() if isinstance(epoch, bytes) else str(epoch))
     on_rollback(lambda: give_back(ticket))
@@ -179,7 +203,12 @@ def build(release_id: int) -> bool:
             swap.rename(staging, held)
         else:
             swap.delete(held)
-        swap.hset(gate, mapping={"left": left, "limit": limit or 1, "epoch": secrets.token_hex(8)})
+        seconds, micros = client.time()
+        swap.delete(gate, _queue_key(release_id))
+        swap.hset(gate, mapping={"left": left, "limit": limit or 1, "epoch": secrets.token_hex(8), "seq": 0,
+                                 "rate": current_app.config.get("ADMISSION_RATE", 0) or 0,
+                                 "burst": current_app.config.get("ADMISSION_BURST", 0) or 0,
+                                 "start": f"{seconds + micros / 1_000_000:.6f}"})
         swap.sadd(_registry(), release_id)
         swap.execute()
     except redis.RedisError as error:
@@ -194,7 +223,8 @@ def drop(release_id: int) -> None:
         return
     gate, held = _keys(release_id)
     try:
-        client.pipeline(transaction=True).delete(gate, held).srem(_registry(), release_id).execute()
+        client.pipeline(transaction=True).delete(gate, held, _queue_key(release_id)).srem(
+            _registry(), release_id).execute()
     except redis.RedisError as error:
         _client.failed(error)
 

@@ -22,7 +22,7 @@ from flask import (
 from voucher.accounts.forms import ActionForm
 from voucher.campaigns.models import Release
 from voucher.core.db import db
-from voucher.core.errors import DomainError, InvalidInput
+from voucher.core.errors import DomainError, InvalidInput, Queued
 from voucher.core.masking import mask_phone
 from voucher.core.paging import page_number
 from voucher.core.permissions import Access, public
@@ -90,8 +90,10 @@ def home():
     releases = services.open_releases()
     ids = [r.id for r in releases]
     citizen = current_citizen()
+    wait = request.args.get("wait", "")
     return render_template(
         "vouchers/home.html", releases=releases, left=services.remaining(ids), citizen=citizen,
+        refresh_after=int(wait) if wait.isascii() and wait.isdigit() and 0 < int(wait) <= 600 else None,
         entries=services.lottery_entry_counts(ids),
         my_entries=services.lottery_entries_of(citizen.id, ids) if citizen else {},
         held=services.held_of(citizen.id, ids) if citizen else {}, action_form=ActionForm(),
@@ -206,6 +208,9 @@ def claim(release_id: int):
     try:
         with unit_of_work():
             voucher = services.claim(release_id, signed_in_citizen())
+    except Queued as queued:  # the waiting room: the page comes back when the turn is due
+        flash(queued.message, "info")
+        return redirect(url_for("vouchers.home", wait=queued.retry_after), 303)
     except DomainError as error:
         return refused(error, "vouchers.home")
     flash(f"领取成功！券码 {codes.display(voucher.code)}", "success")
