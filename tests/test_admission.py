@@ -23,7 +23,7 @@ from voucher.api.models import Partner, PartnerNonce
 from voucher.core.clock import utcnow
 from voucher.core.db import db as _db
 from voucher.reports.consistency import verify_ledger
-from voucher.vouchers import admission, releases
+from voucher.vouchers import admission, batches, releases
 from voucher.vouchers.models import Citizen, Voucher
 from voucher.vouchers.services import claim
 
@@ -160,14 +160,19 @@ def test_a_claim_the_database_refuses_gives_its_place_back(app, db, gated):
 def test_a_gate_that_lets_too_many_in_is_closed_by_the_database_not_refilled(app, db, gated):
     world = make_world()
     _, release = make_campaign(world, quantity=3)
-    citizens = [make_citizen(f"{i:02d}").id for i in range(8)]
+    citizens = [make_citizen(f"{i:02d}").id for i in range(9)]
     db.session.commit()
     admission.reconcile()
     redis.Redis(port=gated.port).hset(f"test:gate:{release.id}", "left", 100)  # a stale count, too high
     assert _crowd(app, release.id, citizens[:6]) == {"won": 3, "sold_out": 3}
-    assert _left(gated, release.id) == 0  # the database's sold out closes the gate
+    # A claim that found every voucher locked by the others gave its place back (they might have rolled
+    # back); the first one to find none at all closes the gate.
+    with pytest.raises(Exception) as late:
+        claim(release.id, _db.session.get(Citizen, citizens[6]))
+    _db.session.rollback()
+    assert late.value.code == "sold_out" and _left(gated, release.id) == 0
     before = _counts()
-    assert _crowd(app, release.id, citizens[6:]) == {"sold_out": 2}
+    assert _crowd(app, release.id, citizens[7:]) == {"sold_out": 2}
     assert (_counts() - before)["sold_out"] == 2 and _issued(release.id) == 3
 
 
@@ -298,3 +303,38 @@ def test_a_queued_citizen_is_told_the_wait_and_the_page_comes_back_by_itself(app
     page = client.get(answer.headers["Location"]).get_data(as_text=True)
     assert "排队中：您前面约有" in page and '<meta http-equiv="refresh" content="' in page
     assert "您的排队位置会保留" in page
+
+
+@pytest.mark.parametrize("with_gate", [False, True])
+def test_a_batched_release_opens_to_each_group_at_its_own_time(app, db, client, request, with_gate):
+    if with_gate:
+        request.getfixturevalue("gated")
+    world = make_world()
+    campaign, _ = make_campaign(world, quantity=5)
+    release = releases.create_release(campaign, name="分批场", quantity=10, per_person_limit=1,
+                                      opens_at=utcnow() - timedelta(minutes=1), actor=world.maker,
+                                      batches=2, batch_minutes=30)
+    releases.open_release(release.id, world.maker)
+    early, late = make_citizen("0"), make_citizen("f")  # last hex digit 0: the first group; f: the second
+    db.session.commit()
+    if with_gate:
+        admission.reconcile()
+    assert batches.batch_of(early.identity_hash, 2) == 0 and batches.batch_of(late.identity_hash, 2) == 1
+    claim(release.id, early)
+    db.session.commit()
+    with pytest.raises(Exception) as not_yet:
+        claim(release.id, late)
+    db.session.rollback()
+    assert not_yet.value.code == "release_not_open" and "批次" in not_yet.value.message
+    assert _issued(release.id) == 1
+
+
+@pytest.mark.parametrize("batches_, minutes, message", [
+    (11, 10, "1 到 10 批"), (2, 0, "每批间隔"), (0, 5, "1 到 10 批")])
+def test_a_bad_batch_setting_is_refused(app, db, batches_, minutes, message):
+    world = make_world()
+    campaign, _ = make_campaign(world, quantity=5)
+    with pytest.raises(Exception) as refused:
+        releases.create_release(campaign, name="坏设置", quantity=10, per_person_limit=1, opens_at=utcnow(),
+                                actor=world.maker, batches=batches_, batch_minutes=minutes)
+    assert refused.value.code == "invalid_input" and message in refused.value.message

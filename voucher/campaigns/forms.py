@@ -93,6 +93,14 @@ class ReleaseForm(FlaskForm):
     mode = SelectField(
         "发放方式", choices=as_choices([("first_come", "先到先得"), ("lottery", "摇号（可验证）")]), default="first_come"
     )
+    batches = IntegerField(
+        "分批开放（批）", default=1,
+        validators=[Optional(), NumberRange(min=1, max=10, message="分批开放应在 1 到 10 批之间")],
+    )
+    batch_minutes = IntegerField(
+        "每批间隔（分钟）", default=0,
+        validators=[Optional(), NumberRange(min=0, max=1440, message="每批间隔应在 0 到 1440 分钟之间")],
+    )
 
 
 class ApproveForm(FlaskForm):

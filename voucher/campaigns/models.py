@@ -409,6 +409,7 @@ class Release(Model):
         CheckConstraint("mode = 'first_come' OR seed_commitment IS NOT NULL", name="lottery_has_commitment"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("per_person_limit > 0", name="limit_positive"),
+        CheckConstraint("batches BETWEEN 1 AND 10 AND batch_minutes >= 0", name="batches_in_range"),
         one_of("status", ReleaseStatus, name="status_known"),
         UniqueConstraint("campaign_id", "name"),
     )
@@ -419,6 +420,9 @@ class Release(Model):
     quantity: Mapped[int]
     per_person_limit: Mapped[int] = mapped_column(default=1)
     opens_at: Mapped[datetime] = mapped_column(DateTime)
+    #: batched opening (vouchers/batches.py): citizens in `batches` groups, group k from opens_at + k x batch_minutes
+    batches: Mapped[int] = mapped_column(default=1, server_default="1")
+    batch_minutes: Mapped[int] = mapped_column(default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(16), default=ReleaseStatus.SCHEDULED.value)
     opened_at: Mapped[datetime | None] = mapped_column(DateTime)
     mode: Mapped[str] = mapped_column(String(16), default=ReleaseMode.FIRST_COME.value)

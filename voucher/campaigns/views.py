@@ -305,6 +305,7 @@ def create_release(campaign_id: int):
         releases.create_release(
             campaign, name=form.name.data, quantity=form.quantity.data,
             per_person_limit=form.per_person_limit.data, opens_at=opens_at, actor=current_user, mode=form.mode.data,
+            batches=form.batches.data or 1, batch_minutes=form.batch_minutes.data or 0,
         )
 
     return _act(campaign_id, action, "发放场次已创建", form=ReleaseForm(), form_name="release_form")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta, timezone
 from typing import Any
 
 import redis
@@ -42,8 +43,9 @@ from sqlalchemy import func, select
 
 from voucher.campaigns.models import Campaign, CampaignStatus, Release, ReleaseMode, ReleaseStatus
 from voucher.core import redis_store
+from voucher.core.clock import to_local, utcnow
 from voucher.core.db import db, on_rollback
-from voucher.core.errors import ClaimLimitReached, Queued, SoldOut
+from voucher.core.errors import ClaimLimitReached, Queued, ReleaseNotOpen, SoldOut
 from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
 
 logger = logging.getLogger(__name__)
@@ -52,9 +54,11 @@ HELD_CHUNK = 5000
 
 ADMISSIONS = Counter("voucher_admission_total", "Claims seen by the admission gate, by what it answered", ["result"])
 
-# KEYS: gate, held, queue. ARGV: member. -> {code, n, epoch, wait}: 1 admitted, 0 no gate, -1 at limit
-# (n: held), -2 sold out, -3 queued (n: people ahead, wait: seconds). With a rate, every new arrival takes
-# the next number; number k may pass once (now - start) x rate + burst >= k (Redis's clock, one for all
+# KEYS: gate, held, queue. ARGV: member (its last hex digit picks its batch, as in vouchers/batches.py),
+# the app's clock (epoch seconds: opening times are the app's; the waiting room's are Redis's).
+# -> {code, n, epoch, wait}: 1 admitted, 0 no gate, -1 at limit (n: held), -2 sold out, -3 queued (n:
+# people ahead, wait: seconds), -4 its batch not open yet (wait: seconds). With a rate, every new arrival
+# takes the next number; number k may pass once (now - start) x rate + burst >= k (Redis's clock, one for all
 # app servers), so claims reach the database at the rate, in order of arrival.
 _ADMIT = """
 local left = redis.call('HGET', KEYS[1], 'left')
@@ -63,6 +67,15 @@ local f = redis.call('HMGET', KEYS[1], 'limit', 'epoch', 'rate', 'burst', 'start
 local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 if held >= tonumber(f[1]) then return {-1, held, f[2], 0} end
 if tonumber(left) <= 0 then return {-2, 0, f[2], 0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', KEYS[1], 'opens', 'batches', 'batch_minutes')
+local batches = tonumber(b[2] or '1')
+local batch = 0
+if batches > 1 then batch = math.floor((tonumber(string.sub(ARGV[1], -1), 16) or 0) * batches / 16) end
+local opens = tonumber(b[1] or '0') + batch * tonumber(b[3] or '0') * 60
+local app_now = tonumber(ARGV[2])
+if app_now < opens then return {-4, 0, f[2], math.ceil(opens - app_now)} end
 local rate = tonumber(f[3] or '0')
 if rate > 0 then
   local n = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
@@ -70,8 +83,6 @@ if rate > 0 then
     n = redis.call('HINCRBY', KEYS[1], 'seq', 1)
     redis.call('HSET', KEYS[3], ARGV[1], n)
   end
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
   local allowed = math.floor((now - tonumber(f[5])) * rate) + tonumber(f[4])
   if n > allowed then return {-3, n - allowed, f[2], math.ceil((n - allowed) / rate)} end
   redis.call('HDEL', KEYS[3], ARGV[1])
@@ -143,7 +154,7 @@ def admit(release_id: int, member: str) -> Ticket | None:
     gate, held = _keys(release_id)
     try:
         code, count, epoch, wait = _client.script(client, "admit", _ADMIT)(
-            keys=[gate, held, _queue_key(release_id)], args=[member])
+            keys=[gate, held, _queue_key(release_id)], args=[member, f"{utcnow().replace(tzinfo=timezone.utc).timestamp():.3f}"])
     except redis.RedisError as error:
         _client.failed(error)
         ADMISSIONS.labels("redis_unreachable").inc()
@@ -158,6 +169,10 @@ def admit(release_id: int, member: str) -> Ticket | None:
     if code == -2:
         ADMISSIONS.labels("sold_out").inc()
         raise SoldOut()
+    if code == -4:
+        ADMISSIONS.labels("batch_not_open").inc()
+        opens = to_local(utcnow() + timedelta(seconds=int(wait)))
+        raise ReleaseNotOpen(f"本场次分批开放，您所在的批次将于 {opens:%m月%d日 %H:%M} 开放领取，请届时再来")
     if code == -3:
         ADMISSIONS.labels("queued").inc()
         raise Queued(int(count), max(1, int(wait)))
@@ -185,7 +200,10 @@ def build(release_id: int) -> bool:
     client = _client.get()
     if client is None:
         return False
-    limit = db.session.scalar(select(Release.per_person_limit).where(Release.id == release_id))
+    release = db.session.get(Release, release_id)
+    if release is None:
+        return False
+    limit, opens = release.per_person_limit, release.opens_at.replace(tzinfo=timezone.utc).timestamp()
     left = db.session.scalar(select(func.count(Voucher.id)).where(
         Voucher.release_id == release_id, Voucher.status == VoucherStatus.AVAILABLE.value)) or 0
     holders = db.session.execute(
@@ -208,7 +226,8 @@ def build(release_id: int) -> bool:
         swap.hset(gate, mapping={"left": left, "limit": limit or 1, "epoch": secrets.token_hex(8), "seq": 0,
                                  "rate": current_app.config.get("ADMISSION_RATE", 0) or 0,
                                  "burst": current_app.config.get("ADMISSION_BURST", 0) or 0,
-                                 "start": f"{seconds + micros / 1_000_000:.6f}"})
+                                 "start": f"{seconds + micros / 1_000_000:.6f}", "opens": f"{opens:.0f}",
+                                 "batches": release.batches, "batch_minutes": release.batch_minutes})
         swap.sadd(_registry(), release_id)
         swap.execute()
     except redis.RedisError as error:

@@ -16,6 +16,7 @@ from voucher.core.money import format_yuan
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
 from voucher.vouchers import codes, lottery
+from voucher.vouchers.batches import MAX_BATCHES
 from voucher.vouchers.models import Voucher, VoucherStatus
 
 
@@ -29,6 +30,8 @@ def create_release(
     actor: User,
     mode: str = ReleaseMode.FIRST_COME.value,
     at: datetime | None = None,
+    batches: int = 1,
+    batch_minutes: int = 0,
 ) -> Release:
     """Schedule a release. `at` (default now) dates it and its audit entry, as in open_release()."""
     # Under the campaign's lock: a close committing meanwhile would otherwise leave this release
@@ -48,6 +51,10 @@ def create_release(
         raise InvalidInput("请选择发放方式")
     if mode == ReleaseMode.LOTTERY.value and per_person_limit != 1:
         raise InvalidInput("摇号场次每人限中 1 张")
+    if not 1 <= batches <= MAX_BATCHES or batch_minutes < 0 or batch_minutes > 24 * 60:
+        raise InvalidInput(f"分批开放应为 1 到 {MAX_BATCHES} 批、每批间隔 0 到 1440 分钟")
+    if batches > 1 and (mode == ReleaseMode.LOTTERY.value or batch_minutes == 0):
+        raise InvalidInput("分批开放只用于先到先得的场次，并需填写每批间隔分钟数")
     if any(r.name == name.strip() for r in campaign.releases):
         raise InvalidInput(f"场次名称「{name.strip()}」已存在")
     if campaign.product is None:
@@ -64,14 +71,15 @@ def create_release(
     release = Release(
         campaign_id=campaign.id, name=name.strip(), quantity=quantity, per_person_limit=per_person_limit,
         opens_at=opens_at, created_by_id=actor.id, mode=mode, seed=seed, seed_commitment=commitment,
-        created_at=at or utcnow(),
+        created_at=at or utcnow(), batches=batches, batch_minutes=batch_minutes,
     )
     db.session.add(release)
     db.session.flush()  # the audit entry needs the new id
     audit.record(
         "release.create", release, actor=actor,
         after={"name": release.name, "quantity": quantity, "per_person_limit": per_person_limit, "opens_at": opens_at,
-               "mode": mode, "seed_commitment": commitment}, at=at,
+               "mode": mode, "seed_commitment": commitment, "batches": batches, "batch_minutes": batch_minutes},
+        at=at,
     )
     return release
 

@@ -10,10 +10,10 @@ from sqlalchemy import bindparam, func, select, update
 from voucher.campaigns.models import Campaign, CampaignStatus, LotteryEntry, Release, ReleaseMode, ReleaseStatus
 from voucher.campaigns.services import voucher_validity
 from voucher.core import audit
-from voucher.core.clock import local_day_end_utc, utcnow
+from voucher.core.clock import local_day_end_utc, to_local, utcnow
 from voucher.core.db import connection, db
 from voucher.core.errors import ClaimLimitReached, InvalidToken, NotFound, ReleaseNotOpen, SoldOut
-from voucher.vouchers import admission, citizens, codes, tokens
+from voucher.vouchers import admission, batches, citizens, codes, tokens
 from voucher.vouchers.lottery import ranked as lottery_ranked
 from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
 
@@ -56,7 +56,8 @@ def ensure_not_sold_out(release_id: int) -> None:
 
 
 _ROUND = (
-    select(Release.status, Release.mode, Release.per_person_limit, Campaign.id.label("campaign_id"),
+    select(Release.status, Release.mode, Release.per_person_limit, Release.opens_at, Release.batches,
+           Release.batch_minutes, Campaign.id.label("campaign_id"),
            Campaign.status.label("campaign_status"), Campaign.per_person_limit.label("campaign_limit"),
            Campaign.valid_from, Campaign.valid_until, Campaign.validity_days)
     .join(Campaign, Campaign.id == Release.campaign_id).where(Release.id == bindparam("release_id"))
@@ -113,6 +114,10 @@ def _claim(release_id: int, citizen: Citizen, now: datetime | None, actor_label:
         raise ReleaseNotOpen("本场次为摇号发放，请报名参加摇号")
     if now > local_day_end_utc(round_.valid_until):
         raise ReleaseNotOpen("活动已过有效期，不再发放")
+    if round_.batches > 1:
+        yours = batches.opens_for(round_.opens_at, citizen.identity_hash, round_.batches, round_.batch_minutes)
+        if now < yours:
+            raise ReleaseNotOpen(batch_message(yours, round_.batches))
     valid_from, valid_until = voucher_validity(round_, now)
     # Serialise this citizen's claims (only theirs), so the counts stay true until the commit; the
     # unique (release, citizen, slot) index stays as the last guard.
@@ -143,6 +148,10 @@ def _claim(release_id: int, citizen: Citizen, now: datetime | None, actor_label:
     audit.record("voucher.claim", voucher, actor_label=actor_label or f"市民#{citizen.id}",
                  after={"release_id": release_id, "citizen_id": citizen.id}, at=now)  # the claim's time
     return voucher
+
+
+def batch_message(opens: datetime, count: int) -> str:
+    return f"本场次分 {count} 批开放，您所在的批次将于 {to_local(opens):%m月%d日 %H:%M} 开放领取，请届时再来"
 
 
 def qr_token(voucher: Voucher) -> str:

@@ -27,7 +27,7 @@ from voucher.core.masking import mask_phone
 from voucher.core.paging import page_number
 from voucher.core.permissions import Access, public
 from voucher.ops import limits
-from voucher.vouchers import citizens, codes, lottery, qr, services, wallet
+from voucher.vouchers import batches, citizens, codes, lottery, qr, services, wallet
 from voucher.vouchers.forms import CodeForm, PhoneForm
 from voucher.vouchers.models import Citizen
 from voucher.web import back_to, refused, unit_of_work
@@ -94,6 +94,8 @@ def home():
     return render_template(
         "vouchers/home.html", releases=releases, left=services.remaining(ids), citizen=citizen,
         refresh_after=int(wait) if wait.isascii() and wait.isdigit() and 0 < int(wait) <= 600 else None,
+        batch_opens={r.id: batches.opens_for(r.opens_at, citizen.identity_hash, r.batches, r.batch_minutes)
+                     for r in releases if citizen and r.batches > 1},
         entries=services.lottery_entry_counts(ids),
         my_entries=services.lottery_entries_of(citizen.id, ids) if citizen else {},
         held=services.held_of(citizen.id, ids) if citizen else {}, action_form=ActionForm(),
