@@ -12,7 +12,7 @@ ENV_VARS = (
     "VOUCHER_ENV", "SECRET_KEY", "QR_SIGNING_KEYS", "QR_ACTIVE_KEY_ID", "IDENTITY_HASH_KEY",
     "OTP_DEV_DISPLAY", "DATABASE_URL", "PARTNER_MASTER_KEY", "REVERSAL_WINDOW_MINUTES", "AUDIT_MAC_KEYS",
     "AUDIT_MAC_ACTIVE_KEY_ID", "IDENTITY_HASH_KEYS", "IDENTITY_HASH_ACTIVE_KEY_ID", "FIELD_ENCRYPTION_KEYS",
-    "FIELD_ENCRYPTION_ACTIVE_KEY_ID",
+    "FIELD_ENCRYPTION_ACTIVE_KEY_ID", "DATABASE_POOLER",
 )
 #: production-shaped field keys for the tests: 32 and 16 bytes, base64
 PROD_AES_KEY = "q7B0m3kQ2a9Vx1yZr8TfLw5nHc4uJd6sPe0gKi2oMb8="
@@ -278,4 +278,40 @@ def test_production_refuses_the_development_field_key(clean_env, tmp_path):
     assert load(str(tmp_path))["FIELD_ENCRYPTION_ACTIVE_KEY_ID"] == "f2"
     clean_env.setenv("FIELD_ENCRYPTION_ACTIVE_KEY_ID", "f3")
     with pytest.raises(ConfigError, match="FIELD_ENCRYPTION_ACTIVE_KEY_ID"):
+        load(str(tmp_path))
+
+
+# -- DATABASE_POOLER: PgBouncer in transaction mode ----------------------------------------------------------
+
+
+def test_the_default_engine_prepares_statements_as_before(clean_env, tmp_path):
+    clean_env.setenv("DATABASE_URL", "postgresql://voucher@db:5432/voucher")
+    clean_env.setenv("VOUCHER_ENV", "testing")
+    options = load(str(tmp_path))["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options == {"pool_pre_ping": False, "hide_parameters": False}  # no connect_args: psycopg's default
+
+
+def test_pgbouncer_switches_server_side_prepared_statements_off(clean_env, tmp_path):
+    clean_env.setenv("DATABASE_URL", "postgresql://voucher@pgbouncer:6432/voucher")
+    clean_env.setenv("VOUCHER_ENV", "testing")
+    clean_env.setenv("DATABASE_POOLER", "PgBouncer ")
+    options = load(str(tmp_path))["SQLALCHEMY_ENGINE_OPTIONS"]
+    assert options["connect_args"] == {"prepare_threshold": None}
+    assert options["pool_pre_ping"] is False
+
+
+@pytest.mark.parametrize("value", ["", "none"])
+def test_no_pooler_named_keeps_the_default(clean_env, tmp_path, value):
+    clean_env.setenv("DATABASE_URL", "postgresql://voucher@db:5432/voucher")
+    clean_env.setenv("VOUCHER_ENV", "testing")
+    clean_env.setenv("DATABASE_POOLER", value)
+    assert "connect_args" not in load(str(tmp_path))["SQLALCHEMY_ENGINE_OPTIONS"]
+
+
+def test_an_unknown_pooler_or_one_without_postgresql_is_refused(clean_env, tmp_path):
+    clean_env.setenv("DATABASE_POOLER", "pgpool")
+    with pytest.raises(ConfigError, match="DATABASE_POOLER"):
+        load(str(tmp_path))
+    clean_env.setenv("DATABASE_POOLER", "pgbouncer")  # on the embedded SQLite default
+    with pytest.raises(ConfigError, match="PostgreSQL"):
         load(str(tmp_path))

@@ -161,6 +161,33 @@ def database_url(env: dict[str, str], instance_path: str) -> str:
     return url
 
 
+#: DATABASE_POOLER: what sits between the app and PostgreSQL. "pgbouncer" (transaction pooling) hands each
+#: transaction to whichever server connection is free, so nothing may outlive a transaction on a connection.
+POOLERS = ("", "none", "pgbouncer")
+
+
+def engine_options(env: dict[str, str], url: str, environment: str) -> dict[str, Any]:
+    """SQLAlchemy's engine options. No ping on every checkout (a round trip per request): a connection found
+    dropped invalidates the whole pool, so a database restart costs each process one failed request. In
+    production an SQL error's message leaves out the bound values (phone hashes, codes), so no personal data
+    reaches the logs through a traceback.
+
+    Behind PgBouncer in transaction mode, psycopg 3 must not prepare statements on the server
+    (prepare_threshold=None): after five runs of a statement it would PREPARE it on one server connection and
+    EXECUTE it later on another, which does not know it ("prepared statement _pg3_0 does not exist"). The
+    app's own SQL keeps no other state beyond a transaction: advisory locks are transaction-level
+    (core.db.serialize), settings are SET LOCAL, isolation and read-only go in BEGIN, and nothing LISTENs."""
+    options: dict[str, Any] = {"pool_pre_ping": False, "hide_parameters": environment == "production"}
+    pooler = env.get("DATABASE_POOLER", "").strip().lower()
+    if pooler not in POOLERS:
+        raise ConfigError(f"DATABASE_POOLER 应为空或 pgbouncer，而不是 {pooler!r}")
+    if pooler == "pgbouncer":
+        if not url.startswith("postgresql"):
+            raise ConfigError("DATABASE_POOLER=pgbouncer 只适用于 PostgreSQL 的 DATABASE_URL")
+        options["connect_args"] = {"prepare_threshold": None}
+    return options
+
+
 def _positive_int(env: dict[str, str], name: str, default: int) -> int:
     text = env.get(name, str(default)).strip()
     if not text.isdigit() or int(text) < 1:
@@ -190,11 +217,7 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "ENV_NAME": environment,
         "SECRET_KEY": env.get("SECRET_KEY", DEV_SECRET_KEY),
         "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
-        # No ping on every checkout (a round trip per request): a connection found dropped invalidates
-        # the whole pool, so a database restart costs each process one failed request.
-        # In production an SQL error's message leaves out the bound values (phone hashes, codes), so
-        # no personal data reaches the logs through a traceback.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": False, "hide_parameters": environment == "production"},
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(env, database_url(env, instance_path), environment),
         "QR_SIGNING_KEYS": keys,
         "QR_ACTIVE_KEY_ID": env.get("QR_ACTIVE_KEY_ID", next(iter(keys))),
         # A citizen is found under any key of this ring; new citizens get the active key (vouchers/citizens.py).
