@@ -123,6 +123,32 @@ def http_request(path: str, body: bytes, headers: dict[str, str]) -> bytes:
     return f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode() + body
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def app_cpu(server: subprocess.Popen) -> float:
+    """CPU seconds of the gunicorn master and its workers so far."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    pids = [server.pid] + [int(p) for p in children.read_text().split()] if children.exists() else [server.pid]
+    return sum(_cpu_seconds(pid) for pid in pids)
+
+
+def database_cpu(database: str) -> float:
+    """CPU seconds of the PostgreSQL backends serving the benchmark's database (the app's pooled
+    connections stay open through a phase, so before and after cover the same processes)."""
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    done = subprocess.run(["psql", f"{base}/postgres", "-Atc",
+                           f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'"],
+                          capture_output=True, text=True, check=True)
+    return sum(_cpu_seconds(int(pid)) for pid in done.stdout.split())
+
+
 def run_clients(clients: int, jobs: list, send) -> tuple[list, list[float], float]:
     """Send every job from `clients` concurrent connections; answers and latencies in job order."""
     results: list = [None] * len(jobs)
@@ -472,7 +498,8 @@ def main() -> None:
         info = setup(env, args.vouchers, args.clients, args.ceiling_vouchers)
         # The server's JSON log (an access line per request) goes to a file, as in production.
         server_log = open(Path(tempfile.gettempdir()) / f"{database}.log", "w")
-        crowds = {}
+        crowds: dict = {}
+        cpu: dict = {}
         for path, extra, release_key, warm_key, prefix in (
                 ("database", {}, "release_id", "warm_up_release_id", "138"),
                 ("gate", gate_env, "gated_release_id", "gated_warm_up_release_id", "139")):
@@ -492,7 +519,9 @@ def main() -> None:
                 send_redemption)
             warm_ok = len(warm_tokens) == len(warm) and all(kind == "redeemed" for kind, _ in warm_redeemed)
             phones = [f"{prefix}{i:08d}" for i in range(args.attempts)]
+            cpu_before = (app_cpu(server), database_cpu(database))
             results, claim_lat, claim_time = run_clients(args.clients, phones, claim_sender(info["secret"], info[release_key]))
+            cpu[path] = (app_cpu(server) - cpu_before[0], database_cpu(database) - cpu_before[1])
             crowds[path] = (results, claim_lat, claim_time, warm_ok)
             if path != "gate" and args.paths == "both":
                 server.terminate()
@@ -503,7 +532,9 @@ def main() -> None:
         tokens = [token for kind, token in results if kind == "won"]
 
         jobs = redemption_requests(info["terminals"], list(enumerate(tokens)))
+        cpu_before = (app_cpu(server), database_cpu(database))
         redeemed, redeem_lat, redeem_time = run_clients(args.clients, jobs, send_redemption)
+        redeem_cpu = (app_cpu(server) - cpu_before[0], database_cpu(database) - cpu_before[1])
         redeem_answers = Counter(kind for kind, _ in redeemed)
         server.terminate()
         server.wait(timeout=30)
@@ -532,11 +563,15 @@ def main() -> None:
             print(f"flash crowd, {name + ' path':13s}: {len(res):,} claim attempts for {args.vouchers:,} vouchers in "
                   f"{seconds:.1f} s = {rates[name]:,.0f} req/s; p50 {percentile(lat, 50) * 1000:.1f} ms, "
                   f"p99 {percentile(lat, 99) * 1000:.1f} ms; answers {dict(kinds)}")
+            app_s, db_s = cpu[name]
+            print(f"  CPU per attempt: app {1000 * app_s / len(res):.2f} ms, PostgreSQL {1000 * db_s / len(res):.2f} ms "
+                  f"(app {app_s:.1f} s, PostgreSQL backends {db_s:.1f} s over the crowd)")
         if len(rates) == 2:
             print(f"  gate / database throughput: {rates['gate'] / rates['database']:.2f}x (same run, same machine)")
         print(f"counter: {len(jobs):,} redemptions in {redeem_time:.1f} s = {redeem_rate:,.0f} req/s; "
               f"p50 {percentile(redeem_lat, 50) * 1000:.1f} ms, p99 {percentile(redeem_lat, 99) * 1000:.1f} ms")
-        print(f"  answers: {dict(redeem_answers)}")
+        print(f"  answers: {dict(redeem_answers)}; CPU per redemption: app {1000 * redeem_cpu[0] / max(len(jobs), 1):.2f} ms, "
+              f"PostgreSQL {1000 * redeem_cpu[1] / max(len(jobs), 1):.2f} ms")
         print(f"PostgreSQL ceiling (pgbench, {args.clients} clients), the app's redemption statements as recorded, "
               f"on the app's tables: {app_ceiling:,.0f} tps; redemption throughput = {100 * redeem_rate / app_ceiling:.1f}% of it")
         print(f"  the same statements on simplified tables (no foreign keys, fewer indexes): {ceiling:,.0f} tps; "
