@@ -10,8 +10,9 @@ import pytest
 
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
 from tests.test_access import login
+from tests.test_instruments import merchant_with_cashier
 from voucher.analytics import services
-from voucher.analytics.leverage import headline
+from voucher.analytics.leverage import LeverageFilter, headline
 from voucher.campaigns import services as campaigns
 from voucher.campaigns.services import SourceInput
 from voucher.core.clock import local_today
@@ -20,7 +21,8 @@ from voucher.reports.budget import budget_execution
 
 UNITS = ("元", "张", "笔", "倍", "%")
 #: the table's figure columns, in order, after the campaign's name
-COLUMNS = ("funded", "claimed", "issued", "redemptions", "redeemed", "subsidy", "driven", "leverage", "rate")
+COLUMNS = ("funded", "claimed", "issued", "redemptions", "redeemed", "subsidy", "driven", "leverage", "rate",
+           "rate_money")
 
 
 class Page(HTMLParser):
@@ -136,7 +138,8 @@ def test_the_city_comes_first_with_units_and_distinct_labels(client, city):
         "补贴支付": "120.00 元",  # 20 + 20, and 30 + 20 + 30 (the 20-yuan order took 20 of its 30)
         "拉动消费": "360.00 元",  # 100 + 150, and 50 + 20 + 40
         "杠杆率（按发放）": "2.12 倍",  # 360 / 170
-        "核销率": "71.4%",  # 5 of 7
+        "核销率（按张数）": "71.4%",  # 5 of 7 claimed (the claim cohort, as the leverage page)
+        "核销率（按金额）": "70.6%",  # 120 of 170 yuan of face value paid out
     }
     # every figure carries its unit, in the totals and in the table's headers; no two labels alike
     assert all(text.endswith(UNITS) for text in page.totals.values())
@@ -156,12 +159,12 @@ def test_the_totals_are_the_sum_of_the_rows_and_agree_with_the_ledger_and_levera
         assert sum(column) == number(page.footer[1 + COLUMNS.index(key)]), key
     by_name = dict(zip(page.names(), page.rows))
     assert by_name["观影消费券（政企合作）"][1:] == ["750,000.00", "3", "90.00", "3", "90.00", "80.00", "110.00",
-                                                 "1.22", "100.0"]
+                                                 "1.22", "100.0", "88.9"]
     assert by_name["市区餐饮零售消费券"][1:] == ["1,000,000.00", "4", "80.00", "2", "40.00", "40.00", "250.00",
-                                                "3.13", "50.0"]
-    assert by_name["待审批的活动"][1:] == ["0.00", "0", "0.00", "0", "0.00", "0.00", "0.00", "—", "—"]
+                                                "3.13", "50.0", "50.0"]
+    assert by_name["待审批的活动"][1:] == ["0.00", "0", "0.00", "0", "0.00", "0.00", "0.00", "—", "—", "—"]
     # the ratios of the totals are the totals' own, not an average of the rows'
-    assert page.footer[-2:] == ["2.12", "71.4"]
+    assert page.footer[-3:] == ["2.12", "71.4", "70.6"]
     # the same money as the budget report's 已到位 and the leverage page's headline
     assert number(page.footer[1]) * 100 == budget_execution(local_today()).total.funded
     lev = headline()
@@ -196,6 +199,7 @@ def test_orders_a_reader_can_check_by_hand(client, city):
     assert dashboard(client, "?sort=-leverage").names() == [a, b, c]
     assert dashboard(client, "?sort=leverage").names() == [b, a, c]  # C has no leverage: last
     assert dashboard(client, "?sort=-rate").names() == [b, a, c]
+    assert dashboard(client, "?sort=rate_money").names() == [a, b, c]
     assert dashboard(client, "?sort=-redemptions").names() == [b, a, c]
 
 
@@ -221,3 +225,75 @@ def test_a_long_list_is_paged_and_the_totals_stay_the_citys(client, city, monkey
     assert first.totals == second.totals and first.totals["到位预算"] == "1,750,000.00 元"
     assert "第 2 / 2 页" in html and 'href="/dashboard?sort=driven&amp;page=1"' in html
     assert dashboard(client, "?sort=driven&page=7").names() == second.names()  # past the end: the last page
+
+
+def test_the_redemption_rate_is_the_leverage_pages_claim_cohort_in_vouchers_and_money(client, db):
+    """A 10 % purchase subsidy capped at 500 yuan (its face value is the cap): 16 claimed, one redeemed on an order
+    of 3,000 (300 yuan paid), one redeemed and reversed. The old figure, live redemptions over vouchers claimed
+    rounded half up, said 6.3 % and nothing in money; the leverage page says 6.2 % by count, 3.8 % in money (300 of
+    8,000 yuan), and so must the dashboard, for the campaign and for the city."""
+    world = make_world()
+    shop, cashier = merchant_with_cashier(db, "苏宁易购连云港店", "家电家居", "海州区", 2, "cashier_listed")
+    appliance, release = make_campaign(
+        world, measure_number=6, instrument="purchase_subsidy", name="绿色节能家电补贴", percent_bp=1000,
+        face_value_fen=500_00, threshold_fen=0, categories=["家电家居"], districts=[], merchant_ids=[shop.id],
+        quantity=16, plan_override_reason="政策未定节能家电补贴总额，按财政批复安排",
+    )
+    vouchers = [claim_one(release, make_citizen(f"{i:02d}")) for i in range(16)]
+    redeem(vouchers[0].code, 3_000_00, cashier)
+    undone = redeem(vouchers[1].code, 2_000_00, cashier).redemption
+    reverse(undone.id, reason="顾客退货", cashier=cashier)
+    db.session.commit()
+
+    login(client, "finance")
+    page = dashboard(client)
+    (row,) = page.rows
+    by_count, in_money = row[1 + COLUMNS.index("rate")], row[1 + COLUMNS.index("rate_money")]
+    assert (by_count, in_money) == ("6.2", "3.8")
+    assert page.totals["核销率（按张数）"] == "6.2%" and page.totals["核销率（按金额）"] == "3.8%"
+    assert page.footer[-2:] == ["6.2", "3.8"]
+    # the leverage page for the same campaign shows the same two figures, by the same definition
+    lev = headline(LeverageFilter(campaign_id=appliance.id))
+    assert (lev.cohort.claimed, lev.cohort.redeemed, lev.cohort.face_fen, lev.cohort.subsidy_fen) == (
+        16, 1, 8_000_00, 300_00)
+    assert by_count == "%.1f" % (lev.redemption_rate * 100) and in_money == "%.1f" % (lev.redemption_rate_money * 100)
+    leverage_html = client.get(f"/analytics/leverage?campaign={appliance.id}").get_data(as_text=True)
+    assert f"{by_count}% / " in leverage_html and f"{in_money}% / " in leverage_html
+
+
+def test_a_rate_never_exceeds_a_hundred_percent(client, city):
+    login(client, "finance")
+    page = dashboard(client)
+    for key in ("rate", "rate_money"):
+        values = [number(v) for v in page.column(key) + [page.footer[1 + COLUMNS.index(key)]]]
+        assert all(v is None or 0 <= v <= 100 for v in values), key
+
+
+def test_the_whole_cohort_without_a_join_equals_the_cohort_query(db, city):
+    """With no date range the cohort is read from two aggregates instead of the join (leverage._whole_cohorts):
+    the same figures per campaign, a reversed redemption, expired vouchers and open ones included."""
+    from sqlalchemy import func, select
+
+    from voucher.analytics import leverage
+    from voucher.campaigns.models import Campaign
+    from voucher.core.clock import utcnow
+    from voucher.vouchers.expiry import expire_vouchers
+    from voucher.vouchers.models import Voucher
+
+    for expired in (False, True):
+        if expired:
+            expire_vouchers(utcnow() + timedelta(days=400))  # A's open vouchers, the reversed one's too
+            db.session.commit()
+        query = (leverage._cohort_query(leverage.LeverageFilter()).add_columns(Voucher.campaign_id)
+                 .group_by(Voucher.campaign_id))
+        joined = {campaign_id: leverage.Cohort(*(int(v) for v in values))
+                  for *values, campaign_id in db.session.execute(query)}
+        ids = list(db.session.scalars(select(Campaign.id)))
+        assert leverage.cohorts_by_campaign(ids) == joined and len(joined) == 2
+        assert sum(c.expired for c in joined.values()) == (2 if expired else 0)
+        for campaign_id in ids:
+            one = leverage.LeverageFilter(campaign_id=campaign_id)
+            (values,) = db.session.execute(leverage._cohort_query(one)).all()
+            assert leverage._cohorts(one, None)[""] == leverage.Cohort(*(int(v) for v in values)), campaign_id
+        assert db.session.scalar(select(func.count()).select_from(Voucher).where(Voucher.claimed_at.is_not(None))) \
+            == headline().cohort.claimed == 7

@@ -174,6 +174,39 @@ def test_filters_by_date_campaign_and_status_and_totals_set_reversed_ones_apart(
     assert client.get("/merchant/redemptions.xlsx?date_from=x").status_code == 422
 
 
+def test_a_bad_date_range_keeps_the_other_filters_and_says_why(client, db, shop):
+    first, release = make_campaign(shop.world, quantity=10, valid_from=TODAY - timedelta(days=5))
+    second, other_release = make_campaign(shop.world, quantity=10, valid_from=TODAY - timedelta(days=5),
+                                          name="第二期餐饮消费券")
+    mine = _redeem(db, other_release, shop.cashier_a, 300_00, "a")
+    elsewhere = _redeem(db, other_release, shop.cashier_b, 110_00, "b")
+    other_campaign = _redeem(db, release, shop.cashier_a, 150_00, "c")
+    undone = _redeem(db, other_release, shop.cashier_a, 180_00, "d")
+    reverse(db.session.scalar(select(Redemption.id).where(Redemption.voucher_id == undone.id)), reason="收银误操作",
+            cashier=shop.cashier_a)
+    db.session.commit()
+    login(client, "manager")
+    chosen = f"store={shop.store_a.id}&campaign={second.id}&status=valid"
+    for dates, reason in ((f"date_from={TODAY}&date_until={YESTERDAY}", "开始日期不能晚于结束日期"),
+                          (f"date_from=2027-02-30&date_until={TODAY}", "开始日期格式应为 YYYY-MM-DD")):
+        bad = client.get(f"/merchant/redemptions?{dates}&{chosen}")
+        html = text(bad)
+        assert bad.status_code == 422, dates
+        assert reason in html
+        # the store, campaign and status chosen are still selected, and still applied
+        assert f'<option value="{shop.store_a.id}" selected>' in html
+        assert f'<option value="{second.id}" selected>' in html and '<option value="valid" selected>' in html
+        assert display(mine.code) in html and "1 笔" in html and "300.00" in html
+        for hidden in (elsewhere, other_campaign, undone):
+            assert display(hidden.code) not in html
+        # the dates typed are shown back to be corrected; the export and pager links carry the kept filters
+        assert f'value="{YESTERDAY}"' in html or f'value="{TODAY}"' in html
+        assert f"campaign={second.id}" in html and "status=valid" in html
+    # a bad filter of another kind keeps the dates
+    bad_status = text(client.get(f"/merchant/redemptions?date_from={YESTERDAY}&date_until={YESTERDAY}&status=bogus"))
+    assert "状态不正确" in bad_status and f'value="{YESTERDAY}"' in bad_status and "0 笔" in bad_status
+
+
 # 1. Paging and export over thousands of rows -----------------------------------------------------------
 
 ROWS = 3_001

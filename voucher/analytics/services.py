@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import case, func, select
 
+from voucher.analytics.leverage import Cohort, cohorts_by_campaign
 from voucher.campaigns.models import Campaign, CampaignStatus, Instrument
 from voucher.core.db import db
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
@@ -33,15 +34,22 @@ class Amounts:
     subsidy_paid_fen: int = 0
     #: order amounts of the transactions in which vouchers were redeemed (gross)
     driven_fen: int = 0
+    #: the claim cohort behind 核销率: the vouchers claimed and what became of them (docs/leverage.md)
+    cohort: Cohort = field(default_factory=Cohort)
 
     @property
     def leverage_on_issued(self) -> Decimal | None:
         return ratio(self.driven_fen, self.issued_fen)
 
     @property
-    def redemption_rate(self) -> Decimal | None:
-        """Vouchers redeemed per voucher claimed, as a percentage to one decimal."""
-        return ratio(self.redemptions * 100, self.vouchers_claimed, "0.1")
+    def redemption_rate(self) -> float | None:
+        """核销率（按张数）, the leverage page's: the cohort's vouchers redeemed over those claimed."""
+        return self.cohort.redemption_rate
+
+    @property
+    def redemption_rate_money(self) -> float | None:
+        """核销率（按金额）, the leverage page's: subsidy paid on the cohort's vouchers over their face value."""
+        return self.cohort.redemption_rate_money
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,7 @@ def campaign_figures(campaigns: list[Campaign]) -> list[CampaignFigures]:
     ids = [c.id for c in campaigns]
     balances = campaign_balances(ids)
     funded = _funded(ids)
+    cohorts = cohorts_by_campaign(ids)
     claimed_statuses = [VoucherStatus.CLAIMED.value, VoucherStatus.REDEEMED.value, VoucherStatus.EXPIRED.value]
     voucher_rows = {
         row.campaign_id: row
@@ -100,6 +109,10 @@ def campaign_figures(campaigns: list[Campaign]) -> list[CampaignFigures]:
                 func.coalesce(func.sum(case((Voucher.status == VoucherStatus.REDEEMED.value, 1), else_=0)), 0).label(
                     "redeemed"
                 ),
+                # A voucher is redeemed exactly while it has a standing redemption: the face value of the live
+                # redemptions without joining them to their vouchers (at city scale the join cost ~2 s).
+                func.coalesce(func.sum(case((Voucher.status == VoucherStatus.REDEEMED.value, Voucher.face_value_fen),
+                                            else_=0)), 0).label("face"),
             )
             .where(Voucher.campaign_id.in_(ids), Voucher.status.in_(claimed_statuses))
             .group_by(Voucher.campaign_id)
@@ -111,11 +124,9 @@ def campaign_figures(campaigns: list[Campaign]) -> list[CampaignFigures]:
             select(
                 Redemption.campaign_id,
                 func.count(Redemption.id).label("live"),
-                func.coalesce(func.sum(Voucher.face_value_fen), 0).label("face"),
                 func.coalesce(func.sum(Redemption.subsidy_fen), 0).label("subsidy"),
                 func.coalesce(func.sum(Redemption.order_amount_fen), 0).label("driven"),
             )
-            .join(Voucher, Voucher.id == Redemption.voucher_id)
             .where(Redemption.campaign_id.in_(ids), Redemption.reversed_at.is_(None))
             .group_by(Redemption.campaign_id)
         )
@@ -138,9 +149,10 @@ def campaign_figures(campaigns: list[Campaign]) -> list[CampaignFigures]:
                 vouchers_redeemed=int(vouchers.redeemed) if vouchers else 0,
                 issued_fen=int(vouchers.issued) if vouchers else 0,
                 redemptions=int(redemptions.live) if redemptions else 0,
-                redeemed_face_fen=int(redemptions.face) if redemptions else 0,
+                redeemed_face_fen=int(vouchers.face) if vouchers else 0,
                 subsidy_paid_fen=int(redemptions.subsidy) if redemptions else 0,
                 driven_fen=int(redemptions.driven) if redemptions else 0,
+                cohort=cohorts.get(campaign.id, Cohort()),
             )
         )
     return figures
@@ -148,7 +160,11 @@ def campaign_figures(campaigns: list[Campaign]) -> list[CampaignFigures]:
 
 def total(rows: list[CampaignFigures]) -> Amounts:
     """The sum of the rows, figure by figure; the ratios are the totals' own (not an average of the rows')."""
-    return Amounts(**{f.name: sum(getattr(row, f.name) for row in rows) for f in fields(Amounts)})
+    cohort = Cohort()
+    for row in rows:
+        cohort.add(row.cohort)
+    return Amounts(**{f.name: sum(getattr(row, f.name) for row in rows) for f in fields(Amounts) if f.name != "cohort"},
+                   cohort=cohort)
 
 
 # The dashboard -------------------------------------------------------------------------------------
@@ -165,6 +181,7 @@ SORT_KEYS: dict[str, Callable[[CampaignFigures], object]] = {
     "driven": lambda f: f.driven_fen,
     "leverage": lambda f: f.leverage_on_issued,
     "rate": lambda f: f.redemption_rate,
+    "rate_money": lambda f: f.redemption_rate_money,
 }
 #: the biggest campaigns first
 DEFAULT_SORT = ("funded", True)

@@ -101,13 +101,14 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 def redemptions():
     """核销记录: a manager's of every store of the merchant, a cashier's of their own store only."""
     status = 200
-    try:
-        found_filter = merchant_redemptions.RedemptionFilter.parse(request.args)
-    except DomainError as error:
+    # A refused filter (a date range that ends before it starts) is left out and said why; the others stay.
+    found_filter, error = merchant_redemptions.RedemptionFilter.parse_keeping(request.args)
+    if error is not None:
         flash(error.message, "error")
-        found_filter, status = merchant_redemptions.RedemptionFilter(), error.status
+        status = error.status
     listing = merchant_redemptions.search(current_user, found_filter)  # another store: Forbidden, a 403
     return render_template("merchants/redemptions.html", listing=listing, f=listing.filter,
+                           entered=request.args if error is not None else {},
                            statuses=merchant_redemptions.STATUSES,
                            export_limit=merchant_redemptions.EXPORT_LIMIT), status
 

@@ -63,22 +63,47 @@ class RedemptionFilter:
     def parse(cls, args: Mapping[str, str]) -> RedemptionFilter:
         """From a query string; a malformed value is refused with the field's name (a store outside the
         user's own is the Scope's to refuse)."""
+        found, error = cls.parse_keeping(args)
+        if error is not None:
+            raise error
+        return found
+
+    @classmethod
+    def parse_keeping(cls, args: Mapping[str, str]) -> tuple[RedemptionFilter, InvalidInput | None]:
+        """From a query string, keeping every filter that is right: a malformed one (or a date range that
+        ends before it starts, both of its dates) is left out and the first refusal returned beside it, so the
+        page can show the reason without clearing what else the user chose."""
+        errors: list[InvalidInput] = []
+
+        def kept(parse, default):
+            try:
+                return parse()
+            except InvalidInput as error:
+                errors.append(error)
+                return default
+
         def number(name: str, label: str) -> int | None:
             text = (args.get(name) or "").strip()
             if text and parse_id(text) is None:
                 raise InvalidInput(f"{label}不正确")
             return parse_id(text)
 
-        status = (args.get("status") or "").strip()
-        if status not in STATUSES:
-            raise InvalidInput("状态不正确")
-        result = cls(date_from=parse_day(args.get("date_from") or "", "开始日期"),
-                     date_until=parse_day(args.get("date_until") or "", "结束日期"),
-                     store_id=number("store", "门店"), campaign_id=number("campaign", "活动"), status=status,
-                     page=number("page", "页码") or 1)
-        if result.date_from and result.date_until and result.date_from > result.date_until:
-            raise InvalidInput("开始日期不能晚于结束日期")
-        return result
+        def status() -> str:
+            text = (args.get("status") or "").strip()
+            if text not in STATUSES:
+                raise InvalidInput("状态不正确")
+            return text
+
+        date_from = kept(lambda: parse_day(args.get("date_from") or "", "开始日期"), None)
+        date_until = kept(lambda: parse_day(args.get("date_until") or "", "结束日期"), None)
+        if date_from and date_until and date_from > date_until:
+            errors.append(InvalidInput("开始日期不能晚于结束日期"))
+            date_from = date_until = None
+        result = cls(date_from=date_from, date_until=date_until,
+                     store_id=kept(lambda: number("store", "门店"), None),
+                     campaign_id=kept(lambda: number("campaign", "活动"), None), status=kept(status, ""),
+                     page=kept(lambda: number("page", "页码"), None) or 1)
+        return result, (errors[0] if errors else None)
 
     def query(self, **changes: Any) -> dict[str, Any]:
         """The filter as url_for's arguments (empty ones left out), with `changes` (page=…)."""
