@@ -12,7 +12,8 @@ ENV_VARS = (
     "VOUCHER_ENV", "SECRET_KEY", "QR_SIGNING_KEYS", "QR_ACTIVE_KEY_ID", "IDENTITY_HASH_KEY",
     "OTP_DEV_DISPLAY", "DATABASE_URL", "PARTNER_MASTER_KEY", "REVERSAL_WINDOW_MINUTES", "AUDIT_MAC_KEYS",
     "AUDIT_MAC_ACTIVE_KEY_ID", "IDENTITY_HASH_KEYS", "IDENTITY_HASH_ACTIVE_KEY_ID", "FIELD_ENCRYPTION_KEYS",
-    "FIELD_ENCRYPTION_ACTIVE_KEY_ID", "DATABASE_POOLER",
+    "FIELD_ENCRYPTION_ACTIVE_KEY_ID", "DATABASE_POOLER", "REPORTS_DATABASE_URL", "REPORTS_MAX_LAG_SECONDS",
+    "REPORTS_CONNECT_TIMEOUT",
 )
 #: production-shaped field keys for the tests: 32 and 16 bytes, base64
 PROD_AES_KEY = "q7B0m3kQ2a9Vx1yZr8TfLw5nHc4uJd6sPe0gKi2oMb8="
@@ -315,3 +316,59 @@ def test_an_unknown_pooler_or_one_without_postgresql_is_refused(clean_env, tmp_p
     clean_env.setenv("DATABASE_POOLER", "pgbouncer")  # on the embedded SQLite default
     with pytest.raises(ConfigError, match="PostgreSQL"):
         load(str(tmp_path))
+
+
+# -- REPORTS_DATABASE_URL: the report pages' reads on a streaming standby ------------------------------------------
+
+
+def test_no_reports_database_by_default(clean_env, tmp_path):
+    loaded = load(str(tmp_path))
+    assert loaded["REPORTS_DATABASE_URL"] is None and loaded["REPORTS_ENGINE_OPTIONS"] == {}
+    assert loaded["REPORTS_MAX_LAG_SECONDS"] == 30
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_reports_database_is_none(clean_env, tmp_path, blank):
+    clean_env.setenv("REPORTS_DATABASE_URL", blank)
+    assert load(str(tmp_path))["REPORTS_DATABASE_URL"] is None
+
+
+@pytest.mark.parametrize("given", ["postgres://reader@replica:5432/voucher", "postgresql://reader@replica:5432/voucher",
+                                   " postgresql+psycopg://reader@replica:5432/voucher "])
+def test_reports_database_url_spellings(clean_env, tmp_path, given):
+    clean_env.setenv("REPORTS_DATABASE_URL", given)
+    clean_env.setenv("REPORTS_MAX_LAG_SECONDS", "2.5")
+    loaded = load(str(tmp_path))
+    assert loaded["REPORTS_DATABASE_URL"] == "postgresql+psycopg://reader@replica:5432/voucher"
+    assert loaded["REPORTS_MAX_LAG_SECONDS"] == 2.5
+    assert loaded["REPORTS_ENGINE_OPTIONS"] == {"hide_parameters": False, "connect_args": {"connect_timeout": 3}}
+
+
+def test_the_reports_engine_follows_the_pooler_and_production(clean_env, tmp_path):
+    _production(clean_env)
+    clean_env.setenv("DATABASE_URL", "postgresql://voucher@pgbouncer:6432/voucher")
+    clean_env.setenv("DATABASE_POOLER", "pgbouncer")
+    clean_env.setenv("REPORTS_DATABASE_URL", "postgresql://reader@replica-bouncer:6432/voucher")
+    clean_env.setenv("REPORTS_CONNECT_TIMEOUT", "1")
+    options = load(str(tmp_path))["REPORTS_ENGINE_OPTIONS"]
+    assert options == {"hide_parameters": True, "connect_args": {"prepare_threshold": None, "connect_timeout": 1}}
+
+
+@pytest.mark.parametrize(("name", "value", "complaint"), [
+    ("REPORTS_DATABASE_URL", "sqlite:///reports.db", "PostgreSQL"),
+    ("REPORTS_DATABASE_URL", "mysql://reader@replica/voucher", "PostgreSQL"),
+    ("REPORTS_MAX_LAG_SECONDS", "-1", "REPORTS_MAX_LAG_SECONDS"),
+    ("REPORTS_MAX_LAG_SECONDS", "soon", "REPORTS_MAX_LAG_SECONDS"),
+    ("REPORTS_MAX_LAG_SECONDS", "nan", "REPORTS_MAX_LAG_SECONDS"),
+    ("REPORTS_MAX_LAG_SECONDS", "inf", "REPORTS_MAX_LAG_SECONDS"),
+])
+def test_a_bad_reports_setting_is_refused(clean_env, tmp_path, name, value, complaint):
+    clean_env.setenv("REPORTS_DATABASE_URL", "postgresql://reader@replica:5432/voucher")
+    clean_env.setenv(name, value)
+    with pytest.raises(ConfigError, match=complaint):
+        load(str(tmp_path))
+
+
+def test_a_zero_lag_limit_is_allowed(clean_env, tmp_path):
+    clean_env.setenv("REPORTS_MAX_LAG_SECONDS", "0")
+    assert load(str(tmp_path))["REPORTS_MAX_LAG_SECONDS"] == 0

@@ -188,6 +188,42 @@ def engine_options(env: dict[str, str], url: str, environment: str) -> dict[str,
     return options
 
 
+def reports_database_url(env: dict[str, str]) -> str | None:
+    """REPORTS_DATABASE_URL: a PostgreSQL streaming standby for the report pages' reads (core.db.report_reads),
+    or None (empty, the default): every report reads the primary."""
+    url = env.get("REPORTS_DATABASE_URL", "").strip()
+    if not url:
+        return None
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix) :]
+    if not url.startswith("postgresql+psycopg://"):
+        raise ConfigError("REPORTS_DATABASE_URL 应为 PostgreSQL 备库的地址（postgresql://…）或留空")
+    return url
+
+
+def reports_engine_options(env: dict[str, str], url: str | None, primary: dict[str, Any]) -> dict[str, Any]:
+    """The standby's engine: the primary's driver settings (a PgBouncer in front of it too needs
+    prepare_threshold=None), and a short connect timeout, so a standby gone away costs a report page
+    seconds before it falls back to the primary, not the kernel's minutes."""
+    if url is None:
+        return {}
+    connect_args = {**primary.get("connect_args", {}),
+                    "connect_timeout": _positive_int(env, "REPORTS_CONNECT_TIMEOUT", 3)}
+    return {"hide_parameters": primary.get("hide_parameters", False), "connect_args": connect_args}
+
+
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    text = env.get(name, "").strip() or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):  # also refuses nan
+        raise ConfigError(f"{name} 应为不小于 0 的秒数，而不是 {text!r}")
+    return value
+
+
 def _positive_int(env: dict[str, str], name: str, default: int) -> int:
     text = env.get(name, str(default)).strip()
     if not text.isdigit() or int(text) < 1:
@@ -218,6 +254,12 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         "SECRET_KEY": env.get("SECRET_KEY", DEV_SECRET_KEY),
         "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options(env, database_url(env, instance_path), environment),
+        # The report pages' reads on a streaming standby (core.db.report_reads), used while it lags the primary by
+        # at most REPORTS_MAX_LAG_SECONDS; None: the primary, as for everything else.
+        "REPORTS_DATABASE_URL": reports_database_url(env),
+        "REPORTS_MAX_LAG_SECONDS": _seconds(env, "REPORTS_MAX_LAG_SECONDS", 30),
+        "REPORTS_ENGINE_OPTIONS": reports_engine_options(
+            env, reports_database_url(env), engine_options(env, database_url(env, instance_path), environment)),
         "QR_SIGNING_KEYS": keys,
         "QR_ACTIVE_KEY_ID": env.get("QR_ACTIVE_KEY_ID", next(iter(keys))),
         # A citizen is found under any key of this ring; new citizens get the active key (vouchers/citizens.py).

@@ -25,7 +25,7 @@ from voucher.analytics.floor import FORCED_ORDER
 from voucher.analytics.models import LEVERAGE_TRUTH, LeverageFact, SyntheticTruth
 from voucher.campaigns.models import Campaign, Measure, Release, VoucherProduct
 from voucher.core.clock import local_day_start_utc
-from voucher.core.db import db, local_day_text
+from voucher.core.db import db, local_day_text, reads
 from voucher.core.money import format_yuan
 from voucher.merchants.models import Merchant, Redemption, Store
 from voucher.vouchers.models import Voucher, VoucherStatus
@@ -236,10 +236,10 @@ def headline(f: LeverageFilter = LeverageFilter()) -> Figures:
     figures = Figures()
     split = _split(f)
     if split.rolled is not None:
-        _add(figures, *db.session.execute(_facts(f, split.rolled)).one())
+        _add(figures, *reads().execute(_facts(f, split.rolled)).one())
     if split.live is not None:
-        _add(figures, *db.session.execute(_claims(split.live)).one())  # the claims: the first two figures
-        _add(figures, 0, 0, *db.session.execute(_redemptions(split.live)).one())
+        _add(figures, *reads().execute(_claims(split.live)).one())  # the claims: the first two figures
+        _add(figures, 0, 0, *reads().execute(_redemptions(split.live)).one())
     figures.merchants = _merchant_count(f, split)
     figures.cohort = _cohorts(f, None).get("", Cohort())
     return figures
@@ -283,10 +283,10 @@ def _whole_cohorts(campaign_ids: list[int] | None) -> dict[int, Cohort]:
     if campaign_ids is not None:
         vouchers = vouchers.where(Voucher.campaign_id.in_(campaign_ids))
         redemptions = redemptions.where(Redemption.campaign_id.in_(campaign_ids))
-    paid = {campaign_id: (int(n), int(subsidy)) for campaign_id, n, subsidy in db.session.execute(redemptions)}
+    paid = {campaign_id: (int(n), int(subsidy)) for campaign_id, n, subsidy in reads().execute(redemptions)}
     return {
         int(campaign_id): Cohort(int(claimed), int(face), *paid.get(campaign_id, (0, 0)), int(lapsed), int(lapsed_face))
-        for campaign_id, claimed, face, lapsed, lapsed_face in db.session.execute(vouchers)
+        for campaign_id, claimed, face, lapsed, lapsed_face in reads().execute(vouchers)
     }
 
 
@@ -299,12 +299,12 @@ def _cohorts(f: LeverageFilter, dimension: str | None) -> dict[str, Cohort]:
         return {"": whole}
     query = _cohort_query(f)
     if dimension is None:
-        return {"": Cohort(*(int(v) for v in db.session.execute(query).one()))}
+        return {"": Cohort(*(int(v) for v in reads().execute(query).one()))}
     _, claim_key, _ = _keys(dimension)
     if claim_key is None:
         return {}
     query = _claim_joins(query.add_columns(claim_key).group_by(claim_key), dimension)
-    return {str(key): Cohort(*(int(v) for v in values)) for *values, key in db.session.execute(query)}
+    return {str(key): Cohort(*(int(v) for v in values)) for *values, key in reads().execute(query)}
 
 
 def cohorts_by_campaign(campaign_ids: list[int]) -> dict[int, Cohort]:
@@ -326,13 +326,13 @@ def _merchant_count(f: LeverageFilter, split: _Split) -> int:
     """Distinct merchants: the rolled-up days' bitmaps, plus the live days' merchants."""
     if split.rolled is None:
         query = select(Redemption.merchant_id).where(Redemption.reversed_at.is_(None)).distinct()
-        return int(db.session.execute(select(func.count()).select_from(
+        return int(reads().execute(select(func.count()).select_from(
             _filtered(query, f, Redemption.created_at, Redemption.campaign_id).subquery())).scalar_one())
     ids = rollup.merchant_ids(f.campaign_id, *split.rolled)
     if split.live is None:
         return len(ids)
     query = select(Redemption.merchant_id).where(Redemption.reversed_at.is_(None)).distinct()
-    live = db.session.scalars(_filtered(query, split.live, Redemption.created_at, Redemption.campaign_id)).all()
+    live = reads().scalars(_filtered(query, split.live, Redemption.created_at, Redemption.campaign_id)).all()
     return len(np.union1d(ids, np.asarray(live, dtype=np.int64)))
 
 
@@ -354,7 +354,7 @@ def breakdown(dimension: str, f: LeverageFilter = LeverageFilter()) -> list[tupl
             query = query.where(LeverageFact.vouchers_claimed == 0)
         for join in joins:
             query = join(query)
-        for claimed, issued, redeemed, paid, driven, forced, label in db.session.execute(query):
+        for claimed, issued, redeemed, paid, driven, forced, label in reads().execute(query):
             _add(row(label), claimed if attributable else 0, issued if attributable else 0, redeemed, paid, driven,
                  forced)
     if split.live is not None:
@@ -370,11 +370,11 @@ def _live_breakdown(dimension: str, f: LeverageFilter, row) -> None:
     query = _redemptions(f).add_columns(redemption_key).group_by(redemption_key)
     for join in joins:
         query = join(query)
-    for redeemed, paid, driven, forced, key in db.session.execute(query):
+    for redeemed, paid, driven, forced, key in reads().execute(query):
         _add(row(key), 0, 0, redeemed, paid, driven, forced)
     if claim_key is not None:
         claims = _claim_joins(_claims(f).add_columns(claim_key).group_by(claim_key), dimension)
-        for claimed, issued, key in db.session.execute(claims):
+        for claimed, issued, key in reads().execute(claims):
             _add(row(key), claimed, issued)
 
 
@@ -444,7 +444,7 @@ def _keys(dimension: str):
 
 def planted_truth() -> float | None:
     """The causal leverage planted in a generated (synthetic) data set, if one is loaded."""
-    truth = db.session.scalar(select(SyntheticTruth.value).where(SyntheticTruth.name == LEVERAGE_TRUTH))
+    truth = reads().scalar(select(SyntheticTruth.value).where(SyntheticTruth.name == LEVERAGE_TRUTH))
     return None if truth is None else float(truth["value"])
 
 

@@ -27,7 +27,7 @@ from voucher.analytics.floor import FORCED_ORDER
 from voucher.analytics.models import LeverageFact, LeverageMerchantDay, RollupState
 from voucher.campaigns.models import VoucherProduct
 from voucher.core.clock import local_day_start_utc, local_today, to_local, utcnow
-from voucher.core.db import db, local_day
+from voucher.core.db import db, local_day, reads
 from voucher.core.upsert import insert_ignore
 from voucher.merchants.models import Merchant, Redemption, Store
 from voucher.vouchers.models import Voucher
@@ -60,7 +60,7 @@ def lock_state(name: str) -> RollupState:
 
 def built_through() -> date | None:
     """The last local day in the facts; None before the first refresh (everything is read live)."""
-    return db.session.scalar(select(RollupState.built_through).where(RollupState.name == NAME))
+    return reads().scalar(select(RollupState.built_through).where(RollupState.name == NAME))
 
 
 def refresh(through: date | None = None, full: bool = False) -> RefreshSummary:
@@ -173,7 +173,7 @@ def merchant_ids(campaign_id: int | None, date_from: date | None, date_until: da
     if date_until is not None:
         query = query.where(LeverageMerchantDay.day <= date_until)
     union = np.zeros(0, dtype=np.uint8)
-    for (blob,) in db.session.execute(query):
+    for (blob,) in reads().execute(query):
         bits = np.frombuffer(zlib.decompress(blob), dtype=np.uint8)
         if len(bits) > len(union):
             union = np.concatenate([union, np.zeros(len(bits) - len(union), dtype=np.uint8)])

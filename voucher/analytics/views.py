@@ -12,7 +12,7 @@ from voucher.analytics.leverage import LeverageFilter
 from voucher.analytics.services import dashboard as dashboard_figures
 from voucher.campaigns.models import Campaign, CampaignStatus
 from voucher.core import charts, money
-from voucher.core.db import db
+from voucher.core.db import db, report_reads
 from voucher.core.errors import InvalidInput
 from voucher.core.forms import parse_day, parse_id
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
@@ -71,9 +71,14 @@ def leverage_page():
     campaigns = db.session.scalars(
         select(Campaign).where(Campaign.status != CampaignStatus.DRAFT.value).order_by(Campaign.id)
     ).all()
-    by_day = leverage.breakdown("day", selection)
-    by_category = leverage.breakdown("category", selection)
-    by_district = leverage.breakdown("district", selection)
+    # the figures' reads on the reports' standby when there is one (docs/operations.md, "A read replica for reports")
+    with report_reads():
+        by_day = leverage.breakdown("day", selection)
+        by_category = leverage.breakdown("category", selection)
+        by_district = leverage.breakdown("district", selection)
+        headline = leverage.headline(selection)
+        rows = by_day if dimension == "day" else leverage.breakdown(dimension, selection)
+        planted, rolled_through = leverage.planted_truth(), rollup.built_through()
     figures = {
         # two to a row in .chart-grid: drawn at that box's width, so their text is read at its size
         "over_time": charts.line([(day, r.leverage_on_paid) for day, r in by_day], "按日杠杆率（按支付）",
@@ -87,11 +92,11 @@ def leverage_page():
     }
     causal_estimate = panel.estimate(selection.campaign_id, selection.date_from, selection.date_until)
     return render_template(
-        "analytics/leverage.html", f=leverage.headline(selection), selection=selection, campaigns=campaigns,
+        "analytics/leverage.html", f=headline, selection=selection, campaigns=campaigns,
         dimension=dimension, dimensions=leverage.DIMENSIONS, size_labels=SIZE_CLASS_LABELS, charts=figures,
-        rows=by_day if dimension == "day" else leverage.breakdown(dimension, selection),
+        rows=rows,
         causal=causal_estimate, causal_charts=_causal_charts(causal_estimate.estimate),
-        planted=leverage.planted_truth(), rolled_through=rollup.built_through(), pre_days=panel.PRE_DAYS,
+        planted=planted, rolled_through=rolled_through, pre_days=panel.PRE_DAYS,
         min_units=(causal.MIN_TREATED, causal.MIN_COMPARABLE),
     ), 422 if problems else 200
 

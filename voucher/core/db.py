@@ -5,9 +5,11 @@ import logging
 import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
+from flask import current_app
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     BigInteger,
@@ -15,14 +17,17 @@ from sqlalchemy import (
     CursorResult,
     Date,
     DateTime,
+    Engine,
     MetaData,
     Result,
     Table,
     cast,
+    create_engine,
     event,
     func,
     literal_column,
     select,
+    text,
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
@@ -190,3 +195,96 @@ def local_day_text(column):
     if db.session.get_bind().dialect.name == "postgresql":
         return func.to_char(local_day(column), "YYYY-MM-DD")
     return local_day(column)
+
+
+# -- report reads on a streaming standby (REPORTS_DATABASE_URL) ---------------------------------------------------
+#
+# The heavy report reads (the leverage page's figures, the budget report, the audit log's listing) may run on a
+# PostgreSQL standby. Not a bind per model: the same tables are written on the primary in the same request (the
+# staff session's last-seen time, audit entries), so a model cannot live on one database. A report opens
+# report_reads() around its reads, and the read functions it calls take their session from reads(): the standby's
+# inside the block, the request's own (the primary) everywhere else. The standby is used only when it answers and
+# has replayed the primary's changes to within REPORTS_MAX_LAG_SECONDS; otherwise the report reads the primary,
+# as it did before the setting existed, and a warning is logged.
+
+_report_session: ContextVar[Session | None] = ContextVar("report_session", default=None)
+_REPORTS_ENGINE = "voucher.reports_engine"
+_log = logging.getLogger(__name__)
+
+# How far the standby is behind, in seconds: 0 when it has replayed all it received (an idle primary sends
+# nothing, and the last replayed transaction's time then says nothing about lag), or when the URL names a
+# server not in recovery; NULL when it is behind and has replayed nothing since it started (unknown: too far).
+_STANDBY_LAG = text(
+    "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0"
+    " WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
+    " ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END")
+
+
+def reads() -> Session:
+    """The session a report's read functions run their queries on: inside report_reads(), the standby's (or the
+    primary's, when it fell back); anywhere else, the request's own session."""
+    return _report_session.get() or db.session()
+
+
+def _reports_engine() -> Engine | None:
+    app = current_app
+    url = app.config.get("REPORTS_DATABASE_URL")
+    if not url:
+        return None
+    engine = app.extensions.get(_REPORTS_ENGINE)
+    if engine is None:
+        # pre-ping: a standby restarted or stopped is found on checkout (and the report falls back) instead of
+        # failing the page half way; a small pool, as only report pages use it
+        options = dict(app.config.get("REPORTS_ENGINE_OPTIONS") or {})
+        engine = create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=3, **options)
+        engine = app.extensions.setdefault(_REPORTS_ENGINE, engine)
+    return engine
+
+
+def _standby_connection(engine: Engine, max_lag: float) -> Connection | None:
+    """A connection to the standby in a read-only REPEATABLE READ transaction (every statement of the report sees
+    one moment), or None, logged, when the standby is unreachable or lags more than `max_lag` seconds."""
+    try:
+        conn = engine.connect()
+    except DBAPIError as error:
+        _log.warning("report reads on the primary: standby unreachable (%s)", type(error.orig).__name__,
+                     extra={"fields": {"event": "reports.standby_fallback", "reason": "unreachable"}})
+        return None
+    try:
+        conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        lag = conn.execute(_STANDBY_LAG).scalar_one()
+    except DBAPIError as error:
+        conn.close()
+        _log.warning("report reads on the primary: standby failed (%s)", type(error.orig).__name__,
+                     extra={"fields": {"event": "reports.standby_fallback", "reason": "error"}})
+        return None
+    if lag is None or float(lag) > max_lag:
+        conn.close()
+        _log.warning("report reads on the primary: standby %s s behind (limit %s s)",
+                     "?" if lag is None else f"{float(lag):.1f}", max_lag,
+                     extra={"fields": {"event": "reports.standby_fallback", "reason": "lagging"}})
+        return None
+    return conn
+
+
+@contextmanager
+def report_reads() -> Iterator[Session]:
+    """Run a report's reads on the standby of REPORTS_DATABASE_URL: yields a Session in a read-only transaction
+    there, and makes reads() return it until the block ends. Without the setting, or with the standby
+    unreachable or too far behind, yields the request's own session (the primary) instead. Writes inside the
+    block (an audit entry) still go through db.session, to the primary.
+
+    A standby failing during the block is an error of the page, not a fallback: the figures read so far would
+    mix two databases."""
+    engine = _reports_engine()
+    conn = None if engine is None else _standby_connection(
+        engine, float(current_app.config.get("REPORTS_MAX_LAG_SECONDS", 30)))
+    if conn is None:
+        yield db.session()
+        return
+    with conn, Session(bind=conn) as session:
+        token = _report_session.set(session)
+        try:
+            yield session
+        finally:
+            _report_session.reset(token)

@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, func, select
 
-from voucher.core.db import db
+from voucher.core.db import reads
 from voucher.core.forms import parse_id
 
 T = TypeVar("T")
@@ -60,9 +60,9 @@ def clamp(number: int, total: int, size: int = PAGE_SIZE) -> int:
 def page_of(query: Select[Any], number: int, size: int = PAGE_SIZE, *, scalars: bool = True) -> Page[Any]:
     """One page of `query`, which must order its rows (a page of an unordered query is not a page).
     A number past the last page shows the last page."""
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    total = reads().scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     number = clamp(number, total, size)
     bounded = query.limit(size).offset((number - 1) * size)
-    result = db.session.execute(bounded)
+    result = reads().execute(bounded)
     rows = list(result.scalars()) if scalars else list(result.all())
     return Page(rows, number, size, total)

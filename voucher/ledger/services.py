@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Subquery, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from voucher.core.clock import utcnow
-from voucher.core.db import connection, db
+from voucher.core.db import connection, db, reads
 from voucher.core.errors import AccountWouldGoNegative, UnbalancedPosting
 from voucher.core.money import split_by_shares
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
@@ -234,7 +234,7 @@ def lines_by_ref(ref_type: str, kind: EntryKind, account_kind: AccountKind) -> S
 def source_balances_as_of(cutoff: datetime) -> dict[int, dict[AccountKind, int]]:
     """Balance per funding source and kind of the postings dated before `cutoff`, so that a figure as
     of a past day does not move when later postings arrive. A source without such postings is all zeros."""
-    rows = db.session.execute(
+    rows = reads().execute(
         select(LedgerAccount.funding_source_id, LedgerAccount.kind, func.sum(Posting.amount_fen))
         .join(Posting, Posting.account_id == LedgerAccount.id)
         .join(JournalEntry, JournalEntry.id == Posting.entry_id)
@@ -279,7 +279,7 @@ def movements(
         query = query.where(JournalEntry.created_at <= until)
     if before is not None:
         query = query.where(JournalEntry.created_at < before)
-    return {owner: int(total) for owner, total in db.session.execute(query)}
+    return {owner: int(total) for owner, total in reads().execute(query)}
 
 
 class SourceLine(NamedTuple):

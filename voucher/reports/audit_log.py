@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_day_end_utc, local_day_start_utc, to_local
-from voucher.core.db import db
+from voucher.core.db import db, reads
 from voucher.core.errors import InvalidInput
 from voucher.core.forms import parse_id
 from voucher.core.paging import Page, page_of
@@ -98,7 +98,7 @@ def _query(f: AuditFilter):
 
 
 def count(f: AuditFilter) -> int:
-    return db.session.scalar(select(func.count(AuditEntry.id)).where(*_conditions(f))) or 0
+    return reads().scalar(select(func.count(AuditEntry.id)).where(*_conditions(f))) or 0
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def page(f: AuditFilter, number: int = 1) -> Page[Shown]:
 
 def object_types() -> list[tuple[str, str]]:
     """(code, name) of every object type the log holds, for the filter."""
-    codes = db.session.scalars(select(AuditEntry.object_type).distinct().order_by(AuditEntry.object_type))
+    codes = reads().scalars(select(AuditEntry.object_type).distinct().order_by(AuditEntry.object_type))
     return [(code, object_type_name(code)) for code in codes]
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from voucher.campaigns.models import Campaign, FundingSource, Measure
 from voucher.core.clock import local_day_end_utc
-from voucher.core.db import db
+from voucher.core.db import reads
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
 from voucher.merchants.models import Redemption, Store
@@ -66,7 +66,7 @@ class BudgetReport:
 
 def budget_execution(as_of: date) -> BudgetReport:
     cutoff = local_day_end_utc(as_of)
-    sources = db.session.execute(
+    sources = reads().execute(
         select(FundingSource, Campaign.name, Measure.number, Measure.short_title)
         .join(Campaign, Campaign.id == FundingSource.campaign_id).join(Measure, Measure.id == Campaign.measure_id)
         # Planned money is money committed: campaigns approved by then (running, paused or closed since).
@@ -119,12 +119,12 @@ def _by_district(cutoff) -> list[Row]:
     """Voucher subsidy by the redeeming store's district: spent (net of reversals made before the
     cutoff) and, of it, settled (in batches paid before the cutoff)."""
     live = (Redemption.reversed_at.is_(None)) | (Redemption.reversed_at >= cutoff)
-    spent = db.session.execute(
+    spent = reads().execute(
         select(Store.district, func.sum(Redemption.subsidy_fen))
         .join(Store, Store.id == Redemption.store_id)
         .where(Redemption.created_at < cutoff, live).group_by(Store.district)
     ).all()
-    settled = db.session.execute(
+    settled = reads().execute(
         select(Store.district, func.sum(SettlementItem.amount_fen))
         .join(SettlementBatch, SettlementBatch.id == SettlementItem.batch_id)
         .join(Redemption, Redemption.id == SettlementItem.redemption_id)

@@ -7,6 +7,7 @@ from datetime import date
 from flask import Blueprint, Response, flash, render_template, request
 
 from voucher.core.clock import local_today
+from voucher.core.db import report_reads
 from voucher.core.errors import DomainError
 from voucher.core.paging import page_number
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
@@ -33,7 +34,9 @@ def budget():
     as_of, ok = _as_of()
     if not ok:
         flash("日期格式应为 YYYY-MM-DD，已显示今天的数据", "error")
-    return render_template("reports/budget.html", report=budget_execution(as_of), columns=COLUMNS,
+    with report_reads():  # on the reports' standby when there is one
+        report = budget_execution(as_of)
+    return render_template("reports/budget.html", report=report, columns=COLUMNS,
                            sheets=budget_xlsx.SHEETS)
 
 
@@ -43,8 +46,10 @@ def budget_workbook():
     as_of, ok = _as_of()
     if not ok:
         return render_template("error.html", status=422, message="日期格式应为 YYYY-MM-DD"), 422
+    with report_reads():
+        report = budget_execution(as_of)
     return Response(
-        budget_xlsx.as_xlsx(budget_execution(as_of)),
+        budget_xlsx.as_xlsx(report),
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": f"attachment; filename=budget-{as_of:%Y%m%d}.xlsx"},
     )
@@ -69,10 +74,13 @@ def audit():
     except DomainError as error:
         flash(error.message, "error")
         found_filter, status = audit_log.AuditFilter(), 422
-    return render_template(
-        "reports/audit.html", found=audit_log.page(found_filter, page_number(request.args.get("page"))), f=found_filter,
-        query=found_filter.as_query(), object_types=audit_log.object_types(), export_limit=audit_log.EXPORT_LIMIT,
-    ), status
+    # on the reports' standby when there is one; rendered inside, as the page's records belong to its session
+    with report_reads():
+        return render_template(
+            "reports/audit.html", found=audit_log.page(found_filter, page_number(request.args.get("page"))),
+            f=found_filter, query=found_filter.as_query(), object_types=audit_log.object_types(),
+            export_limit=audit_log.EXPORT_LIMIT,
+        ), status
 
 
 @bp.get("/audit.<fmt>")
