@@ -46,6 +46,7 @@ from voucher.core.clock import utcnow
 from voucher.core.db import db
 from voucher.core.errors import DomainError
 from voucher.core.permissions import Role
+from voucher.core.progress import Progress, silent
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry
 from voucher.merchants.models import BANK_ACCOUNT_PURPOSE, Merchant
@@ -110,11 +111,14 @@ def check_can_load(append: bool) -> None:
                 raise DatabaseNotEmpty()
 
 
-def load_city_scale(seed: int = gen.DEFAULT_SEED, scale: float = 1.0, *, append: bool = False) -> LoadSummary:
-    """Generate and write the data set in the session's transaction; the caller commits."""
+def load_city_scale(seed: int = gen.DEFAULT_SEED, scale: float = 1.0, *, append: bool = False,
+                    progress: Progress = silent) -> LoadSummary:
+    """Generate and write the data set in the session's transaction; the caller commits. `progress`
+    hears of each step as it ends (`flask seed city-scale` prints it to stderr)."""
     started = time.perf_counter()
     summary = LoadSummary(seed=seed, scale=scale)
-    clock = _Stopwatch(summary)
+    steps = len(STEP_LABELS) - (0 if bulk.can_defer_foreign_keys() else 1) - (0 if bulk.dialect() == "postgresql" else 1)
+    clock = _Stopwatch(summary, progress, steps)
     check_can_load(append)
     # The marker goes in first: a concurrent second load waits on its unique name, then fails.
     marker = SyntheticTruth(name=TRUTH, value={"seed": seed, "scale": scale, "status": "loading"})
@@ -185,15 +189,26 @@ def load_city_scale(seed: int = gen.DEFAULT_SEED, scale: float = 1.0, *, append:
     return summary
 
 
+#: the steps load_city_scale() times (summary.steps) and reports, as a person reads them
+STEP_LABELS = {
+    "generate": "生成数据", "campaigns": "活动", "ledger": "活动资金与场次入账", "merchants": "商户", "citizens": "市民",
+    "vouchers": "消费券", "redemptions": "核销", "sales": "商户日销售额", "foreign keys": "外键检查",
+    "analyze": "统计信息", "leverage rollup": "杠杆率预聚合与因果面板",
+}
+
+
 class _Stopwatch:
-    def __init__(self, summary: LoadSummary) -> None:
+    def __init__(self, summary: LoadSummary, progress: Progress, steps: int) -> None:
         self.summary = summary
         self.last = time.perf_counter()
+        self.progress, self.steps = progress, steps
 
     def lap(self, step: str) -> None:
         now = time.perf_counter()
         self.summary.steps[step] = round(now - self.last, 2)
         self.last = now
+        self.progress(f"{STEP_LABELS.get(step, step)}完成（{self.summary.steps[step]:.1f} 秒）",
+                      len(self.summary.steps), self.steps)
 
 
 def _local(day: date, hour: int, minute: int = 0) -> int:

@@ -82,6 +82,7 @@ def seed_city_scale(seed_value: int | None, scale: float, fresh: bool) -> None:
     from seed.city_scale import load_city_scale
     from voucher.core.errors import DomainError
     from voucher.core.money import format_yuan
+    from voucher.core.progress import to_stderr
 
     _refuse_in_production("生产环境不能载入合成数据集")
     if not 0 < scale <= 1:
@@ -89,7 +90,8 @@ def seed_city_scale(seed_value: int | None, scale: float, fresh: bool) -> None:
         sys.exit(2)
     try:
         summary = load_city_scale(
-            city_scale_data.DEFAULT_SEED if seed_value is None else seed_value, scale, append=not fresh
+            city_scale_data.DEFAULT_SEED if seed_value is None else seed_value, scale, append=not fresh,
+            progress=to_stderr("城市规模数据集"),  # stderr: the summary below, on stdout, is what scripts read
         )
     except (DomainError, ValueError) as error:
         db.session.rollback()

@@ -307,6 +307,11 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # Run the scheduled jobs' clock in this process. Any number of processes may: each schedule
         # slot still runs once (voucher/jobs). Off by default, and in tests.
         "SCHEDULER_ENABLED": env.get("SCHEDULER_ENABLED", "0") == "1",
+        # A release of at least this many vouchers, or a lottery of at least this many entries, opens or
+        # draws as a background job (voucher/jobs/background.py); smaller ones within the request.
+        "BACKGROUND_ROUND_THRESHOLD": _positive_int(env, "BACKGROUND_ROUND_THRESHOLD", 20_000),
+        # Vouchers a background opening mints and commits per step (its progress moves by this much).
+        "BACKGROUND_MINT_CHUNK": _positive_int(env, "BACKGROUND_MINT_CHUNK", 50_000),
         # Production plumbing (voucher/ops). X-Forwarded-* is trusted from this many proxies in front.
         "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES", "0")),
         "LOG_FORMAT": env.get("LOG_FORMAT", "json" if environment == "production" else "text"),

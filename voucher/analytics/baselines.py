@@ -23,6 +23,7 @@ from voucher.core.db import db, rowcount
 from voucher.core.errors import RefusedFile
 from voucher.core.forms import parse_id
 from voucher.core.money import AmountUnreadable, read_fen
+from voucher.core.progress import Progress, silent
 from voucher.core.uploads import Limits, UploadRefused, read_table
 from voucher.merchants.models import Merchant
 from voucher.reconciliation.parsing import parse_date
@@ -81,8 +82,11 @@ def _sales_fen(text: str) -> tuple[int | None, str | None]:
         return None, error.message
 
 
-def import_baselines(content: bytes, file_name: str, actor: User | None) -> BaselineImport:
-    """Check the whole file, then write it in one go; raises BadBaselineFile listing every problem."""
+def import_baselines(content: bytes, file_name: str, actor: User | None,
+                     progress: Progress = silent) -> BaselineImport:
+    """Check the whole file, then write it in one go; raises BadBaselineFile listing every problem.
+    `progress` hears of the reading, each thousand rows written and the panel's rebuild."""
+    progress("读取文件", 0, 1)
     try:
         read = read_table(content, file_name, LIMITS)
     except UploadRefused as error:
@@ -134,13 +138,16 @@ def import_baselines(content: bytes, file_name: str, actor: User | None) -> Base
     result = BaselineImport(rows=len(parsed), merchants=len({r["merchant_id"] for r in parsed}),
                             first_day=first_day, last_day=last_day)
     for start in range(0, len(parsed), 1000):
+        progress("写入", start, len(parsed) + 1)
         chunk = parsed[start:start + 1000]
         keys = [(r["merchant_id"], r["day"]) for r in chunk]
         result.replaced += rowcount(db.session.execute(
             delete(MerchantDailySales).where(tuple_(MerchantDailySales.merchant_id, MerchantDailySales.day).in_(keys))
         )) or 0
         db.session.execute(insert(MerchantDailySales), chunk)
+    progress("重建因果面板", len(parsed), len(parsed) + 1)
     result.panel_units = panel.build()
+    progress("完成", len(parsed) + 1, len(parsed) + 1)
     entry = audit.row("baselines.import", None, actor=actor, after={
         "file": file_name[:120], "rows": result.rows, "replaced": result.replaced, "merchants": result.merchants,
         "first_day": first_day.isoformat(), "last_day": last_day.isoformat()})

@@ -15,6 +15,7 @@ from voucher.analytics.leverage import REPORT_KEYS, LeverageFilter, headline, re
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput
 from voucher.core.forms import parse_day
+from voucher.core.progress import silent, to_stderr
 
 
 def _day(text: str | None, label: str) -> date | None:
@@ -51,7 +52,8 @@ def register(app: Flask) -> None:
     @click.option("--full", is_flag=True, help="rebuild every day, not only the days since the last run")
     def refresh_command(full: bool) -> None:
         """Pre-aggregate the figures up to yesterday and rebuild the causal panel (the nightly job)."""
-        result = panel.refresh_leverage(full=full)
+        # The percentages go to stderr: stdout is the one line scripts read.
+        result = panel.refresh_leverage(full=full, progress=to_stderr("杠杆率预聚合") if full else silent)
         db.session.commit()
         click.echo(f"汇总至 {result['built_through']}：{result['facts']:,} 行汇总，"
                    f"{result['merchant_days']:,} 个（日，活动）商户集合；因果面板 {result['panel_units']:,} 个商户单元")
@@ -64,7 +66,7 @@ def register(app: Flask) -> None:
 
         path = Path(file)
         try:
-            result = baselines.import_baselines(path.read_bytes(), path.name, None)
+            result = baselines.import_baselines(path.read_bytes(), path.name, None, progress=to_stderr("导入销售额基线"))
         except baselines.BadBaselineFile as error:
             db.session.rollback()
             click.echo(f"未导入：发现 {error.total} 处问题", err=True)

@@ -26,6 +26,7 @@ from voucher.analytics.rollup import lock_state
 from voucher.campaigns.models import Campaign, CampaignStatus
 from voucher.core.clock import local_day_start_utc, local_today, utcnow
 from voucher.core.db import db, local_day
+from voucher.core.progress import Progress, silent
 from voucher.merchants.models import Merchant, Redemption, Store
 
 NAME = "causal_panel"
@@ -219,10 +220,12 @@ def _as_panel(unit_rows: Sequence[Any], week_rows: Sequence[Any], through: date 
         weeks, days, sales, subsidy, np.array([post_done[row.campaign_id] for row in unit_rows], dtype=bool))
 
 
-def refresh_leverage(full: bool = False) -> dict:
+def refresh_leverage(full: bool = False, progress: Progress = silent) -> dict:
     """The nightly step: the leverage facts up to yesterday, then the causal panel over them."""
-    summary = rollup.refresh(full=full)
+    summary = rollup.refresh(full=full, progress=progress)
+    progress("因果面板", rollup.STEPS, rollup.STEPS + 1)
     units = build()
+    progress("完成", rollup.STEPS + 1, rollup.STEPS + 1)
     return {"built_through": summary.built_through.isoformat() if summary.built_through else None,
             "rebuilt_from": summary.rebuilt_from.isoformat() if summary.rebuilt_from else None,
             "facts": summary.facts, "merchant_days": summary.merchant_days, "panel_units": units}

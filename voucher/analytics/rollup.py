@@ -28,6 +28,7 @@ from voucher.analytics.models import LeverageFact, LeverageMerchantDay, RollupSt
 from voucher.campaigns.models import VoucherProduct
 from voucher.core.clock import local_day_start_utc, local_today, to_local, utcnow
 from voucher.core.db import db, local_day, reads
+from voucher.core.progress import Progress, silent
 from voucher.core.upsert import insert_ignore
 from voucher.merchants.models import Merchant, Redemption, Store
 from voucher.vouchers.models import Voucher
@@ -63,7 +64,11 @@ def built_through() -> date | None:
     return reads().scalar(select(RollupState.built_through).where(RollupState.name == NAME))
 
 
-def refresh(through: date | None = None, full: bool = False) -> RefreshSummary:
+#: the steps refresh() reports to its `progress`
+STEPS = 3
+
+
+def refresh(through: date | None = None, full: bool = False, progress: Progress = silent) -> RefreshSummary:
     """Bring the facts up to `through` (default: yesterday, the last complete local day)."""
     through = through or local_today() - timedelta(days=1)
     started = utcnow()
@@ -104,8 +109,10 @@ def refresh(through: date | None = None, full: bool = False) -> RefreshSummary:
         redemptions = redemptions.where(Redemption.created_at >= begin)
     columns = ["day", "campaign_id", "release_id", "category", "district", "size_class", "vouchers_claimed",
                "issued_fen", "vouchers_redeemed", "subsidy_fen", "driven_fen", "floor_fen"]
-    for query in (claims, redemptions):
+    for step, (label, query) in enumerate((("领取汇总", claims), ("核销汇总", redemptions))):
+        progress(label, step, STEPS + 1)
         db.session.execute(insert(LeverageFact).from_select(columns, query))
+    progress("商户集合", 2, STEPS + 1)
 
     # Distinct merchants do not add up over days: one bitmap of merchant ids per day and campaign.
     db.session.execute(delete(LeverageMerchantDay).where(LeverageMerchantDay.day >= start) if start

@@ -380,10 +380,15 @@ class ReleaseStatus(str, enum.Enum):
     SCHEDULED = "scheduled"
     OPEN = "open"
     CLOSED = "closed"
+    #: reserved, its vouchers being minted by a background job (jobs/background.py); nobody can claim yet
+    OPENING = "opening"
+    #: entries closed, the draw running as a background job
+    DRAWING = "drawing"
 
     @property
     def label(self) -> str:
-        return {"scheduled": "待开放", "open": "领取中", "closed": "已结束"}[self.value]
+        return {"scheduled": "待开放", "open": "领取中", "closed": "已结束", "opening": "正在生成消费券",
+                "drawing": "正在开奖"}[self.value]
 
 
 class ReleaseMode(str, enum.Enum):

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import timezone
+from typing import Any, Callable
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -26,9 +27,12 @@ from voucher.core.forms import as_choices
 from voucher.core.money import format_yuan
 from voucher.core.paging import page_number, page_of
 from voucher.core.permissions import OVERSIGHT, Role, roles_required
+from voucher.jobs import background
+from voucher.jobs.models import JobRun
+from voucher.jobs.scheduler import wake_scheduler
 from voucher.merchants import onboarding
 from voucher.merchants.models import Merchant
-from voucher.vouchers import closing, lottery, releases
+from voucher.vouchers import closing, releases
 from voucher.web import in_transaction, refused, unit_of_work
 
 bp = Blueprint("campaigns", __name__)
@@ -218,6 +222,7 @@ def _render_detail(campaign: Campaign, *, status: int = 200, **forms):
     ).all()
     # Before approval, maker and approver see the campaign against its measure's plan.
     plan = plan_check.assess(campaign) if campaign.status_enum in _BEFORE_APPROVAL else None
+    jobs = background.runs_by_release([r.id for r in campaign.releases])
     return (
         render_template(
             "campaigns/detail.html",
@@ -232,12 +237,14 @@ def _render_detail(campaign: Campaign, *, status: int = 200, **forms):
             reason_form=forms.get("reason_form") or ReasonForm(formdata=None),
             budget_form=forms.get("budget_form") or _budget_form(campaign),
             Status=CampaignStatus,
+            release_jobs={i: background.status(run) for i, run in jobs.items()},
+            jobs_active=any(background.is_active(run) for run in jobs.values()),
         ),
         status,
     )
 
 
-def _act(campaign_id: int, action, success: str, *, form=None, form_name: str = "reason_form"):
+def _act(campaign_id: int, action, success: str | Callable[[Any], str], *, form=None, form_name: str = "reason_form"):
     """Run one state change from a button or a small form; show the Chinese reason when refused."""
     campaign = _campaign_or_404(campaign_id)
     form = form or ActionForm()
@@ -247,11 +254,13 @@ def _act(campaign_id: int, action, success: str, *, form=None, form_name: str = 
         flash(next(iter(m for ms in form.errors.values() for m in ms), "输入有误"), "error")
         return _render_detail(campaign, status=422, **{form_name: form})
     try:
-        in_transaction(lambda: action(campaign, form))
+        result = in_transaction(lambda: action(campaign, form))
     except DomainError as error:
         flash(error.message, "error")
         return _render_detail(_campaign_or_404(campaign_id), status=error.status, **{form_name: form})
-    flash(success, "success")
+    if isinstance(result, JobRun):
+        wake_scheduler(current_app)  # committed: the clock may pick the job up now rather than in 30 s
+    flash(success(result) if callable(success) else success, "success")
     return redirect(url_for("campaigns.detail", campaign_id=campaign_id))
 
 
@@ -315,16 +324,31 @@ def create_release(campaign_id: int):
 @roles_required(Role.BUREAU_MAKER, Role.BUREAU_APPROVER)
 def open_release(release_id: int):
     release = db.get_or_404(Release, release_id)
-    return _act(release.campaign_id, lambda c, f: releases.open_release(release_id, current_user),
-                "场次已开放：预算已预留，消费券已生成，市民可以领取")
+    # A big release only starts its background job (jobs/background.py); the page then shows its progress.
+    return _act(release.campaign_id, lambda c, f: background.request_open(release_id, current_user),
+                lambda run: "场次已开放：预算已预留，消费券已生成，市民可以领取" if run is None else
+                f"已开始在后台开放场次（共 {run.total:,} 张券），进度见下方发放场次表")
 
 
 @bp.post("/releases/<int:release_id>/draw")
 @roles_required(Role.BUREAU_MAKER, Role.BUREAU_APPROVER)
 def draw_lottery(release_id: int):
     release = db.get_or_404(Release, release_id)
-    return _act(release.campaign_id, lambda c, f: lottery.draw(release_id, current_user),
-                "已开奖：中签者已获得消费券，种子与名单已公开，可在公示页核验")
+    return _act(release.campaign_id, lambda c, f: background.request_draw(release_id, current_user),
+                lambda run: "已开奖：中签者已获得消费券，种子与名单已公开，可在公示页核验" if run is None else
+                f"报名已截止，已开始在后台开奖（共 {run.total:,} 条报名），进度见下方发放场次表")
+
+
+@bp.get("/releases/<int:release_id>/job")
+@roles_required(*OVERSIGHT)
+def release_job(release_id: int):
+    """The latest background job of a release, for polling: {"state", "done", "total", ...}. The same
+    roles as the campaign page that shows it."""
+    db.get_or_404(Release, release_id)
+    run = background.runs_by_release([release_id]).get(release_id)
+    if run is None:
+        return jsonify(success=False, errors=[{"code": "not_found", "message": "该场次没有后台任务"}]), 404
+    return jsonify(success=True, data={"release_id": release_id, **background.status(run)})
 
 
 # Budget changes and funder statements ----------------------------------------------------------------

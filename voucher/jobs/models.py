@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, DateTime, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voucher.core.db import Model, intpk
@@ -15,9 +15,11 @@ class JobStatus(str, enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # may be tried again at next_attempt_at, until its attempts are used up
+    #: a background job (jobs/background.py) started from a page, waiting for the clock to pick it up
+    QUEUED = "queued"
 
 
-JOB_STATUS_LABELS = {"running": "运行中", "succeeded": "成功", "failed": "失败"}
+JOB_STATUS_LABELS = {"running": "运行中", "succeeded": "成功", "failed": "失败", "queued": "排队中"}
 
 
 class JobRun(Model):
@@ -51,6 +53,11 @@ class JobRun(Model):
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: host:pid of the process that ran the latest attempt
     holder: Mapped[str] = mapped_column(String(80))
+    #: a background job's progress: units done (vouchers minted, entries drawn) out of total
+    done: Mapped[int] = mapped_column(default=0, server_default="0")
+    total: Mapped[int | None]
+    #: who started a background job (its work is done in their name)
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     @property
     def status_label(self) -> str:

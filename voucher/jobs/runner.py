@@ -83,6 +83,9 @@ def tick(now: datetime | None = None) -> list[Outcome]:
         if run_id is not None:
             outcomes.append(_execute(job, run_id, slot, 1, now))
     outcomes.extend(_retry_due(now))
+    from voucher.jobs import background  # it builds on this module
+
+    outcomes.extend(background.run_pending(now))
     return outcomes
 
 

@@ -50,7 +50,7 @@ SUMMARY_NAMES = {
     "nonces": "清理签名随机数", "sealed": "封存审计记录", "last_entry_id": "最后封存记录", "day": "日期",
     "built_through": "汇总至", "rebuilt_from": "重算自", "facts": "汇总行", "merchant_days": "商户日",
     "panel_units": "因果面板单元", "built": "重建领券闸门", "corrected": "校正闸门余量", "dropped": "移除闸门",
-    "unreachable": "Redis 不可达",
+    "unreachable": "Redis 不可达", "started": "转入后台开放", "vouchers": "消费券", "entries": "报名", "winners": "中签",
 }
 
 

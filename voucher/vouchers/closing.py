@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from voucher.accounts.models import User
 from voucher.campaigns.budget import locked_source
@@ -17,7 +17,7 @@ from voucher.campaigns.services import lock_campaign, move
 from voucher.core import audit
 from voucher.core.clock import utcnow
 from voucher.core.db import db, rowcount
-from voucher.core.errors import InvalidInput, MakerCheckerViolation
+from voucher.core.errors import InvalidInput, InvalidTransition, MakerCheckerViolation
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
 from voucher.vouchers.models import Voucher, VoucherStatus
@@ -34,6 +34,13 @@ def close_campaign(campaign_id: int, actor: User, reason: str, *, at: datetime |
         raise InvalidInput("结束活动时请填写原因")
     if actor.id == campaign.created_by_id:
         raise MakerCheckerViolation("活动须由经办人以外的审批人结束")
+    busy = db.session.scalar(select(Release.name).where(
+        Release.campaign_id == campaign.id,
+        Release.status.in_([ReleaseStatus.OPENING.value, ReleaseStatus.DRAWING.value])).limit(1))
+    if busy is not None:
+        # Its money is reserved but its vouchers are not all minted (or not yet handed out): closing now
+        # would strand the difference. The background job finishes it first.
+        raise InvalidTransition(f"场次「{busy}」正在后台生成消费券或开奖，完成后才能结束活动")
     before = campaign.status
     move(campaign, CampaignStatus.CLOSED)
     campaign.closed_at = at or utcnow()

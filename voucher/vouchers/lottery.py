@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from voucher.accounts.models import User
@@ -94,73 +95,100 @@ def enter(release_id: int, citizen: Citizen) -> LotteryEntry:
     return entry
 
 
-def draw(release_id: int, actor: User) -> list[int]:
+def close_entries(release_id: int) -> Release:
+    """The first step of a background draw (jobs/background.py): entries close (the release is DRAWING),
+    committed on its own so the list is final while the draw runs. Idempotent."""
+    _, release = lock_release(release_id)
+    if release.mode_enum is not ReleaseMode.LOTTERY or release.status_enum not in (ReleaseStatus.OPEN,
+                                                                                   ReleaseStatus.DRAWING):
+        raise InvalidTransition("只有报名中的摇号场次可以开奖")
+    release.status = ReleaseStatus.DRAWING.value
+    return release
+
+
+def entry_count(release_id: int) -> int:
+    return db.session.execute(
+        select(func.count(LotteryEntry.id)).where(LotteryEntry.release_id == release_id)
+    ).scalar_one()
+
+
+#: rows changed per statement when handing out vouchers
+_BATCH = 10_000
+
+
+def draw(release_id: int, actor: User | None) -> list[int]:
     """Close entries, pick the winners by the published rule, give each one voucher, and return the
     money of vouchers nobody won. Returns the winning entry numbers.
 
     The campaign-wide per-person limit holds here, at the moment vouchers are handed out: an entrant
     who already holds it (vouchers claimed first-come from any release of the campaign, or won at an
     earlier draw) is passed over, and the voucher goes to the next entrant in the drawn order.
+
+    One transaction, whatever the size: a draw is all or nothing. It works on ids and bulk statements,
+    not on loaded objects, so a million entries draw in seconds (benchmarks/big_rounds.py). A release
+    whose entries a background draw already closed (DRAWING) is drawn the same way.
     """
     # The system's lock order: the campaign, then the release (entries wait on it: the list is final
     # from here), then the entrants' citizen rows, then the release's vouchers.
     campaign, release = lock_release(release_id)
-    if release.mode_enum is not ReleaseMode.LOTTERY or release.status_enum is not ReleaseStatus.OPEN:
+    if release.mode_enum is not ReleaseMode.LOTTERY or release.status_enum not in (ReleaseStatus.OPEN,
+                                                                                   ReleaseStatus.DRAWING):
         raise InvalidTransition("只有报名中的摇号场次可以开奖")
-    entries = {e.id: e for e in db.session.scalars(
-        select(LotteryEntry).where(LotteryEntry.release_id == release.id).execution_options(populate_existing=True)
-    )}
+    db.session.flush()  # pending changes of the entries out before the bulk statements below
+    entries: dict[int, int] = dict(db.session.execute(  # entry number -> citizen id
+        select(LotteryEntry.id, LotteryEntry.citizen_id).where(LotteryEntry.release_id == release.id)
+    ).all())
     limit = campaign.per_person_limit
-    held: dict[int | None, int] = {}  # citizen id -> vouchers of the campaign held
+    held: dict[int, int] = {}  # citizen id -> vouchers of the campaign held
     if limit is not None and entries:
         # Every entrant's row, in ascending id order, with the lock a first-come claim takes: a claim
         # by an entrant either committed before this (its voucher is counted below) or waits for the
         # draw to commit (and then counts the voucher won here). Whoever comes second sees the other.
         entrants = select(LotteryEntry.citizen_id).where(LotteryEntry.release_id == release.id)
         db.session.execute(select(Citizen.id).where(Citizen.id.in_(entrants)).order_by(Citizen.id).with_for_update())
-        held = dict(db.session.execute(
+        held = {citizen: count for citizen, count in db.session.execute(
             select(Voucher.citizen_id, func.count(Voucher.id))
             .where(Voucher.campaign_id == campaign.id, Voucher.citizen_id.in_(entrants))
             .group_by(Voucher.citizen_id)
-        ).all())
+        ).all() if citizen is not None}
     vouchers = db.session.scalars(
-        select(Voucher).where(Voucher.release_id == release.id, Voucher.status == VoucherStatus.AVAILABLE.value)
+        select(Voucher.id).where(Voucher.release_id == release.id, Voucher.status == VoucherStatus.AVAILABLE.value)
         .order_by(Voucher.id)
     ).all()
     prizes = min(release.quantity, len(vouchers))
     now = utcnow()
     valid_from, valid_until = voucher_validity(campaign, now)
     chosen: list[int] = []
+    given: list[tuple[int, int]] = []  # (voucher id, citizen id)
     passed_over: dict[int, int] = {}  # entry number -> vouchers of the campaign its citizen held
     assert release.seed is not None  # a lottery release is created with its seed (releases.create_release)
     for number in ranked(release.seed, list(entries)):
         if len(chosen) == prizes:
             break
-        entry = entries[number]
-        already = held.get(entry.citizen_id, 0)
+        citizen_id = entries[number]
+        already = held.get(citizen_id, 0)
         if limit is not None and already >= limit:
-            entry.won = False
             passed_over[number] = already
             continue
-        voucher = vouchers[len(chosen)]
-        entry.won = True
-        voucher.status = VoucherStatus.CLAIMED.value
-        voucher.citizen_id = entry.citizen_id
-        voucher.claim_slot = 1
-        voucher.claimed_at = now
-        voucher.valid_from, voucher.valid_until = valid_from, valid_until
-        held[entry.citizen_id] = already + 1
+        given.append((vouchers[len(chosen)], citizen_id))
+        held[citizen_id] = already + 1
         chosen.append(number)
+    # The vouchers of a release are alike: which winner gets which is free. Ascending voucher ids to
+    # ascending citizens writes the vouchers' citizen indexes in order rather than at random.
+    given = list(zip(sorted(v for v, _ in given), sorted(c for _, c in given)))
+    chosen.sort()
+    # An entry is created not won (won = False) and only the draw changes it: mark the winners.
+    _mark_won(chosen)
+    _give(given, now, valid_from, valid_until)
     for number, already in passed_over.items():
-        audit.record("lottery.pass_over", entries[number], actor=actor, after={
+        audit.record("lottery.pass_over", LotteryEntry(id=number), actor=actor, after={
             "release_id": release.id, "won": False, "reason": LIMIT_REACHED, "held": already, "limit": limit,
         })
     unwon = len(vouchers) - len(chosen)
     if unwon:
-        db.session.flush()  # the update below must not touch the vouchers just given out
         db.session.execute(
             update(Voucher).where(Voucher.release_id == release.id, Voucher.status == VoucherStatus.AVAILABLE.value)
-            .values(status=VoucherStatus.WITHDRAWN.value)
+            .values(status=VoucherStatus.WITHDRAWN.value).execution_options(synchronize_session=False)
         )
         sources = ledger.source_accounts(campaign.id)
         assert campaign.product is not None  # its releases were created with one (releases.create_release)
@@ -170,12 +198,51 @@ def draw(release_id: int, actor: User) -> list[int]:
             ledger.voucher_lines(sources, AccountKind.RESERVED, AccountKind.AVAILABLE, face, unwon),
             memo=(f"摇号报名不足（另有 {len(passed_over)} 人{LIMIT_REACHED}）：{unwon} 张券收回" if passed_over
                   else f"摇号报名不足：{unwon} 张券收回"),
-            ref=("release", release.id), actor_id=actor.id,
+            ref=("release", release.id), actor_id=getattr(actor, "id", None),
         )
-    chosen.sort()
+    before = release.status
     release.status = ReleaseStatus.CLOSED.value
     release.drawn_at = now
-    audit.record("lottery.draw", release, actor=actor, before={"status": "open"},
+    audit.record("lottery.draw", release, actor=actor, before={"status": before},
                  after={"entries": len(entries), "winners": chosen, "seed": release.seed,
                         "passed_over": sorted(passed_over), "passed_over_reason": LIMIT_REACHED if passed_over else None})
+    # The objects loaded before the bulk statements hold their old values: write the release's
+    # changes, then let every object reload.
+    db.session.flush()
+    db.session.expire_all()
     return chosen
+
+
+def _mark_won(chosen: list[int]) -> None:
+    if db.session.get_bind().dialect.name == "postgresql":
+        # One statement (a batch each would scan the table each time).
+        db.session.execute(text("UPDATE lottery_entries SET won = true WHERE id = ANY(CAST(:ids AS integer[]))"),
+                           {"ids": chosen})
+        return
+    for first in range(0, len(chosen), _BATCH):
+        db.session.execute(update(LotteryEntry).where(LotteryEntry.id.in_(chosen[first:first + _BATCH]))
+                           .values(won=True).execution_options(synchronize_session=False))
+
+
+def _give(given: list[tuple[int, int]], now: datetime, valid_from: datetime, valid_until: datetime) -> None:
+    """Hand each (voucher id, citizen id) its voucher: one statement on PostgreSQL (the pairs as two
+    arrays, joined in one pass), an executemany elsewhere."""
+    values = {"status": VoucherStatus.CLAIMED.value, "claim_slot": 1, "claimed_at": now,
+              "valid_from": valid_from, "valid_until": valid_until}
+    if db.session.get_bind().dialect.name == "postgresql":
+        # A million pairs joined at once: room to hash them in memory instead of spilling to disk.
+        db.session.execute(text("SET LOCAL work_mem = '256MB'"))
+        if given:
+            db.session.execute(
+                text("UPDATE vouchers SET citizen_id = w.citizen_id, status = :status, claim_slot = :claim_slot,"
+                     " claimed_at = :claimed_at, valid_from = :valid_from, valid_until = :valid_until"
+                     " FROM unnest(CAST(:vids AS integer[]), CAST(:cids AS integer[])) AS w(voucher_id, citizen_id)"
+                     " WHERE vouchers.id = w.voucher_id"),
+                {**values, "vids": [v for v, _ in given], "cids": [c for _, c in given]},
+            )
+        return
+    table = Voucher.__table__
+    statement = (table.update().where(table.c.id == bindparam("voucher_id"))
+                 .values(citizen_id=bindparam("to_citizen"), **values))
+    for first in range(0, len(given), _BATCH):
+        db.session.execute(statement, [{"voucher_id": v, "to_citizen": c} for v, c in given[first:first + _BATCH]])

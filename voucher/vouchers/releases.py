@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select, text
 
 from voucher.accounts.models import User
 from voucher.campaigns.models import Campaign, CampaignStatus, Instrument, Release, ReleaseMode, ReleaseStatus
@@ -95,8 +95,25 @@ def open_release(release_id: int, actor: User | None, now: datetime | None = Non
     job passes its slot. `at` is when the opening happened, for a loader replaying history
     (seed/city_scale.py): it is then `now` too, and dates the posting and the audit entry as well as
     opened_at. With `mint=False` the caller writes the release's vouchers itself (that loader, in bulk).
+
+    All in the caller's transaction. A big release is opened in steps instead, each its own unit of
+    work (jobs/background.py): reserve(), then mint_chunk() until it returns 0, then finish_opening().
     """
-    now = now or at or utcnow()
+    reserve(release_id, actor, now, at=at)
+    if mint:
+        while mint_chunk(release_id, MINT_CHUNK):
+            pass
+    return finish_opening(release_id, actor, at=at, now=now)
+
+
+#: vouchers inserted per statement (and, in a background opening, per commit)
+MINT_CHUNK = 50_000
+
+
+def check_openable(release_id: int, now: datetime | None = None) -> tuple[Campaign, Release]:
+    """The refusals of opening, without opening: what a page says at once when a big release's opening
+    would only start a background job. Locks the campaign and the release, as opening does."""
+    now = now or utcnow()
     campaign, release = lock_release(release_id)
     if release.status_enum is not ReleaseStatus.SCHEDULED:
         raise InvalidTransition(f"场次当前为「{release.status_enum.label}」，不能再次开放")
@@ -108,7 +125,6 @@ def open_release(release_id: int, actor: User | None, now: datetime | None = Non
         raise InvalidTransition("活动已过有效期，不能再开放场次")
     assert campaign.product is not None  # its releases were created with one (create_release)
     face = campaign.product.face_value_fen
-    needed = release.quantity * face
     sources = ledger.source_accounts(campaign.id)
     lines = ledger.voucher_lines(sources, AccountKind.AVAILABLE, AccountKind.RESERVED, face, release.quantity)
     try:
@@ -116,33 +132,91 @@ def open_release(release_id: int, actor: User | None, now: datetime | None = Non
     except AccountWouldGoNegative:
         available = ledger.campaign_balances([campaign.id])[campaign.id][AccountKind.AVAILABLE]
         raise BudgetExhausted(
-            f"可用预算 {format_yuan(available)} 元，不足以开放本场次（需要 {format_yuan(needed)} 元）"
+            f"可用预算 {format_yuan(available)} 元，不足以开放本场次（需要 {format_yuan(release.quantity * face)} 元）"
         ) from None
+    return campaign, release
+
+
+def reserve(release_id: int, actor: User | None, now: datetime | None = None, *,
+            at: datetime | None = None) -> Release:
+    """The first step of opening: reserve the release's money in one posting; the release is then
+    OPENING (nobody can claim yet, it cannot be opened again). Idempotent: a release already OPENING
+    (a background opening resumed after a crash) is returned as it is, reserved once."""
+    now = now or at or utcnow()
+    campaign, release = lock_release(release_id)
+    if release.status_enum is ReleaseStatus.OPENING:
+        return release
+    campaign, release = check_openable(release_id, now)
+    assert campaign.product is not None  # check_openable
+    face = campaign.product.face_value_fen
+    sources = ledger.source_accounts(campaign.id)
     ledger.post(
-        EntryKind.RELEASE_RESERVE.value, campaign.id, lines,
+        EntryKind.RELEASE_RESERVE.value, campaign.id,
+        ledger.voucher_lines(sources, AccountKind.AVAILABLE, AccountKind.RESERVED, face, release.quantity),
         memo=f"场次开放预留：{release.name}", ref=("release", release.id), actor_id=getattr(actor, "id", None),
         at=at,
     )
-    if mint:
-        _mint(release, face)
+    release.status = ReleaseStatus.OPENING.value
+    return release
+
+
+def minted(release_id: int) -> int:
+    return db.session.execute(
+        select(func.count(Voucher.id)).where(Voucher.release_id == release_id)
+    ).scalar_one()
+
+
+def mint_chunk(release_id: int, size: int = MINT_CHUNK) -> int:
+    """Mint up to `size` of an OPENING release's vouchers still missing; returns how many (0: all are).
+
+    Idempotent by count, not by chunk: what is missing is the quantity less the vouchers the release
+    has, so a chunk rolled back (a crash, a code collision) is simply minted again, never twice."""
+    campaign, release = lock_release(release_id)
+    if release.status_enum is not ReleaseStatus.OPENING:
+        raise InvalidTransition(f"场次当前为「{release.status_enum.label}」，不能生成消费券")
+    assert campaign.product is not None  # reserve() checked it
+    missing = min(size, release.quantity - minted(release_id))
+    if missing > 0:
+        _mint(release, campaign.product.face_value_fen, missing)
+    return max(missing, 0)
+
+
+def finish_opening(release_id: int, actor: User | None, *, at: datetime | None = None,
+                   now: datetime | None = None) -> Release:
+    """The last step: the release, reserved and with its vouchers (or minted by the caller), opens."""
+    campaign, release = lock_release(release_id)
+    if release.status_enum is not ReleaseStatus.OPENING:
+        raise InvalidTransition(f"场次当前为「{release.status_enum.label}」，不能开放")
+    assert campaign.product is not None  # reserve() checked it
     release.status = ReleaseStatus.OPEN.value
-    release.opened_at = at or now
+    release.opened_at = at or now or utcnow()
     audit.record(
         "release.open", release, actor=actor, before={"status": "scheduled"},
-        after={"status": release.status, "reserved_fen": needed}, at=at,
+        after={"status": release.status, "reserved_fen": release.quantity * campaign.product.face_value_fen}, at=at,
     )
     return release
 
 
-def _mint(release: Release, face: int) -> None:
+def _mint(release: Release, face: int, count: int) -> None:
     issued: set[str] = set()
-    while len(issued) < release.quantity:
-        issued.add(codes.new_code())
-    db.session.execute(
-        insert(Voucher),
-        [
-            {"code": code, "release_id": release.id, "campaign_id": release.campaign_id, "face_value_fen": face,
-             "status": VoucherStatus.AVAILABLE.value}
-            for code in issued
-        ],
-    )
+    while len(issued) < count:
+        issued.update(codes.new_codes(count - len(issued)))
+    if db.session.get_bind().dialect.name == "postgresql":
+        # One statement per chunk, the codes as one array: several times faster than a multi-row
+        # INSERT of the same rows (benchmarks/big_rounds.py).
+        ordered = list(issued)
+        for first in range(0, len(ordered), MINT_CHUNK):
+            db.session.execute(
+                text("INSERT INTO vouchers (code, release_id, campaign_id, face_value_fen, status)"
+                     " SELECT code, :release_id, :campaign_id, :face, :status FROM unnest(CAST(:codes AS text[])) AS code"),
+                {"codes": ordered[first:first + MINT_CHUNK], "release_id": release.id,
+                 "campaign_id": release.campaign_id, "face": face, "status": VoucherStatus.AVAILABLE.value},
+            )
+        return
+    rows = [
+        {"code": code, "release_id": release.id, "campaign_id": release.campaign_id, "face_value_fen": face,
+         "status": VoucherStatus.AVAILABLE.value}
+        for code in issued
+    ]
+    for first in range(0, len(rows), MINT_CHUNK):
+        db.session.execute(insert(Voucher), rows[first:first + MINT_CHUNK])
