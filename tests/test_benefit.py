@@ -110,10 +110,10 @@ def test_the_page_per_resident_and_a_district_without_population(client, db, ten
     page = text_of(response)
     assert "受益结构" in page and "18.2%" in page and "0.300" in page  # top 10 %: 100 of 550 yuan
     assert "<svg" in page and "完全平均" in page
-    # 海州区: 150 yuan over 1,000 residents; 东海县 has no population: — and the note
-    assert re.search(r"海州区</td>.*?<td class=\"num\">0\.15</td>", page)
+    # 海州区: 150 yuan over 1,000 residents, 1,500 yuan per 10,000; 东海县 has no population: — and the note
+    assert re.search(r"海州区</td>.*?<td class=\"num\">1,500\.00</td>", page)
     assert re.search(r"东海县</td>(?:(?!</tr>).)*未录入", page)
-    assert "尚未录入常住人口，无法计算人均" in page
+    assert "尚未录入常住人口，无法按人口折算" in page
     assert "不是券“带来”的增量" in page and "累退" in page
 
 

@@ -378,3 +378,21 @@ def test_the_command_imports_or_lists_the_problems(app, db, tmp_path):
     assert result.exit_code == 0 and "已导入 1 行" in result.output
     assert db.session.scalar(select(func.count(MerchantDailySales.id))) == 1
     assert db.session.get(Merchant, world.merchant.id) is not None
+
+
+def test_a_week_no_qualifying_campaign_has_is_not_shown_as_no_effect():
+    # The page listed weeks 9-15 at +0.00 when only longer campaigns (left out for too few comparables)
+    # had them: nothing measured is not "no effect". Campaign 1 here lasts 4 weeks, campaign 0 six.
+    panel_ = flat_panel()
+    short = [j for j, w in enumerate(WEEKS) if w in (4, 5)]
+    for table in (panel_.days, panel_.sales, panel_.subsidy):
+        table[np.ix_(panel_.campaign == 1, short)] = 0
+    rows = {r.label: r for r in causal.estimate(panel_).weeks}
+    alone = {r.label: r for r in causal.estimate(panel_.take(panel_.campaign == 0)).weeks}
+    assert rows["第6周"].value == pytest.approx(alone["第6周"].value) and rows["第6周"].value > 0.3
+    only_four = flat_panel()
+    for table in (only_four.days, only_four.sales, only_four.subsidy):
+        table[:, short] = 0
+    result = causal.estimate(only_four)
+    assert result.value == pytest.approx(2.5)
+    assert [r.label for r in result.weeks if r.label.startswith("第")] == ["第1周", "第2周", "第3周", "第4周"]

@@ -198,6 +198,10 @@ def ratio(p: Panel, base_weeks: tuple[int, ...], effect_weeks: tuple[int, ...], 
     None when the counted units took no subsidy above base."""
     b_days, b_sales, b_sub = p.window(base_weeks)
     e_days, e_sales, _ = p.window(effect_weeks)
+    present = (b_days > 0) & (e_days > 0)  # a week a shorter campaign does not have, a merchant's missing days
+    if not present.all():
+        return ratio(p.take(present), base_weeks, effect_weeks, dose_weeks,
+                     None if counted is None else counted[present]) if present.any() else None
     d_days, _, d_sub = p.window(dose_weeks)
     base = b_sales / b_days
     y = (e_sales / np.maximum(e_days, 1)) / base - 1
@@ -399,7 +403,8 @@ def estimate(p: Panel, names: dict[int, str] | None = None) -> CausalEstimate:
     checks.append(_displacement(p, effect))
     failed = [c for c in checks if c.passed is False]
 
-    weeks = [_row(week_label(w), ratio(p, BASE_WEEKS, (w,), effect)) for w in BASE_WEEKS + effect]
+    weeks = [_row(week_label(w), ratio(p, BASE_WEEKS, (w,), effect)) for w in BASE_WEEKS + effect
+             if p.window((w,))[0][p.treated].any()]
     base_level = p.window(BASE_WEEKS)
     level = base_level[1] / base_level[0]
     edges = np.quantile(level[p.treated], [1 / 3, 2 / 3])
