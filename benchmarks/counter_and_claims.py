@@ -491,8 +491,11 @@ def main() -> None:
             "RATELIMIT_REDEMPTION_IP", "RATELIMIT_REDEMPTION_TERMINAL")},
     }
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    gate_env = {"ADMISSION_REDIS_URL": redis_url, "ADMISSION_KEY_PREFIX": f"bench{int(time.time())}",
-                "RATELIMIT_STORAGE_URI": redis_url}
+    # Both paths count their rate limits in the same Redis, as several app servers must: the gate is the
+    # only difference between them.
+    env["RATELIMIT_STORAGE_URI"] = redis_url
+    env["RATELIMIT_KEY_PREFIX"] = f"bench{int(time.time())}"
+    gate_env = {"ADMISSION_REDIS_URL": redis_url, "ADMISSION_KEY_PREFIX": f"bench{int(time.time())}"}
     server = None
     try:
         info = setup(env, args.vouchers, args.clients, args.ceiling_vouchers)
