@@ -15,9 +15,7 @@ busy machine can be read as a ratio. Target on this 2-core machine: under 60 s f
 from __future__ import annotations
 
 import argparse
-import base64
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -26,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.production_env import migrate_with_measures, production_env  # noqa: E402
 
 PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -36,19 +36,11 @@ def psql(database: str, sql: str) -> None:
 
 
 def run(database_url: str, n: int) -> None:
-    os.environ.update({
-        "DATABASE_URL": database_url, "VOUCHER_ENV": "production",
-        "SECRET_KEY": secrets.token_hex(24), "IDENTITY_HASH_KEY": secrets.token_hex(24),
-        "QR_SIGNING_KEYS": f"b1:{secrets.token_hex(24)}", "PARTNER_MASTER_KEY": secrets.token_hex(24),
-        "AUDIT_MAC_KEYS": f"a1:{secrets.token_hex(24)}",
-        "FIELD_ENCRYPTION_KEYS": f"f1:aes-256-gcm:{base64.b64encode(secrets.token_bytes(32)).decode()}",
-    })
+    os.environ.update(production_env(database_url))
     from sqlalchemy import text
 
     from tests.factories import make_campaign, make_world
     from voucher import create_app
-    from voucher.campaigns.measures_seed import load_measures
-    from voucher.cli import SEED_DIR
     from voucher.core.clock import utcnow
     from voucher.core.db import db
     from voucher.jobs import background
@@ -57,11 +49,7 @@ def run(database_url: str, n: int) -> None:
 
     app = create_app()
     with app.app_context():
-        from flask_migrate import upgrade
-
-        upgrade()
-        load_measures(SEED_DIR / "measures.toml")
-        db.session.commit()
+        migrate_with_measures()
 
         started = time.perf_counter()
         db.session.execute(text("CREATE TABLE yardstick (id integer PRIMARY KEY, label text)"))

@@ -15,7 +15,6 @@ the load, under 1 s for each page.
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import secrets
 import subprocess
@@ -26,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.production_env import migrate_with_measures, production_env  # noqa: E402
 
 PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -71,31 +72,18 @@ def time_pages(app, repeat: int) -> list[tuple[str, float, float]]:
 
 
 def run(database_url: str, seed: int, scale: float, label: str, repeat: int = 3) -> None:
-    os.environ.update({
-        "DATABASE_URL": database_url, "VOUCHER_ENV": "production",
-        # The pages are timed, not the sign-in: the finance officer's second factor is not asked for.
-        "TWO_FACTOR_REQUIRED_ROLES": "",
-        "SECRET_KEY": secrets.token_hex(24), "IDENTITY_HASH_KEY": secrets.token_hex(24),
-        "QR_SIGNING_KEYS": f"b1:{secrets.token_hex(24)}", "PARTNER_MASTER_KEY": secrets.token_hex(24),
-        "AUDIT_MAC_KEYS": f"a1:{secrets.token_hex(24)}",
-        "FIELD_ENCRYPTION_KEYS": f"f1:aes-256-gcm:{base64.b64encode(secrets.token_bytes(32)).decode()}",
-    })
+    # The pages are timed, not the sign-in: the finance officer's second factor is not asked for.
+    os.environ.update(production_env(database_url, TWO_FACTOR_REQUIRED_ROLES=""))
     from seed.city_scale import load_city_scale
     from voucher import create_app
     from voucher.analytics.models import SyntheticTruth  # noqa: F401 - the metadata is complete
-    from voucher.campaigns.measures_seed import load_measures
-    from voucher.cli import SEED_DIR
     from voucher.core.db import db
     from voucher.core.money import format_yuan
     from voucher.reports.consistency import verify_ledger
 
     app = create_app()
     with app.app_context():
-        from flask_migrate import upgrade
-
-        upgrade()
-        load_measures(SEED_DIR / "measures.toml")
-        db.session.commit()
+        migrate_with_measures()
 
         started = time.perf_counter()
         summary = load_city_scale(seed, scale)

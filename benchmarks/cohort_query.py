@@ -16,9 +16,7 @@ from the cohort's. Target on this 2-core machine: under 1 s each.
 from __future__ import annotations
 
 import argparse
-import base64
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -30,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.city_scale_load import PG_ADMIN, psql  # noqa: E402
+from benchmarks.production_env import migrate_with_measures, production_env  # noqa: E402
 
 
 def timed(work, repeat: int) -> tuple[float, float]:
@@ -43,21 +42,13 @@ def timed(work, repeat: int) -> tuple[float, float]:
 
 
 def run(database_url: str, seed: int, scale: float, repeat: int) -> None:
-    os.environ.update({
-        "DATABASE_URL": database_url, "VOUCHER_ENV": "production",
-        "SECRET_KEY": secrets.token_hex(24), "IDENTITY_HASH_KEY": secrets.token_hex(24),
-        "QR_SIGNING_KEYS": f"b1:{secrets.token_hex(24)}", "PARTNER_MASTER_KEY": secrets.token_hex(24),
-        "AUDIT_MAC_KEYS": f"a1:{secrets.token_hex(24)}",
-        "FIELD_ENCRYPTION_KEYS": f"f1:aes-256-gcm:{base64.b64encode(secrets.token_bytes(32)).decode()}",
-    })
+    os.environ.update(production_env(database_url))
     from sqlalchemy import func, select, text
 
     from seed.city_scale import load_city_scale
     from voucher import create_app
     from voucher.analytics import leverage, services
     from voucher.analytics.models import SyntheticTruth  # noqa: F401 - the metadata is complete
-    from voucher.campaigns.measures_seed import load_measures
-    from voucher.cli import SEED_DIR
     from voucher.core.clock import to_local
     from voucher.core.db import db
     from voucher.merchants.models import Redemption
@@ -65,11 +56,7 @@ def run(database_url: str, seed: int, scale: float, repeat: int) -> None:
 
     app = create_app()
     with app.app_context():
-        from flask_migrate import upgrade
-
-        upgrade()
-        load_measures(SEED_DIR / "measures.toml")
-        db.session.commit()
+        migrate_with_measures()
         started = time.perf_counter()
         summary = load_city_scale(seed, scale)
         db.session.commit()

@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import hashlib
 import hmac
 import http.client
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -43,6 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.production_env import migrate_with_measures, production_env  # noqa: E402
 
 PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
@@ -187,9 +187,7 @@ def setup(env: dict, vouchers: int, clients: int, ceiling_vouchers: int) -> dict
     from voucher.api.auth import partner_secret
     from voucher.api.models import Partner
     from voucher.campaigns import services as campaigns
-    from voucher.campaigns.measures_seed import load_measures
     from voucher.campaigns.models import Measure
-    from voucher.cli import SEED_DIR
     from voucher.core.clock import local_today, utcnow
     from voucher.core.db import db
     from voucher.core.permissions import Role
@@ -200,10 +198,7 @@ def setup(env: dict, vouchers: int, clients: int, ceiling_vouchers: int) -> dict
 
     app = create_app()
     with app.app_context():
-        from flask_migrate import upgrade
-
-        upgrade()
-        load_measures(SEED_DIR / "measures.toml")
+        migrate_with_measures()
         merchant = Merchant(name="基准测试餐厅", uscc="91320706MA2BEN001" + check_char("91320706MA2BEN001"),
                             category="餐饮", status="approved")
         merchant.stores.append(Store(name="基准测试门店", district="海州区"))
@@ -477,19 +472,14 @@ def main() -> None:
 
     database = f"voucher_bench_{int(time.time())}"
     psql("postgres", f'CREATE DATABASE "{database}"')
-    env = {
-        "DATABASE_URL": PG_ADMIN.rsplit("/", 1)[0] + "/" + database,
-        "VOUCHER_ENV": "production",
-        "SECRET_KEY": secrets.token_hex(24), "IDENTITY_HASH_KEY": secrets.token_hex(24),
-        "QR_SIGNING_KEYS": f"b1:{secrets.token_hex(24)}", "PARTNER_MASTER_KEY": secrets.token_hex(24),
-        "AUDIT_MAC_KEYS": f"a1:{secrets.token_hex(24)}",
-        "FIELD_ENCRYPTION_KEYS": f"f1:aes-256-gcm:{base64.b64encode(secrets.token_bytes(32)).decode()}",
+    env = production_env(
+        PG_ADMIN.rsplit("/", 1)[0] + "/" + database,
         # One partner and one address send every claim, 32 terminals redeem as fast as they can: far
         # above the production limits, which stay switched on (their cost is part of the figures).
         **{name: "10000000 per minute" for name in (
             "RATELIMIT_CHANNEL_CLAIM_IP", "RATELIMIT_CHANNEL_CLAIM_PARTNER",
             "RATELIMIT_REDEMPTION_IP", "RATELIMIT_REDEMPTION_TERMINAL")},
-    }
+    )
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
     # Both paths count their rate limits in the same Redis, as several app servers must: the gate is the
     # only difference between them.
