@@ -3,7 +3,6 @@ the test starts and kills itself: exact under a flash crowd, refusals answered f
 back, the database path without Redis, and no voucher beyond the release when Redis dies mid-drop."""
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 import redis
 from sqlalchemy import event, func, select
 
+from tests.conftest import missing_component
 from tests.factories import make_campaign, make_citizen, make_world
 from tests.test_concurrency import run_concurrently
 from voucher.api import auth
@@ -65,9 +65,7 @@ class RedisServer:
 @pytest.fixture
 def redis_server(tmp_path):
     if shutil.which("redis-server") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is required in CI")
-        pytest.skip("redis-server not installed")
+        missing_component("redis-server is not installed (.ci/install-three-servers installs it)")
     server = RedisServer(tmp_path)
     server.start()
     yield server

@@ -23,6 +23,7 @@ from collections import Counter
 import psycopg
 import pytest
 
+from tests.conftest import missing_component
 from tests.ops.three_servers import PARTNER_KEY, ROOT, STAFF_PASSWORD, STAFF_USER, Cluster, missing_programs, psql
 
 pytestmark = pytest.mark.three_servers
@@ -38,10 +39,7 @@ BUDGET_SECONDS = float(os.environ.get("THREE_SERVERS_BUDGET", "180"))
 def cluster():
     missing = missing_programs()
     if missing:
-        message = f"the three-server harness needs {', '.join(missing)} (.ci/install-three-servers installs them)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_component(f"the three-server harness needs {', '.join(missing)} (.ci/install-three-servers installs them)")
     admin_url = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     try:
         psql(admin_url, "SELECT 1")
