@@ -50,6 +50,8 @@ from typing import Any
 
 import numpy as np
 
+from voucher.core.money import short_yuan
+
 Z_95 = 1.959963984540054
 #: two-sided 1 % (placebo) and one-sided 1 % (post gap, displacement): a check fails beyond these
 Z_TWO_SIDED = 2.5758293035489
@@ -413,7 +415,8 @@ def estimate(p: Panel, names: dict[int, str] | None = None) -> CausalEstimate:
     for k, name in enumerate(SIZE_CLASSES):
         mine = p.treated & (size == k)
         low = 0 if k == 0 else edges[k - 1]
-        span = (f"日均 {low / 100:,.0f} 元以上" if k == 2 else f"日均 {low / 100:,.0f}–{edges[k] / 100:,.0f} 元")
+        low_yuan = short_yuan(int(round(low)))  # the class edges are quantiles of fen, shown in whole yuan
+        span = (f"日均 {low_yuan} 元以上" if k == 2 else f"日均 {low_yuan}–{short_yuan(int(round(edges[k])))} 元")
         n = len(np.unique(p.merchant[mine]))
         sizes.append(_row(name, ratio(p, BASE_WEEKS, effect, effect, mine) if n >= MIN_TREATED else None, n,
                           span if n >= MIN_TREATED else f"{span}；不足 {MIN_TREATED} 家"))

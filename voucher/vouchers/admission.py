@@ -285,14 +285,13 @@ def _build_once(client: Any, release_id: int) -> None:
 def reconcile() -> dict[str, int]:
     """The scheduled check: every open first-come release has a gate whose remaining count is at least
     the database's (never fewer places than vouchers); gates of releases no longer open go."""
-    if _client.get() is None:
+    client = _client.get()
+    if client is None:
         return {"built": 0, "corrected": 0, "dropped": 0, "unreachable": int(enabled())}
     open_ids = set(db.session.scalars(
         select(Release.id).join(Campaign, Campaign.id == Release.campaign_id).where(
             Release.status == ReleaseStatus.OPEN.value, Release.mode == ReleaseMode.FIRST_COME.value,
             Campaign.status == CampaignStatus.ACTIVE.value)))
-    client = _client.get()
-    assert client is not None
     built = corrected = dropped = 0
     try:
         known = {int(x) for x in client.smembers(_registry())}
