@@ -20,6 +20,7 @@ from voucher.core.clock import LOCAL_TZ, travel_to
 from voucher.core.db import db as _db
 from voucher.counter.redemption import forget_named_merchants
 from voucher.ledger.services import forget_approved_sources
+from voucher.vouchers import admission
 from voucher.vouchers.services import forget_sold_out
 
 # The moment every test starts at, unless it asks for another with @pytest.mark.clock(...): by default an
@@ -147,6 +148,7 @@ def empty_tables(db) -> None:
     # of an earlier test's campaign 1 approved at the same instant (seen once in CI: a co-funded batch
     # missing its bank's half).
     forget_sold_out()
+    admission.forget_sold_out()
     forget_approved_sources()
     forget_named_merchants()
     tables = [t.name for t in reversed(db.metadata.sorted_tables) if t.name not in KEEP_TABLES]

@@ -3,6 +3,7 @@ the test starts and kills itself: exact under a flash crowd, refusals answered f
 back, the database path without Redis, and no voucher beyond the release when Redis dies mid-drop."""
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
@@ -336,3 +337,120 @@ def test_a_bad_batch_setting_is_refused(app, db, batches_, minutes, message):
         releases.create_release(campaign, name="坏设置", quantity=10, per_person_limit=1, opens_at=utcnow(),
                                 actor=world.maker, batches=batches_, batch_minutes=minutes)
     assert refused.value.code == "invalid_input" and message in refused.value.message
+
+
+def _redis_calls(server: RedisServer) -> Counter:
+    stats = redis.Redis(port=server.port).info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()
+                    if name != "cmdstat_info"})  # the INFO that asks
+
+
+@pytest.fixture
+def sold_out_gate(app, db, client, gated):
+    """A partner, and a gated release of one voucher already won: the next claim finds the gate sold out."""
+    from tests.test_api import signed_claim  # noqa: PLC0415 - the signed-request helper of the API tests
+
+    db.session.add(Partner(name="我的连云港", key_id="pk_test"))
+    world = make_world()
+    _, release = make_campaign(world, quantity=1)
+    db.session.commit()
+    admission.reconcile()
+    assert signed_claim(client, {"release_id": release.id, "citizen": {"phone": "13912345678"}}).status_code == 201
+    full_path = signed_claim(client, {"release_id": release.id, "citizen": {"phone": "13912345679"}})
+    assert full_path.status_code == 409  # the gate's own script said so: this process now knows
+    return world, release, full_path
+
+
+def test_late_arrivals_after_a_sell_out_are_answered_before_flask_with_only_their_nonce(app, client, gated,
+                                                                                       sold_out_gate, monkeypatch):
+    from tests.test_api import signed_claim  # noqa: PLC0415
+
+    _, release, full_path = sold_out_gate
+    before = _redis_calls(gated)
+    lines: list[logging.LogRecord] = []
+    catch = logging.Handler()
+    catch.emit = lines.append  # type: ignore[method-assign]
+    access = logging.getLogger("voucher.access")
+    monkeypatch.setattr(access, "level", logging.INFO)
+    monkeypatch.setattr(access, "disabled", False)
+    access.addHandler(catch)
+    late = [signed_claim(client, {"release_id": release.id, "citizen": {"phone": f"139000000{i:02d}"}})
+            for i in range(5)]
+    access.removeHandler(catch)
+    calls = _redis_calls(gated) - before
+    # One SET NX per request (its nonce), and not the gate's script: the answer came from what the
+    # process saw a moment ago, without Flask, without a rate-limit counter, without the database.
+    assert calls == Counter({"set": 5}), calls
+    for answer in late:
+        assert answer.status_code == 409 and answer.data == full_path.data  # the same bytes
+        same = {k: v for k, v in answer.headers.items() if k != "X-Request-ID"}
+        assert same == {k: v for k, v in full_path.headers.items() if k != "X-Request-ID"}
+        assert len(answer.headers["X-Request-ID"]) == 32
+    assert [(r.fields["route"], r.fields["status"]) for r in lines] == [("/api/v1/channel/claims", 409)] * 5
+    assert _issued(release.id) == 1
+
+
+def test_a_claim_refused_in_the_fast_lane_cannot_be_replayed_to_take_a_place_given_back(app, db, client, gated):
+    from tests.test_api import signed_claim  # noqa: PLC0415
+
+    db.session.add(Partner(name="我的连云港", key_id="pk_test"))
+    world = make_world()
+    _, release = make_campaign(world, quantity=2)
+    db.session.commit()
+    admission.reconcile()
+    assert signed_claim(client, {"release_id": release.id, "citizen": {"phone": "13912345678"}}).status_code == 201
+    gate = redis.Redis(port=gated.port)
+    gate.hset(f"test:gate:{release.id}", "left", 0)  # the last place is held by a claim still on its way
+    body = {"release_id": release.id, "citizen": {"phone": "13900000077"}}
+    assert signed_claim(client, body, nonce="late-0").status_code == 409  # the gate's script: sold out
+    assert signed_claim(client, body, nonce="late-1").status_code == 409  # the fast lane
+    # The claim on its way fails and gives its place back, and this process's memory of the sell-out
+    # runs out: the next claim asks the gate again and takes the place...
+    gate.hset(f"test:gate:{release.id}", "left", 1)
+    admission.forget_sold_out()
+    # ...but not by replaying the request the lane refused: its nonce was spent there.
+    replay = signed_claim(client, body, nonce="late-1")
+    assert replay.status_code == 401 and "随机数已使用" in replay.get_json()["errors"][0]["message"]
+    assert signed_claim(client, {**body, "citizen": {"phone": "13900000078"}}).status_code == 201
+    assert _issued(release.id) == 2 and verify_ledger() == []
+
+
+@pytest.mark.parametrize("case, status, code", [
+    ("bad signature", 401, "unauthenticated"),
+    ("unknown partner", 401, "unauthenticated"),
+    ("phone not a mobile number", 422, "invalid_input"),
+    ("another release, not sold out", 201, None),
+])
+def test_the_fast_lane_leaves_every_doubt_to_the_full_path(app, client, gated, sold_out_gate, case, status, code):
+    from tests.test_api import signed_claim  # noqa: PLC0415
+
+    world, release, _ = sold_out_gate
+    body = {"release_id": release.id, "citizen": {"phone": "13900000088"}}
+    if case == "bad signature":
+        answer = signed_claim(client, body, tamper=True)
+    elif case == "unknown partner":
+        answer = signed_claim(client, body, key_id="pk_nobody")
+    elif case == "phone not a mobile number":
+        answer = signed_claim(client, {**body, "citizen": {"phone": "1390000008"}})
+    else:
+        _, other = make_campaign(world, quantity=1)
+        _db.session.commit()
+        admission.reconcile()
+        answer = signed_claim(client, {**body, "release_id": other.id})
+    assert answer.status_code == status, answer.get_json()
+    if code:
+        assert answer.get_json()["errors"][0]["code"] == code
+
+
+def test_with_no_memo_every_late_arrival_asks_the_gate_again(app, client, gated, sold_out_gate, monkeypatch):
+    from tests.test_api import signed_claim  # noqa: PLC0415
+
+    _, release, full_path = sold_out_gate
+    monkeypatch.setitem(app.config, "ADMISSION_SOLD_OUT_MEMO_SECONDS", 0)
+    admission.forget_sold_out()
+    before = _redis_calls(gated)
+    late = [signed_claim(client, {"release_id": release.id, "citizen": {"phone": f"139000001{i:02d}"}})
+            for i in range(3)]
+    calls = _redis_calls(gated) - before
+    assert [answer.data for answer in late] == [full_path.data] * 3
+    assert calls["evalsha"] == 3 and not admission.any_known_sold_out()

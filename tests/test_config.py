@@ -13,7 +13,7 @@ ENV_VARS = (
     "OTP_DEV_DISPLAY", "DATABASE_URL", "PARTNER_MASTER_KEY", "REVERSAL_WINDOW_MINUTES", "AUDIT_MAC_KEYS",
     "AUDIT_MAC_ACTIVE_KEY_ID", "IDENTITY_HASH_KEYS", "IDENTITY_HASH_ACTIVE_KEY_ID", "FIELD_ENCRYPTION_KEYS",
     "FIELD_ENCRYPTION_ACTIVE_KEY_ID", "DATABASE_POOLER", "REPORTS_DATABASE_URL", "REPORTS_MAX_LAG_SECONDS",
-    "REPORTS_CONNECT_TIMEOUT",
+    "REPORTS_CONNECT_TIMEOUT", "ADMISSION_SOLD_OUT_MEMO_SECONDS",
 )
 #: production-shaped field keys for the tests: 32 and 16 bytes, base64
 PROD_AES_KEY = "q7B0m3kQ2a9Vx1yZr8TfLw5nHc4uJd6sPe0gKi2oMb8="
@@ -367,6 +367,19 @@ def test_a_bad_reports_setting_is_refused(clean_env, tmp_path, name, value, comp
     clean_env.setenv(name, value)
     with pytest.raises(ConfigError, match=complaint):
         load(str(tmp_path))
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "nan", "inf"])
+def test_a_bad_sold_out_memo_is_refused_at_start(clean_env, tmp_path, value):
+    clean_env.setenv("ADMISSION_SOLD_OUT_MEMO_SECONDS", value)
+    with pytest.raises(ConfigError, match="ADMISSION_SOLD_OUT_MEMO_SECONDS"):
+        load(str(tmp_path))
+
+
+def test_the_sold_out_memo_defaults_to_a_second_and_zero_turns_it_off(clean_env, tmp_path):
+    assert load(str(tmp_path))["ADMISSION_SOLD_OUT_MEMO_SECONDS"] == 1.0
+    clean_env.setenv("ADMISSION_SOLD_OUT_MEMO_SECONDS", "0")
+    assert load(str(tmp_path))["ADMISSION_SOLD_OUT_MEMO_SECONDS"] == 0
 
 
 def test_a_zero_lag_limit_is_allowed(clean_env, tmp_path):

@@ -329,6 +329,9 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # arrival (0: no waiting room); the burst is how many may pass at once (default: one second's).
         "ADMISSION_RATE": int(env.get("ADMISSION_RATE", "0")),
         "ADMISSION_BURST": int(env.get("ADMISSION_BURST", "0") or 0) or int(env.get("ADMISSION_RATE", "0")),
+        # How long each process remembers a gate it found sold out, answering the late arrivals without
+        # Redis (0: ask Redis every time); a place given back meanwhile waits at most this long.
+        "ADMISSION_SOLD_OUT_MEMO_SECONDS": _seconds(env, "ADMISSION_SOLD_OUT_MEMO_SECONDS", 1.0),
         **rate_limits_from_env(env),
     }
     if overrides:

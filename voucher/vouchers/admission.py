@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 from typing import Any
@@ -112,6 +113,39 @@ class Ticket:
 enabled = redis_store.enabled
 _client = redis_store.CLIENT
 
+# Gates this process has seen sold out, until when (time.monotonic()). The flood's late arrivals are then
+# refused without asking Redis (here, and before Flask in api/fast_lane.py). A place given back meanwhile
+# (an admitted claim the database refused) waits at most ADMISSION_SOLD_OUT_MEMO_SECONDS for its taker:
+# a delay, never a voucher too many.
+_sold_out_until: dict[int, float] = {}
+
+
+def known_sold_out(release_id: int) -> bool:
+    until = _sold_out_until.get(release_id)
+    return until is not None and time.monotonic() < until
+
+
+def any_known_sold_out() -> bool:
+    """Cheap enough for every request: whether any gate is remembered as sold out at all."""
+    return bool(_sold_out_until)
+
+
+def _remember_sold_out(release_id: int) -> None:
+    seconds = current_app.config.get("ADMISSION_SOLD_OUT_MEMO_SECONDS", 0)
+    if seconds > 0:
+        now = time.monotonic()
+        for stale in [key for key, until in _sold_out_until.items() if until <= now]:
+            del _sold_out_until[stale]
+        _sold_out_until[release_id] = now + seconds
+
+
+def forget_sold_out(release_id: int | None = None) -> None:
+    """A gate rebuilt in this process (it may have places again), or every memo (tests)."""
+    if release_id is None:
+        _sold_out_until.clear()
+    else:
+        _sold_out_until.pop(release_id, None)
+
 
 def state() -> str:
     """For /readyz: off, ok, or degraded (database path)."""
@@ -151,6 +185,9 @@ def admit(release_id: int, member: str) -> Ticket | None:
         if enabled():
             ADMISSIONS.labels("redis_unreachable").inc()
         return None
+    if known_sold_out(release_id):
+        ADMISSIONS.labels("sold_out").inc()
+        raise SoldOut()
     gate, held = _keys(release_id)
     try:
         code, count, epoch, wait = _client.script(client, "admit", _ADMIT)(
@@ -168,6 +205,7 @@ def admit(release_id: int, member: str) -> Ticket | None:
         raise ClaimLimitReached(f"每人限领 {count} 张，您已领取 {count} 张")
     if code == -2:
         ADMISSIONS.labels("sold_out").inc()
+        _remember_sold_out(release_id)
         raise SoldOut()
     if code == -4:
         ADMISSIONS.labels("batch_not_open").inc()
@@ -233,6 +271,7 @@ def build(release_id: int) -> bool:
     except redis.RedisError as error:
         _client.failed(error)
         return False
+    forget_sold_out(release_id)
     return True
 
 
@@ -317,3 +356,4 @@ def reconcile() -> dict[str, int]:
 def forget_client() -> None:
     """For tests that point the app at another Redis, or stop one."""
     _client.reset()
+    forget_sold_out()
