@@ -454,3 +454,32 @@ def test_with_no_memo_every_late_arrival_asks_the_gate_again(app, client, gated,
     calls = _redis_calls(gated) - before
     assert [answer.data for answer in late] == [full_path.data] * 3
     assert calls["evalsha"] == 3 and not admission.any_known_sold_out()
+
+
+def test_an_admitted_channel_claim_finds_and_locks_its_citizen_in_one_statement(app, db, client, gated):
+    """The busiest statement list in a drop: the citizen's upsert already holds the row's lock until the
+    commit, so the claim does not take it a second time (one round trip fewer per voucher won)."""
+    from tests.test_api import signed_claim  # noqa: PLC0415
+
+    db.session.add(Partner(name="我的连云港", key_id="pk_test"))
+    world = make_world()
+    _, release = make_campaign(world, quantity=3)
+    db.session.commit()
+    admission.reconcile()
+    release_id = release.id
+    assert signed_claim(client, {"release_id": release_id, "citizen": {"phone": "13912345678"}}).status_code == 201
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if not statement.lower().startswith("begin"):  # SQLite's own BEGIN IMMEDIATE
+            statements.append(statement.lower())
+
+    event.listen(_db.engine, "before_cursor_execute", count)
+    try:
+        won = signed_claim(client, {"release_id": release_id, "citizen": {"phone": "13912345679"}})
+    finally:
+        event.remove(_db.engine, "before_cursor_execute", count)
+    assert won.status_code == 201
+    assert sum(" citizens" in statement for statement in statements) == 1, statements
+    assert len(statements) == 5, "\n".join(s[:90] for s in statements)  # citizen, release, held, take one, audit
+    assert _issued(release_id) == 2 and verify_ledger() == []

@@ -18,7 +18,7 @@ from voucher.merchants import terminals
 from voucher.merchants.models import Redemption
 from voucher.reports.consistency import verify_ledger
 from voucher.vouchers.models import Citizen, Voucher
-from voucher.vouchers.services import claim
+from voucher.vouchers.services import claim, claim_by_phone
 
 
 def _commit_after(work):
@@ -129,6 +129,23 @@ def test_per_person_limit_holds_under_concurrency(app, db):
     kinds = Counter("won" if isinstance(o, int) else o for o in outcomes)
     assert kinds == {"won": 2, "claim_limit_reached": 10}, outcomes
     assert db.session.scalar(select(func.count(Voucher.id)).where(Voucher.citizen_id == citizen_id)) == 2
+
+
+def test_per_person_limit_holds_when_channels_claim_for_one_phone_at_once(app, db):
+    """A channel claim relies on the citizen's upsert for the person's lock (it takes no second one):
+    twelve claims for one phone number at once, new to the system, still give exactly the limit."""
+    world = make_world()
+    _, release = make_campaign(world, quantity=50, per_person_limit=2)
+    release_id = release.id
+
+    def work(_):
+        return claim_by_phone(release_id, "139 1234 5678", actor_label="渠道").id
+
+    outcomes = run_concurrently(app, 12, work)
+    kinds = Counter("won" if isinstance(o, int) else o for o in outcomes)
+    assert kinds == {"won": 2, "claim_limit_reached": 10}, outcomes
+    assert db.session.scalar(select(func.count(Citizen.id))) == 1
+    assert db.session.scalar(select(func.count(Voucher.id)).where(Voucher.citizen_id.is_not(None))) == 2
 
 
 def test_parallel_http_requests_get_definite_answers(app, db):

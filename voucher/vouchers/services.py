@@ -90,7 +90,7 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, act
     opened. Runs constant statements, one round trip each: a flash crowd makes this the busiest path.
     """
     ticket = admission.admit(release_id, citizen.identity_hash)
-    return _claim(release_id, citizen, now, actor_label, ticket)
+    return _claim(release_id, citizen, now, actor_label, ticket, citizen_locked=False)
 
 
 def claim_by_phone(release_id: int, phone: str, *, actor_label: str) -> Voucher:
@@ -98,11 +98,12 @@ def claim_by_phone(release_id: int, phone: str, *, actor_label: str) -> Voucher:
     of the phone number before the citizen's row is found or created, so a refused attempt in a flash
     crowd writes nothing."""
     ticket = admission.admit(release_id, citizens.identity_hash(citizens.normalise_phone(phone)))
-    return _claim(release_id, citizens.citizen_for(phone), None, actor_label, ticket)
+    # citizen_for finds or creates the row with a lock held until the commit: no second lock needed
+    return _claim(release_id, citizens.citizen_for(phone), None, actor_label, ticket, citizen_locked=True)
 
 
 def _claim(release_id: int, citizen: Citizen, now: datetime | None, actor_label: str | None,
-           ticket: admission.Ticket | None) -> Voucher:
+           ticket: admission.Ticket | None, *, citizen_locked: bool) -> Voucher:
     now = now or utcnow()
     conn = connection()
     round_ = conn.execute(_ROUND, {"release_id": release_id}).first()
@@ -121,7 +122,8 @@ def _claim(release_id: int, citizen: Citizen, now: datetime | None, actor_label:
     valid_from, valid_until = voucher_validity(round_, now)
     # Serialise this citizen's claims (only theirs), so the counts stay true until the commit; the
     # unique (release, citizen, slot) index stays as the last guard.
-    conn.execute(_LOCK_CITIZEN, {"citizen_id": citizen.id})
+    if not citizen_locked:
+        conn.execute(_LOCK_CITIZEN, {"citizen_id": citizen.id})
     in_round, in_campaign = conn.execute(
         _HELD, {"release_id": release_id, "campaign_id": round_.campaign_id, "citizen_id": citizen.id}
     ).one()
