@@ -47,7 +47,7 @@ from voucher.core import redis_store
 from voucher.core.clock import to_local, utcnow
 from voucher.core.db import db, on_rollback
 from voucher.core.errors import ClaimLimitReached, Queued, ReleaseNotOpen, SoldOut
-from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
+from voucher.vouchers.models import FREE, Citizen, Voucher
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def build(release_id: int) -> bool:
         return False
     limit, opens = release.per_person_limit, release.opens_at.replace(tzinfo=timezone.utc).timestamp()
     left = db.session.scalar(select(func.count(Voucher.id)).where(
-        Voucher.release_id == release_id, Voucher.status == VoucherStatus.AVAILABLE.value)) or 0
+        Voucher.release_id == release_id, FREE)) or 0
     holders = db.session.execute(
         select(Citizen.identity_hash, func.count(Voucher.id)).join(Citizen, Citizen.id == Voucher.citizen_id)
         .where(Voucher.release_id == release_id).group_by(Citizen.identity_hash)).all()
@@ -344,7 +344,7 @@ def reconcile() -> dict[str, int]:
                 built += build(release_id)
                 continue
             available = db.session.scalar(select(func.count(Voucher.id)).where(
-                Voucher.release_id == release_id, Voucher.status == VoucherStatus.AVAILABLE.value)) or 0
+                Voucher.release_id == release_id, FREE)) or 0
             if int(left) < available:  # places lost in a crash between admission and give-back
                 client.hset(gate, "left", str(available))
                 corrected += 1

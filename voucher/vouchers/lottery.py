@@ -31,7 +31,7 @@ from voucher.core.db import db
 from voucher.core.errors import ClaimLimitReached, InvalidTransition, NotFound, ReleaseNotOpen
 from voucher.ledger import services as ledger
 from voucher.ledger.models import AccountKind, EntryKind
-from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
+from voucher.vouchers.models import FREE, Citizen, Voucher, VoucherStatus
 
 
 def new_seed() -> tuple[str, str]:
@@ -152,7 +152,7 @@ def draw(release_id: int, actor: User | None) -> list[int]:
             .group_by(Voucher.citizen_id)
         ).all() if citizen is not None}
     vouchers = db.session.scalars(
-        select(Voucher.id).where(Voucher.release_id == release.id, Voucher.status == VoucherStatus.AVAILABLE.value)
+        select(Voucher.id).where(Voucher.release_id == release.id, FREE)
         .order_by(Voucher.id)
     ).all()
     prizes = min(release.quantity, len(vouchers))
@@ -187,7 +187,7 @@ def draw(release_id: int, actor: User | None) -> list[int]:
     unwon = len(vouchers) - len(chosen)
     if unwon:
         db.session.execute(
-            update(Voucher).where(Voucher.release_id == release.id, Voucher.status == VoucherStatus.AVAILABLE.value)
+            update(Voucher).where(Voucher.release_id == release.id, FREE)
             .values(status=VoucherStatus.WITHDRAWN.value).execution_options(synchronize_session=False)
         )
         sources = ledger.source_accounts(campaign.id)

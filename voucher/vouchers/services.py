@@ -15,7 +15,7 @@ from voucher.core.db import connection, db
 from voucher.core.errors import ClaimLimitReached, InvalidToken, NotFound, ReleaseNotOpen, SoldOut
 from voucher.vouchers import admission, batches, citizens, codes, tokens
 from voucher.vouchers.lottery import ranked as lottery_ranked
-from voucher.vouchers.models import Citizen, Voucher, VoucherStatus
+from voucher.vouchers.models import FREE, Citizen, Voucher, VoucherStatus
 
 
 def open_releases() -> list[Release]:
@@ -32,7 +32,7 @@ def open_releases() -> list[Release]:
 def remaining(release_ids: list[int]) -> dict[int, int]:
     rows = db.session.execute(
         select(Voucher.release_id, func.count(Voucher.id))
-        .where(Voucher.release_id.in_(release_ids), Voucher.status == VoucherStatus.AVAILABLE.value)
+        .where(Voucher.release_id.in_(release_ids), FREE)
         .group_by(Voucher.release_id)
     )
     return dict(rows.all())
@@ -71,14 +71,14 @@ _HELD = select(
 _TAKE_ONE = (
     update(Voucher)
     .where(Voucher.id == select(Voucher.id).where(
-        Voucher.release_id == bindparam("b_release"), Voucher.status == VoucherStatus.AVAILABLE.value,
+        Voucher.release_id == bindparam("b_release"), FREE,
     ).order_by(Voucher.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
     .values(status=VoucherStatus.CLAIMED.value, citizen_id=bindparam("b_citizen"), claim_slot=bindparam("slot"),
             claimed_at=bindparam("now"), valid_from=bindparam("from_"), valid_until=bindparam("until"))
     .returning(Voucher)
 )
 _ANY_LEFT = select(Voucher.id).where(
-    Voucher.release_id == bindparam("release_id"), Voucher.status == VoucherStatus.AVAILABLE.value
+    Voucher.release_id == bindparam("release_id"), FREE
 ).limit(1)
 
 
