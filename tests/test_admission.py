@@ -328,6 +328,24 @@ def test_a_batched_release_opens_to_each_group_at_its_own_time(app, db, client, 
     assert _issued(release.id) == 1
 
 
+@pytest.mark.parametrize("with_gate", [False, True])
+def test_an_open_release_without_batches_is_open_to_a_server_whose_clock_is_behind(app, db, request, with_gate):
+    """Opened a moment ago by one app server, claimed through another whose clock is two seconds behind:
+    an unbatched release is open once its status says so, on both paths. (The gate compared the opening
+    time, rounded to the second, and refused with a message about batches the release did not have.)"""
+    if with_gate:
+        request.getfixturevalue("gated")
+    world = make_world()
+    _, release = make_campaign(world, quantity=5)
+    release.opens_at = utcnow() + timedelta(seconds=2)
+    db.session.commit()
+    if with_gate:
+        admission.reconcile()
+    claim(release.id, make_citizen("0"))
+    db.session.commit()
+    assert _issued(release.id) == 1
+
+
 @pytest.mark.parametrize("batches_, minutes, message", [
     (11, 10, "1 到 10 批"), (2, 0, "每批间隔"), (0, 5, "1 到 10 批")])
 def test_a_bad_batch_setting_is_refused(app, db, batches_, minutes, message):

@@ -58,7 +58,8 @@ ADMISSIONS = Counter("voucher_admission_total", "Claims seen by the admission ga
 # KEYS: gate, held, queue. ARGV: member (its last hex digit picks its batch, as in vouchers/batches.py),
 # the app's clock (epoch seconds: opening times are the app's; the waiting room's are Redis's).
 # -> {code, n, epoch, wait}: 1 admitted, 0 no gate, -1 at limit (n: held), -2 sold out, -3 queued (n:
-# people ahead, wait: seconds), -4 its batch not open yet (wait: seconds). With a rate, every new arrival
+# people ahead, wait: seconds), -4 its batch not open yet (wait: seconds; only a batched release: an open
+# unbatched one is open, as on the database path). With a rate, every new arrival
 # takes the next number; number k may pass once (now - start) x rate + burst >= k (Redis's clock, one for all
 # app servers), so claims reach the database at the rate, in order of arrival.
 _ADMIT = """
@@ -72,11 +73,12 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local b = redis.call('HMGET', KEYS[1], 'opens', 'batches', 'batch_minutes')
 local batches = tonumber(b[2] or '1')
-local batch = 0
-if batches > 1 then batch = math.floor((tonumber(string.sub(ARGV[1], -1), 16) or 0) * batches / 16) end
-local opens = tonumber(b[1] or '0') + batch * tonumber(b[3] or '0') * 60
-local app_now = tonumber(ARGV[2])
-if app_now < opens then return {-4, 0, f[2], math.ceil(opens - app_now)} end
+if batches > 1 then
+  local batch = math.floor((tonumber(string.sub(ARGV[1], -1), 16) or 0) * batches / 16)
+  local opens = tonumber(b[1] or '0') + batch * tonumber(b[3] or '0') * 60
+  local app_now = tonumber(ARGV[2])
+  if app_now < opens then return {-4, 0, f[2], math.ceil(opens - app_now)} end
+end
 local rate = tonumber(f[3] or '0')
 if rate > 0 then
   local n = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
@@ -264,7 +266,7 @@ def build(release_id: int) -> bool:
         swap.hset(gate, mapping={"left": left, "limit": limit or 1, "epoch": secrets.token_hex(8), "seq": 0,
                                  "rate": current_app.config.get("ADMISSION_RATE", 0) or 0,
                                  "burst": current_app.config.get("ADMISSION_BURST", 0) or 0,
-                                 "start": f"{seconds + micros / 1_000_000:.6f}", "opens": f"{opens:.0f}",
+                                 "start": f"{seconds + micros / 1_000_000:.6f}", "opens": f"{opens:.6f}",
                                  "batches": release.batches, "batch_minutes": release.batch_minutes})
         swap.sadd(_registry(), release_id)
         swap.execute()
