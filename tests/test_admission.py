@@ -501,3 +501,30 @@ def test_an_admitted_channel_claim_finds_and_locks_its_citizen_in_one_statement(
     assert sum(" citizens" in statement for statement in statements) == 1, statements
     assert len(statements) == 5, "\n".join(s[:90] for s in statements)  # citizen, release, held, take one, audit
     assert _issued(release_id) == 2 and verify_ledger() == []
+
+
+def test_once_the_database_finds_a_release_empty_the_late_arrivals_take_the_fast_lane(app, db, client, gated,
+                                                                                      monkeypatch):
+    """The gate built by the first claim, while that claim was still in flight, let one claim too many
+    through; the database refused it and had the last word (none left at all, which is final). The late
+    arrivals are then answered before Flask as when the gate itself says sold out."""
+    from tests.test_api import signed_claim  # noqa: PLC0415
+
+    db.session.add(Partner(name="我的连云港", key_id="pk_test"))
+    world = make_world()
+    _, release = make_campaign(world, quantity=1)
+    db.session.commit()
+    release_id = release.id
+    body = {"release_id": release_id, "citizen": {"phone": "13912345678"}}
+    assert signed_claim(client, body).status_code == 201  # no gate yet: built now, the database path
+    gate = redis.Redis(port=gated.port)
+    gate.hset(f"test:gate:{release_id}", "left", 1)  # as if built before that claim committed
+    assert signed_claim(client, {**body, "citizen": {"phone": "13912345679"}}).status_code == 409
+    assert not admission.known_sold_out(release_id)  # the gate admitted it: only the database said no
+    reached_flask: list[str] = []
+    dispatch = app.full_dispatch_request
+    monkeypatch.setattr(app, "full_dispatch_request", lambda: reached_flask.append("x") or dispatch())
+    late = [signed_claim(client, {**body, "citizen": {"phone": f"139000002{i:02d}"}}) for i in range(3)]
+    assert [answer.get_json()["errors"][0]["code"] for answer in late] == ["sold_out"] * 3
+    assert reached_flask == []
+    assert _issued(release_id) == 1 and verify_ledger() == []

@@ -9,8 +9,10 @@ trip, the nonce's, and the same bytes, headers, access line and metrics as the f
 Only a request that would certainly get `sold_out` takes the lane: a well-formed, correctly signed claim
 by an active partner this process has in its cache (the signature and partner checks are auth.py's;
 the lane reads no database), a valid release and phone number
-(the view's own validators), a fresh nonce, and a release in admission.known_sold_out (the gate said
-sold out within ADMISSION_SOLD_OUT_MEMO_SECONDS). Anything else, including every doubt, goes on to Flask
+(the view's own validators), a fresh nonce, and a release known sold out: the gate said so within
+ADMISSION_SOLD_OUT_MEMO_SECONDS (admission.known_sold_out), or the database found no voucher of it left at
+all, which is final (vouchers.services.known_sold_out; the gate can over-admit by the claims in flight while
+it is built, and then the database has the last word). Anything else, including every doubt, goes on to Flask
 untouched and gets the full path's precise answer: 401, 422, 429, or a voucher.
 
 What the lane leaves out, on purpose: the per-address and per-partner rate limits. They protect the
@@ -36,6 +38,7 @@ from voucher.core.errors import DomainError, SoldOut
 from voucher.ops import logs
 from voucher.ops.hooks import Finisher, request_id_from
 from voucher.vouchers import admission
+from voucher.vouchers import services as vouchers
 
 PATH = "/api/v1/channel/claims"
 #: the route as the full path's access line and metrics name it
@@ -56,7 +59,7 @@ class SoldOutFastLane:
         self.finisher: Finisher = app.extensions["voucher.finisher"]
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if (not admission.any_known_sold_out() or environ.get("PATH_INFO") != PATH
+        if (not (admission.any_known_sold_out() or vouchers.any_known_sold_out()) or environ.get("PATH_INFO") != PATH
                 or environ.get("REQUEST_METHOD") != "POST"):
             return self.inner(environ, start_response)
         started = perf_counter()
@@ -80,6 +83,8 @@ class SoldOutFastLane:
 
     def _certainly_sold_out(self, environ: dict, body: bytes) -> bool:
         with self.app.app_context():
+            if not admission.enabled():  # no Redis for the nonce: the full path spends it in the database
+                return False
             try:
                 nonce = environ.get("HTTP_X_NONCE", "")
                 partner = auth.signed_partner(
@@ -93,7 +98,7 @@ class SoldOutFastLane:
                 release_id, _phone = self.read_claim(claim)
             except (DomainError, ValueError, RecursionError):
                 return False
-            if not admission.known_sold_out(release_id):
+            if not (admission.known_sold_out(release_id) or vouchers.known_sold_out(release_id)):
                 return False
             return auth.spend_nonce_in_redis(partner.id, nonce) is True
 

@@ -49,6 +49,15 @@ def forget_sold_out() -> None:
     _SOLD_OUT.clear()
 
 
+def known_sold_out(release_id: int) -> bool:
+    """Whether this process has seen the release with no voucher left at all (final; api/fast_lane.py)."""
+    return release_id in _SOLD_OUT
+
+
+def any_known_sold_out() -> bool:
+    return bool(_SOLD_OUT)
+
+
 def ensure_not_sold_out(release_id: int) -> None:
     """Answer a flash crowd's late arrivals without touching the database."""
     if release_id in _SOLD_OUT:
