@@ -21,6 +21,7 @@ from tests.factories import make_campaign, make_citizen, make_world
 from tests.test_concurrency import run_concurrently
 from voucher.api import auth
 from voucher.api.models import Partner, PartnerNonce
+from voucher.campaigns.models import Release
 from voucher.core.clock import utcnow
 from voucher.core.db import db as _db
 from voucher.reports.consistency import verify_ledger
@@ -363,18 +364,30 @@ def _redis_calls(server: RedisServer) -> Counter:
                     if name != "cmdstat_info"})  # the INFO that asks
 
 
-@pytest.fixture
-def sold_out_gate(app, db, client, gated):
-    """A partner, and a gated release of one voucher already won: the next claim finds the gate sold out."""
+def _first_voucher_won(client, quantity: int, *, gate_built: bool = True):
+    """A partner, and a release of `quantity` vouchers (its gate built, unless not asked) whose first
+    voucher a channel claim has just won: (world, release id)."""
     from tests.test_api import signed_claim  # noqa: PLC0415 - the signed-request helper of the API tests
 
-    db.session.add(Partner(name="我的连云港", key_id="pk_test"))
+    _db.session.add(Partner(name="我的连云港", key_id="pk_test"))
     world = make_world()
-    _, release = make_campaign(world, quantity=1)
-    db.session.commit()
-    admission.reconcile()
-    assert signed_claim(client, {"release_id": release.id, "citizen": {"phone": "13912345678"}}).status_code == 201
-    full_path = signed_claim(client, {"release_id": release.id, "citizen": {"phone": "13912345679"}})
+    _, release = make_campaign(world, quantity=quantity)
+    _db.session.commit()
+    release_id = release.id
+    if gate_built:
+        admission.reconcile()
+    assert signed_claim(client, {"release_id": release_id, "citizen": {"phone": "13912345678"}}).status_code == 201
+    return world, release_id
+
+
+@pytest.fixture
+def sold_out_gate(app, db, client, gated):
+    """A gated release of one voucher already won: the next claim finds the gate sold out."""
+    from tests.test_api import signed_claim  # noqa: PLC0415
+
+    world, release_id = _first_voucher_won(client, 1)
+    release = _db.session.get(Release, release_id)
+    full_path = signed_claim(client, {"release_id": release_id, "citizen": {"phone": "13912345679"}})
     assert full_path.status_code == 409  # the gate's own script said so: this process now knows
     return world, release, full_path
 
@@ -411,12 +424,8 @@ def test_late_arrivals_after_a_sell_out_are_answered_before_flask_with_only_thei
 def test_a_claim_refused_in_the_fast_lane_cannot_be_replayed_to_take_a_place_given_back(app, db, client, gated):
     from tests.test_api import signed_claim  # noqa: PLC0415
 
-    db.session.add(Partner(name="我的连云港", key_id="pk_test"))
-    world = make_world()
-    _, release = make_campaign(world, quantity=2)
-    db.session.commit()
-    admission.reconcile()
-    assert signed_claim(client, {"release_id": release.id, "citizen": {"phone": "13912345678"}}).status_code == 201
+    _, release_id = _first_voucher_won(client, 2)
+    release = _db.session.get(Release, release_id)
     gate = redis.Redis(port=gated.port)
     gate.hset(f"test:gate:{release.id}", "left", 0)  # the last place is held by a claim still on its way
     body = {"release_id": release.id, "citizen": {"phone": "13900000077"}}
@@ -479,13 +488,7 @@ def test_an_admitted_channel_claim_finds_and_locks_its_citizen_in_one_statement(
     commit, so the claim does not take it a second time (one round trip fewer per voucher won)."""
     from tests.test_api import signed_claim  # noqa: PLC0415
 
-    db.session.add(Partner(name="我的连云港", key_id="pk_test"))
-    world = make_world()
-    _, release = make_campaign(world, quantity=3)
-    db.session.commit()
-    admission.reconcile()
-    release_id = release.id
-    assert signed_claim(client, {"release_id": release_id, "citizen": {"phone": "13912345678"}}).status_code == 201
+    _, release_id = _first_voucher_won(client, 3)
     statements: list[str] = []
 
     def count(conn, cursor, statement, *args):
@@ -510,13 +513,8 @@ def test_once_the_database_finds_a_release_empty_the_late_arrivals_take_the_fast
     arrivals are then answered before Flask as when the gate itself says sold out."""
     from tests.test_api import signed_claim  # noqa: PLC0415
 
-    db.session.add(Partner(name="我的连云港", key_id="pk_test"))
-    world = make_world()
-    _, release = make_campaign(world, quantity=1)
-    db.session.commit()
-    release_id = release.id
+    _, release_id = _first_voucher_won(client, 1, gate_built=False)  # the gate built by this claim
     body = {"release_id": release_id, "citizen": {"phone": "13912345678"}}
-    assert signed_claim(client, body).status_code == 201  # no gate yet: built now, the database path
     gate = redis.Redis(port=gated.port)
     gate.hset(f"test:gate:{release_id}", "left", 1)  # as if built before that claim committed
     assert signed_claim(client, {**body, "citizen": {"phone": "13912345679"}}).status_code == 409
