@@ -96,13 +96,21 @@ class Replication:
 
     def wait_replayed(self, seconds: float = 30) -> float:
         """Wait until the standby has replayed everything the primary has written so far; the seconds it took."""
+        return self._wait_for("pg_last_wal_replay_lsn()", "replay", seconds)
+
+    def wait_received(self, seconds: float = 30) -> float:
+        """Wait until the standby has received (not necessarily replayed) everything the primary has written:
+        a standby that has not yet received a change cannot know it lags (asynchronous replication)."""
+        return self._wait_for("pg_last_wal_receive_lsn()", "receive", seconds)
+
+    def _wait_for(self, position: str, what: str, seconds: float) -> float:
         started = time.monotonic()
         target = psql(self.url("primary"), "SELECT pg_current_wal_lsn()")
         while time.monotonic() - started < seconds:
-            if psql(self.url("standby"), f"SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn") == "t":
+            if psql(self.url("standby"), f"SELECT {position} >= '{target}'::pg_lsn") == "t":
                 return time.monotonic() - started
             time.sleep(0.05)
-        raise RuntimeError(f"the standby did not replay up to {target} within {seconds} s:\n{self.log_tail('standby')}")
+        raise RuntimeError(f"the standby did not {what} up to {target} within {seconds} s:\n{self.log_tail('standby')}")
 
     def stop_server(self, name: str) -> None:
         if name in self.running:

@@ -151,6 +151,8 @@ def test_report_reads_on_the_standby_writes_on_the_primary_and_fallback(pair, mo
             assert not lines.messages
 
             # -- too far behind: the primary answers, and the log says why --------------------------------------
+            # (once the standby has received the third redemption: until then it cannot know it lags)
+            pair.wait_received()
             app.config["REPORTS_MAX_LAG_SECONDS"] = 0
             statements.seen.clear()
             page = client.get("/analytics/leverage")
