@@ -27,13 +27,14 @@ import io
 import json
 from collections.abc import Callable, Iterable
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
-from flask import Flask
+from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from voucher.api import auth
 from voucher.api.body import too_deep
+from voucher.api.views import read_claim
 from voucher.core.errors import DomainError, SoldOut
 from voucher.ops import logs
 from voucher.ops.hooks import Finisher, request_id_from
@@ -45,18 +46,19 @@ PATH = "/api/v1/channel/claims"
 ROUTE = PATH
 MAX_BODY = 1024  # a claim is about 80 bytes; anything larger goes the full way
 
-_BODY = json.dumps({"errors": [{"code": SoldOut.code, "message": SoldOut.default_message}], "success": False},
-                   separators=(",", ":"), sort_keys=True).encode() + b"\n"
-
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
 class SoldOutFastLane:
-    def __init__(self, app: Flask, inner: WSGIApp, read_claim: Callable[[dict], tuple[int, str]]) -> None:
+    def __init__(self, app: Flask, inner: WSGIApp) -> None:
         self.app = app
         self.inner = inner
-        self.read_claim = read_claim  # the view's own validators: (release_id, phone) or InvalidInput
         self.finisher: Finisher = app.extensions["voucher.finisher"]
+        with app.app_context():  # the full path's own JSON answer (web.py's error handler: jsonify)
+            answer = cast(Response, app.json.response(success=False, errors=[
+                {"code": SoldOut.code, "message": SoldOut.default_message}]))
+        self.body = answer.get_data()
+        self.content_type = answer.content_type
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if (not (admission.any_known_sold_out() or vouchers.any_known_sold_out()) or environ.get("PATH_INFO") != PATH
@@ -95,7 +97,7 @@ class SoldOutFastLane:
                 claim: Any = json.loads(body)
                 if not isinstance(claim, dict):
                     return False
-                release_id, _phone = self.read_claim(claim)
+                release_id, _phone = read_claim(claim)  # the view's own validators
             except (DomainError, ValueError, RecursionError):
                 return False
             if not (admission.known_sold_out(release_id) or vouchers.known_sold_out(release_id)):
@@ -105,20 +107,20 @@ class SoldOutFastLane:
     def _answer(self, environ: dict, start_response: Callable, started: float) -> Iterable[bytes]:
         rid = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         secure = environ.get("wsgi.url_scheme") == "https"
-        start_response("409 CONFLICT", [("Content-Type", "application/json"), ("Content-Length", str(len(_BODY))),
+        start_response("409 CONFLICT", [("Content-Type", self.content_type), ("Content-Length", str(len(self.body))),
                                         ("Vary", "Cookie"), *self.finisher.headers_for(secure), ("X-Request-ID", rid)])
         token = logs.request_id.set(rid)
         try:
             self.finisher.record(ROUTE, "POST", 409, perf_counter() - started)
         finally:
             logs.request_id.reset(token)
-        return [_BODY]
+        return [self.body]
 
 
-def install(app: Flask, read_claim: Callable[[dict], tuple[int, str]]) -> None:
+def install(app: Flask) -> None:
     """Put the lane in front of Flask, behind the proxy fix (it reads the client's scheme as fixed)."""
     outer = app.wsgi_app
     if isinstance(outer, ProxyFix):
-        outer.app = SoldOutFastLane(app, outer.app, read_claim)
+        outer.app = SoldOutFastLane(app, outer.app)
     else:
-        app.wsgi_app = SoldOutFastLane(app, outer, read_claim)  # type: ignore[method-assign]
+        app.wsgi_app = SoldOutFastLane(app, outer)  # type: ignore[method-assign]
