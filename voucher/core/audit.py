@@ -6,11 +6,12 @@ order so that an edited, deleted, inserted or reordered record shows in `flask a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import JSON, ForeignKey, Index, String
+from sqlalchemy import JSON, ForeignKey, Index, String, bindparam, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from voucher.core import keyed_mac
@@ -118,3 +119,36 @@ def _jsonable(state: dict[str, Any] | None) -> dict[str, Any] | None:
             value = value.value
         out[key] = value
     return out
+
+
+_IN_ONE_STATEMENT: dict[object, tuple[str, dict[str, Any]]] = {}
+
+
+def in_one_statement(conn: Any, key: object, build: Callable[[], tuple[Any, ...]]) -> tuple[str, dict[str, Any]]:
+    """PostgreSQL: a data-changing statement and its audit entry in one statement, one round trip where
+    they took two. build() gives (rows, answer, *others): the change as a CTE returning the changed
+    row's `id` (the entry's object), the SELECT the statement answers with, and further CTEs to run
+    with it. The entry's values are the parameters of entry_parameters(); no row changed, no entry.
+    Built and compiled once per `key` (SQLAlchemy does not cache statements with DML in a CTE); run it
+    with conn.exec_driver_sql(sql, constants | parameters)."""
+    if key not in _IN_ONE_STATEMENT:
+        rows, answer, *others = build()
+        entries = AuditEntry.__table__
+        names = [*MAC_FIELDS, "mac", "mac_key"]
+        logged = entries.insert().from_select(
+            [*names, "object_id"],
+            select(*[bindparam(f"a_{name}", type_=entries.c[name].type) for name in names], rows.c.id),
+        ).cte("logged")
+        compiled = answer.add_cte(*others, logged).compile(dialect=conn.dialect)
+        # the statement's own constants (a new status, say) travel as parameters too
+        constants = {name: value for name, value in compiled.params.items() if value is not None}
+        _IN_ONE_STATEMENT[key] = (str(compiled), constants)
+    return _IN_ONE_STATEMENT[key]
+
+
+def entry_parameters(values: dict[str, Any]) -> dict[str, Any]:
+    """An entry's values (row()'s, object_id aside), signed, as in_one_statement's parameters."""
+    params = {f"a_{name}": value for name, value in signed(values).items() if name != "object_id"}
+    for name in ("a_before", "a_after"):
+        params[name] = None if params[name] is None else json.dumps(params[name])
+    return params

@@ -1,7 +1,6 @@
 """Redemption at the counter: one atomic step (docs/design.md §5 Vouchers and QR codes)."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -231,12 +230,8 @@ def _record(values: dict, audit_row: dict) -> int | None:
     conflict, answered by the caller, never a 500)."""
     conn = connection()
     if conn.dialect.name == "postgresql":
-        audit_row = audit.signed(audit_row)
-        params = {f"r_{name}": value for name, value in values.items()}
-        params.update({f"a_{name}": value for name, value in audit_row.items() if name != "object_id"})
-        for name in ("a_before", "a_after"):
-            params[name] = None if params[name] is None else json.dumps(params[name])
-        sql, constants = _record_in_one_statement(conn, tuple(values), tuple(audit_row))
+        params = {f"r_{name}": value for name, value in values.items()} | audit.entry_parameters(audit_row)
+        sql, constants = _record_in_one_statement(conn, tuple(values))
         return conn.exec_driver_sql(sql, constants | params).scalar()
     redemption_id = conn.execute(
         cached("insert_redemption", lambda: insert_ignore(Redemption.__table__).returning(Redemption.__table__.c.id)),
@@ -248,18 +243,11 @@ def _record(values: dict, audit_row: dict) -> int | None:
     return redemption_id
 
 
-_RECORD_SQL: dict[tuple, tuple[str, dict]] = {}
-
-
-def _record_in_one_statement(
-    conn, redemption_columns: tuple[str, ...], audit_columns: tuple[str, ...]
-) -> tuple[str, dict]:
+def _record_in_one_statement(conn, redemption_columns: tuple[str, ...]) -> tuple[str, dict]:
     """PostgreSQL: _record's three writes in one statement, one round trip where they took three;
-    the voucher update and the audit insert run only when the redemption row went in. Compiled once:
-    SQLAlchemy does not cache statements with DML in a CTE."""
-    key = (redemption_columns, audit_columns)
-    if key not in _RECORD_SQL:
-        redemptions, vouchers, entries = Redemption.__table__, Voucher.__table__, audit.AuditEntry.__table__
+    the voucher update and the audit insert run only when the redemption row went in."""
+    def build():
+        redemptions, vouchers = Redemption.__table__, Voucher.__table__
         new = (
             insert_ignore(redemptions).values({name: bindparam(f"r_{name}") for name in redemption_columns})
             .returning(redemptions.c.id).cte("new_redemption")
@@ -270,16 +258,9 @@ def _record_in_one_statement(
             .values(status=VoucherStatus.REDEEMED.value, redeemed_at=bindparam("r_created_at"))
             .cte("marked")
         )
-        names = [name for name in audit_columns if name != "object_id"]
-        logged = entries.insert().from_select(
-            [*names, "object_id"],
-            select(*[bindparam(f"a_{name}", type_=entries.c[name].type) for name in names], new.c.id),
-        ).cte("logged")
-        compiled = select(new.c.id).add_cte(marked, logged).compile(dialect=conn.dialect)
-        # the statement's own constants (the voucher's new status) travel as parameters too
-        constants = {name: value for name, value in compiled.params.items() if value is not None}
-        _RECORD_SQL[key] = (str(compiled), constants)
-    return _RECORD_SQL[key]
+        return new, select(new.c.id), marked
+
+    return audit.in_one_statement(conn, ("redemption", redemption_columns), build)
 
 
 def _earlier(store_id: int, idempotency_key: str | None) -> Redemption | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import ScalarSelect, bindparam, func, select, update
+from sqlalchemy.orm import make_transient_to_detached
 
 from voucher.campaigns.models import Campaign, CampaignStatus, LotteryEntry, Release, ReleaseMode, ReleaseStatus
 from voucher.campaigns.services import voucher_validity
@@ -64,28 +65,43 @@ def ensure_not_sold_out(release_id: int) -> None:
         raise SoldOut()
 
 
+_VOUCHERS = Voucher.__table__
+
+
+def _held(where) -> ScalarSelect:
+    return (select(func.count()).select_from(_VOUCHERS)
+            .where(where, _VOUCHERS.c.citizen_id == bindparam("citizen_id")).scalar_subquery())
+
+
+# The round and what the citizen already holds of it and of its campaign, in one round trip (run
+# after the citizen's row is locked, so the counts stay true until the commit).
 _ROUND = (
     select(Release.status, Release.mode, Release.per_person_limit, Release.opens_at, Release.batches,
            Release.batch_minutes, Campaign.id.label("campaign_id"),
            Campaign.status.label("campaign_status"), Campaign.per_person_limit.label("campaign_limit"),
-           Campaign.valid_from, Campaign.valid_until, Campaign.validity_days)
+           Campaign.valid_from, Campaign.valid_until, Campaign.validity_days,
+           _held(_VOUCHERS.c.release_id == Release.id).label("in_round"),
+           _held(_VOUCHERS.c.campaign_id == Campaign.id).label("in_campaign"))
     .join(Campaign, Campaign.id == Release.campaign_id).where(Release.id == bindparam("release_id"))
 )
 _LOCK_CITIZEN = select(Citizen.id).where(Citizen.id == bindparam("citizen_id")).with_for_update()
-_HELD = select(
-    func.count(Voucher.id).filter(Voucher.release_id == bindparam("release_id")), func.count(Voucher.id)
-).where(Voucher.campaign_id == bindparam("campaign_id"), Voucher.citizen_id == bindparam("citizen_id"))
-# The first free voucher nobody else holds right now (SKIP LOCKED: concurrent claimants never queue
-# on each other), taken in the same statement.
-_TAKE_ONE = (
-    update(Voucher)
-    .where(Voucher.id == select(Voucher.id).where(
-        Voucher.release_id == bindparam("b_release"), FREE,
-    ).order_by(Voucher.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
-    .values(status=VoucherStatus.CLAIMED.value, citizen_id=bindparam("b_citizen"), claim_slot=bindparam("slot"),
-            claimed_at=bindparam("now"), valid_from=bindparam("from_"), valid_until=bindparam("until"))
-    .returning(Voucher)
-)
+
+
+def _take_one():
+    """The first free voucher nobody else holds right now (SKIP LOCKED: concurrent claimants never
+    queue on each other), taken in the same statement; every column of it returned."""
+    return (
+        update(_VOUCHERS)
+        .where(_VOUCHERS.c.id == select(_VOUCHERS.c.id).where(
+            _VOUCHERS.c.release_id == bindparam("b_release"), FREE,
+        ).order_by(_VOUCHERS.c.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
+        .values(status=VoucherStatus.CLAIMED.value, citizen_id=bindparam("b_citizen"), claim_slot=bindparam("slot"),
+                claimed_at=bindparam("now"), valid_from=bindparam("from_"), valid_until=bindparam("until"))
+        .returning(*_VOUCHERS.c)
+    )
+
+
+_TAKE_ONE = _take_one()
 _ANY_LEFT = select(Voucher.id).where(
     Voucher.release_id == bindparam("release_id"), FREE
 ).limit(1)
@@ -97,25 +113,34 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, act
     Asks the admission gate first (vouchers/admission.py: with Redis, a refusal there touches no
     database); then touches one voucher row and no balance: the money was reserved when the release
     opened. Runs constant statements, one round trip each: a flash crowd makes this the busiest path.
+    The voucher comes back attached to the session, as a page or a test goes on to use it.
     """
     ticket = admission.admit(release_id, citizen.identity_hash)
-    return _claim(release_id, citizen, now, actor_label, ticket, citizen_locked=False)
+    # Serialise this citizen's claims (only theirs), so the counts stay true until the commit; the
+    # unique (release, citizen, slot) index stays as the last guard.
+    connection().execute(_LOCK_CITIZEN, {"citizen_id": citizen.id})
+    voucher = _claim(release_id, citizen, now, actor_label, ticket)
+    make_transient_to_detached(voucher)
+    return db.session.merge(voucher, load=False)
 
 
 def claim_by_phone(release_id: int, phone: str, *, actor_label: str) -> Voucher:
     """A channel partner's claim for a citizen it has verified: the gate is asked with the identity hash
     of the phone number before the citizen's row is found or created, so a refused attempt in a flash
-    crowd writes nothing."""
+    crowd writes nothing. The voucher comes back as values (not attached to the session): the answer
+    is built from it and nothing else is read."""
     ticket = admission.admit(release_id, citizens.identity_hash(citizens.normalise_phone(phone)))
-    # citizen_for finds or creates the row with a lock held until the commit: no second lock needed
-    return _claim(release_id, citizens.citizen_for(phone), None, actor_label, ticket, citizen_locked=True)
+    # citizen_ref_for finds or creates the row with a lock held until the commit: no second lock needed
+    return _claim(release_id, citizens.citizen_ref_for(phone), None, actor_label, ticket)
 
 
-def _claim(release_id: int, citizen: Citizen, now: datetime | None, actor_label: str | None,
-           ticket: admission.Ticket | None, *, citizen_locked: bool) -> Voucher:
+def _claim(release_id: int, citizen: Citizen | citizens.CitizenRef, now: datetime | None, actor_label: str | None,
+           ticket: admission.Ticket | None) -> Voucher:
+    """The claim itself, the citizen's row already locked: three statements on PostgreSQL (the round
+    with the citizen's holdings; the voucher taken with its audit entry), four on SQLite."""
     now = now or utcnow()
     conn = connection()
-    round_ = conn.execute(_ROUND, {"release_id": release_id}).first()
+    round_ = conn.execute(_ROUND, {"release_id": release_id, "citizen_id": citizen.id}).first()
     if round_ is None:
         raise NotFound("找不到该发放场次")
     if round_.status != ReleaseStatus.OPEN.value or round_.campaign_status != CampaignStatus.ACTIVE.value:
@@ -129,13 +154,7 @@ def _claim(release_id: int, citizen: Citizen, now: datetime | None, actor_label:
         if now < yours:
             raise ReleaseNotOpen(batch_message(yours, round_.batches))
     valid_from, valid_until = voucher_validity(round_, now)
-    # Serialise this citizen's claims (only theirs), so the counts stay true until the commit; the
-    # unique (release, citizen, slot) index stays as the last guard.
-    if not citizen_locked:
-        conn.execute(_LOCK_CITIZEN, {"citizen_id": citizen.id})
-    in_round, in_campaign = conn.execute(
-        _HELD, {"release_id": release_id, "campaign_id": round_.campaign_id, "citizen_id": citizen.id}
-    ).one()
+    in_round, in_campaign = round_.in_round, round_.in_campaign
     # The campaign-wide limit counts vouchers held (from any release, first-come or won at a draw), not
     # pending lottery entries. An entry is only a chance, and most entrants lose: a citizen who entered
     # a lottery must not be shut out of a first-come release while waiting for a draw they will probably
@@ -147,18 +166,29 @@ def _claim(release_id: int, citizen: Citizen, now: datetime | None, actor_label:
         raise ClaimLimitReached(f"本活动每人限领 {round_.campaign_limit} 张，您已领取 {in_campaign} 张")
     if in_round >= round_.per_person_limit:
         raise ClaimLimitReached(f"每人限领 {round_.per_person_limit} 张，您已领取 {in_round} 张")
-    voucher = db.session.scalar(_TAKE_ONE, {
-        "b_release": release_id, "b_citizen": citizen.id, "slot": in_round + 1, "now": now,
-        "from_": valid_from, "until": valid_until,
-    })
-    if voucher is None:
+    taking = {"b_release": release_id, "b_citizen": citizen.id, "slot": in_round + 1, "now": now,
+              "from_": valid_from, "until": valid_until}
+    entry = audit.row("voucher.claim", Voucher(), actor_label=actor_label or f"市民#{citizen.id}",
+                      after={"release_id": release_id, "citizen_id": citizen.id}, at=now)  # the claim's time
+    if conn.dialect.name == "postgresql":
+        sql, constants = audit.in_one_statement(conn, "voucher.claim", _take_one_and_log)
+        taken = conn.exec_driver_sql(sql, constants | taking | audit.entry_parameters(entry)).first()
+    else:
+        taken = conn.execute(_TAKE_ONE, taking).first()
+        if taken is not None:
+            audit.write(entry | {"object_id": taken.id})
+    if taken is None:
         if conn.execute(_ANY_LEFT, {"release_id": release_id}).first() is None:
             _SOLD_OUT.add(release_id)  # none left at all, not merely all locked right now
             admission.sold_out(ticket)
         raise SoldOut()
-    audit.record("voucher.claim", voucher, actor_label=actor_label or f"市民#{citizen.id}",
-                 after={"release_id": release_id, "citizen_id": citizen.id}, at=now)  # the claim's time
-    return voucher
+    # Built from what was written: not tracked by the session, no reload.
+    return Voucher(**taken._mapping)
+
+
+def _take_one_and_log():
+    taken = _take_one().cte("taken")
+    return taken, select(taken)
 
 
 def batch_message(opens: datetime, count: int) -> str:
