@@ -68,9 +68,14 @@ def ensure_not_sold_out(release_id: int) -> None:
 _VOUCHERS = Voucher.__table__
 
 
-def _held(where) -> ScalarSelect:
-    return (select(func.count()).select_from(_VOUCHERS)
-            .where(where, _VOUCHERS.c.citizen_id == bindparam("citizen_id")).scalar_subquery())
+def _held(which) -> ScalarSelect:
+    """How many of the citizen's vouchers are `which` (of the release, of the campaign): counted over the
+    citizen's own vouchers only, so the one index PostgreSQL can use is the citizen's (a handful of rows).
+    With the campaign in the WHERE clause too, a plan made on statistics older than the drop combined it
+    with the campaign's index and read every voucher of the campaign, on every claim: 0.6 ms of PostgreSQL
+    per voucher won at 15,000 claimed, growing with the round."""
+    return (select(func.count().filter(which)).select_from(_VOUCHERS)
+            .where(_VOUCHERS.c.citizen_id == bindparam("citizen_id")).scalar_subquery())
 
 
 # The round and what the citizen already holds of it and of its campaign, in one round trip (run
