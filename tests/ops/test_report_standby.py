@@ -171,6 +171,15 @@ def test_report_reads_on_the_standby_writes_on_the_primary_and_fallback(pair, mo
             for table in ("FROM redemptions", "FROM funding_sources", "JOIN postings", "FROM audit_entries"):
                 assert statements.ports(table) == {pair.standby_port}, table
             assert not lines.messages
+            # and each further report read: the voucher statistics, the audit export (its count and its records),
+            # the causal estimate on the leverage page and in its workbook
+            for url, fragment in (("/reports/vouchers", "FROM vouchers"), ("/reports/audit.csv", "FROM audit_entries"),
+                                  ("/analytics/leverage", "FROM causal_panel_units"),
+                                  ("/analytics/leverage.xlsx", "FROM causal_panel_units")):
+                statements.seen.clear()
+                assert client.get(url).status_code == 200, url
+                assert statements.ports(fragment) == {pair.standby_port}, (url, statements.seen)
+            assert not lines.messages
 
             # -- the standby stopped: the primary answers, logged; the budget report and audit log likewise ----
             mark = time.monotonic()

@@ -25,7 +25,7 @@ from voucher.analytics.models import CausalPanelUnit, CausalPanelWeek, MerchantD
 from voucher.analytics.rollup import lock_state
 from voucher.campaigns.models import Campaign, CampaignStatus
 from voucher.core.clock import local_day_start_utc, local_today, utcnow
-from voucher.core.db import db, local_day
+from voucher.core.db import db, local_day, reads
 from voucher.core.progress import Progress, silent
 from voucher.merchants.models import Merchant, Redemption, Store
 
@@ -176,7 +176,8 @@ def estimate(campaign_id: int | None = None, date_from: date | None = None,
              date_until: date | None = None) -> PanelEstimate:
     """The causal leverage over the selected campaigns' panels (a date range selects the campaigns
     whose days overlap it: the estimate always uses a campaign's whole windows)."""
-    state = db.session.get(RollupState, NAME)
+    session = reads()  # the reports' standby inside report_reads()
+    state = session.get(RollupState, NAME)
     units = select(CausalPanelUnit.campaign_id, CausalPanelUnit.merchant_id, CausalPanelUnit.treated,
                    CausalPanelUnit.district, Campaign.valid_until, Campaign.name).join(
         Campaign, Campaign.id == CausalPanelUnit.campaign_id)
@@ -186,14 +187,14 @@ def estimate(campaign_id: int | None = None, date_from: date | None = None,
         units = units.where(Campaign.valid_until >= date_from)
     if date_until is not None:
         units = units.where(Campaign.valid_until >= Campaign.valid_from, Campaign.valid_from <= date_until)
-    unit_rows = db.session.execute(units.order_by(CausalPanelUnit.campaign_id, CausalPanelUnit.merchant_id)).all()
+    unit_rows = session.execute(units.order_by(CausalPanelUnit.campaign_id, CausalPanelUnit.merchant_id)).all()
     built_at = state.built_at if state else None
     if not unit_rows:
         reason = ("尚未导入商户日销售基线，或基线未覆盖所选活动的活动前 8 周与活动期" if state else
                   "因果面板尚未生成（每日凌晨自动生成，或运行 flask leverage refresh）")
         return PanelEstimate(causal.CausalEstimate(None, None, None, None, 0, 0, 0, reason), built_at, [])
     chosen = sorted({row.campaign_id for row in unit_rows})
-    week_rows = db.session.execute(
+    week_rows = session.execute(
         select(CausalPanelWeek.campaign_id, CausalPanelWeek.merchant_id, CausalPanelWeek.week, CausalPanelWeek.days,
                CausalPanelWeek.sales_fen, CausalPanelWeek.subsidy_fen)
         .where(CausalPanelWeek.campaign_id.in_(chosen))).all()

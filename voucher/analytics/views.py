@@ -79,6 +79,7 @@ def leverage_page():
         headline = leverage.headline(selection)
         rows = by_day if dimension == "day" else leverage.breakdown(dimension, selection)
         planted, rolled_through = leverage.planted_truth(), rollup.built_through()
+        causal_estimate = panel.estimate(selection.campaign_id, selection.date_from, selection.date_until)
     figures = {
         # two to a row in .chart-grid: drawn at that box's width, so their text is read at its size
         "over_time": charts.line([(day, r.leverage_on_paid) for day, r in by_day], "按日杠杆率（按支付）",
@@ -90,7 +91,6 @@ def leverage_page():
         "floor": charts.floor_and_excess([(k, r.floor, r.excess) for k, r in by_category], "机制下限与超出部分（按类别）",
                                          unit="倍", width=charts.HALF),
     }
-    causal_estimate = panel.estimate(selection.campaign_id, selection.date_from, selection.date_until)
     return render_template(
         "analytics/leverage.html", f=headline, selection=selection, campaigns=campaigns,
         dimension=dimension, dimensions=leverage.DIMENSIONS, size_labels=SIZE_CLASS_LABELS, charts=figures,
@@ -116,8 +116,10 @@ def leverage_workbook():
     selection, problems = _leverage_filter()
     if problems:
         return render_template("error.html", status=422, message="；".join(problems)), 422
+    with report_reads():
+        body = leverage_xlsx.as_xlsx(selection)
     return Response(
-        leverage_xlsx.as_xlsx(selection),
+        body,
         mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         headers={"Content-Disposition": "attachment; filename=leverage.xlsx"},
     )

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from voucher.core.audit import AuditEntry
 from voucher.core.clock import local_day_end_utc, local_day_start_utc, to_local
-from voucher.core.db import db, reads
+from voucher.core.db import reads
 from voucher.core.errors import InvalidInput
 from voucher.core.forms import parse_id
 from voucher.core.paging import Page, page_of
@@ -134,7 +134,7 @@ def _export_entries(f: AuditFilter) -> Iterator[AuditEntry]:
         raise ExportTooLarge(f"符合筛选条件的记录共 {total:,} 条，超过单次导出上限 {EXPORT_LIMIT:,} 条，"
                              f"请缩小日期范围或增加筛选条件后分批导出")
     # bounded again: records written since the count are not the export's
-    yield from db.session.scalars(_query(f).limit(EXPORT_LIMIT).execution_options(yield_per=1000))
+    yield from reads().scalars(_query(f).limit(EXPORT_LIMIT).execution_options(yield_per=1000))
 
 
 def _cell(text: str) -> str:

@@ -58,7 +58,9 @@ def budget_workbook():
 @bp.get("/vouchers")
 @roles_required(*OVERSIGHT)
 def vouchers():
-    return render_template("reports/vouchers.html", releases=voucher_statistics())
+    with report_reads():  # on the reports' standby when there is one
+        releases = voucher_statistics()
+    return render_template("reports/vouchers.html", releases=releases)
 
 
 #: the audit log's readers; its exports are the same records, so the same people
@@ -90,7 +92,8 @@ def audit_export(fmt: str):
         return render_template("error.html", status=404, message="只提供 CSV 与 xlsx 两种格式"), 404
     try:
         found_filter = audit_log.AuditFilter.parse(request.args)
-        body = audit_log.as_csv(found_filter) if fmt == "csv" else audit_log.as_xlsx(found_filter)
+        with report_reads():  # the count and the records from one snapshot, on the standby when there is one
+            body = audit_log.as_csv(found_filter) if fmt == "csv" else audit_log.as_xlsx(found_filter)
     except DomainError as error:  # a bad filter, or more records than an export holds
         return render_template("error.html", status=error.status, message=error.message), error.status
     mimetype = "text/csv; charset=utf-8" if fmt == "csv" else (

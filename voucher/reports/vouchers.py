@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 
 from voucher.campaigns.models import Campaign, Release
-from voucher.core.db import db
+from voucher.core.db import reads
 from voucher.merchants.models import Redemption
 from voucher.vouchers.models import Voucher, VoucherStatus
 
@@ -35,7 +35,8 @@ def _count(status: VoucherStatus):
 def voucher_statistics(campaign_id: int | None = None) -> list[RoundFigures]:
     """One row per release. Claimed counts every voucher ever claimed (also those since redeemed or
     expired); reversed counts reversals, a voucher reversed and redeemed again counting in both."""
-    reversed_by_release = dict(db.session.execute(
+    session = reads()  # the reports' standby inside report_reads()
+    reversed_by_release = dict(session.execute(
         select(Voucher.release_id, func.count(Redemption.id))
         .join(Voucher, Voucher.id == Redemption.voucher_id)
         .where(Redemption.reversed_at.is_not(None)).group_by(Voucher.release_id)
@@ -51,5 +52,5 @@ def voucher_statistics(campaign_id: int | None = None) -> list[RoundFigures]:
     return [
         RoundFigures(campaign, round_name, int(issued), int(claimed), int(redeemed or 0),
                      reversed_by_release.get(release_id, 0), int(expired or 0), int(withdrawn or 0))
-        for campaign, release_id, round_name, issued, claimed, redeemed, expired, withdrawn in db.session.execute(query)
+        for campaign, release_id, round_name, issued, claimed, redeemed, expired, withdrawn in session.execute(query)
     ]
