@@ -22,6 +22,7 @@ from collections import Counter
 
 import psycopg
 import pytest
+import redis
 
 from tests.conftest import missing_component
 from tests.ops.three_servers import PARTNER_KEY, ROOT, STAFF_PASSWORD, STAFF_USER, Cluster, missing_programs, psql
@@ -53,7 +54,8 @@ def cluster():
         running.start({"THREE_SERVERS_VOUCHERS": str(VOUCHERS),
                        # a low limit, set as an operator would: failed staff sign-ins per address
                        "RATELIMIT_LOGIN": f"{LOGIN_LIMIT} per hour"})
-        print(f"\nthree servers started: {', '.join(f'{k} {v:.1f} s' for k, v in running.timings.items())}")
+        print(f"\nthree servers started, kept apart by {running.isolation}: "
+              f"{', '.join(f'{k} {v:.1f} s' for k, v in running.timings.items())}")
         yield running
     except Exception:
         for name in ("app1", "app2", "app3", "pgbouncer", "nginx"):
@@ -70,11 +72,10 @@ def cluster():
 
 
 class Client:
-    def __init__(self, port: int, forwarded_for: str | None = None):
-        self.port = port
+    def __init__(self, address: tuple[str, int], forwarded_for: str | None = None):
         self.forwarded_for = forwarded_for
         self.cookies: dict[str, str] = {}
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn = http.client.HTTPConnection(*address, timeout=30)
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -133,7 +134,7 @@ def test_a_flash_drop_through_nginx_issues_exactly_the_round(cluster):
     upstreams: Counter = Counter()
 
     def crowd() -> None:
-        client = Client(cluster.nginx_port)
+        client = Client(("127.0.0.1", cluster.nginx_port))
         while True:
             with lock:
                 phone = next(phones, None)
@@ -158,7 +159,7 @@ def test_a_flash_drop_through_nginx_issues_exactly_the_round(cluster):
           f"({ATTEMPTS / seconds:.0f}/s) through nginx; answers {dict(answers)}; by app server {dict(upstreams)}")
 
     assert answers == {"won": VOUCHERS, "sold_out": ATTEMPTS - VOUCHERS}
-    expected = {f"127.0.0.1:{port}" for port in cluster.server_ports}
+    expected = {f"{host}:{port}" for host, port in cluster.servers}
     assert set(upstreams) == expected and all(upstreams[u] >= ATTEMPTS // 10 for u in expected)
     # the database agrees: the round is exactly claimed, each voucher by a different citizen
     claimed, citizens = psql(cluster.direct_url, (
@@ -168,6 +169,11 @@ def test_a_flash_drop_through_nginx_issues_exactly_the_round(cluster):
     verify = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "ledger", "verify"], cwd=ROOT,
                             env=cluster.process_env(SCHEDULER_ENABLED="0"), capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stderr[-2000:]
+    if cluster.namespaces:
+        # three network stacks: the servers share one port, and Redis sees each at its own address
+        assert {port for _, port in cluster.servers} == {8000}
+        seen = {client["addr"].rsplit(":", 1)[0] for client in redis.Redis(port=cluster.redis_port).client_list()}
+        assert {host for host, _ in cluster.servers} <= seen, seen
 
 
 # -- (b) one rate limit, counted across the three --------------------------------------------------------------
@@ -177,7 +183,7 @@ def test_b_a_rate_limit_is_reached_after_the_same_requests_whichever_server_answ
     """Failed staff sign-ins from one address (X-Forwarded-For, which each server trusts from 127.0.0.1 as
     it would from nginx), sent to the three servers in turn: the (LIMIT+1)-th is refused, whichever server it
     reaches; with each server counting alone it would take 3 x LIMIT."""
-    clients = [Client(port, forwarded_for="198.51.100.7") for port in cluster.server_ports]
+    clients = [Client(address, forwarded_for="198.51.100.7") for address in cluster.servers]
     token = clients[0].csrf_token()
     for other in clients[1:]:  # the same signed session cookie carries the token to each server
         other.cookies = dict(clients[0].cookies)
@@ -196,29 +202,29 @@ def test_b_a_rate_limit_is_reached_after_the_same_requests_whichever_server_answ
 
 
 def test_d_a_staff_session_signed_in_through_nginx_works_on_every_server(cluster):
-    front = Client(cluster.nginx_port)
+    front = Client(("127.0.0.1", cluster.nginx_port))
     token = front.csrf_token()
     status, head, _ = front.form("/login", {"csrf_token": token, "username": STAFF_USER, "password": STAFF_PASSWORD})
     assert status == 302, status
     signed_in_by = head.get("x-upstream")
-    for port in cluster.server_ports:
-        direct = Client(port)
+    for address in cluster.servers:
+        direct = Client(address)
         direct.cookies = dict(front.cookies)
         status, _, page = direct.request("GET", "/campaigns")
-        assert status == 200, (port, status)
+        assert status == 200, (address, status)
         assert "三台服务器消费券".encode() in page
     # sign out on one server: the session ends on the server side, so every server refuses the cookie
-    server1 = Client(cluster.server_ports[0])
+    server1 = Client(cluster.servers[0])
     server1.cookies = dict(front.cookies)
     logout_token = server1.csrf_token("/campaigns")
     server1.form("/logout", {"csrf_token": logout_token})
-    for port in cluster.server_ports:
-        stale = Client(port)
+    for address in cluster.servers:
+        stale = Client(address)
         stale.cookies = dict(front.cookies)
         status, head, _ = stale.request("GET", "/campaigns")
-        assert status == 302 and "/login" in head["location"], (port, status)
+        assert status == 302 and "/login" in head["location"], (address, status)
     print(f"\nsigned in through nginx (answered by {signed_in_by}), valid on servers "
-          f"{cluster.server_ports}; signed out on one, refused on all three")
+          f"{cluster.servers}; signed out on one, refused on all three")
 
 
 # -- (c) every scheduled slot run once, with the clock on all three --------------------------------------------

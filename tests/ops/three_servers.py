@@ -1,11 +1,13 @@
 """Three app servers behind nginx, on one PostgreSQL through PgBouncer (transaction pooling) and one Redis: the
 harness of tests/ops/test_three_servers.py (docs/testing.md, "Three app servers").
 
-Everything runs on this machine as processes of the harness's own, each on a free port of 127.0.0.1, and is
-stopped at the end: a redis-server (nothing on disk), a PgBouncer in transaction mode (auth `any`, every client
-logged in as the database's user) in front of a fresh database on the PostgreSQL of TEST_POSTGRES_URL, three
-gunicorns (`gunicorn.conf.py`, `wsgi:app`) in production mode with the same secrets, and an nginx whose
-upstream is the three (deploy/nginx.conf's proxy settings; each answer names its upstream in X-Upstream).
+Everything runs on this machine as processes of the harness's own, and is stopped at the end: a redis-server
+(nothing on disk), a PgBouncer in transaction mode (auth `any`, every client logged in as the database's user) in
+front of a fresh database on the PostgreSQL of TEST_POSTGRES_URL, three gunicorns (`gunicorn.conf.py`, `wsgi:app`)
+in production mode with the same secrets, and an nginx whose upstream is the three (deploy/nginx.conf's proxy
+settings; each answer names its upstream in X-Upstream). Each app server runs in a network namespace of its own
+where namespaces can be made (tests/ops/netns.py: as root), all on port 8000 at their own addresses, reaching
+PgBouncer and Redis across a bridge; elsewhere each listens on a free port of 127.0.0.1.
 The data (a campaign's first-come release, a channel partner, a staff account) are made by
 `python -m tests.ops.three_servers setup` in a process of its own, through PgBouncer like the servers.
 """
@@ -25,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from tests.ops import netns
 
 ROOT = Path(__file__).resolve().parents[2]
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
@@ -126,7 +130,7 @@ PGBOUNCER_INI = """\
 voucher = host={pg_host} port={pg_port} dbname={database} user={pg_user}
 
 [pgbouncer]
-listen_addr = 127.0.0.1
+listen_addr = {listen}
 listen_port = {port}
 unix_socket_dir =
 auth_type = any
@@ -150,7 +154,11 @@ class Cluster:
     directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="voucher-three-")))
     database: str = field(default_factory=lambda: f"voucher_three_{secrets.token_hex(5)}")
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-    server_ports: list[int] = field(default_factory=list)
+    #: (address, port) of each app server
+    servers: list[tuple[str, int]] = field(default_factory=list)
+    namespaces: netns.Namespaces | None = None
+    #: how the servers are kept apart: "network namespaces", or why not (then ports of 127.0.0.1)
+    isolation: str = ""
     env: dict[str, str] = field(default_factory=dict)
     data: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -165,13 +173,24 @@ class Cluster:
         return self.admin_url.rsplit("/", 1)[0] + "/" + self.database
 
     @property
+    def host_ip(self) -> str:
+        """Where the app servers reach PgBouncer and Redis: the bridge's address, or 127.0.0.1."""
+        return self.namespaces.host_ip if self.namespaces else "127.0.0.1"
+
+    @property
     def bouncer_url(self) -> str:
-        return f"postgresql://{urlsplit(self.admin_url).username or 'postgres'}@127.0.0.1:{self.bouncer_port}/voucher"
+        user = urlsplit(self.admin_url).username or "postgres"
+        return f"postgresql://{user}@{self.host_ip}:{self.bouncer_port}/voucher"
 
     def start(self, extra_env: dict[str, str] | None = None) -> None:
         started = time.monotonic()
         self.directory.chmod(0o755)
         psql(self.admin_url, f'CREATE DATABASE "{self.database}"')
+        why_not = netns.unavailable()
+        if why_not is None:
+            self.namespaces = netns.Namespaces(3)
+            self.namespaces.up()
+        self.isolation = "network namespaces" if self.namespaces else f"ports of 127.0.0.1 ({why_not})"
         self._start_redis()
         self._start_pgbouncer()
         self.timings["redis and pgbouncer"] = time.monotonic() - started
@@ -182,8 +201,8 @@ class Cluster:
         mark = time.monotonic()
         for index in range(3):
             self._start_server(index)
-        for index, port in enumerate(self.server_ports):
-            self._wait_ready(index, port)
+        for index, address in enumerate(self.servers):
+            self._wait_ready(index, address)
         self.timings["three app servers ready"] = time.monotonic() - mark
         self._start_nginx()
         self.timings["total start"] = time.monotonic() - started
@@ -191,8 +210,10 @@ class Cluster:
     def _start_redis(self) -> None:
         self.redis_port = free_port()
         self.processes["redis"] = subprocess.Popen(
-            [binary("redis-server"), "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
+            [binary("redis-server"), "--port", str(self.redis_port), "--bind", *self._listen(), "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory),
+             # clients from the namespaces are not on loopback; nothing else can reach the bridge
+             "--protected-mode", "no" if self.namespaces else "yes"],
             stdout=open(self.directory / "redis.log", "w"), stderr=subprocess.STDOUT)
         wait_for_port(self.redis_port, self.processes["redis"], "redis-server")
 
@@ -204,15 +225,19 @@ class Cluster:
         ini = self.directory / "pgbouncer.ini"
         ini.write_text(PGBOUNCER_INI.format(
             pg_host=admin.hostname or "127.0.0.1", pg_port=admin.port or 5432, database=self.database,
-            pg_user=admin.username or "postgres", port=self.bouncer_port, pool_size=20, user_line=user_line))
+            pg_user=admin.username or "postgres", port=self.bouncer_port, pool_size=20, user_line=user_line,
+            listen=",".join(self._listen())))
         ini.chmod(0o644)
         self.processes["pgbouncer"] = subprocess.Popen(
             [binary("pgbouncer"), str(ini)], stdout=open(self.directory / "pgbouncer.log", "w"),
             stderr=subprocess.STDOUT)
         wait_for_port(self.bouncer_port, self.processes["pgbouncer"], "pgbouncer")
 
+    def _listen(self) -> list[str]:
+        return ["127.0.0.1", self.namespaces.host_ip] if self.namespaces else ["127.0.0.1"]
+
     def _environment(self, extra: dict[str, str]) -> dict[str, str]:
-        redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        redis_url = f"redis://{self.host_ip}:{self.redis_port}/0"
         env = {
             "VOUCHER_ENV": "production",
             "DATABASE_URL": self.bouncer_url,
@@ -223,6 +248,8 @@ class Cluster:
             "FIELD_ENCRYPTION_KEYS": f"f1:aes-256-gcm:{base64.b64encode(secrets.token_bytes(32)).decode()}",
             "TWO_FACTOR_REQUIRED_ROLES": "",
             "TRUSTED_PROXIES": "1",
+            # nginx (and the test) reach a namespaced server from the bridge's address
+            "FORWARDED_ALLOW_IPS": ",".join(self._listen()),
             "RATELIMIT_STORAGE_URI": redis_url,
             "ADMISSION_REDIS_URL": redis_url,
             "SCHEDULER_ENABLED": "1",
@@ -249,15 +276,18 @@ class Cluster:
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     def _start_server(self, index: int) -> None:
-        port = free_port()
-        self.server_ports.append(port)
+        if self.namespaces:  # the same port in each namespace: three network stacks, three servers
+            address, prefix = (self.namespaces.address(index), 8000), self.namespaces.exec_prefix(index)
+        else:
+            address, prefix = ("127.0.0.1", free_port()), []
+        self.servers.append(address)
         self.processes[f"app{index + 1}"] = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
-             "wsgi:app"],
+            [*prefix, str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
+             "-b", f"{address[0]}:{address[1]}", "wsgi:app"],
             cwd=ROOT, env=self.process_env(), stdout=subprocess.DEVNULL,
             stderr=open(self.directory / f"app{index + 1}.log", "w"))
 
-    def _wait_ready(self, index: int, port: int, seconds: float = 60) -> None:
+    def _wait_ready(self, index: int, address: tuple[str, int], seconds: float = 60) -> None:
         """/readyz answers 200: the database through PgBouncer, and (scheduler on) a tick recorded."""
         import http.client
 
@@ -267,7 +297,7 @@ class Cluster:
             if process.poll() is not None:
                 raise RuntimeError(f"app server {index + 1} exited: {self.log_tail(f'app{index + 1}')}")
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn = http.client.HTTPConnection(*address, timeout=5)
                 conn.request("GET", "/readyz")
                 if conn.getresponse().status == 200:
                     return
@@ -284,7 +314,7 @@ class Cluster:
         conf = self.directory / "nginx.conf"
         conf.write_text(NGINX_CONF.format(
             dir=self.directory, port=self.nginx_port,
-            servers="\n".join(f"        server 127.0.0.1:{port};" for port in self.server_ports)))
+            servers="\n".join(f"        server {host}:{port};" for host, port in self.servers)))
         self.processes["nginx"] = subprocess.Popen(
             [binary("nginx"), "-p", str(self.directory), "-c", str(conf), "-e", str(self.directory / "nginx-error.log"),
              "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=open(self.directory / "nginx.log", "w"))
@@ -316,6 +346,8 @@ class Cluster:
                 process.kill()
                 process.wait(timeout=5)
         try:
+            if self.namespaces:
+                self.namespaces.down()
             psql(self.admin_url, f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
         finally:
             if os.environ.get("THREE_SERVERS_KEEP") != "1":
