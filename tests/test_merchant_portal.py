@@ -377,6 +377,32 @@ def test_the_statement_follows_redeemed_settled_and_paid_with_the_banks_referenc
     assert client.get("/merchant/statement").status_code == 403
 
 
+def test_one_mistyped_statement_field_is_said_and_the_others_stay(client, db, shop):
+    """A mistyped field used to throw the whole filter away (the default 30 days, all campaigns): now only that
+    field falls back, the page says why (422), and what else the manager chose stays on the page."""
+    campaign, release = make_campaign(shop.world, quantity=2, valid_from=TODAY - timedelta(days=10))
+    _redeem(db, release, shop.cashier_a, 150_00, "a")
+    login(client, "manager")
+    week_ago = TODAY - timedelta(days=7)
+
+    page = client.get(f"/merchant/statement?date_from={week_ago}&date_until={YESTERDAY}&campaign=abc")
+    assert page.status_code == 422 and "活动不正确" in text(page)
+    assert f"{week_ago} 至 {YESTERDAY}" in text(page)  # the period stays
+
+    page = client.get(f"/merchant/statement?date_from=2026-02-30&date_until={YESTERDAY}&campaign={campaign.id}")
+    assert page.status_code == 422 and "开始日期格式应为 YYYY-MM-DD" in text(page)
+    assert f"{YESTERDAY - timedelta(days=29)} 至 {YESTERDAY}" in text(page)  # the end stays; the start its default
+    assert f'value="{campaign.id}" selected' in text(page)  # and the campaign
+
+    page = client.get(f"/merchant/statement?date_from=2025-01-01&date_until={TODAY}&campaign={campaign.id}")
+    assert page.status_code == 422 and "最长 366 天" in text(page)
+    assert f"{TODAY - timedelta(days=365)} 至 {TODAY}" in text(page) and f'value="{campaign.id}" selected' in text(page)
+
+    page = client.get(f"/merchant/statement?date_from={TODAY}&date_until={YESTERDAY}&campaign={campaign.id}")
+    assert page.status_code == 422 and "开始日期不能晚于结束日期" in text(page)
+    assert f'value="{campaign.id}" selected' in text(page)
+
+
 # 3. A manager resets a cashier's password --------------------------------------------------------------
 
 

@@ -68,6 +68,36 @@ class StatementFilter:
         return cls(start, until, parse_id(campaign_text))
 
     @classmethod
+    def parse_keeping(cls, args: Mapping[str, str], today: date | None = None
+                      ) -> tuple[StatementFilter, InvalidInput | None]:
+        """parse(), keeping every field that is right: a malformed one falls back to its default on its own, so
+        one mistyped field does not clear the others; the first refusal comes back beside the filter, for the page
+        to say. Dates the wrong way round fall back to the default period; a period too long keeps its end and is
+        cut to MAX_DAYS."""
+        today = today or local_today()
+        errors: list[InvalidInput] = []
+
+        def kept(parse, default):
+            try:
+                return parse()
+            except InvalidInput as error:
+                errors.append(error)
+                return default
+
+        given_until = kept(lambda: parse_day(args.get("date_until") or "", "结束日期"), None)
+        given_from = kept(lambda: parse_day(args.get("date_from") or "", "开始日期"), None)
+        campaign = kept(lambda: cls.parse({"campaign": args.get("campaign") or ""}, today).campaign_id, None)
+        until = given_until or today
+        start = given_from or until - timedelta(days=DEFAULT_DAYS - 1)
+        if start > until:
+            errors.append(InvalidInput("开始日期不能晚于结束日期"))
+            until, start = today, today - timedelta(days=DEFAULT_DAYS - 1)
+        elif (until - start).days + 1 > MAX_DAYS:
+            errors.append(InvalidInput(f"对账期间最长 {MAX_DAYS} 天，已显示截至结束日期的 {MAX_DAYS} 天"))
+            start = until - timedelta(days=MAX_DAYS - 1)
+        return cls(start, until, campaign), (errors[0] if errors else None)
+
+    @classmethod
     def default(cls, today: date | None = None) -> StatementFilter:
         return cls.parse({}, today)
 
