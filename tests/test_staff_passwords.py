@@ -3,10 +3,11 @@ administrator's 重置密码 with a forced change, and `flask users set-password
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.conftest import make_app
 from tests.factories import PASSWORD, make_world
@@ -14,6 +15,7 @@ from tests.test_staff_sessions import open_browser
 from voucher.accounts import passwords
 from voucher.accounts.models import User
 from voucher.core.audit import AuditEntry
+from voucher.core.clock import utcnow
 
 STAFF = ("maker", "approver", "finance", "auditor", "admin", "manager", "cashier")
 NEW_PASSWORD = "harbour-lantern-42"
@@ -174,6 +176,37 @@ def test_an_administrator_resets_a_password_and_the_user_must_change_it(app, cli
     actions = db.session.scalars(select(AuditEntry.action).where(AuditEntry.object_id == world.finance.id,
                                                                  AuditEntry.object_type == "users")).all()
     assert "user.password_reset" in actions and "user.password_change" in actions
+
+
+def test_a_temporary_password_signs_in_only_within_its_hours(app, client, db):
+    """A reset's temporary password written on a note or sent in a message must not stay a way in: 72 hours
+    (TEMPORARY_PASSWORD_HOURS) after the reset it is refused, with why, without counting as a wrong password."""
+    world = make_world()
+    sign_in(client, "admin")
+    temporary = _reset(client, world.finance.id)
+
+    def age(hours: float) -> None:
+        db.session.execute(update(User).where(User.id == world.finance.id).values(
+            password_changed_at=utcnow() - timedelta(hours=hours)))
+        db.session.commit()
+
+    age(71.9)
+    just_in_time = open_browser(app)
+    assert urlsplit(sign_in(just_in_time, "finance", temporary).headers["Location"]).path == "/account/password"
+
+    age(72.1)
+    late = open_browser(app)
+    refused = sign_in(late, "finance", temporary)
+    assert refused.status_code == 401 and "72 小时内未使用，已失效" in refused.get_data(as_text=True)
+    assert urlsplit(late.get("/account/password").headers["Location"]).path == "/login"  # not signed in
+    user = _user(db, "finance")
+    assert user.failed_logins == 0 and user.locked_until is None and user.is_password_temporary
+    assert "user.temporary_password_expired" in db.session.scalars(select(AuditEntry.action).where(
+        AuditEntry.object_id == world.finance.id, AuditEntry.object_type == "users")).all()
+    # a password the user chose does not expire: only a temporary one
+    assert change(just_in_time, temporary, NEW_PASSWORD).status_code == 302
+    age(1000)
+    assert sign_in(open_browser(app), "finance", NEW_PASSWORD).status_code == 302
 
 
 def test_a_reset_lifts_a_lock(app, client, db):

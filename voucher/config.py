@@ -292,6 +292,9 @@ def load(instance_path: str, overrides: dict | None = None) -> dict:
         # Wrong passwords in a row before a staff account is locked, and for how long.
         "LOGIN_MAX_FAILURES": _positive_int(env, "LOGIN_MAX_FAILURES", 5),
         "LOGIN_LOCKOUT_MINUTES": _positive_int(env, "LOGIN_LOCKOUT_MINUTES", 15),
+        # A temporary password (an administrator's or a manager's reset) signs in only this long after it was
+        # set: one never used, written on a note or sent in a message, must not stay a way in.
+        "TEMPORARY_PASSWORD_HOURS": _positive_int(env, "TEMPORARY_PASSWORD_HOURS", 72),
         # Roles that must sign in with a second factor (voucher/accounts/two_factor.py): in production
         # those who approve money, pay it or manage accounts; elsewhere nobody, so the demo signs in
         # with a password alone. Anyone may switch it on for themselves.

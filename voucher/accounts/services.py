@@ -33,6 +33,15 @@ class LoginFailed(DomainError):
     default_message = "用户名或密码错误"
 
 
+class TemporaryPasswordExpired(DomainError):
+    code = "temporary_password_expired"
+    status = 401
+
+    def __init__(self, message: str | None = None):
+        hours = current_app.config["TEMPORARY_PASSWORD_HOURS"]
+        super().__init__(message or f"临时密码设置后 {hours} 小时内未使用，已失效。请联系管理员（或店长）重新重置密码")
+
+
 class AccountLocked(DomainError):
     code = "account_locked"
     status = 423
@@ -136,9 +145,19 @@ def finish_sign_in(attempt: SignInAttempt, password: str) -> User:
     # the user is not in yet: the codes start a count of their own (finish_second_factor).
     user.failed_logins = 0
     user.locked_until = None
+    if user.is_password_temporary and _temporary_expired(user):
+        # the right password, so no failure counted; but a reset nobody used in time is no way in
+        audit.record("user.temporary_password_expired", user, actor=user)
+        raise TemporaryPasswordExpired()
     if not two_factor.enabled(user):
         audit.record("user.login", user, actor=user)
     return user
+
+
+def _temporary_expired(user: User) -> bool:
+    set_at = user.password_changed_at
+    hours = current_app.config["TEMPORARY_PASSWORD_HOURS"]
+    return set_at is None or utcnow() - set_at > timedelta(hours=hours)
 
 
 def finish_second_factor(attempt: SignInAttempt, code: str) -> User:

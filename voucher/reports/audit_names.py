@@ -155,6 +155,7 @@ ACTIONS: dict[str, str] = {
     "user.password_set": "设置密码（命令行）",
     "user.recovery_code_used": "使用恢复码登录",
     "user.sign_out_everywhere": "退出所有设备",
+    "user.temporary_password_expired": "临时密码过期，登录被拒",
     "user.two_factor_disable": "关闭两步验证",
     "user.two_factor_enable": "开启两步验证",
     "user.two_factor_recovery_codes": "重新生成恢复码",
