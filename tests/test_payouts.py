@@ -252,6 +252,63 @@ def test_an_override_takes_a_reason_and_a_second_finance_officer(client, db, wor
     assert verify_ledger() == []
 
 
+def test_the_requester_withdraws_an_override_and_only_they_can(client, db, world_with_batches):
+    """An override request could not be taken back: a wrong reason, or the bank's line arriving after all, left
+    it waiting for a second officer to confirm it or leave it there for good."""
+    world, campaign, food, formula, bare = world_with_batches
+    payout_files.create(world.finance)
+    db.session.commit()
+    _login(client, "finance")
+    client.post(f"/finance/settlement/{food.id}/override", data={"reason": "回单 HD0417（写错了批次）"})
+    assert "撤回申请" in client.get("/finance/settlement").get_data(as_text=True)
+
+    _login(client, "finance2")
+    page = client.get("/finance/settlement").get_data(as_text=True)
+    assert "复核并确认已支付" in page and "撤回申请" not in page  # the second officer confirms or leaves it
+    theirs = client.post(f"/finance/settlement/{food.id}/override/withdraw", follow_redirects=True)
+    assert "只能由申请人撤回" in theirs.get_data(as_text=True)
+    assert db.session.get(SettlementBatch, food.id).override_requested_by_id == world.finance.id
+
+    _login(client, "finance")
+    done = client.post(f"/finance/settlement/{food.id}/override/withdraw", follow_redirects=True)
+    assert f"已撤回批次 {food.reference} 的例外确认申请" in done.get_data(as_text=True)
+    db.session.expire_all()
+    batch = db.session.get(SettlementBatch, food.id)
+    assert (batch.status, batch.override_requested_by_id, batch.override_reason) == ("exported", None, None)
+    again = client.post(f"/finance/settlement/{food.id}/override/withdraw", follow_redirects=True)
+    assert "没有待复核的例外确认申请" in again.get_data(as_text=True)
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "settlement.paid_override_withdraw"))
+    assert entry.object_id == food.id and "HD0417" in str(entry.before)
+
+    _login(client, "finance2")  # nothing left to confirm on
+    refused = client.post(f"/finance/settlement/{food.id}/paid", follow_redirects=True).get_data(as_text=True)
+    assert "尚无匹配的银行流水，不能确认支付" in refused and _statuses()[food.id] == "exported"
+    _login(client, "finance")  # and a new request may follow
+    asked = client.post(f"/finance/settlement/{food.id}/override", data={"reason": "回单 HD0418"}, follow_redirects=True)
+    assert "待另一位财务人员复核" in asked.get_data(as_text=True)
+    assert verify_ledger() == []
+
+
+def test_a_withdrawal_and_a_confirmation_at_once_get_one_answer_each(app, db, world_with_batches):
+    world, campaign, food, formula, bare = world_with_batches
+    payout_files.create(world.finance)
+    payments.request_override(food.id, "回单 HD0417", world.finance)
+    db.session.commit()
+    food_id = food.id
+    outcomes = run_at_once(app, [lambda: payments.withdraw_override(food_id, _user("finance")).reference,
+                                 lambda: payments.confirm_paid(food_id, _user("finance2")).reference],
+                           in_transaction)
+    # whichever took the batch's lock first won; the other was told why, not a 500
+    assert outcomes in ([food.reference, "invalid_transition"], ["invalid_transition", food.reference]), outcomes
+    db.session.expire_all()
+    batch = db.session.get(SettlementBatch, food_id)
+    if outcomes[0] == food.reference:
+        assert (batch.status, batch.override_requested_by_id) == ("exported", None)
+    else:
+        assert (batch.status, batch.paid_evidence) == ("paid", "override")
+    assert verify_ledger() == []
+
+
 def test_bulk_confirm_pays_each_matched_batch_once(client, db, world_with_batches):
     world, campaign, food, formula, bare = world_with_batches
     payout_files.create(world.finance)

@@ -107,6 +107,24 @@ def request_override(batch_id: int, reason: str | None, actor: User, now: dateti
     return batch
 
 
+def withdraw_override(batch_id: int, actor: User) -> SettlementBatch:
+    """The requester takes back an override request nobody has confirmed yet (the bank's line arrived after
+    all, or the reason was wrong): the batch waits for evidence again, and a new request may follow. Takes
+    the batch's lock, as a confirmation does, so of the two at once one wins and the other is told why."""
+    batch = settlement.lock_batch(batch_id)
+    if batch.status_enum is BatchStatus.PAID:
+        raise InvalidTransition(f"批次 {batch.reference} 已确认支付，例外确认申请不能再撤回")
+    if batch.override_requested_by_id is None:
+        raise InvalidTransition(f"批次 {batch.reference} 没有待复核的例外确认申请")
+    if batch.override_requested_by_id != actor.id:
+        raise InvalidTransition(f"批次 {batch.reference} 的例外确认申请只能由申请人撤回；如不同意，请不要复核确认")
+    before = {"reason": batch.override_reason, "requested_at": batch.override_requested_at}
+    batch.override_reason = batch.override_requested_by_id = batch.override_requested_at = None
+    audit.record("settlement.paid_override_withdraw", batch, actor=actor, before=before,
+                 after={"reference": batch.reference})
+    return batch
+
+
 @dataclass
 class BulkResult:
     confirmed: list[SettlementBatch] = field(default_factory=list)

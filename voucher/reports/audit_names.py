@@ -139,6 +139,7 @@ ACTIONS: dict[str, str] = {
     "settlement.build": "生成结算批次",
     "settlement.paid": "确认结算已支付",
     "settlement.paid_override_request": "申请例外确认支付",
+    "settlement.paid_override_withdraw": "撤回例外确认申请",
     "settlement.payout_file": "生成付款文件",
     "settlement.payout_reissue": "重新导出付款文件",
     "target.progress": "登记目标进展",

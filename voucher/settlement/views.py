@@ -161,6 +161,17 @@ def request_override(batch_id: int):
     return redirect(back_to("settlement.index", within=PAGES), 303)
 
 
+@bp.post("/<int:batch_id>/override/withdraw")
+@roles_required(*FINANCE)
+def withdraw_override(batch_id: int):
+    try:
+        batch = in_transaction(lambda: payments.withdraw_override(batch_id, current_user))
+    except DomainError as error:
+        return refused(error, "settlement.index", within=PAGES)
+    flash(f"已撤回批次 {batch.reference} 的例外确认申请", "success")
+    return redirect(back_to("settlement.index", within=PAGES), 303)
+
+
 @bp.post("/confirm-matched")
 @roles_required(*FINANCE)
 def confirm_matched():
