@@ -25,17 +25,24 @@ from voucher.vouchers.models import Voucher
 _FREE_INDEX_SCANS = text("SELECT pg_stat_get_xact_numscans('ix_vouchers_release_available'::regclass)")
 
 
-def test_a_claim_finds_its_voucher_through_the_free_voucher_index_in_a_generic_plan(app, db):
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no plan cache: each statement is planned with its values")
+def _releases_of_one_campaign(count: int):
+    """`count` open releases of 400 vouchers in one campaign (the first is returned; the others' vouchers
+    follow its own in the table), and three citizens."""
     world = make_world()
     campaign, release = make_campaign(world, quantity=400)
-    for number in range(11):  # later releases; their vouchers follow this one's in the table
+    for number in range(count - 1):
         later = releases.create_release(campaign, name=f"第{number + 2}场", quantity=400, per_person_limit=1,
                                         opens_at=utcnow(), actor=world.maker)
         releases.open_release(later.id, world.maker)
     citizens = [make_citizen(f"{i:02d}") for i in range(3)]
-    db.session.flush()
+    _db.session.flush()
+    return release, citizens
+
+
+def test_a_claim_finds_its_voucher_through_the_free_voucher_index_in_a_generic_plan(app, db):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no plan cache: each statement is planned with its values")
+    release, citizens = _releases_of_one_campaign(12)
     db.session.execute(text("ANALYZE vouchers"))
     db.session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
     before = db.session.scalar(_FREE_INDEX_SCANS) or 0
@@ -51,14 +58,7 @@ def test_what_a_citizen_holds_is_counted_from_their_own_vouchers_whatever_the_st
     the citizen in their WHERE clause, so no plan can reach for the campaign's or the release's vouchers."""
     if db.engine.dialect.name != "postgresql":
         pytest.skip("SQLite has no plan cache: each statement is planned with its values")
-    world = make_world()
-    campaign, release = make_campaign(world, quantity=400)
-    for number in range(5):
-        later = releases.create_release(campaign, name=f"第{number + 2}场", quantity=400, per_person_limit=1,
-                                        opens_at=utcnow(), actor=world.maker)
-        releases.open_release(later.id, world.maker)
-    citizens = [make_citizen(f"{i:02d}") for i in range(3)]
-    db.session.flush()
+    release, citizens = _releases_of_one_campaign(6)
     # no statistics for the table (rolled back with the test): the planner's default guesses
     db.session.execute(text("DELETE FROM pg_statistic WHERE starelid = 'vouchers'::regclass"))
     db.session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
+from typing import TypeVar
 
 # types-WTForms 3.2 predates SelectChoice (WTForms 3.3)
 from wtforms import SelectChoice, StringField  # type: ignore[attr-defined]
@@ -12,9 +13,23 @@ from wtforms.validators import ValidationError
 from voucher.core.errors import DomainError, InvalidAmount, InvalidInput
 from voucher.core.money import parse_yuan
 
+T = TypeVar("T")
 _ID = re.compile(r"[0-9]{1,9}")
 #: the years a report's date range can mean; outside them date arithmetic (a day after 9999-12-31) fails
 REPORT_YEARS = range(2000, 2100)
+
+
+def keeper(errors: list[InvalidInput]) -> Callable[[Callable[[], T], T], T]:
+    """kept(parse, default): parse()'s value, or `default` with the refusal added to `errors`. A report's
+    filter keeps every field that is right and says why it left one out, instead of clearing them all."""
+    def kept(parse: Callable[[], T], default: T) -> T:
+        try:
+            return parse()
+        except InvalidInput as error:
+            errors.append(error)
+            return default
+
+    return kept
 
 
 def parse_day(text: str, label: str) -> date | None:

@@ -25,7 +25,7 @@ from voucher.campaigns.models import Campaign
 from voucher.core.clock import local_day_start_utc, to_local
 from voucher.core.db import db
 from voucher.core.errors import InvalidInput
-from voucher.core.forms import parse_day, parse_id
+from voucher.core.forms import keeper, parse_day, parse_id
 from voucher.core.money import to_yuan
 from voucher.core.paging import PAGE_SIZE, Page, clamp
 from voucher.core.spreadsheet import inert
@@ -74,13 +74,7 @@ class RedemptionFilter:
         ends before it starts, both of its dates) is left out and the first refusal returned beside it, so the
         page can show the reason without clearing what else the user chose."""
         errors: list[InvalidInput] = []
-
-        def kept(parse, default):
-            try:
-                return parse()
-            except InvalidInput as error:
-                errors.append(error)
-                return default
+        kept = keeper(errors)
 
         def number(name: str, label: str) -> int | None:
             text = (args.get(name) or "").strip()

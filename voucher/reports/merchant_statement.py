@@ -28,7 +28,7 @@ from voucher.campaigns.models import Campaign, FundingSource
 from voucher.core.clock import local_day_start_utc, local_today, to_local
 from voucher.core.db import db, local_day
 from voucher.core.errors import InvalidInput
-from voucher.core.forms import parse_day, parse_id
+from voucher.core.forms import keeper, parse_day, parse_id
 from voucher.core.money import to_yuan
 from voucher.core.spreadsheet import inert
 from voucher.ledger.models import AccountKind, EntryKind, JournalEntry, LedgerAccount, Posting
@@ -76,13 +76,7 @@ class StatementFilter:
         cut to MAX_DAYS."""
         today = today or local_today()
         errors: list[InvalidInput] = []
-
-        def kept(parse, default):
-            try:
-                return parse()
-            except InvalidInput as error:
-                errors.append(error)
-                return default
+        kept = keeper(errors)
 
         given_until = kept(lambda: parse_day(args.get("date_until") or "", "结束日期"), None)
         given_from = kept(lambda: parse_day(args.get("date_from") or "", "开始日期"), None)
