@@ -141,8 +141,9 @@ def claim_by_phone(release_id: int, phone: str, *, actor_label: str) -> Voucher:
 
 def _claim(release_id: int, citizen: Citizen | citizens.CitizenRef, now: datetime | None, actor_label: str | None,
            ticket: admission.Ticket | None) -> Voucher:
-    """The claim itself, the citizen's row already locked: three statements on PostgreSQL (the round
-    with the citizen's holdings; the voucher taken with its audit entry), four on SQLite."""
+    """The claim itself, the citizen's row already locked (by the caller's lock or upsert, the claim's
+    first statement): two more on PostgreSQL (the round with the citizen's holdings; the voucher taken
+    with its audit entry), three on SQLite (the audit entry on its own)."""
     now = now or utcnow()
     conn = connection()
     round_ = conn.execute(_ROUND, {"release_id": release_id, "citizen_id": citizen.id}).first()
