@@ -8,7 +8,10 @@ What it does, on a fresh PostgreSQL database that it drops afterwards:
    approved campaign whose round of N vouchers is opened (money reserved, vouchers minted);
 2. serves the app with gunicorn (the production WSGI server) on 127.0.0.1;
 3. flash crowd: `attempts` signed claim requests from distinct citizens through the channel API,
-   `clients` at a time; every answer must be won / sold_out, and exactly N must be won;
+   `clients` at a time; every answer must be won / sold_out, and exactly N must be won; once per path
+   (--paths), each on a round of its own: `database` (no Redis), `gate` (the Redis admission gate), and
+   `edge` / `database-edge`, the same behind nginx with deploy/nginx-claims-edge.conf, claiming on the
+   release-in-path route (nginx answers the late arrivals once the round is finally sold out);
 4. counter: redeems every won voucher through the terminal API, `clients` at a time;
 5. ceiling: pgbench runs the redemption transaction straight against PostgreSQL, with as many clients,
    twice: (a) the app's own statements, recorded from one steady-state redemption made in process
@@ -31,6 +34,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +50,8 @@ from benchmarks.production_env import migrate_with_measures, production_env  # n
 
 PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PORT = int(os.environ.get("BENCH_PORT", "8765"))
+EDGE_PORT = int(os.environ.get("BENCH_EDGE_PORT", "8766"))
+PATHS = ("database", "gate", "edge", "database-edge")
 WARM_UP_PER_CLIENT = 10
 
 
@@ -98,13 +104,14 @@ class Connection:
 
     _CLOSE = re.compile(rb"\r\nconnection:[ \t]*close", re.IGNORECASE)
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = PORT) -> None:
+        self.port = port
         self.answers: _Answers | None = None
 
     async def request(self, data: bytes) -> tuple[int, dict]:
         loop = asyncio.get_running_loop()
         if self.answers is None or self.answers.transport.is_closing():  # new, or closed while idle
-            _, self.answers = await loop.create_connection(_Answers, "127.0.0.1", PORT)
+            _, self.answers = await loop.create_connection(_Answers, "127.0.0.1", self.port)
         waiter = self.answers.waiter = loop.create_future()
         self.answers.transport.write(data)
         head, payload = await waiter
@@ -133,7 +140,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def app_cpu(server: subprocess.Popen) -> float:
-    """CPU seconds of the gunicorn master and its workers so far."""
+    """CPU seconds of a server so far: its master process and its workers (gunicorn's or nginx's)."""
     children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
     pids = [server.pid] + [int(p) for p in children.read_text().split()] if children.exists() else [server.pid]
     return sum(_cpu_seconds(pid) for pid in pids)
@@ -149,14 +156,14 @@ def database_cpu(database: str) -> float:
     return sum(_cpu_seconds(int(pid)) for pid in done.stdout.split())
 
 
-def run_clients(clients: int, jobs: list, send) -> tuple[list, list[float], float]:
+def run_clients(clients: int, jobs: list, send, port: int = PORT) -> tuple[list, list[float], float]:
     """Send every job from `clients` concurrent connections; answers and latencies in job order."""
     results: list = [None] * len(jobs)
     latencies: list[float] = [0.0] * len(jobs)
     cursor = iter(range(len(jobs)))
 
     async def worker() -> None:
-        conn = Connection()
+        conn = Connection(port)
         for index in cursor:
             started = time.perf_counter()
             try:
@@ -213,44 +220,45 @@ def setup(env: dict, vouchers: int, clients: int, ceiling_vouchers: int) -> dict
             measure_id=measure.id, name="基准测试消费券", valid_from=local_today(),
             valid_until=local_today() + timedelta(days=30),
             sources=[campaigns.SourceInput("municipal_finance", "市财政",
-                                            (2 * vouchers + 2 * WARM_UP_PER_CLIENT * clients + ceiling_vouchers) * 20_00)],
+                                            (len(PATHS) * (vouchers + WARM_UP_PER_CLIENT * clients)
+                                             + ceiling_vouchers) * 20_00)],
             face_value_fen=20_00, threshold_fen=100_00, categories=["餐饮"]), maker)
         campaigns.submit_for_approval(campaign, maker)
         campaigns.approve(campaign.id, approver)
-        release = releases.create_release(campaign, name="第一轮", quantity=vouchers, per_person_limit=1,
-                                          opens_at=utcnow(), actor=maker)
-        releases.open_release(release.id, maker)
-        warm_up = releases.create_release(campaign, name="预热", quantity=WARM_UP_PER_CLIENT * clients,
-                                          per_person_limit=1, opens_at=utcnow(), actor=maker)
-        releases.open_release(warm_up.id, maker)
-        # the same again for the second path of the flash crowd (with the admission gate)
-        gated = releases.create_release(campaign, name="第二轮（闸门）", quantity=vouchers, per_person_limit=1,
-                                        opens_at=utcnow(), actor=maker)
-        releases.open_release(gated.id, maker)
-        gated_warm_up = releases.create_release(campaign, name="预热（闸门）", quantity=WARM_UP_PER_CLIENT * clients,
-                                                per_person_limit=1, opens_at=utcnow(), actor=maker)
-        releases.open_release(gated_warm_up.id, maker)
+        # A round of its own for each path of the flash crowd, and a warm-up round beside it.
+        rounds = {}
+        for path in PATHS:
+            release = releases.create_release(campaign, name=f"抢券（{path}）", quantity=vouchers, per_person_limit=1,
+                                              opens_at=utcnow(), actor=maker)
+            releases.open_release(release.id, maker)
+            warm_up = releases.create_release(campaign, name=f"预热（{path}）", quantity=WARM_UP_PER_CLIENT * clients,
+                                              per_person_limit=1, opens_at=utcnow(), actor=maker)
+            releases.open_release(warm_up.id, maker)
+            rounds[path] = (release.id, warm_up.id)
         # Vouchers for pgbench to redeem with the app's own statements on the app's own tables.
         ceiling = releases.create_release(campaign, name="上限测量", quantity=ceiling_vouchers, per_person_limit=1,
                                           opens_at=utcnow(), actor=maker)
         releases.open_release(ceiling.id, maker)
         db.session.commit()
-        info = {"release_id": release.id, "warm_up_release_id": warm_up.id, "terminals": terminals, "secret": partner_secret("pk_bench"),
-                "campaign_id": campaign.id, "ceiling_release_id": ceiling.id,
-                "gated_release_id": gated.id, "gated_warm_up_release_id": gated_warm_up.id}
+        info = {"rounds": rounds, "terminals": terminals, "secret": partner_secret("pk_bench"),
+                "campaign_id": campaign.id, "ceiling_release_id": ceiling.id}
         db.session.remove()
         db.engine.dispose()
     return info
 
 
-def claim_sender(secret: str, release_id: int):
+def claim_sender(secret: str, release_id: int, in_path: bool = False):
+    """Signed claims: the release in the body (/channel/claims) or in the path, where nginx can read it."""
+    path = f"/api/v1/channel/releases/{release_id}/claims" if in_path else "/api/v1/channel/claims"
+
     async def send(conn: Connection, phone: str):
-        body = json.dumps({"release_id": release_id, "citizen": {"phone": phone}}).encode()
+        body = json.dumps({"citizen": {"phone": phone}} if in_path else
+                          {"release_id": release_id, "citizen": {"phone": phone}}).encode()
         timestamp, nonce = str(int(time.time())), uuid.uuid4().hex
         digest = hashlib.sha256(body).hexdigest()
-        message = "\n".join(["POST", "/api/v1/channel/claims", timestamp, nonce, digest])
+        message = "\n".join(["POST", path, timestamp, nonce, digest])
         signature = hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
-        status, payload = await conn.request(http_request("/api/v1/channel/claims", body, {
+        status, payload = await conn.request(http_request(path, body, {
             "Content-Type": "application/json", "X-Partner-Key": "pk_bench", "X-Timestamp": timestamp,
             "X-Nonce": nonce, "X-Signature": signature}))
         if status == 201:
@@ -433,6 +441,60 @@ def start_server(env: dict, extra: dict, args, log) -> subprocess.Popen:
     return server
 
 
+EDGE_NGINX = """\
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    proxy_cache_path {dir}/claims_edge keys_zone=voucher_claims_edge:1m max_size=16m inactive=10m;
+    upstream voucher_app {{
+        server 127.0.0.1:{app_port};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        # deploy/nginx.conf's proxying (its TLS and per-address limit aside: one address sends everything here)
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Request-ID $request_id;
+        include {edge};
+        location / {{
+            proxy_pass http://voucher_app;
+        }}
+    }}
+}}
+"""
+
+
+def start_edge(directory: Path) -> subprocess.Popen:
+    """nginx in front of the app server, with the project's claims edge, as deploy/nginx.conf has it."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)  # mkdtemp's 0700 would keep nginx's worker (nobody) out
+    for name in ("body", "proxy", "claims_edge"):
+        (directory / name).mkdir(mode=0o777, exist_ok=True)
+        (directory / name).chmod(0o777)  # nginx's worker runs as nobody when started as root
+    conf = directory / "nginx.conf"
+    conf.write_text(EDGE_NGINX.format(dir=directory, port=EDGE_PORT, app_port=PORT,
+                                      edge=ROOT / "deploy" / "nginx-claims-edge.conf"))
+    edge = subprocess.Popen([nginx, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log"),
+                             "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    for _ in range(50):
+        try:
+            http.client.HTTPConnection("127.0.0.1", EDGE_PORT, timeout=1).request("GET", "/api/v1/openapi.json")
+            return edge
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nginx did not start: {(directory / 'error.log').read_text()[-1000:]}")
+
+
 def build_gates(env: dict, gate_env: dict) -> None:
     """What the reconcile job does every minute: a gate for every open first-come release."""
     os.environ.update({**env, **gate_env})
@@ -462,13 +524,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (GUNICORN_THREADS)")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (GUNICORN_WORKER_CLASS)")
     parser.add_argument("--pgbench-seconds", type=int, default=20)
-    parser.add_argument("--paths", choices=("both", "database", "gate"), default="both",
-                        help="the flash crowd through the database path, the Redis admission gate, or both "
-                             "(each on a release of its own, in the same run; BENCH_REDIS_URL, default "
-                             "redis://127.0.0.1:6379/0)")
+    parser.add_argument("--paths", default="database,gate,edge",
+                        help="comma-separated, in this order: " + ", ".join(PATHS) + " (each on a release of its "
+                             "own, in the same run; the gate's Redis is BENCH_REDIS_URL, default "
+                             "redis://127.0.0.1:6379/0; the edge paths need nginx)")
     parser.add_argument("--ceiling-vouchers", type=int, default=120_000,
                         help="vouchers for pgbench to redeem on the app's tables (enough for its seconds)")
     args = parser.parse_args()
+    unknown = set(args.paths.split(",")) - set(PATHS)
+    if unknown:
+        parser.error(f"unknown paths: {', '.join(sorted(unknown))}")
 
     database = f"voucher_bench_{int(time.time())}"
     psql("postgres", f'CREATE DATABASE "{database}"')
@@ -493,35 +558,42 @@ def main() -> None:
         server_log = open(Path(tempfile.gettempdir()) / f"{database}.log", "w")
         crowds: dict = {}
         cpu: dict = {}
-        for path, extra, release_key, warm_key, prefix in (
-                ("database", {}, "release_id", "warm_up_release_id", "138"),
-                ("gate", gate_env, "gated_release_id", "gated_warm_up_release_id", "139")):
-            if args.paths not in ("both", path):
-                continue
-            if path == "gate":
+        paths = [path for path in PATHS if path in args.paths.split(",")]
+        for number, path in enumerate(paths):
+            gated = path in ("gate", "edge")
+            behind_edge = path.endswith("edge")
+            release_id, warm_id = info["rounds"][path]
+            prefix = f"13{number}"  # each path's citizens of its own
+            if gated:
                 build_gates(env, gate_env)
-            server = start_server(env, extra, args, server_log)
+            server = start_server(env, gate_env if gated else {}, args, server_log)
+            edge = start_edge(Path(tempfile.mkdtemp(prefix="bench-edge-"))) if behind_edge else None
+            port = EDGE_PORT if behind_edge else PORT
             # Warm-up, left out of the figures: every worker thread compiles its statements and opens its
             # database connections on a round of its own, as a server that has been up a while has done.
             warm, _, _ = run_clients(args.clients, [f"{prefix}9{i:07d}" for i in range(WARM_UP_PER_CLIENT * args.clients)],
-                                     claim_sender(info["secret"], info[warm_key]))
+                                     claim_sender(info["secret"], warm_id, behind_edge), port)
             warm_tokens = [token for kind, token in warm if kind == "won"]
             warm_redeemed, _, _ = run_clients(
-                args.clients, redemption_requests(info["terminals"], [(-1 - i - (10**6 if path == "gate" else 0), t)
+                args.clients, redemption_requests(info["terminals"], [(-1 - i - 10**6 * number, t)
                                                                       for i, t in enumerate(warm_tokens)]),
                 send_redemption)
             warm_ok = len(warm_tokens) == len(warm) and all(kind == "redeemed" for kind, _ in warm_redeemed)
             phones = [f"{prefix}{i:08d}" for i in range(args.attempts)]
-            cpu_before = (app_cpu(server), database_cpu(database))
-            results, claim_lat, claim_time = run_clients(args.clients, phones, claim_sender(info["secret"], info[release_key]))
-            cpu[path] = (app_cpu(server) - cpu_before[0], database_cpu(database) - cpu_before[1])
+            cpu_before = (app_cpu(server), database_cpu(database), app_cpu(edge) if edge else 0.0)
+            results, claim_lat, claim_time = run_clients(
+                args.clients, phones, claim_sender(info["secret"], release_id, behind_edge), port)
+            cpu[path] = (app_cpu(server) - cpu_before[0], database_cpu(database) - cpu_before[1],
+                         app_cpu(edge) - cpu_before[2] if edge else 0.0)
             crowds[path] = (results, claim_lat, claim_time, warm_ok)
-            if path != "gate" and args.paths == "both":
+            if edge is not None:
+                edge.terminate()
+                edge.wait(timeout=30)
+            if number < len(paths) - 1:
                 server.terminate()
                 server.wait(timeout=30)
                 server = None
-        path = "gate" if "gate" in crowds else "database"
-        results = crowds[path][0]
+        results = crowds[paths[-1]][0]  # the counter redeems the last path's vouchers, on its server
         tokens = [token for kind, token in results if kind == "won"]
 
         jobs = redemption_requests(info["terminals"], list(enumerate(tokens)))
@@ -556,11 +628,18 @@ def main() -> None:
             print(f"flash crowd, {name + ' path':13s}: {len(res):,} claim attempts for {args.vouchers:,} vouchers in "
                   f"{seconds:.1f} s = {rates[name]:,.0f} req/s; p50 {percentile(lat, 50) * 1000:.1f} ms, "
                   f"p99 {percentile(lat, 99) * 1000:.1f} ms; answers {dict(kinds)}")
-            app_s, db_s = cpu[name]
-            print(f"  CPU per attempt: app {1000 * app_s / len(res):.2f} ms, PostgreSQL {1000 * db_s / len(res):.2f} ms "
-                  f"(app {app_s:.1f} s, PostgreSQL backends {db_s:.1f} s over the crowd)")
-        if len(rates) == 2:
-            print(f"  gate / database throughput: {rates['gate'] / rates['database']:.2f}x (same run, same machine)")
+            failed = next((detail for kind, detail in res if kind == "transport_error"), None)
+            if failed:
+                print(f"  first transport error: {failed}")
+            app_s, db_s, edge_s = cpu[name]
+            print(f"  CPU per attempt: app {1000 * app_s / len(res):.2f} ms, PostgreSQL {1000 * db_s / len(res):.2f} ms"
+                  + (f", nginx {1000 * edge_s / len(res):.3f} ms" if name.endswith("edge") else "")
+                  + f" (app {app_s:.1f} s, PostgreSQL backends {db_s:.1f} s"
+                  + (f", nginx {edge_s:.1f} s" if name.endswith("edge") else "") + " over the crowd)")
+        if "database" in rates:
+            for name in rates:
+                if name != "database":
+                    print(f"  {name} / database throughput: {rates[name] / rates['database']:.2f}x (same run, same machine)")
         print(f"counter: {len(jobs):,} redemptions in {redeem_time:.1f} s = {redeem_rate:,.0f} req/s; "
               f"p50 {percentile(redeem_lat, 50) * 1000:.1f} ms, p99 {percentile(redeem_lat, 99) * 1000:.1f} ms")
         print(f"  answers: {dict(redeem_answers)}; CPU per redemption: app {1000 * redeem_cpu[0] / max(len(jobs), 1):.2f} ms, "

@@ -56,11 +56,12 @@ def log_lines():
     configure_logging("text", "INFO")  # back to stderr
 
 
-def signed_claim(client, body: dict, key_id: str = "pk_ops", remote: str = "127.0.0.1"):
+def signed_claim(client, body: dict, key_id: str = "pk_ops", remote: str = "127.0.0.1",
+                 path: str = "/api/v1/channel/claims"):
     raw = json.dumps(body).encode()
     timestamp, nonce = str(int(time.time())), uuid.uuid4().hex
-    sig = auth.signature(auth.partner_secret(key_id), "POST", "/api/v1/channel/claims", timestamp, nonce, raw)
-    return client.post("/api/v1/channel/claims", data=raw, content_type="application/json",
+    sig = auth.signature(auth.partner_secret(key_id), "POST", path, timestamp, nonce, raw)
+    return client.post(path, data=raw, content_type="application/json",
                        environ_base={"REMOTE_ADDR": remote},
                        headers={"X-Partner-Key": key_id, "X-Timestamp": timestamp, "X-Nonce": nonce,
                                 "X-Signature": sig})

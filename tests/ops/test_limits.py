@@ -67,6 +67,23 @@ def test_partner_claims_are_limited_per_partner_and_per_address(make_ops_app, db
     assert_api_refusal(claim("pk_b", 6, "192.0.2.1"))  # the address's fourth (third of pk_b's is fine)
 
 
+def test_both_claim_routes_count_in_one_allowance_per_address(make_ops_app, db):
+    """The release in the body or in the path: one action, one allowance, or an address would get two."""
+    client = make_ops_app(RATELIMIT_CHANNEL_CLAIM_IP="3 per minute").test_client()
+    world = make_world()
+    _, release = make_campaign(world, quantity=10)
+    db.session.add(Partner(name="甲渠道", key_id="pk_a"))
+    db.session.commit()
+    in_path = f"/api/v1/channel/releases/{release.id}/claims"
+    answers = [signed_claim(client, {"citizen": {"phone": "13900000001"}}, key_id="pk_a", path=in_path),
+               signed_claim(client, {"release_id": release.id, "citizen": {"phone": "13900000002"}}, key_id="pk_a"),
+               signed_claim(client, {"citizen": {"phone": "13900000003"}}, key_id="pk_a", path=in_path)]
+    assert [answer.status_code for answer in answers] == [201, 201, 201]
+    assert_api_refusal(signed_claim(client, {"release_id": release.id, "citizen": {"phone": "13900000004"}},
+                                    key_id="pk_a"))
+    assert_api_refusal(signed_claim(client, {"citizen": {"phone": "13900000005"}}, key_id="pk_a", path=in_path))
+
+
 def test_unsigned_requests_cannot_spend_a_partners_allowance(make_ops_app, db):
     client = make_ops_app(RATELIMIT_CHANNEL_CLAIM_PARTNER="2 per minute").test_client()
     world = make_world()

@@ -116,10 +116,17 @@ class Client:
         return re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', page).group(1).decode()
 
 
-def signed_claim(secret: str, release_id: int, phone: str) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps({"release_id": release_id, "citizen": {"phone": phone}}).encode()
+def claim_path(release_id: int | None = None) -> str:
+    """The claim's route: the release in the body, or (given) in the path, where the nginx edge reads it."""
+    return "/api/v1/channel/claims" if release_id is None else f"/api/v1/channel/releases/{release_id}/claims"
+
+
+def signed_claim(secret: str, release_id: int, phone: str, *, in_path: bool = False) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps({"citizen": {"phone": phone}} if in_path else
+                      {"release_id": release_id, "citizen": {"phone": phone}}).encode()
     timestamp, nonce = str(int(time.time())), uuid.uuid4().hex
-    message = "\n".join(["POST", "/api/v1/channel/claims", timestamp, nonce, hashlib.sha256(body).hexdigest()])
+    path = claim_path(release_id if in_path else None)
+    message = "\n".join(["POST", path, timestamp, nonce, hashlib.sha256(body).hexdigest()])
     return body, {"Content-Type": "application/json", "X-Partner-Key": PARTNER_KEY, "X-Timestamp": timestamp,
                   "X-Nonce": nonce, "X-Signature": hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()}
 
@@ -174,6 +181,85 @@ def test_a_flash_drop_through_nginx_issues_exactly_the_round(cluster):
         assert {port for _, port in cluster.servers} == {8000}
         seen = {client["addr"].rsplit(":", 1)[0] for client in redis.Redis(port=cluster.redis_port).client_list()}
         assert {host for host, _ in cluster.servers} <= seen, seen
+
+
+# -- (e) once a release is finally sold out, nginx answers its late arrivals itself ---------------------------
+
+
+def _crowd(cluster, release_id: int, phones: list[str]) -> tuple[Counter, Counter, set[bytes]]:
+    """Signed claims on the release-in-path route through nginx: answers, the app server of each, and
+    the distinct bodies of the refusals."""
+    todo = iter(phones)
+    lock = threading.Lock()
+    answers: Counter = Counter()
+    upstreams: Counter = Counter()
+    bodies: set[bytes] = set()
+
+    def crowd() -> None:
+        client = Client(("127.0.0.1", cluster.nginx_port))
+        while True:
+            with lock:
+                phone = next(todo, None)
+            if phone is None:
+                return
+            body, headers = signed_claim(cluster.data["secret"], release_id, phone, in_path=True)
+            status, head, payload = client.request("POST", claim_path(release_id), body, headers)
+            answer = json.loads(payload) if payload.startswith(b"{") else {}
+            kind = "won" if status == 201 else (answer.get("errors") or [{}])[0].get("code", f"http_{status}")
+            with lock:
+                answers[kind] += 1
+                upstreams[head.get("x-upstream") or "nginx"] += 1
+                if status == 409:
+                    bodies.add(payload)
+
+    threads = [threading.Thread(target=crowd) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers, upstreams, bodies
+
+
+def _app_lines(cluster, route: str) -> int:
+    """Access lines of the three app servers for a route."""
+    return sum(cluster.log_tail(f"app{n}", chars=10**9).count(f'"route": "{route}"') for n in (1, 2, 3))
+
+
+def test_e_a_finally_sold_out_release_is_answered_by_nginx_without_the_app(cluster):
+    release_id = cluster.data["edge_release_id"]
+    vouchers = int(psql(cluster.direct_url, f"SELECT count(*) FROM vouchers WHERE release_id = {release_id}"))
+    drop, _, _ = _crowd(cluster, release_id, [f"136{i:08d}" for i in range(vouchers * 4)])
+    assert drop == {"won": vouchers, "sold_out": 3 * vouchers}, drop
+    time.sleep(2.1)  # the edge's cached answer ("may still win") expires (nginx counts whole seconds: 1-2 s)...
+    claims_before = _app_lines(cluster, "/api/v1/channel/releases/<int:release_id>/claims")
+    probes_before = _app_lines(cluster, "/api/v1/edge/releases/<int:release_id>/claims")
+    started = time.monotonic()
+    # ...and the first claim after that asks again (claims meanwhile would take the last answer, and go on)
+    body, headers = signed_claim(cluster.data["secret"], release_id, "13500099999", in_path=True)
+    status, head, _ = Client(("127.0.0.1", cluster.nginx_port)).request("POST", claim_path(release_id), body, headers)
+    assert status == 409 and not head.get("x-upstream")
+    late, upstreams, bodies = _crowd(cluster, release_id, [f"135{i:08d}" for i in range(600)])
+    seconds = time.monotonic() - started
+    time.sleep(0.5)  # the app servers' log lines are written after their answers
+    claims = _app_lines(cluster, "/api/v1/channel/releases/<int:release_id>/claims") - claims_before
+    probes = _app_lines(cluster, "/api/v1/edge/releases/<int:release_id>/claims") - probes_before
+    print(f"\nafter the sell-out: 600 late claims in {seconds:.2f} s, answers {dict(late)}, answered by "
+          f"{dict(upstreams)}; the app servers saw {claims} of them and {probes} probes from nginx")
+    assert late == {"sold_out": 600}
+    assert upstreams == {"nginx": 600} and claims == 0
+    assert 1 <= probes <= seconds + 2  # about one a second, not one a claim
+    # the same bytes as the app's own answer: a claim the app refuses on the body's route
+    body, headers = signed_claim(cluster.data["secret"], release_id, "13400000000")
+    status, head, app_body = Client(("127.0.0.1", cluster.nginx_port)).request("POST", claim_path(), body, headers)
+    assert status == 409 and head.get("x-upstream") and bodies == {app_body}
+    # the probe is nginx's own: from outside it is not found
+    status, _, _ = Client(("127.0.0.1", cluster.nginx_port)).request(
+        "GET", f"/api/v1/edge/releases/{release_id}/claims")
+    assert status == 404
+    # the database agrees: exactly the round, and nothing written for the late arrivals
+    claimed = psql(cluster.direct_url, f"SELECT count(*) FROM vouchers WHERE release_id = {release_id} "
+                                       "AND status = 'claimed'")
+    assert int(claimed) == vouchers
 
 
 # -- (b) one rate limit, counted across the three --------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any, cast
@@ -34,7 +35,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from voucher.api import auth
 from voucher.api.body import too_deep
-from voucher.api.views import read_claim
+from voucher.api.views import read_citizen, read_claim
 from voucher.core.errors import DomainError, SoldOut
 from voucher.ops import logs
 from voucher.ops.hooks import Finisher, request_id_from
@@ -42,8 +43,11 @@ from voucher.vouchers import admission
 from voucher.vouchers import services as vouchers
 
 PATH = "/api/v1/channel/claims"
-#: the route as the full path's access line and metrics name it
+#: the same claim with the release in the path (and the routes as the full path's access line and metrics
+#: name them)
+RELEASE_PATH = re.compile(r"/api/v1/channel/releases/([1-9][0-9]{0,9})/claims")
 ROUTE = PATH
+RELEASE_ROUTE = "/api/v1/channel/releases/<int:release_id>/claims"
 MAX_BODY = 1024  # a claim is about 80 bytes; anything larger goes the full way
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
@@ -61,13 +65,18 @@ class SoldOutFastLane:
         self.content_type = answer.content_type
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        if (not (admission.any_known_sold_out() or vouchers.any_known_sold_out()) or environ.get("PATH_INFO") != PATH
+        if (not (admission.any_known_sold_out() or vouchers.any_known_sold_out())
                 or environ.get("REQUEST_METHOD") != "POST"):
+            return self.inner(environ, start_response)
+        path = environ.get("PATH_INFO", "")
+        in_path = None if path == PATH else RELEASE_PATH.fullmatch(path)
+        if path != PATH and in_path is None:
             return self.inner(environ, start_response)
         started = perf_counter()
         body = self._body(environ)
-        if body is not None and self._certainly_sold_out(environ, body):
-            return self._answer(environ, start_response, started)
+        release_in_path = int(in_path.group(1)) if in_path is not None else None
+        if body is not None and self._certainly_sold_out(environ, body, path, release_in_path):
+            return self._answer(environ, start_response, started, ROUTE if in_path is None else RELEASE_ROUTE)
         return self.inner(environ, start_response)
 
     @staticmethod
@@ -83,7 +92,7 @@ class SoldOutFastLane:
         environ["wsgi.input"] = io.BytesIO(body)
         return body
 
-    def _certainly_sold_out(self, environ: dict, body: bytes) -> bool:
+    def _certainly_sold_out(self, environ: dict, body: bytes, path: str, release_in_path: int | None) -> bool:
         with self.app.app_context():
             if not admission.enabled():  # no Redis for the nonce: the full path spends it in the database
                 return False
@@ -91,27 +100,31 @@ class SoldOutFastLane:
                 nonce = environ.get("HTTP_X_NONCE", "")
                 partner = auth.signed_partner(
                     environ.get("HTTP_X_PARTNER_KEY", ""), environ.get("HTTP_X_TIMESTAMP", ""), nonce,
-                    environ.get("HTTP_X_SIGNATURE", ""), "POST", PATH, body, partner_of=auth.cached_partner)
+                    environ.get("HTTP_X_SIGNATURE", ""), "POST", path, body, partner_of=auth.cached_partner)
                 if too_deep(body):
                     return False
                 claim: Any = json.loads(body)
                 if not isinstance(claim, dict):
                     return False
-                release_id, _phone = read_claim(claim)  # the view's own validators
+                # the views' own validators
+                if release_in_path is None:
+                    release_id, _phone = read_claim(claim)
+                else:
+                    release_id, _phone = release_in_path, read_citizen(claim)
             except (DomainError, ValueError, RecursionError):
                 return False
             if not (admission.known_sold_out(release_id) or vouchers.known_sold_out(release_id)):
                 return False
             return auth.spend_nonce_in_redis(partner.id, nonce) is True
 
-    def _answer(self, environ: dict, start_response: Callable, started: float) -> Iterable[bytes]:
+    def _answer(self, environ: dict, start_response: Callable, started: float, route: str) -> Iterable[bytes]:
         rid = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         secure = environ.get("wsgi.url_scheme") == "https"
         start_response("409 CONFLICT", [("Content-Type", self.content_type), ("Content-Length", str(len(self.body))),
                                         ("Vary", "Cookie"), *self.finisher.headers_for(secure), ("X-Request-ID", rid)])
         token = logs.request_id.set(rid)
         try:
-            self.finisher.record(ROUTE, "POST", 409, perf_counter() - started)
+            self.finisher.record(route, "POST", 409, perf_counter() - started)
         finally:
             logs.request_id.reset(token)
         return [self.body]

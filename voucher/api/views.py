@@ -6,14 +6,14 @@ Each handler parses the request, calls one service, commits once, and answers in
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 
 from voucher.api import auth
 from voucher.api.body import NOT_BLANK, Integer, Text, json_object, limit_body
 from voucher.api.spec import MAX_ID, documented, openapi
 from voucher.core.clock import to_local
 from voucher.core.db import db
-from voucher.core.errors import InvalidInput, NotFound
+from voucher.core.errors import InvalidInput, NotFound, SoldOut
 from voucher.core.permissions import public
 from voucher.counter.redemption import MAX_ORDER_FEN, redeem, reverse
 from voucher.merchants.models import Redemption
@@ -160,41 +160,80 @@ CLAIM_RESULT = {
 }
 
 
+CLAIM_ANSWERS = {
+    201: ("won: one voucher", CLAIM_RESULT),
+    401: ("bad signature, stale timestamp, reused nonce, unknown partner (unauthenticated)", None),
+    404: ("no such release (not_found)", None),
+    409: ("sold_out, claim_limit_reached, release_not_open, concurrent change", None),
+    429: ("too many requests from this address or partner (rate_limited), or the release's waiting "
+          "room (queued: come back after Retry-After seconds; the place in the queue is kept)", None)}
+CITIZEN = {"type": "object", "required": ["phone"], "properties": {"phone": PHONE.schema()}}
+
+
 @bp.post("/channel/claims")
 @documented(
     "post", "/channel/claims", summary="代已验证身份的市民领券（合作渠道）", security="partnerSignature",
     request={"type": "object", "required": ["release_id", "citizen"],
-             "properties": {"release_id": RELEASE_ID.schema(),
-                            "citizen": {"type": "object", "required": ["phone"],
-                                        "properties": {"phone": PHONE.schema()}}}},
-    responses={201: ("won: one voucher", CLAIM_RESULT),
-               401: ("bad signature, stale timestamp, reused nonce, unknown partner (unauthenticated)", None),
-               404: ("no such release (not_found)", None),
-               409: ("sold_out, claim_limit_reached, release_not_open, concurrent change", None),
-               429: ("too many requests from this address or partner (rate_limited), or the release's waiting "
-                     "room (queued: come back after Retry-After seconds; the place in the queue is kept)", None)},
+             "properties": {"release_id": RELEASE_ID.schema(), "citizen": CITIZEN}},
+    responses=CLAIM_ANSWERS,
 )
 @limits.channel_claim_ip
 def channel_claim():
     partner = auth.current_partner()
     limits.channel_claim_partner(str(partner.id))
     release_id, phone = read_claim(json_object())
+    return _claim(partner, release_id, phone)
+
+
+@bp.post("/channel/releases/<int:release_id>/claims")
+@documented(
+    "post", "/channel/releases/{release_id}/claims", summary="代已验证身份的市民领券（场次在路径中）",
+    security="partnerSignature",
+    request={"type": "object", "required": ["citizen"], "properties": {"citizen": CITIZEN}},
+    responses=CLAIM_ANSWERS,
+)
+@limits.channel_claim_ip
+def channel_release_claim(release_id: int):
+    """The same claim with the release in the path, where the reverse proxy can read it: once the
+    release is finally sold out, the proxy answers its late arrivals itself (edge_claims)."""
+    partner = auth.current_partner()
+    limits.channel_claim_partner(str(partner.id))
+    return _claim(partner, release_id, read_citizen(json_object()))
+
+
+def _claim(partner: Row, release_id: int, phone: str):
     vouchers.ensure_not_sold_out(release_id)
     with unit_of_work():
         voucher = vouchers.claim_by_phone(release_id, phone, actor_label=f"渠道:{partner.name}")
         data = {"result": "won", "voucher": {
             "code": voucher.code, "qr_token": vouchers.qr_token(voucher), "face_value_fen": voucher.face_value_fen,
-            "valid_until": to_local(voucher.valid_until).isoformat()}}
+            # a claimed voucher always has its validity (only an unclaimed one may wait for it)
+            "valid_until": to_local(voucher.valid_until).isoformat() if voucher.valid_until else None}}
     return ok(data, 201)
 
 
 def read_claim(body: dict) -> tuple[int, str]:
     """A channel claim's release and citizen's phone number, or InvalidInput (also api/fast_lane.py's)."""
-    release_id = RELEASE_ID.read(body, "release_id")
+    return RELEASE_ID.read(body, "release_id"), read_citizen(body)
+
+
+def read_citizen(body: dict) -> str:
     citizen_body = body.get("citizen")
     if not isinstance(citizen_body, dict):
         raise InvalidInput("请提供市民身份（citizen.phone）")
-    return release_id, PHONE.read(citizen_body, "phone")
+    return PHONE.read(citizen_body, "phone")
+
+
+@bp.get("/edge/releases/<int:release_id>/claims")
+@public
+def edge_claims(release_id: int):
+    """For the reverse proxy only (deploy/nginx-claims-edge.conf, its auth_request, cached a second):
+    200 while a claim for the release may still win, 403 once it can only be `sold_out`. The proxy then
+    answers the late arrivals of a flash crowd itself, without reaching Python. Not part of the partners'
+    API (nginx does not pass it from outside); what it says is public (the citizen page shows what is left)."""
+    if vouchers.finally_sold_out(release_id):
+        return jsonify(success=False, errors=[{"code": SoldOut.code, "message": SoldOut.default_message}]), 403
+    return ok({"claimable": True})
 
 
 @bp.get("/openapi.json")

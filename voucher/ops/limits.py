@@ -181,11 +181,13 @@ def terminal_key() -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:24]
 
 
-def limited(setting: str, message: str, key: Callable[[], str] = client_address) -> Callable:
-    """Count the view's POSTs under `setting`, keyed by `key()`; GETs (showing the form) are free."""
+def limited(setting: str, message: str, key: Callable[[], str] = client_address, *,
+            action: str | None = None) -> Callable:
+    """Count the view's POSTs under `setting`, keyed by `key()`; GETs (showing the form) are free. Views
+    of one `action` (two routes to the same thing) count in one allowance; by default each view its own."""
 
     def decorator(view: Callable) -> Callable:
-        scope = f"{view.__module__}.{view.__name__}:{setting}"
+        scope = f"{action or f'{view.__module__}.{view.__name__}'}:{setting}"
 
         @wraps(view)
         def wrapper(*args, **kwargs):
@@ -237,7 +239,9 @@ claim_page = limited("RATELIMIT_CLAIM", "领取请求过于频繁，请稍后再
 merchant_apply = limited("RATELIMIT_MERCHANT_APPLY", "提交入驻申请过于频繁，请稍后再试")
 merchant_status = limited_failures("RATELIMIT_MERCHANT_STATUS", "查询过于频繁，请稍后再试")
 counter_page = limited("RATELIMIT_COUNTER", "核销请求过于频繁，请稍后再试")
-channel_claim_ip = limited("RATELIMIT_CHANNEL_CLAIM_IP", "该地址的领券请求过于频繁，请稍后再试")
+# Both claim routes (the release in the body or in the path) count in one allowance, as the partner's does.
+channel_claim_ip = limited("RATELIMIT_CHANNEL_CLAIM_IP", "该地址的领券请求过于频繁，请稍后再试",
+                           action="voucher.api.views.channel_claim")
 redemption_ip = limited("RATELIMIT_REDEMPTION_IP", "该地址的核销请求过于频繁，请稍后再试")
 redemption_terminal = limited("RATELIMIT_REDEMPTION_TERMINAL", "该终端的核销请求过于频繁，请稍后再试", key=terminal_key)
 

@@ -222,6 +222,20 @@ def admit(release_id: int, member: str) -> Ticket | None:
     return ticket
 
 
+def places_left(release_id: int) -> int | None:
+    """The gate's remaining count as it stands (not this process's memo), or None: no gate to ask (off,
+    not built, Redis unreachable)."""
+    client = _client.get()
+    if client is None:
+        return None
+    try:
+        left = client.hget(_keys(release_id)[0], "left")
+    except redis.RedisError as error:
+        _client.failed(error)
+        return None
+    return None if left is None else int(left)
+
+
 def give_back(ticket: Ticket) -> None:
     client = _client.get()
     if client is None or ticket.spent:

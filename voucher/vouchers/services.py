@@ -65,6 +65,31 @@ def ensure_not_sold_out(release_id: int) -> None:
         raise SoldOut()
 
 
+# An open first-come release with no voucher left to take: finally sold out.
+_EMPTY = select(Release.id).join(Campaign, Campaign.id == Release.campaign_id).where(
+    Release.id == bindparam("release_id"), Release.status == ReleaseStatus.OPEN.value,
+    Release.mode == ReleaseMode.FIRST_COME.value, Campaign.status == CampaignStatus.ACTIVE.value,
+    ~select(Voucher.id).where(Voucher.release_id == Release.id, FREE).exists())
+
+
+def finally_sold_out(release_id: int) -> bool:
+    """Whether claims for the release can only ever be answered `sold_out`: an open first-come release
+    whose every voucher has been taken by a committed claim (its pool never refills). For the reverse
+    proxy in front of the app, which then answers a flash crowd's late arrivals by itself
+    (api/views.py: edge_claims). A claim in flight that may still roll back keeps its voucher free in
+    every other snapshot, so this is never said too early. Asks the database only when the gate, where
+    there is one, has nothing left either: one indexed lookup."""
+    if release_id in _SOLD_OUT:
+        return True
+    left = admission.places_left(release_id)
+    if left is not None and left > 0:
+        return False
+    if db.session.execute(_EMPTY, {"release_id": release_id}).first() is None:
+        return False
+    _SOLD_OUT.add(release_id)
+    return True
+
+
 _VOUCHERS = Voucher.__table__
 
 
