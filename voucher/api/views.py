@@ -233,7 +233,7 @@ def edge_claims(release_id: int):
     API (nginx does not pass it from outside); what it says is public (the citizen page shows what is left)."""
     if vouchers.finally_sold_out(release_id):
         return jsonify(success=False, errors=[{"code": SoldOut.code, "message": SoldOut.default_message}]), 403
-    return ok({"claimable": True})
+    return ok({"finally_sold_out": False})
 
 
 @bp.get("/openapi.json")
