@@ -451,6 +451,8 @@ http {{
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
     proxy_cache_path {dir}/claims_edge keys_zone=voucher_claims_edge:1m max_size=16m inactive=10m;
+    # the edge's per-address limit: every claim here comes from one address, so far above it
+    limit_req_zone $binary_remote_addr zone=voucher_edge:1m rate=1000000r/s;
     upstream voucher_app {{
         server 127.0.0.1:{app_port};
         keepalive 64;

@@ -10,6 +10,8 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -359,6 +361,22 @@ def test_a_bad_batch_setting_is_refused(app, db, batches_, minutes, message):
     assert refused.value.code == "invalid_input" and message in refused.value.message
 
 
+@contextmanager
+def access_lines(monkeypatch) -> Iterator[list[logging.LogRecord]]:
+    """The app's access lines written inside the block, whatever the logging configuration says."""
+    lines: list[logging.LogRecord] = []
+    catch = logging.Handler()
+    catch.emit = lines.append  # type: ignore[method-assign]
+    access = logging.getLogger("voucher.access")
+    monkeypatch.setattr(access, "level", logging.INFO)
+    monkeypatch.setattr(access, "disabled", False)
+    access.addHandler(catch)
+    try:
+        yield lines
+    finally:
+        access.removeHandler(catch)
+
+
 def _redis_calls(server: RedisServer) -> Counter:
     stats = redis.Redis(port=server.port).info("commandstats")
     return Counter({name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()
@@ -399,16 +417,9 @@ def test_late_arrivals_after_a_sell_out_are_answered_before_flask_with_only_thei
 
     _, release, full_path = sold_out_gate
     before = _redis_calls(gated)
-    lines: list[logging.LogRecord] = []
-    catch = logging.Handler()
-    catch.emit = lines.append  # type: ignore[method-assign]
-    access = logging.getLogger("voucher.access")
-    monkeypatch.setattr(access, "level", logging.INFO)
-    monkeypatch.setattr(access, "disabled", False)
-    access.addHandler(catch)
-    late = [signed_claim(client, {"release_id": release.id, "citizen": {"phone": f"139000000{i:02d}"}})
-            for i in range(5)]
-    access.removeHandler(catch)
+    with access_lines(monkeypatch) as lines:
+        late = [signed_claim(client, {"release_id": release.id, "citizen": {"phone": f"139000000{i:02d}"}})
+                for i in range(5)]
     calls = _redis_calls(gated) - before
     # One SET NX per request (its nonce), and not the gate's script: the answer came from what the
     # process saw a moment ago, without Flask, without a rate-limit counter, without the database.

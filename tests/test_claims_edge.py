@@ -3,14 +3,12 @@
 has been taken by a committed claim, which is final. nginx itself is in tests/ops/test_three_servers.py."""
 from __future__ import annotations
 
-import logging
-
 import pytest
 import redis
 from sqlalchemy import event, text
 
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
-from tests.test_admission import _first_voucher_won, gated, redis_server  # noqa: F401 - fixtures
+from tests.test_admission import _first_voucher_won, access_lines, gated, redis_server  # noqa: F401 - fixtures
 from tests.test_api import assert_error, partner, signed_claim  # noqa: F401 - a fixture
 from voucher.vouchers import admission
 from voucher.vouchers import services as vouchers
@@ -129,17 +127,8 @@ def test_a_late_claim_on_the_path_route_takes_the_fast_lane_too(app, client, db,
     reached_flask: list[str] = []
     dispatch = app.full_dispatch_request
     monkeypatch.setattr(app, "full_dispatch_request", lambda: reached_flask.append("x") or dispatch())
-    lines: list[logging.LogRecord] = []
-    catch = logging.Handler()
-    catch.emit = lines.append  # type: ignore[method-assign]
-    access = logging.getLogger("voucher.access")
-    monkeypatch.setattr(access, "level", logging.INFO)
-    monkeypatch.setattr(access, "disabled", False)
-    access.addHandler(catch)
-    try:
+    with access_lines(monkeypatch) as lines:
         late = claim_in_path(client, release_id, "13900000008")
-    finally:
-        access.removeHandler(catch)
     assert_error(late, 409, "sold_out")
     assert reached_flask == []
     assert [(r.fields["route"], r.fields["status"]) for r in lines] == [

@@ -131,36 +131,46 @@ def signed_claim(secret: str, release_id: int, phone: str, *, in_path: bool = Fa
                   "X-Nonce": nonce, "X-Signature": hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()}
 
 
-# -- (a) a flash drop across the three servers is exact ------------------------------------------------------
-
-
-def test_a_flash_drop_through_nginx_issues_exactly_the_round(cluster):
-    phones = iter(f"137{i:08d}" for i in range(ATTEMPTS))
+def crowd(cluster, release_id: int, phones: list[str], *, in_path: bool = False) -> tuple[Counter, Counter, set[bytes]]:
+    """Signed claims through nginx, CLIENTS at a time, the release in the body or (in_path) in the path:
+    the answers, the app server of each ("nginx" when nginx answered itself), the bodies of the 409s."""
+    todo = iter(phones)
     lock = threading.Lock()
     answers: Counter = Counter()
     upstreams: Counter = Counter()
+    bodies: set[bytes] = set()
 
-    def crowd() -> None:
+    def one_client() -> None:
         client = Client(("127.0.0.1", cluster.nginx_port))
         while True:
             with lock:
-                phone = next(phones, None)
+                phone = next(todo, None)
             if phone is None:
                 return
-            body, headers = signed_claim(cluster.data["secret"], cluster.data["release_id"], phone)
-            status, head, payload = client.request("POST", "/api/v1/channel/claims", body, headers)
+            body, headers = signed_claim(cluster.data["secret"], release_id, phone, in_path=in_path)
+            status, head, payload = client.request("POST", claim_path(release_id if in_path else None), body, headers)
             answer = json.loads(payload) if payload.startswith(b"{") else {}
             kind = "won" if status == 201 else (answer.get("errors") or [{}])[0].get("code", f"http_{status}")
             with lock:
                 answers[kind] += 1
-                upstreams[head.get("x-upstream")] += 1
+                upstreams[head.get("x-upstream") or "nginx"] += 1
+                if status == 409:
+                    bodies.add(payload)
 
-    started = time.monotonic()
-    threads = [threading.Thread(target=crowd) for _ in range(CLIENTS)]
+    threads = [threading.Thread(target=one_client) for _ in range(CLIENTS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return answers, upstreams, bodies
+
+
+# -- (a) a flash drop across the three servers is exact ------------------------------------------------------
+
+
+def test_a_flash_drop_through_nginx_issues_exactly_the_round(cluster):
+    started = time.monotonic()
+    answers, upstreams, _ = crowd(cluster, cluster.data["release_id"], [f"137{i:08d}" for i in range(ATTEMPTS)])
     seconds = time.monotonic() - started
     print(f"\nflash drop: {ATTEMPTS} signed claims for {VOUCHERS} vouchers in {seconds:.1f} s "
           f"({ATTEMPTS / seconds:.0f}/s) through nginx; answers {dict(answers)}; by app server {dict(upstreams)}")
@@ -186,40 +196,6 @@ def test_a_flash_drop_through_nginx_issues_exactly_the_round(cluster):
 # -- (e) once a release is finally sold out, nginx answers its late arrivals itself ---------------------------
 
 
-def _crowd(cluster, release_id: int, phones: list[str]) -> tuple[Counter, Counter, set[bytes]]:
-    """Signed claims on the release-in-path route through nginx: answers, the app server of each, and
-    the distinct bodies of the refusals."""
-    todo = iter(phones)
-    lock = threading.Lock()
-    answers: Counter = Counter()
-    upstreams: Counter = Counter()
-    bodies: set[bytes] = set()
-
-    def crowd() -> None:
-        client = Client(("127.0.0.1", cluster.nginx_port))
-        while True:
-            with lock:
-                phone = next(todo, None)
-            if phone is None:
-                return
-            body, headers = signed_claim(cluster.data["secret"], release_id, phone, in_path=True)
-            status, head, payload = client.request("POST", claim_path(release_id), body, headers)
-            answer = json.loads(payload) if payload.startswith(b"{") else {}
-            kind = "won" if status == 201 else (answer.get("errors") or [{}])[0].get("code", f"http_{status}")
-            with lock:
-                answers[kind] += 1
-                upstreams[head.get("x-upstream") or "nginx"] += 1
-                if status == 409:
-                    bodies.add(payload)
-
-    threads = [threading.Thread(target=crowd) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return answers, upstreams, bodies
-
-
 def _app_lines(cluster, route: str) -> int:
     """Access lines of the three app servers for a route."""
     return sum(cluster.log_tail(f"app{n}", chars=10**9).count(f'"route": "{route}"') for n in (1, 2, 3))
@@ -228,7 +204,7 @@ def _app_lines(cluster, route: str) -> int:
 def test_e_a_finally_sold_out_release_is_answered_by_nginx_without_the_app(cluster):
     release_id = cluster.data["edge_release_id"]
     vouchers = int(psql(cluster.direct_url, f"SELECT count(*) FROM vouchers WHERE release_id = {release_id}"))
-    drop, _, _ = _crowd(cluster, release_id, [f"136{i:08d}" for i in range(vouchers * 4)])
+    drop, _, _ = crowd(cluster, release_id, [f"136{i:08d}" for i in range(vouchers * 4)], in_path=True)
     assert drop == {"won": vouchers, "sold_out": 3 * vouchers}, drop
     time.sleep(2.1)  # the edge's cached answer ("may still win") expires (nginx counts whole seconds: 1-2 s)...
     claims_before = _app_lines(cluster, "/api/v1/channel/releases/<int:release_id>/claims")
@@ -238,7 +214,7 @@ def test_e_a_finally_sold_out_release_is_answered_by_nginx_without_the_app(clust
     body, headers = signed_claim(cluster.data["secret"], release_id, "13500099999", in_path=True)
     status, head, _ = Client(("127.0.0.1", cluster.nginx_port)).request("POST", claim_path(release_id), body, headers)
     assert status == 409 and not head.get("x-upstream")
-    late, upstreams, bodies = _crowd(cluster, release_id, [f"135{i:08d}" for i in range(600)])
+    late, upstreams, bodies = crowd(cluster, release_id, [f"135{i:08d}" for i in range(600)], in_path=True)
     seconds = time.monotonic() - started
     time.sleep(0.5)  # the app servers' log lines are written after their answers
     claims = _app_lines(cluster, "/api/v1/channel/releases/<int:release_id>/claims") - claims_before
@@ -253,9 +229,16 @@ def test_e_a_finally_sold_out_release_is_answered_by_nginx_without_the_app(clust
     status, head, app_body = Client(("127.0.0.1", cluster.nginx_port)).request("POST", claim_path(), body, headers)
     assert status == 409 and head.get("x-upstream") and bodies == {app_body}
     # the probe is nginx's own: from outside it is not found
-    status, _, _ = Client(("127.0.0.1", cluster.nginx_port)).request(
-        "GET", f"/api/v1/edge/releases/{release_id}/claims")
+    front = Client(("127.0.0.1", cluster.nginx_port))
+    status, _, _ = front.request("GET", f"/api/v1/edge/releases/{release_id}/claims")
     assert status == 404
+    # only a POST is a claim: anything else is 405, as from the app, even on a sold-out release
+    status, head, _ = front.request("GET", claim_path(release_id))
+    assert status == 405 and "POST" in head["allow"]
+    # a release id past what the app accepts, and one the probe cannot answer: the app's own answer
+    body, headers = signed_claim(cluster.data["secret"], 9_999_999_999, "13400000001", in_path=True)
+    status, head, payload = front.request("POST", claim_path(9_999_999_999), body, headers)
+    assert status == 404 and head.get("x-upstream") and json.loads(payload)["errors"][0]["code"] == "not_found"
     # the database agrees: exactly the round, and nothing written for the late arrivals
     claimed = psql(cluster.direct_url, f"SELECT count(*) FROM vouchers WHERE release_id = {release_id} "
                                        "AND status = 'claimed'")

@@ -100,6 +100,8 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
     proxy_cache_path {dir}/claims_edge keys_zone=voucher_claims_edge:1m max_size=16m inactive=10m;
+    # the edge's per-address limit: every claim here comes from one address, so far above it
+    limit_req_zone $binary_remote_addr zone=voucher_edge:1m rate=1000000r/s;
     upstream voucher_app {{
 {servers}
         keepalive 32;
