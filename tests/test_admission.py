@@ -20,6 +20,8 @@ from sqlalchemy import event, func, select
 
 from tests.conftest import missing_component
 from tests.factories import make_campaign, make_citizen, make_world
+from tests.test_api import assert_error
+from tests.test_claims_edge import claim_in_path, probe
 from tests.test_concurrency import run_concurrently
 from voucher.api import auth
 from voucher.api.models import Partner, PartnerNonce
@@ -566,3 +568,44 @@ def test_once_the_database_finds_a_release_empty_the_late_arrivals_take_the_fast
     assert [answer.get_json()["errors"][0]["code"] for answer in late] == ["sold_out"] * 3
     assert reached_flask == []
     assert _issued(release_id) == 1 and verify_ledger() == []
+
+
+# -- the release in the path (tests/test_claims_edge.py): the nginx edge's probe and the lane, with a gate
+
+
+def test_with_a_gate_the_probe_asks_the_database_only_when_the_gate_is_empty(app, client, db, gated):
+    _, release_id = _first_voucher_won(client, 3)  # two left, and the gate says so
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        assert probe(client, db, release_id).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert statements == []
+    gate = redis.Redis(port=gated.port)
+    gate.hset(f"test:gate:{release_id}", "left", 0)  # empty, while the database still has two: a place
+    assert probe(client, db, release_id).status_code == 200  # whose give-back was lost waits for reconcile
+    for phone in ("13900000005", "13900000006"):
+        gate.hset(f"test:gate:{release_id}", "left", 1)
+        assert claim_in_path(client, release_id, phone).status_code == 201
+    assert_error(probe(client, db, release_id), 403, "sold_out")
+
+
+def test_a_late_claim_on_the_path_route_takes_the_fast_lane_too(app, client, db, gated, monkeypatch):
+    """Without nginx in front, the app's own lane answers the release-in-path route as it does the other."""
+    _, release_id = _first_voucher_won(client, 1)
+    assert_error(claim_in_path(client, release_id, "13900000007"), 409, "sold_out")  # the gate's script
+    assert admission.known_sold_out(release_id)
+    reached_flask: list[str] = []
+    dispatch = app.full_dispatch_request
+    monkeypatch.setattr(app, "full_dispatch_request", lambda: reached_flask.append("x") or dispatch())
+    with access_lines(monkeypatch) as lines:
+        late = claim_in_path(client, release_id, "13900000008")
+    assert_error(late, 409, "sold_out")
+    assert reached_flask == []
+    assert [(r.fields["route"], r.fields["status"]) for r in lines] == [
+        ("/api/v1/channel/releases/<int:release_id>/claims", 409)]

@@ -1,17 +1,15 @@
 """Channel claims with the release in the path, and the probe the nginx edge asks before each
 (deploy/nginx-claims-edge.conf): it says "sold out" only once every voucher of an open first-come release
-has been taken by a committed claim, which is final. nginx itself is in tests/ops/test_three_servers.py."""
+has been taken by a committed claim, which is final. nginx itself is in tests/ops/test_three_servers.py;
+the probe and the lane beside the admission gate are in tests/test_admission.py (the tests that start a
+redis-server of their own live there: the clock-boundary runs leave them out)."""
 from __future__ import annotations
 
 import pytest
-import redis
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from tests.factories import claim_one, make_campaign, make_citizen, make_world
-from tests.test_admission import _first_voucher_won, access_lines, gated, redis_server  # noqa: F401 - fixtures
 from tests.test_api import assert_error, partner, signed_claim  # noqa: F401 - a fixture
-from voucher.vouchers import admission
-from voucher.vouchers import services as vouchers
 
 
 def claim_in_path(client, release_id: int, phone: str, **kwargs):
@@ -23,13 +21,6 @@ def probe(client, db, release_id: int):
     answer = client.get(f"/api/v1/edge/releases/{release_id}/claims")
     db.session.rollback()  # the test's own app context keeps the session: end its read
     return answer
-
-
-@pytest.fixture(autouse=True)
-def _fresh_memo():
-    vouchers.forget_sold_out()
-    yield
-    vouchers.forget_sold_out()
 
 
 @pytest.mark.usefixtures("partner")
@@ -95,41 +86,3 @@ def test_a_claim_in_flight_keeps_the_probe_open_until_it_commits(client, db, out
     else:
         assert probe(client, db, release.id).status_code == 200
         assert claim_in_path(client, release.id, "13900000004").status_code == 201
-
-
-def test_with_a_gate_the_probe_asks_the_database_only_when_the_gate_is_empty(app, client, db, gated):  # noqa: F811
-    _, release_id = _first_voucher_won(client, 3)  # two left, and the gate says so
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *args):
-        statements.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        assert probe(client, db, release_id).status_code == 200
-    finally:
-        event.remove(db.engine, "before_cursor_execute", count)
-    assert statements == []
-    gate = redis.Redis(port=gated.port)
-    gate.hset(f"test:gate:{release_id}", "left", 0)  # empty, while the database still has two: a place
-    assert probe(client, db, release_id).status_code == 200  # whose give-back was lost waits for reconcile
-    for phone in ("13900000005", "13900000006"):
-        gate.hset(f"test:gate:{release_id}", "left", 1)
-        assert claim_in_path(client, release_id, phone).status_code == 201
-    assert_error(probe(client, db, release_id), 403, "sold_out")
-
-
-def test_a_late_claim_on_the_path_route_takes_the_fast_lane_too(app, client, db, gated, monkeypatch):  # noqa: F811
-    """Without nginx in front, the app's own lane answers the release-in-path route as it does the other."""
-    _, release_id = _first_voucher_won(client, 1)
-    assert_error(claim_in_path(client, release_id, "13900000007"), 409, "sold_out")  # the gate's script
-    assert admission.known_sold_out(release_id)
-    reached_flask: list[str] = []
-    dispatch = app.full_dispatch_request
-    monkeypatch.setattr(app, "full_dispatch_request", lambda: reached_flask.append("x") or dispatch())
-    with access_lines(monkeypatch) as lines:
-        late = claim_in_path(client, release_id, "13900000008")
-    assert_error(late, 409, "sold_out")
-    assert reached_flask == []
-    assert [(r.fields["route"], r.fields["status"]) for r in lines] == [
-        ("/api/v1/channel/releases/<int:release_id>/claims", 409)]
