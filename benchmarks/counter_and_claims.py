@@ -62,6 +62,8 @@ def psql(database: str, sql: str) -> None:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
+    if not ordered:
+        return float("nan")
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
@@ -460,12 +462,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         # deploy/nginx.conf's proxying (its TLS and per-address limit aside: one address sends everything here)
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $host;
-        proxy_set_header X-Forwarded-For $remote_addr;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header X-Request-ID $request_id;
+        include {proxy};
         include {edge};
         location / {{
             proxy_pass http://voucher_app;
@@ -485,7 +482,8 @@ def start_edge(directory: Path) -> subprocess.Popen:
         (directory / name).chmod(0o777)  # nginx's worker runs as nobody when started as root
     conf = directory / "nginx.conf"
     conf.write_text(EDGE_NGINX.format(dir=directory, port=EDGE_PORT, app_port=PORT,
-                                      edge=ROOT / "deploy" / "nginx-claims-edge.conf"))
+                                      edge=ROOT / "deploy" / "nginx-claims-edge.conf",
+                                      proxy=ROOT / "deploy" / "nginx-proxy.conf"))
     edge = subprocess.Popen([nginx, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log"),
                              "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     for _ in range(50):
@@ -630,6 +628,11 @@ def main() -> None:
             print(f"flash crowd, {name + ' path':13s}: {len(res):,} claim attempts for {args.vouchers:,} vouchers in "
                   f"{seconds:.1f} s = {rates[name]:,.0f} req/s; p50 {percentile(lat, 50) * 1000:.1f} ms, "
                   f"p99 {percentile(lat, 99) * 1000:.1f} ms; answers {dict(kinds)}")
+            # where the tail lives: a won claim goes to the database, a late arrival does not
+            print("  by answer: " + "; ".join(
+                f"{kind} p50 {percentile(of_kind, 50) * 1000:.1f} ms, p90 {percentile(of_kind, 90) * 1000:.1f} ms, "
+                f"p99 {percentile(of_kind, 99) * 1000:.1f} ms" for kind in sorted(kinds)
+                for of_kind in [[latency for (answer, _), latency in zip(res, lat) if answer == kind]]))
             failed = next((detail for kind, detail in res if kind == "transport_error"), None)
             if failed:
                 print(f"  first transport error: {failed}")

@@ -26,9 +26,11 @@ from tests.test_concurrency import run_concurrently
 from voucher.api import auth
 from voucher.api.models import Partner, PartnerNonce
 from voucher.campaigns.models import Release
+from voucher.core import redis_store
 from voucher.core.audit import AuditEntry
 from voucher.core.clock import utcnow
 from voucher.core.db import db as _db
+from voucher.ops.limits import RateLimits
 from voucher.reports.consistency import verify_ledger
 from voucher.vouchers import admission, batches, releases
 from voucher.vouchers.models import Citizen, Voucher
@@ -609,3 +611,116 @@ def test_a_late_claim_on_the_path_route_takes_the_fast_lane_too(app, client, db,
     assert reached_flask == []
     assert [(r.fields["route"], r.fields["status"]) for r in lines] == [
         ("/api/v1/channel/releases/<int:release_id>/claims", 409)]
+
+
+@pytest.fixture
+def shared_limits(app, monkeypatch, gated):
+    """The recommended deployment: the rate limits counted in the gate's own Redis. Generous limits,
+    which a test lowers with set_limits."""
+    def set_limits(**settings: str) -> None:
+        for name, value in {"RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI": gated.url,
+                            "RATELIMIT_KEY_PREFIX": "test", "RATELIMIT_CHANNEL_CLAIM_IP": "1000 per minute",
+                            "RATELIMIT_CHANNEL_CLAIM_PARTNER": "1000 per minute", **settings}.items():
+            monkeypatch.setitem(app.config, name, value)
+        monkeypatch.setitem(app.extensions, "rate_limits", RateLimits(app.config))
+
+    set_limits()
+    return set_limits
+
+
+def _nonce_spent(server: RedisServer, nonce: str) -> bool:
+    return bool(redis.Redis(port=server.port).keys(f"test:nonce:*:{nonce}"))
+
+
+def test_with_the_limits_in_the_gates_redis_an_admitted_claim_costs_one_round_trip(app, client, gated,
+                                                                                   shared_limits, monkeypatch):
+    _, release_id = _first_voucher_won(client, 3)  # (its scripts loaded, its partner cached)
+    sent: list[bytes] = []
+    send = redis.connection.Connection.send_packed_command
+
+    def counted(connection, command, *args, **kwargs):  # every request any Redis client of the app makes
+        sent.append(command if isinstance(command, bytes) else b"".join(command))
+        return send(connection, command, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(redis.connection.Connection, "send_packed_command", counted)
+        won = claim_in_path(client, release_id, "13900000001")
+    assert won.status_code == 201, won.get_json()
+    # the address's window, the nonce, the partner's window and the gate: one script, one round trip
+    assert len(sent) == 1 and b"EVALSHA" in sent[0], sent
+    assert _left(gated, release_id) == 1 and _issued(release_id) == 2
+
+
+def test_the_windows_counted_in_the_gates_script_are_the_rate_limiters_own(app, client, gated, shared_limits):
+    """Counted with the gate while Redis is well, the usual way while the gate's client backs off: one
+    allowance all the same (the same keys, the same windows)."""
+    shared_limits(RATELIMIT_CHANNEL_CLAIM_IP="3 per minute")
+    _, release_id = _first_voucher_won(client, 5)  # 1: in the gate's script
+    assert claim_in_path(client, release_id, "13900000001").status_code == 201  # 2: in the gate's script
+    redis_store.CLIENT.failed(redis.ConnectionError("a blip"))  # the gate's client backs off...
+    assert claim_in_path(client, release_id, "13900000002").status_code == 201  # 3: counted by limits itself
+    refused = claim_in_path(client, release_id, "13900000003")
+    assert_error(refused, 429, "rate_limited")
+    assert "该地址" in refused.get_json()["errors"][0]["message"] and int(refused.headers["Retry-After"]) >= 1
+
+
+def test_a_claim_over_the_address_limit_leaves_its_nonce_and_the_gate_alone(app, client, gated, shared_limits):
+    shared_limits(RATELIMIT_CHANNEL_CLAIM_IP="1 per minute")
+    _, release_id = _first_voucher_won(client, 3)
+    refused = claim_in_path(client, release_id, "13900000001", nonce="over-the-address-limit")
+    assert_error(refused, 429, "rate_limited")
+    assert "该地址" in refused.get_json()["errors"][0]["message"] and int(refused.headers["Retry-After"]) >= 1
+    assert not _nonce_spent(gated, "over-the-address-limit")  # refused before its nonce, as ever
+    assert _left(gated, release_id) == 2 and _issued(release_id) == 1
+
+
+def test_a_claim_over_the_partner_limit_spends_its_nonce_but_takes_no_place(app, client, gated, shared_limits):
+    shared_limits(RATELIMIT_CHANNEL_CLAIM_PARTNER="1 per minute")
+    _, release_id = _first_voucher_won(client, 3)
+    refused = claim_in_path(client, release_id, "13900000001", nonce="over-the-partner-limit")
+    assert_error(refused, 429, "rate_limited")
+    assert "该渠道" in refused.get_json()["errors"][0]["message"]
+    assert _nonce_spent(gated, "over-the-partner-limit")
+    assert _left(gated, release_id) == 2 and _issued(release_id) == 1
+
+
+def test_a_replayed_claim_is_refused_in_the_gates_script_and_counts_against_its_address(app, client, gated,
+                                                                                      shared_limits):
+    shared_limits(RATELIMIT_CHANNEL_CLAIM_IP="3 per minute")
+    _, release_id = _first_voucher_won(client, 5)
+    assert claim_in_path(client, release_id, "13900000001", nonce="once").status_code == 201
+    replay = claim_in_path(client, release_id, "13900000002", nonce="once")
+    assert_error(replay, 401, "unauthenticated")
+    assert "随机数已使用" in replay.get_json()["errors"][0]["message"]
+    assert _left(gated, release_id) == 3 and _issued(release_id) == 2
+    assert_error(claim_in_path(client, release_id, "13900000003"), 429, "rate_limited")  # the 4th from here
+
+
+@pytest.mark.parametrize("problem", ["bad_signature", "malformed_body"])
+def test_a_refused_claim_still_counts_against_its_address(app, client, gated, shared_limits, problem):
+    from tests.test_api import signed_claim  # noqa: PLC0415
+
+    shared_limits(RATELIMIT_CHANNEL_CLAIM_IP="2 per minute")
+    _, release_id = _first_voucher_won(client, 3)  # the 1st
+    path = f"/api/v1/channel/releases/{release_id}/claims"
+    if problem == "bad_signature":
+        assert_error(signed_claim(client, {"citizen": {"phone": "13900000001"}}, path=path, secret="wrong"),
+                     401, "unauthenticated")
+    else:
+        assert_error(signed_claim(client, {"citizen": {"phone": "139"}}, path=path, nonce="malformed"),
+                     422, "invalid_input")
+        assert _nonce_spent(gated, "malformed")  # spent, as any signed request's
+    assert_error(claim_in_path(client, release_id, "13900000002"), 429, "rate_limited")
+    assert _left(gated, release_id) == 2
+
+
+def test_redis_gone_before_the_script_the_checks_are_made_the_usual_way(app, db, client, gated, shared_limits):
+    """The checks that were to go with the gate are made without it: the limits counted in this process,
+    the nonce in the database (a replay still refused), the claim on the database path."""
+    _, release_id = _first_voucher_won(client, 3)
+    gated.kill()
+    won = claim_in_path(client, release_id, "13900000001", nonce="with-redis-gone")
+    assert won.status_code == 201, won.get_json()
+    assert db.session.scalar(select(func.count(PartnerNonce.id))) == 1
+    assert_error(claim_in_path(client, release_id, "13900000002", nonce="with-redis-gone"), 401, "unauthenticated")
+    assert _issued(release_id) == 2

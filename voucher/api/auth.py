@@ -54,25 +54,49 @@ _PARTNER_BY_KEY = select(
 def current_partner() -> Row:
     """Check the signed request: known active partner, fresh timestamp, good signature, unused nonce.
     Returns the partner's id and name (a row, not an ORM object: every claim reads it)."""
+    partner, nonce = signed_request()
+    spend_nonce(partner, nonce)
+    return partner
+
+
+def signed_request() -> tuple[Row, str]:
+    """The partner whose signature the request carries, and its nonce, still to be spent (spend_nonce,
+    or nonce_step in the admission gate's round trip)."""
     headers = request.headers
     nonce = headers.get("X-Nonce", "")
     partner = signed_partner(headers.get("X-Partner-Key", ""), headers.get("X-Timestamp", ""), nonce,
                              headers.get("X-Signature", ""), request.method, request.path, request.get_data())
+    return partner, nonce
+
+
+def nonce_step(partner: Row, nonce: str) -> redis_store.Step:
+    """Spending the nonce as a step of the admission gate's script: the same key and lifetime as
+    spend_nonce_in_redis; spend_nonce when that Redis cannot run it."""
+    return redis_store.Step("once", _nonce_key(partner.id, nonce), 2 * current_app.config["PARTNER_REPLAY_WINDOW_SECONDS"],
+                            0, refused=_replayed, usual=lambda: spend_nonce(partner, nonce))
+
+
+def _replayed() -> Unauthenticated:
+    return Unauthenticated("重复的请求（随机数已使用）")
+
+
+def spend_nonce(partner: Row, nonce: str) -> None:
+    """Spend the nonce in the shared Redis, or in the database without it; Unauthenticated if it was
+    spent before."""
     spent = spend_nonce_in_redis(partner.id, nonce)
     if spent is False:
-        raise Unauthenticated("重复的请求（随机数已使用）")
+        raise _replayed()
     if spent:
-        return partner
+        return
     inserted = connection().execute(
         cached("insert_nonce", lambda: insert_ignore(PartnerNonce.__table__).returning(PartnerNonce.__table__.c.id)),
         {"partner_id": partner.id, "nonce": nonce, "seen_at": utcnow()},
     ).scalar()
     if inserted is None:
-        raise Unauthenticated("重复的请求（随机数已使用）")
+        raise _replayed()
     # The nonce is spent whatever the request's own outcome: committed on its own, so a refused
     # request (sold out, not open yet) cannot be replayed later to succeed.
     db.session.commit()
-    return partner
 
 
 def signed_partner(key_id: str, timestamp: str, nonce: str, given: str, method: str, path: str, body: bytes,
@@ -137,12 +161,15 @@ def spend_nonce_in_redis(partner_id: int, nonce: str) -> bool | None:
     if client is None:
         return None
     window = current_app.config["PARTNER_REPLAY_WINDOW_SECONDS"]
-    prefix = current_app.config.get("ADMISSION_KEY_PREFIX", "voucher")
     try:
-        return bool(client.set(f"{prefix}:nonce:{partner_id}:{nonce}", b"1", nx=True, ex=2 * window))
+        return bool(client.set(_nonce_key(partner_id, nonce), b"1", nx=True, ex=2 * window))
     except redis.RedisError as error:
         redis_store.CLIENT.failed(error)
         return None
+
+
+def _nonce_key(partner_id: int, nonce: str) -> str:
+    return f"{current_app.config.get('ADMISSION_KEY_PREFIX', 'voucher')}:nonce:{partner_id}:{nonce}"
 
 
 def prune_nonces() -> int:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import redis
 from flask import current_app
@@ -70,8 +72,22 @@ class _Client:
             self._redis, self._url, self._scripts, self.failed_at = None, None, {}, 0.0
 
 
-_client = _Client()
-
-
-
 CLIENT = _Client()
+
+
+@dataclass(frozen=True)
+class Step:
+    """A check a caller needs made in this Redis just before an admission (vouchers/admission.py), in
+    the same script, so a flash crowd's claim costs one round trip instead of one per check: a window
+    of a rate limit ("count": the key's count + 1, expiring after `seconds` from its first count,
+    refused past `limit`) or a request's nonce ("once": refused if the key exists, else kept `seconds`).
+    Steps run in order and stop at the first refusal, which raises `refused()`; nothing after it runs.
+    When this Redis cannot run them, `usual()` makes the check the caller's own way (its own storage,
+    the database), with the same outcome."""
+
+    kind: Literal["count", "once"]
+    key: str
+    seconds: int
+    limit: int
+    refused: Callable[[], Exception]
+    usual: Callable[[], object]  # (what it returns is not used)

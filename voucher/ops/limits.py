@@ -26,16 +26,17 @@ import hashlib
 import logging
 import threading
 import time
-from functools import wraps
-from typing import Callable
+from functools import partial, wraps
+from typing import Callable, NamedTuple
 
 from flask import Flask, current_app, request
-from limits import parse_many
+from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
 from voucher.config import RATE_LIMITS
+from voucher.core.redis_store import Step
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class RateLimits:
         self.enabled = config["RATELIMIT_ENABLED"]
         self.prefix = config["RATELIMIT_KEY_PREFIX"]
         self.items = {name: tuple(parse_many(config[name])) for name in RATE_LIMITS}
-        uri = config["RATELIMIT_STORAGE_URI"]
+        uri = self._storage_uri = config["RATELIMIT_STORAGE_URI"]
         self.shared = uri != "local://"
         storage = (storage_from_string(uri, wrap_exceptions=True, **config["RATELIMIT_STORAGE_OPTIONS"])
                    if self.shared else LocalStorage())
@@ -133,22 +134,42 @@ class RateLimits:
         its limit. Each window's count is incremented and read back in one step of the storage, so
         parallel requests each see their own number: no two can both pass as the last one allowed.
         Returns what was counted, for release()."""
-        strategy = self._strategy()
-        prefix = self.prefix
         counted = []
         for item in self.items[setting]:
-            try:
-                allowed = strategy.hit(item, prefix, scope, key)
-            except Exception:  # noqa: BLE001 - the shared storage failed; count locally meanwhile
-                logger.warning("rate limit storage unreachable; counting in this process for %d s",
-                               RETRY_STORAGE_AFTER)
-                self._primary_down_until = time.monotonic() + RETRY_STORAGE_AFTER
-                strategy = self.fallback
-                allowed = strategy.hit(item, prefix, scope, key)
-            counted.append((strategy, item))
-            if not allowed:
-                raise RateLimited(message, self._retry_after(strategy, item, prefix, scope, key))
+            counted.append(self._hit(item, scope, key, message))
         return counted
+
+    def _hit(self, item: RateLimitItem, scope: str, key: str, message: str) -> tuple:
+        strategy = self._strategy()
+        try:
+            allowed = strategy.hit(item, self.prefix, scope, key)
+        except Exception:  # noqa: BLE001 - the shared storage failed; count locally meanwhile
+            logger.warning("rate limit storage unreachable; counting in this process for %d s",
+                           RETRY_STORAGE_AFTER)
+            self._primary_down_until = time.monotonic() + RETRY_STORAGE_AFTER
+            strategy = self.fallback
+            allowed = strategy.hit(item, self.prefix, scope, key)
+        if not allowed:
+            raise RateLimited(message, self._retry_after(strategy, item, self.prefix, scope, key))
+        return strategy, item
+
+    def steps(self, setting: str, scope: str, key: str, message: str, redis_url: str) -> list[Step] | None:
+        """The windows of `setting` as steps of the admission gate's script (core.redis_store.Step), when
+        they are counted in that very Redis (`redis_url`): the same keys, counts and refusals as
+        acquire(), in the gate's round trip. None when they are counted elsewhere (in this process, in
+        another Redis, or locally while the shared storage is down): the caller counts them with check()."""
+        if not self.enabled:
+            return []
+        storage = self.primary.storage
+        prefixed = getattr(storage, "prefixed_key", None)
+        if self._storage_uri != redis_url or prefixed is None or self._strategy() is not self.primary:
+            return None
+        return [Step("count", prefixed(item.key_for(self.prefix, scope, key)), item.get_expiry(), item.amount,
+                     refused=partial(self._refused, item, scope, key, message),
+                     usual=partial(self._hit, item, scope, key, message)) for item in self.items[setting]]
+
+    def _refused(self, item: RateLimitItem, scope: str, key: str, message: str) -> RateLimited:
+        return RateLimited(message, self._retry_after(self.primary, item, self.prefix, scope, key))
 
     def release(self, counted: list, scope: str, key: str) -> None:
         """Give back what acquire() counted (a request that turned out not to count). A window that ended
@@ -240,15 +261,43 @@ merchant_apply = limited("RATELIMIT_MERCHANT_APPLY", "提交入驻申请过于�
 merchant_status = limited_failures("RATELIMIT_MERCHANT_STATUS", "查询过于频繁，请稍后再试")
 counter_page = limited("RATELIMIT_COUNTER", "核销请求过于频繁，请稍后再试")
 # Both claim routes (the release in the body or in the path) count in one allowance, as the partner's does.
-channel_claim_ip = limited("RATELIMIT_CHANNEL_CLAIM_IP", "该地址的领券请求过于频繁，请稍后再试",
-                           action="voucher.api.views.channel_claim")
+# The channel claim's counts are made by the view (api/views.py: _claim_checks), as steps of the admission
+# gate's script where they can be: a flash crowd's claim then costs one Redis round trip, not four.
+class Allowance(NamedTuple):
+    setting: str
+    scope: str
+    message: str
+
+
+CHANNEL_CLAIM_IP = Allowance("RATELIMIT_CHANNEL_CLAIM_IP", "voucher.api.views.channel_claim:RATELIMIT_CHANNEL_CLAIM_IP",
+                             "该地址的领券请求过于频繁，请稍后再试")
+CHANNEL_CLAIM_PARTNER = Allowance("RATELIMIT_CHANNEL_CLAIM_PARTNER",
+                                  "api.channel_claim:RATELIMIT_CHANNEL_CLAIM_PARTNER", "该渠道的领券请求过于频繁，请稍后再试")
 redemption_ip = limited("RATELIMIT_REDEMPTION_IP", "该地址的核销请求过于频繁，请稍后再试")
 redemption_terminal = limited("RATELIMIT_REDEMPTION_TERMINAL", "该终端的核销请求过于频繁，请稍后再试", key=terminal_key)
 
 
+def channel_claim_address() -> None:
+    """Count a channel claim from this client address (both claim routes share the allowance)."""
+    _count(CHANNEL_CLAIM_IP, client_address())
+
+
 def channel_claim_partner(partner_id: str) -> None:
     """Count an authenticated partner's claim (called by the view after the signature checked out)."""
+    _count(CHANNEL_CLAIM_PARTNER, partner_id)
+
+
+def channel_claim_steps(partner_id: str, redis_url: str) -> tuple[list[Step], list[Step]] | None:
+    """The address's and the partner's counts of a channel claim as steps of the admission gate's
+    script in `redis_url`, or None when they are counted elsewhere (then: channel_claim_address and
+    channel_claim_partner)."""
+    counters = current_app.extensions["rate_limits"]
+    address = counters.steps(*CHANNEL_CLAIM_IP[:2], client_address(), CHANNEL_CLAIM_IP.message, redis_url)
+    partner = counters.steps(*CHANNEL_CLAIM_PARTNER[:2], partner_id, CHANNEL_CLAIM_PARTNER.message, redis_url)
+    return None if address is None or partner is None else (address, partner)
+
+
+def _count(allowance: Allowance, key: str) -> None:
     counters = current_app.extensions["rate_limits"]
     if counters.enabled:
-        counters.check("RATELIMIT_CHANNEL_CLAIM_PARTNER", "api.channel_claim:RATELIMIT_CHANNEL_CLAIM_PARTNER", partner_id,
-                       "该渠道的领券请求过于频繁，请稍后再试")
+        counters.check(allowance.setting, allowance.scope, key, allowance.message)

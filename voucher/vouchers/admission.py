@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 from typing import Any
@@ -55,14 +56,26 @@ HELD_CHUNK = 5000
 
 ADMISSIONS = Counter("voucher_admission_total", "Claims seen by the admission gate, by what it answered", ["result"])
 
-# KEYS: gate, held, queue. ARGV: member (its last hex digit picks its batch, as in vouchers/batches.py),
-# the app's clock (epoch seconds: opening times are the app's; the waiting room's are Redis's).
+# KEYS: gate, held, queue, then one per step. ARGV: member (its last hex digit picks its batch, as in
+# vouchers/batches.py), the app's clock (epoch seconds: opening times are the app's; the waiting room's are
+# Redis's), then kind, seconds and limit of each step (redis_store.Step: the caller's rate limits and nonce,
+# run first, in order).
 # -> {code, n, epoch, wait}: 1 admitted, 0 no gate, -1 at limit (n: held), -2 sold out, -3 queued (n:
 # people ahead, wait: seconds), -4 its batch not open yet (wait: seconds; only a batched release: an open
-# unbatched one is open, as on the database path). With a rate, every new arrival
-# takes the next number; number k may pass once (now - start) x rate + burst >= k (Redis's clock, one for all
-# app servers), so claims reach the database at the rate, in order of arrival.
+# unbatched one is open, as on the database path), -10 - i: step i refused (nothing after it ran). With a
+# rate, every new arrival takes the next number; number k may pass once (now - start) x rate + burst >= k
+# (Redis's clock, one for all app servers), so claims reach the database at the rate, in order of arrival.
 _ADMIT = """
+for i = 1, (#ARGV - 2) / 3 do
+  local key, kind, seconds = KEYS[3 + i], ARGV[3 * i], ARGV[3 * i + 1]
+  if kind == 'count' then
+    local n = redis.call('INCRBY', key, 1)
+    if n == 1 then redis.call('EXPIRE', key, seconds) end
+    if n > tonumber(ARGV[3 * i + 2]) then return {-10 - i, n, '', 0} end
+  elseif not redis.call('SET', key, '1', 'NX', 'EX', seconds) then
+    return {-10 - i, 0, '', 0}
+  end
+end
 local left = redis.call('HGET', KEYS[1], 'left')
 if not left then return {0, 0, '', 0} end
 local f = redis.call('HMGET', KEYS[1], 'limit', 'epoch', 'rate', 'burst', 'start')
@@ -178,26 +191,36 @@ def _registry() -> str:
     return f"{current_app.config.get('ADMISSION_KEY_PREFIX', 'voucher')}:gates"
 
 
-def admit(release_id: int, member: str) -> Ticket | None:
+def admit(release_id: int, member: str, first: Sequence[redis_store.Step] = ()) -> Ticket | None:
     """Ask the gate. Raises SoldOut or ClaimLimitReached when it refuses (no database touched); returns
     a Ticket when it admits (its place goes back if the transaction rolls back), or None when there is
-    no gate to ask (off, not built, Redis unreachable): the caller goes on to the database as before."""
+    no gate to ask (off, not built, Redis unreachable): the caller goes on to the database as before.
+
+    `first`: the caller's own checks (rate limits, nonce) to make in the same round trip, before the
+    gate; one that refuses raises its exception and the gate is not asked. Where Redis cannot run them
+    (unreachable), each is made the caller's usual way."""
     client = _client.get()
     if client is None:
+        _usual(first)
         if enabled():
             ADMISSIONS.labels("redis_unreachable").inc()
         return None
-    if known_sold_out(release_id):
+    if known_sold_out(release_id) and not first:  # with checks to make, the round trip is needed anyway
         ADMISSIONS.labels("sold_out").inc()
         raise SoldOut()
     gate, held = _keys(release_id)
     try:
         code, count, epoch, wait = _client.script(client, "admit", _ADMIT)(
-            keys=[gate, held, _queue_key(release_id)], args=[member, f"{utcnow().replace(tzinfo=timezone.utc).timestamp():.3f}"])
+            keys=[gate, held, _queue_key(release_id), *(step.key for step in first)],
+            args=[member, f"{utcnow().replace(tzinfo=timezone.utc).timestamp():.3f}",
+                  *(value for step in first for value in (step.kind, step.seconds, step.limit))])
     except redis.RedisError as error:
         _client.failed(error)
+        _usual(first)  # (a script that ran before the connection broke counts its windows twice: stricter)
         ADMISSIONS.labels("redis_unreachable").inc()
         return None
+    if code <= -10:
+        raise first[-code - 11].refused()  # -11: the first step
     if code == 0:
         ADMISSIONS.labels("no_gate").inc()
         _build_once(client, release_id)
@@ -220,6 +243,11 @@ def admit(release_id: int, member: str) -> Ticket | None:
     ticket = Ticket(release_id, member, epoch.decode() if isinstance(epoch, bytes) else str(epoch))
     on_rollback(lambda: give_back(ticket))
     return ticket
+
+
+def _usual(steps: Sequence[redis_store.Step]) -> None:
+    for step in steps:
+        step.usual()
 
 
 def places_left(release_id: int) -> int | None:

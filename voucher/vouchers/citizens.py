@@ -130,9 +130,10 @@ class CitizenRef(NamedTuple):
     identity_hash: str
 
 
-def citizen_ref_for(raw_phone: str) -> CitizenRef:
-    """citizen_for as plain values, for the channel claim (a flash crowd's busiest path)."""
-    return _citizen_ref(Identity(normalise_phone(raw_phone)))
+def citizen_ref_for(identity: Identity) -> CitizenRef:
+    """citizen_for as plain values, for the channel claim (a flash crowd's busiest path), from the
+    identity the claim has already hashed for the admission gate."""
+    return _citizen_ref(identity)
 
 
 def _citizen_with(identity: Identity) -> Citizen:

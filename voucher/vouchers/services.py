@@ -2,6 +2,7 @@
 vouchers as their pages show them: wallet.py)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from flask import current_app
@@ -10,7 +11,7 @@ from sqlalchemy.orm import make_transient_to_detached
 
 from voucher.campaigns.models import Campaign, CampaignStatus, LotteryEntry, Release, ReleaseMode, ReleaseStatus
 from voucher.campaigns.services import voucher_validity
-from voucher.core import audit
+from voucher.core import audit, redis_store
 from voucher.core.clock import local_day_end_utc, to_local, utcnow
 from voucher.core.db import connection, db
 from voucher.core.errors import ClaimLimitReached, InvalidToken, NotFound, ReleaseNotOpen, SoldOut
@@ -154,14 +155,19 @@ def claim(release_id: int, citizen: Citizen, now: datetime | None = None, *, act
     return db.session.merge(voucher, load=False)
 
 
-def claim_by_phone(release_id: int, phone: str, *, actor_label: str) -> Voucher:
+def claim_by_phone(release_id: int, phone: str, *, actor_label: str,
+                   first: Sequence[redis_store.Step] = ()) -> Voucher:
     """A channel partner's claim for a citizen it has verified: the gate is asked with the identity hash
     of the phone number before the citizen's row is found or created, so a refused attempt in a flash
-    crowd writes nothing. The voucher comes back as values (not attached to the session): the answer
-    is built from it and nothing else is read."""
-    ticket = admission.admit(release_id, citizens.identity_hash(citizens.normalise_phone(phone)))
+    crowd writes nothing. `first`: the caller's checks to make in the gate's round trip (admission.admit).
+    The voucher comes back as values (not attached to the session): the answer is built from it and
+    nothing else is read."""
+    identity = citizens.Identity(citizens.normalise_phone(phone))
+    ticket = admission.admit(release_id, identity.active, first)
+    if ticket is None:
+        ensure_not_sold_out(release_id)  # the checks made, the database's last word is remembered
     # citizen_ref_for finds or creates the row with a lock held until the commit: no second lock needed
-    return _claim(release_id, citizens.citizen_ref_for(phone), None, actor_label, ticket)
+    return _claim(release_id, citizens.citizen_ref_for(identity), None, actor_label, ticket)
 
 
 def _claim(release_id: int, citizen: Citizen | citizens.CitizenRef, now: datetime | None, actor_label: str | None,
