@@ -630,7 +630,8 @@ def main() -> None:
                   f"p99 {percentile(lat, 99) * 1000:.1f} ms; answers {dict(kinds)}")
             # where the tail lives: a won claim goes to the database, a late arrival does not
             print("  by answer: " + "; ".join(
-                f"{kind} p50 {percentile(of_kind, 50) * 1000:.1f} ms, p90 {percentile(of_kind, 90) * 1000:.1f} ms, "
+                f"{kind} p10 {percentile(of_kind, 10) * 1000:.1f} ms, p50 {percentile(of_kind, 50) * 1000:.1f} ms, "
+                f"p90 {percentile(of_kind, 90) * 1000:.1f} ms, "
                 f"p99 {percentile(of_kind, 99) * 1000:.1f} ms" for kind in sorted(kinds)
                 for of_kind in [[latency for (answer, _), latency in zip(res, lat) if answer == kind]]))
             failed = next((detail for kind, detail in res if kind == "transport_error"), None)

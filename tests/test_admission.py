@@ -632,30 +632,53 @@ def _nonce_spent(server: RedisServer, nonce: str) -> bool:
     return bool(redis.Redis(port=server.port).keys(f"test:nonce:*:{nonce}"))
 
 
-def test_with_the_limits_in_the_gates_redis_an_admitted_claim_costs_one_round_trip(app, client, gated,
-                                                                                   shared_limits, monkeypatch):
-    _, release_id = _first_voucher_won(client, 3)  # (its scripts loaded, its partner cached)
+def _windows(server: RedisServer, allowance: str) -> dict[str, tuple[int, int]]:
+    """The rate limiter's windows of an allowance (RATELIMIT_CHANNEL_CLAIM_IP...): key -> (count, TTL)."""
+    r = redis.Redis(port=server.port)
+    return {key.decode(): (int(r.get(key)), r.ttl(key)) for key in r.keys(f"LIMITS:*{allowance}*")}
+
+
+@contextmanager
+def redis_requests(monkeypatch) -> Iterator[list[bytes]]:
+    """Every request any Redis client of the app sends inside the block (a pipeline's is one)."""
     sent: list[bytes] = []
     send = redis.connection.Connection.send_packed_command
 
-    def counted(connection, command, *args, **kwargs):  # every request any Redis client of the app makes
+    def counted(connection, command, *args, **kwargs):
         sent.append(command if isinstance(command, bytes) else b"".join(command))
         return send(connection, command, *args, **kwargs)
 
     with monkeypatch.context() as patch:
         patch.setattr(redis.connection.Connection, "send_packed_command", counted)
+        yield sent
+
+
+def _in_one_script(sent: list[bytes]) -> bool:
+    """One EVALSHA, and nothing else that writes (a refusal's Retry-After reads its window back)."""
+    return (len(sent) >= 1 and b"EVALSHA" in sent[0]
+            and not any(command in request for request in sent[1:] for command in (b"INCRBY", b"\r\nSET\r\n", b"EVAL")))
+
+
+def test_with_the_limits_in_the_gates_redis_an_admitted_claim_costs_one_round_trip(app, client, gated,
+                                                                                   shared_limits, monkeypatch):
+    _, release_id = _first_voucher_won(client, 3)  # (its scripts loaded, its partner cached)
+    with redis_requests(monkeypatch) as sent:
         won = claim_in_path(client, release_id, "13900000001")
     assert won.status_code == 201, won.get_json()
     # the address's window, the nonce, the partner's window and the gate: one script, one round trip
-    assert len(sent) == 1 and b"EVALSHA" in sent[0], sent
+    assert len(sent) == 1 and _in_one_script(sent), sent
     assert _left(gated, release_id) == 1 and _issued(release_id) == 2
+    # the windows end as the rate limiter's own do: a minute after their first count
+    for allowance in ("RATELIMIT_CHANNEL_CLAIM_IP", "RATELIMIT_CHANNEL_CLAIM_PARTNER"):
+        [(count, ttl)] = _windows(gated, allowance).values()
+        assert count == 2 and 0 < ttl <= 60
 
 
 def test_the_windows_counted_in_the_gates_script_are_the_rate_limiters_own(app, client, gated, shared_limits):
     """Counted with the gate while Redis is well, the usual way while the gate's client backs off: one
     allowance all the same (the same keys, the same windows)."""
     shared_limits(RATELIMIT_CHANNEL_CLAIM_IP="3 per minute")
-    _, release_id = _first_voucher_won(client, 5)  # 1: in the gate's script
+    _, release_id = _first_voucher_won(client, 5)  # 1: the usual way (the partner not yet in the cache)
     assert claim_in_path(client, release_id, "13900000001").status_code == 201  # 2: in the gate's script
     redis_store.CLIENT.failed(redis.ConnectionError("a blip"))  # the gate's client backs off...
     assert claim_in_path(client, release_id, "13900000002").status_code == 201  # 3: counted by limits itself
@@ -664,36 +687,86 @@ def test_the_windows_counted_in_the_gates_script_are_the_rate_limiters_own(app, 
     assert "该地址" in refused.get_json()["errors"][0]["message"] and int(refused.headers["Retry-After"]) >= 1
 
 
-def test_a_claim_over_the_address_limit_leaves_its_nonce_and_the_gate_alone(app, client, gated, shared_limits):
+def test_an_allowance_of_several_windows_stops_at_the_first_one_full(app, client, gated, shared_limits,
+                                                                     monkeypatch):
+    shared_limits(RATELIMIT_CHANNEL_CLAIM_IP="2 per minute;5 per hour")
+    _, release_id = _first_voucher_won(client, 5)
+    assert claim_in_path(client, release_id, "13900000001").status_code == 201
+    with redis_requests(monkeypatch) as sent:
+        assert_error(claim_in_path(client, release_id, "13900000002"), 429, "rate_limited")
+    assert _in_one_script(sent), sent
+    counts = {("minute" if "/minute" in key else "hour"): count
+              for key, (count, _) in _windows(gated, "RATELIMIT_CHANNEL_CLAIM_IP").items()}
+    assert counts == {"minute": 3, "hour": 2}  # the hour's window not counted past the full minute's
+
+
+def test_a_claim_over_the_address_limit_leaves_its_nonce_and_the_gate_alone(app, client, gated, shared_limits,
+                                                                           monkeypatch):
     shared_limits(RATELIMIT_CHANNEL_CLAIM_IP="1 per minute")
     _, release_id = _first_voucher_won(client, 3)
-    refused = claim_in_path(client, release_id, "13900000001", nonce="over-the-address-limit")
+    with redis_requests(monkeypatch) as sent:
+        refused = claim_in_path(client, release_id, "13900000001", nonce="over-the-address-limit")
     assert_error(refused, 429, "rate_limited")
+    assert _in_one_script(sent), sent
     assert "该地址" in refused.get_json()["errors"][0]["message"] and int(refused.headers["Retry-After"]) >= 1
     assert not _nonce_spent(gated, "over-the-address-limit")  # refused before its nonce, as ever
     assert _left(gated, release_id) == 2 and _issued(release_id) == 1
 
 
-def test_a_claim_over_the_partner_limit_spends_its_nonce_but_takes_no_place(app, client, gated, shared_limits):
+def test_an_address_over_its_limit_is_refused_before_an_unknown_key_reaches_the_database(app, client, gated,
+                                                                                        shared_limits):
+    shared_limits(RATELIMIT_CHANNEL_CLAIM_IP="1 per minute")
+    _, release_id = _first_voucher_won(client, 3)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(_db.engine, "before_cursor_execute", count)
+    try:
+        refused = [claim_in_path(client, release_id, "13900000001", key_id=f"pk_made_up_{i}") for i in range(3)]
+    finally:
+        event.remove(_db.engine, "before_cursor_execute", count)
+    for answer in refused:
+        assert_error(answer, 429, "rate_limited")
+    assert statements == []  # no partner looked up for a key id nobody knows
+
+
+def test_a_claim_over_the_partner_limit_spends_its_nonce_but_takes_no_place(app, client, gated, shared_limits,
+                                                                           monkeypatch):
     shared_limits(RATELIMIT_CHANNEL_CLAIM_PARTNER="1 per minute")
     _, release_id = _first_voucher_won(client, 3)
-    refused = claim_in_path(client, release_id, "13900000001", nonce="over-the-partner-limit")
+    with redis_requests(monkeypatch) as sent:
+        refused = claim_in_path(client, release_id, "13900000001", nonce="over-the-partner-limit")
     assert_error(refused, 429, "rate_limited")
+    assert _in_one_script(sent), sent
     assert "该渠道" in refused.get_json()["errors"][0]["message"]
     assert _nonce_spent(gated, "over-the-partner-limit")
     assert _left(gated, release_id) == 2 and _issued(release_id) == 1
 
 
 def test_a_replayed_claim_is_refused_in_the_gates_script_and_counts_against_its_address(app, client, gated,
-                                                                                      shared_limits):
+                                                                                      shared_limits, monkeypatch):
     shared_limits(RATELIMIT_CHANNEL_CLAIM_IP="3 per minute")
     _, release_id = _first_voucher_won(client, 5)
     assert claim_in_path(client, release_id, "13900000001", nonce="once").status_code == 201
-    replay = claim_in_path(client, release_id, "13900000002", nonce="once")
+    with redis_requests(monkeypatch) as sent:
+        replay = claim_in_path(client, release_id, "13900000002", nonce="once")
     assert_error(replay, 401, "unauthenticated")
+    assert len(sent) == 1 and _in_one_script(sent), sent
     assert "随机数已使用" in replay.get_json()["errors"][0]["message"]
     assert _left(gated, release_id) == 3 and _issued(release_id) == 2
     assert_error(claim_in_path(client, release_id, "13900000003"), 429, "rate_limited")  # the 4th from here
+
+
+def test_with_the_limits_off_the_nonce_alone_goes_with_the_gate(app, client, gated, shared_limits, monkeypatch):
+    shared_limits(RATELIMIT_ENABLED=False)
+    _, release_id = _first_voucher_won(client, 3)
+    with redis_requests(monkeypatch) as sent:
+        assert claim_in_path(client, release_id, "13900000001", nonce="alone").status_code == 201
+    assert len(sent) == 1 and _in_one_script(sent), sent
+    assert_error(claim_in_path(client, release_id, "13900000002", nonce="alone"), 401, "unauthenticated")
+    assert _windows(gated, "RATELIMIT_CHANNEL_CLAIM") == {} and _left(gated, release_id) == 1
 
 
 @pytest.mark.parametrize("problem", ["bad_signature", "malformed_body"])
@@ -717,10 +790,34 @@ def test_a_refused_claim_still_counts_against_its_address(app, client, gated, sh
 def test_redis_gone_before_the_script_the_checks_are_made_the_usual_way(app, db, client, gated, shared_limits):
     """The checks that were to go with the gate are made without it: the limits counted in this process,
     the nonce in the database (a replay still refused), the claim on the database path."""
-    _, release_id = _first_voucher_won(client, 3)
+    shared_limits(RATELIMIT_CHANNEL_CLAIM_IP="2 per minute")
+    _, release_id = _first_voucher_won(client, 5)
     gated.kill()
     won = claim_in_path(client, release_id, "13900000001", nonce="with-redis-gone")
     assert won.status_code == 201, won.get_json()
     assert db.session.scalar(select(func.count(PartnerNonce.id))) == 1
     assert_error(claim_in_path(client, release_id, "13900000002", nonce="with-redis-gone"), 401, "unauthenticated")
+    # counted in this process since Redis went: the 1st claim above, the replay; the 3rd is one too many
+    assert_error(claim_in_path(client, release_id, "13900000003"), 429, "rate_limited")
     assert _issued(release_id) == 2
+
+
+def test_a_script_whose_answer_is_lost_counts_nothing_twice(app, client, gated, shared_limits, monkeypatch):
+    """The script ran, its answer timed out: the claim goes on by the database, its counts not made again
+    (counting twice in a crowd would spend a partner's allowance early), its nonce spent again."""
+    shared_limits(RATELIMIT_CHANNEL_CLAIM_PARTNER="3 per minute")
+    _, release_id = _first_voucher_won(client, 5)  # the partner's 1st
+    call = redis.commands.core.Script.__call__
+
+    def answer_lost(script, *args, **kwargs):
+        call(script, *args, **kwargs)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(redis.commands.core.Script, "__call__", answer_lost)
+        won = claim_in_path(client, release_id, "13900000001", nonce="answer-lost")  # the 2nd, in the script
+    assert won.status_code == 201, won.get_json()
+    redis_store.CLIENT.failed_at = 0.0  # Redis answers again
+    assert claim_in_path(client, release_id, "13900000002").status_code == 201  # the 3rd: not yet over
+    assert_error(claim_in_path(client, release_id, "13900000003"), 429, "rate_limited")
+    assert_error(claim_in_path(client, release_id, "13900000004", nonce="answer-lost"), 401, "unauthenticated")

@@ -3,8 +3,9 @@ this process has just seen sold out gets its 409 `sold_out` here, in a small fra
 
 In a drop of 50,000 vouchers and 500,000 attempts, nine attempts in ten come after the gate has sold out. A
 full request (Flask's contexts, two rate-limit counters, the nonce, the gate's script: four Redis round
-trips) costs more than everything the answer says. Here the same request is answered with one Redis round
-trip, the nonce's, and the same bytes, headers, access line and metrics as the full path.
+trips, or one script where the limits share the gate's Redis) costs more than everything the answer says.
+Here the same request is answered with one Redis round trip, the nonce's, and the same bytes, headers,
+access line and metrics as the full path.
 
 Only a request that would certainly get `sold_out` takes the lane: a well-formed, correctly signed claim
 by an active partner this process has in its cache (the signature and partner checks are auth.py's;

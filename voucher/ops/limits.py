@@ -1,6 +1,7 @@
 """Rate limits on the endpoints worth attacking: sign-in, claims and redemption.
 
-Each guarded view carries a decorator from this module. Its POSTs are counted per client address
+Each guarded view carries a decorator from this module (the channel claim counts in the view instead: see
+channel_claim_steps). Its POSTs are counted per client address
 (after ProxyFix) and, on the JSON API, also per caller: per channel partner (counted in the view once
 its signature has checked out, so nobody can spend a partner's allowance with its key id alone) and
 per store terminal (a digest of its token, so nobody without the token can spend a terminal's allowance). The
@@ -29,6 +30,7 @@ import time
 from functools import partial, wraps
 from typing import Callable, NamedTuple
 
+import redis
 from flask import Flask, current_app, request
 from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
@@ -99,6 +101,12 @@ class LocalStorage(Storage):
             self._windows.pop(key, None)
 
 
+def _where(connection: dict) -> tuple:
+    """A Redis connection's server and database, from its pool's connection arguments."""
+    return (connection.get("host"), connection.get("port"), connection.get("path"), int(connection.get("db") or 0),
+            connection.get("username"))
+
+
 class RateLimited(TooManyRequests):
     def __init__(self, message: str, retry_after: int | None) -> None:
         super().__init__(description=message)
@@ -112,13 +120,14 @@ class RateLimits:
         self.enabled = config["RATELIMIT_ENABLED"]
         self.prefix = config["RATELIMIT_KEY_PREFIX"]
         self.items = {name: tuple(parse_many(config[name])) for name in RATE_LIMITS}
-        uri = self._storage_uri = config["RATELIMIT_STORAGE_URI"]
+        uri = config["RATELIMIT_STORAGE_URI"]
         self.shared = uri != "local://"
         storage = (storage_from_string(uri, wrap_exceptions=True, **config["RATELIMIT_STORAGE_OPTIONS"])
                    if self.shared else LocalStorage())
         self.primary = FixedWindowRateLimiter(storage)
         self.fallback = FixedWindowRateLimiter(LocalStorage()) if self.shared else self.primary
         self._primary_down_until = 0.0
+        self._counts_in_url: dict[str, bool] = {}
 
     def _strategy(self) -> FixedWindowRateLimiter:
         if self._primary_down_until and time.monotonic() < self._primary_down_until:
@@ -157,16 +166,28 @@ class RateLimits:
         """The windows of `setting` as steps of the admission gate's script (core.redis_store.Step), when
         they are counted in that very Redis (`redis_url`): the same keys, counts and refusals as
         acquire(), in the gate's round trip. None when they are counted elsewhere (in this process, in
-        another Redis, or locally while the shared storage is down): the caller counts them with check()."""
+        another Redis, or locally while the shared storage is down): the caller counts them with check().
+        None of them (an empty list) with the limits switched off."""
         if not self.enabled:
             return []
         storage = self.primary.storage
         prefixed = getattr(storage, "prefixed_key", None)
-        if self._storage_uri != redis_url or prefixed is None or self._strategy() is not self.primary:
+        if prefixed is None or self._strategy() is not self.primary or not self._counts_in(redis_url):
             return None
         return [Step("count", prefixed(item.key_for(self.prefix, scope, key)), item.get_expiry(), item.amount,
                      refused=partial(self._refused, item, scope, key, message),
                      usual=partial(self._hit, item, scope, key, message)) for item in self.items[setting]]
+
+    def _counts_in(self, redis_url: str) -> bool:
+        """Whether the counters live in the Redis server and database `redis_url` names, as `limits`
+        connects (its URL with RATELIMIT_STORAGE_OPTIONS): the same address and database however the
+        two URLs are written ("redis://h:6379" and "redis://h:6379/0" are one)."""
+        known = self._counts_in_url.get(redis_url)
+        if known is None:
+            pool = getattr(getattr(self.primary.storage, "storage", None), "connection_pool", None)
+            known = self._counts_in_url[redis_url] = pool is not None and (
+                _where(pool.connection_kwargs) == _where(redis.ConnectionPool.from_url(redis_url).connection_kwargs))
+        return known
 
     def _refused(self, item: RateLimitItem, scope: str, key: str, message: str) -> RateLimited:
         return RateLimited(message, self._retry_after(self.primary, item, self.prefix, scope, key))
@@ -200,6 +221,14 @@ def terminal_key() -> str:
     # The token's digest (as stored for the terminal), shortened: a key per terminal, no secret in it.
     token = request.headers.get("Authorization", "")[7:].strip()
     return hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+class Allowance(NamedTuple):
+    """A guarded action counted outside a decorator: its setting, its counters' scope, its refusal."""
+
+    setting: str
+    scope: str
+    message: str
 
 
 def limited(setting: str, message: str, key: Callable[[], str] = client_address, *,
@@ -260,15 +289,9 @@ claim_page = limited("RATELIMIT_CLAIM", "领取请求过于频繁，请稍后再
 merchant_apply = limited("RATELIMIT_MERCHANT_APPLY", "提交入驻申请过于频繁，请稍后再试")
 merchant_status = limited_failures("RATELIMIT_MERCHANT_STATUS", "查询过于频繁，请稍后再试")
 counter_page = limited("RATELIMIT_COUNTER", "核销请求过于频繁，请稍后再试")
-# Both claim routes (the release in the body or in the path) count in one allowance, as the partner's does.
 # The channel claim's counts are made by the view (api/views.py: _claim_checks), as steps of the admission
-# gate's script where they can be: a flash crowd's claim then costs one Redis round trip, not four.
-class Allowance(NamedTuple):
-    setting: str
-    scope: str
-    message: str
-
-
+# gate's script where they can be: a flash crowd's claim then costs one Redis round trip, not four. Both
+# claim routes (the release in the body or in the path) count in one allowance, as the partner's does.
 CHANNEL_CLAIM_IP = Allowance("RATELIMIT_CHANNEL_CLAIM_IP", "voucher.api.views.channel_claim:RATELIMIT_CHANNEL_CLAIM_IP",
                              "该地址的领券请求过于频繁，请稍后再试")
 CHANNEL_CLAIM_PARTNER = Allowance("RATELIMIT_CHANNEL_CLAIM_PARTNER",
@@ -292,8 +315,10 @@ def channel_claim_steps(partner_id: str, redis_url: str) -> tuple[list[Step], li
     script in `redis_url`, or None when they are counted elsewhere (then: channel_claim_address and
     channel_claim_partner)."""
     counters = current_app.extensions["rate_limits"]
-    address = counters.steps(*CHANNEL_CLAIM_IP[:2], client_address(), CHANNEL_CLAIM_IP.message, redis_url)
-    partner = counters.steps(*CHANNEL_CLAIM_PARTNER[:2], partner_id, CHANNEL_CLAIM_PARTNER.message, redis_url)
+    address = counters.steps(CHANNEL_CLAIM_IP.setting, CHANNEL_CLAIM_IP.scope, client_address(),
+                             CHANNEL_CLAIM_IP.message, redis_url)
+    partner = counters.steps(CHANNEL_CLAIM_PARTNER.setting, CHANNEL_CLAIM_PARTNER.scope, partner_id,
+                             CHANNEL_CLAIM_PARTNER.message, redis_url)
     return None if address is None or partner is None else (address, partner)
 
 

@@ -116,6 +116,16 @@ return 1
 """
 
 
+class ChecksNotMade(Exception):
+    """The caller's checks could not go with the gate (Redis failed): the caller makes `steps` its own
+    way, outside its transaction (a nonce spent in the database commits on its own), then claims again
+    without them, on the database path. An answer to nobody: the caller catches it."""
+
+    def __init__(self, steps: list[redis_store.Step]) -> None:
+        super().__init__("the admission gate's Redis could not make the caller's checks")
+        self.steps = steps
+
+
 @dataclass
 class Ticket:
     release_id: int
@@ -198,12 +208,13 @@ def admit(release_id: int, member: str, first: Sequence[redis_store.Step] = ()) 
 
     `first`: the caller's own checks (rate limits, nonce) to make in the same round trip, before the
     gate; one that refuses raises its exception and the gate is not asked. Where Redis cannot run them
-    (unreachable), each is made the caller's usual way."""
+    (unreachable), ChecksNotMade hands them back."""
     client = _client.get()
     if client is None:
-        _usual(first)
         if enabled():
             ADMISSIONS.labels("redis_unreachable").inc()
+        if first:
+            raise ChecksNotMade(list(first))
         return None
     if known_sold_out(release_id) and not first:  # with checks to make, the round trip is needed anyway
         ADMISSIONS.labels("sold_out").inc()
@@ -216,8 +227,13 @@ def admit(release_id: int, member: str, first: Sequence[redis_store.Step] = ()) 
                   *(value for step in first for value in (step.kind, step.seconds, step.limit))])
     except redis.RedisError as error:
         _client.failed(error)
-        _usual(first)  # (a script that ran before the connection broke counts its windows twice: stricter)
         ADMISSIONS.labels("redis_unreachable").inc()
+        if first:
+            # A timeout leaves it unknown whether the script ran: its counts are not handed back to be
+            # made twice (at worst one request goes uncounted, where counting twice in a crowd would spend
+            # a whole partner's allowance early); its nonce is, to be spent again (a replay never passes).
+            raise ChecksNotMade([step for step in first if step.kind == "once"]
+                                if isinstance(error, redis.TimeoutError) else list(first)) from error
         return None
     if code <= -10:
         raise first[-code - 11].refused()  # -11: the first step
@@ -243,11 +259,6 @@ def admit(release_id: int, member: str, first: Sequence[redis_store.Step] = ()) 
     ticket = Ticket(release_id, member, epoch.decode() if isinstance(epoch, bytes) else str(epoch))
     on_rollback(lambda: give_back(ticket))
     return ticket
-
-
-def _usual(steps: Sequence[redis_store.Step]) -> None:
-    for step in steps:
-        step.usual()
 
 
 def places_left(release_id: int) -> int | None:
