@@ -18,7 +18,8 @@ from voucher.ops.logs import gunicorn_logconfig
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # One process per core and a few threads each: measured here (benchmarks/), more processes than
 # cores, or more threads, only added GIL contention and tail latency; four threads cover the waits
-# on PostgreSQL.
+# on PostgreSQL. Behind nginx, run one instance of one worker per core, each on its own port
+# (GUNICORN_BIND, WEB_CONCURRENCY=1; docs/operations.md): nginx then balances the processes itself.
 workers = int(os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 2)))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))

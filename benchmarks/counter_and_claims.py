@@ -6,7 +6,9 @@
 What it does, on a fresh PostgreSQL database that it drops afterwards:
 1. migrates, and sets up a merchant with one store terminal per client, a channel partner, and an
    approved campaign whose round of N vouchers is opened (money reserved, vouchers minted);
-2. serves the app with gunicorn (the production WSGI server) on 127.0.0.1;
+2. serves the app with gunicorn (the production WSGI server) as deployed: one instance per core, each with
+   one worker on a port of its own on 127.0.0.1 (nginx balances them with least_conn; the clients that talk
+   to the app directly spread their connections evenly over the ports);
 3. flash crowd: `attempts` signed claim requests from distinct citizens through the channel API,
    `clients` at a time; every answer must be won / sold_out, and exactly N must be won; once per path
    (--paths), each on a round of its own: `database` (no Redis), `gate` (the Redis admission gate), and
@@ -35,6 +37,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -158,14 +161,16 @@ def database_cpu(database: str) -> float:
     return sum(_cpu_seconds(int(pid)) for pid in done.stdout.split())
 
 
-def run_clients(clients: int, jobs: list, send, port: int = PORT) -> tuple[list, list[float], float]:
-    """Send every job from `clients` concurrent connections; answers and latencies in job order."""
+def run_clients(clients: int, jobs: list, send, ports: int | list[int] = PORT) -> tuple[list, list[float], float]:
+    """Send every job from `clients` concurrent connections (to several app servers' ports in turn:
+    the same number of connections to each); answers and latencies in job order."""
     results: list = [None] * len(jobs)
     latencies: list[float] = [0.0] * len(jobs)
     cursor = iter(range(len(jobs)))
+    ports = [ports] if isinstance(ports, int) else ports
 
-    async def worker() -> None:
-        conn = Connection(port)
+    async def worker(number: int) -> None:
+        conn = Connection(ports[number % len(ports)])
         for index in cursor:
             started = time.perf_counter()
             try:
@@ -177,7 +182,7 @@ def run_clients(clients: int, jobs: list, send, port: int = PORT) -> tuple[list,
         conn.close()
 
     async def main() -> None:
-        await asyncio.gather(*(worker() for _ in range(clients)))
+        await asyncio.gather(*(worker(number) for number in range(clients)))
 
     started = time.perf_counter()
     asyncio.run(main())
@@ -427,20 +432,42 @@ def app_schema_script(info: dict) -> tuple[str, int]:
     return "\n".join(lines) + "\n", available - 1
 
 
-def start_server(env: dict, extra: dict, args, log) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{PORT}", "wsgi:app"],
+class AppServers:
+    """gunicorn, as deployed (docs/operations.md): one instance per port, `workers` processes each."""
+
+    def __init__(self, processes: list[subprocess.Popen], ports: list[int]) -> None:
+        self.processes, self.ports = processes, ports
+
+    def cpu(self) -> float:
+        return sum(app_cpu(process) for process in self.processes)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(timeout=30)
+
+
+def start_server(env: dict, extra: dict, args, log) -> AppServers:
+    ports = [PORT + 2 * number for number in range(args.app_servers)]  # (PORT + 1 is nginx's)
+    for port in ports:  # a server left over from another run would answer in this one's place
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                raise SystemExit(f"port {port} is taken (a server of another run?)")
+    processes = [subprocess.Popen(
+        [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT, env={**os.environ, **env, **extra, "WEB_CONCURRENCY": str(args.workers),
                        "GUNICORN_THREADS": str(args.threads), "GUNICORN_WORKER_CLASS": args.worker_class},
         stderr=log,
-    )
-    for _ in range(50):
-        try:
-            http.client.HTTPConnection("127.0.0.1", PORT, timeout=1).request("GET", "/api/v1/openapi.json")
-            break
-        except OSError:
-            time.sleep(0.2)
-    return server
+    ) for port in ports]
+    for port in ports:
+        for _ in range(50):
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/api/v1/openapi.json")
+                break
+            except OSError:
+                time.sleep(0.2)
+    return AppServers(processes, ports)
 
 
 EDGE_NGINX = """\
@@ -456,7 +483,8 @@ http {{
     # the edge's per-address limit: every claim here comes from one address, so far above it
     limit_req_zone $binary_remote_addr zone=voucher_edge:1m rate=1000000r/s;
     upstream voucher_app {{
-        server 127.0.0.1:{app_port};
+        least_conn;  # as deploy/nginx.conf: to the app server with the fewest requests in flight
+{servers}
         keepalive 64;
     }}
     server {{
@@ -472,7 +500,7 @@ http {{
 """
 
 
-def start_edge(directory: Path) -> subprocess.Popen:
+def start_edge(directory: Path, app_ports: list[int]) -> subprocess.Popen:
     """nginx in front of the app server, with the project's claims edge, as deploy/nginx.conf has it."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     directory.mkdir(parents=True, exist_ok=True)
@@ -481,7 +509,8 @@ def start_edge(directory: Path) -> subprocess.Popen:
         (directory / name).mkdir(mode=0o777, exist_ok=True)
         (directory / name).chmod(0o777)  # nginx's worker runs as nobody when started as root
     conf = directory / "nginx.conf"
-    conf.write_text(EDGE_NGINX.format(dir=directory, port=EDGE_PORT, app_port=PORT,
+    conf.write_text(EDGE_NGINX.format(dir=directory, port=EDGE_PORT,
+                                      servers="\n".join(f"        server 127.0.0.1:{port};" for port in app_ports),
                                       edge=ROOT / "deploy" / "nginx-claims-edge.conf",
                                       proxy=ROOT / "deploy" / "nginx-proxy.conf"))
     edge = subprocess.Popen([nginx, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log"),
@@ -519,8 +548,9 @@ def main() -> None:
     parser.add_argument("--vouchers", type=int, default=10_000)
     parser.add_argument("--attempts", type=int, default=50_000)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
-                        help="gunicorn worker processes (WEB_CONCURRENCY)")
+    parser.add_argument("--app-servers", type=int, default=os.cpu_count() or 2,
+                        help="gunicorn instances, each on its own port (nginx balances them: least_conn)")
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes per instance (WEB_CONCURRENCY)")
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (GUNICORN_THREADS)")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (GUNICORN_WORKER_CLASS)")
     parser.add_argument("--pgbench-seconds", type=int, default=20)
@@ -567,8 +597,8 @@ def main() -> None:
             if gated:
                 build_gates(env, gate_env)
             server = start_server(env, gate_env if gated else {}, args, server_log)
-            edge = start_edge(Path(tempfile.mkdtemp(prefix="bench-edge-"))) if behind_edge else None
-            port = EDGE_PORT if behind_edge else PORT
+            edge = start_edge(Path(tempfile.mkdtemp(prefix="bench-edge-")), server.ports) if behind_edge else None
+            port = EDGE_PORT if behind_edge else server.ports
             # Warm-up, left out of the figures: every worker thread compiles its statements and opens its
             # database connections on a round of its own, as a server that has been up a while has done.
             warm, _, _ = run_clients(args.clients, [f"{prefix}9{i:07d}" for i in range(WARM_UP_PER_CLIENT * args.clients)],
@@ -577,32 +607,30 @@ def main() -> None:
             warm_redeemed, _, _ = run_clients(
                 args.clients, redemption_requests(info["terminals"], [(-1 - i - 10**6 * number, t)
                                                                       for i, t in enumerate(warm_tokens)]),
-                send_redemption)
+                send_redemption, server.ports)
             warm_ok = len(warm_tokens) == len(warm) and all(kind == "redeemed" for kind, _ in warm_redeemed)
             phones = [f"{prefix}{i:08d}" for i in range(args.attempts)]
-            cpu_before = (app_cpu(server), database_cpu(database), app_cpu(edge) if edge else 0.0)
+            cpu_before = (server.cpu(), database_cpu(database), app_cpu(edge) if edge else 0.0)
             results, claim_lat, claim_time = run_clients(
                 args.clients, phones, claim_sender(info["secret"], release_id, behind_edge), port)
-            cpu[path] = (app_cpu(server) - cpu_before[0], database_cpu(database) - cpu_before[1],
+            cpu[path] = (server.cpu() - cpu_before[0], database_cpu(database) - cpu_before[1],
                          app_cpu(edge) - cpu_before[2] if edge else 0.0)
             crowds[path] = (results, claim_lat, claim_time, warm_ok)
             if edge is not None:
                 edge.terminate()
                 edge.wait(timeout=30)
             if number < len(paths) - 1:
-                server.terminate()
-                server.wait(timeout=30)
+                server.stop()
                 server = None
         results = crowds[paths[-1]][0]  # the counter redeems the last path's vouchers, on its server
         tokens = [token for kind, token in results if kind == "won"]
 
         jobs = redemption_requests(info["terminals"], list(enumerate(tokens)))
-        cpu_before = (app_cpu(server), database_cpu(database))
-        redeemed, redeem_lat, redeem_time = run_clients(args.clients, jobs, send_redemption)
-        redeem_cpu = (app_cpu(server) - cpu_before[0], database_cpu(database) - cpu_before[1])
+        cpu_before = (server.cpu(), database_cpu(database))
+        redeemed, redeem_lat, redeem_time = run_clients(args.clients, jobs, send_redemption, server.ports)
+        redeem_cpu = (server.cpu() - cpu_before[0], database_cpu(database) - cpu_before[1])
         redeem_answers = Counter(kind for kind, _ in redeemed)
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
         server = None
 
         ceiling = pg_ceiling(database, args.clients, args.pgbench_seconds)
@@ -617,7 +645,8 @@ def main() -> None:
             problems = verify_ledger()
 
         redeem_rate = len(jobs) / redeem_time if jobs else 0.0
-        print(f"\nmachine: {os.cpu_count()} cores; gunicorn {args.workers} workers x {args.threads} threads; "
+        print(f"\nmachine: {os.cpu_count()} cores; {args.app_servers} gunicorn instances x {args.workers} workers x "
+              f"{args.threads} threads; "
               f"{args.clients} concurrent clients on the same machine")
         print(f"warm-up (not in the figures): a round of its own per path: "
               f"{'all answered' if all(c[3] for c in crowds.values()) else 'PROBLEM'}")
@@ -664,7 +693,7 @@ def main() -> None:
         sys.exit(0 if ok else 1)
     finally:
         if server is not None:
-            server.terminate()
+            server.stop()
         psql("postgres", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
