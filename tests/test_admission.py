@@ -700,16 +700,20 @@ def test_an_allowance_of_several_windows_stops_at_the_first_one_full(app, client
     assert counts == {"minute": 3, "hour": 2}  # the hour's window not counted past the full minute's
 
 
-def test_a_claim_over_the_address_limit_leaves_its_nonce_and_the_gate_alone(app, client, gated, shared_limits,
-                                                                           monkeypatch):
-    shared_limits(RATELIMIT_CHANNEL_CLAIM_IP="1 per minute")
+@pytest.mark.parametrize(("setting", "whose", "nonce_spent"), [
+    ("RATELIMIT_CHANNEL_CLAIM_IP", "该地址", False),  # refused before its nonce, as ever
+    ("RATELIMIT_CHANNEL_CLAIM_PARTNER", "该渠道", True),  # after it
+])
+def test_a_claim_over_a_limit_takes_no_place_and_spends_its_nonce_past_the_address(
+        app, client, gated, shared_limits, monkeypatch, setting, whose, nonce_spent):
+    shared_limits(**{setting: "1 per minute"})
     _, release_id = _first_voucher_won(client, 3)
     with redis_requests(monkeypatch) as sent:
-        refused = claim_in_path(client, release_id, "13900000001", nonce="over-the-address-limit")
+        refused = claim_in_path(client, release_id, "13900000001", nonce="over-the-limit")
     assert_error(refused, 429, "rate_limited")
     assert _in_one_script(sent), sent
-    assert "该地址" in refused.get_json()["errors"][0]["message"] and int(refused.headers["Retry-After"]) >= 1
-    assert not _nonce_spent(gated, "over-the-address-limit")  # refused before its nonce, as ever
+    assert whose in refused.get_json()["errors"][0]["message"] and int(refused.headers["Retry-After"]) >= 1
+    assert _nonce_spent(gated, "over-the-limit") is nonce_spent
     assert _left(gated, release_id) == 2 and _issued(release_id) == 1
 
 
@@ -730,19 +734,6 @@ def test_an_address_over_its_limit_is_refused_before_an_unknown_key_reaches_the_
     for answer in refused:
         assert_error(answer, 429, "rate_limited")
     assert statements == []  # no partner looked up for a key id nobody knows
-
-
-def test_a_claim_over_the_partner_limit_spends_its_nonce_but_takes_no_place(app, client, gated, shared_limits,
-                                                                           monkeypatch):
-    shared_limits(RATELIMIT_CHANNEL_CLAIM_PARTNER="1 per minute")
-    _, release_id = _first_voucher_won(client, 3)
-    with redis_requests(monkeypatch) as sent:
-        refused = claim_in_path(client, release_id, "13900000001", nonce="over-the-partner-limit")
-    assert_error(refused, 429, "rate_limited")
-    assert _in_one_script(sent), sent
-    assert "该渠道" in refused.get_json()["errors"][0]["message"]
-    assert _nonce_spent(gated, "over-the-partner-limit")
-    assert _left(gated, release_id) == 2 and _issued(release_id) == 1
 
 
 def test_a_replayed_claim_is_refused_in_the_gates_script_and_counts_against_its_address(app, client, gated,
