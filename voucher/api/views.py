@@ -238,24 +238,21 @@ def _claim_checks() -> tuple[Row, list[redis_store.Step]]:
     gate's script (one round trip for the whole claim, vouchers/admission.py admit); otherwise each is
     made here, the address first, and none is left."""
     redis_url = current_app.config.get("ADMISSION_REDIS_URL")
-    if (redis_url and not redis_store.CLIENT.degraded
-            and auth.cached_partner(request.headers.get("X-Partner-Key", "")) is not None):
-        try:
-            partner, nonce = auth.signed_request()
-        except auth.Unauthenticated:
-            limits.channel_claim_address()  # a bad signature counts against its address, as ever
-            raise
-        counts = limits.channel_claim_steps(str(partner.id), redis_url)
-        if counts is not None:
-            address, partner_count = counts
-            return partner, [*address, auth.nonce_step(partner, nonce), *partner_count]
-        limits.channel_claim_address()
-        auth.spend_nonce(partner, nonce)
-    else:
+    known = (auth.cached_partner(request.headers.get("X-Partner-Key", ""))
+             if redis_url and not redis_store.CLIENT.degraded else None)
+    counts = limits.channel_claim_steps(str(known.id), redis_url) if known is not None and redis_url else None
+    if counts is None:
         limits.channel_claim_address()
         partner = auth.current_partner()
-    limits.channel_claim_partner(str(partner.id))
-    return partner, []
+        limits.channel_claim_partner(str(partner.id))
+        return partner, []
+    try:
+        partner, nonce = auth.signed_request()
+    except auth.Unauthenticated:
+        limits.channel_claim_address()  # a bad signature counts against its address, as ever
+        raise
+    address, partner_count = counts
+    return partner, [*address, auth.nonce_step(partner, nonce), *partner_count]
 
 
 def read_claim(body: dict) -> tuple[int, str]:
